@@ -1,0 +1,79 @@
+/* db: the manager's SQLite store (sessions, executions, manager_events).
+ *
+ * The manager is the only writer. Opening sets busy_timeout, WAL and
+ * foreign keys, then applies the missing migrations (PRAGMA user_version) in
+ * one transaction. Every statement is prepared once at open. Calls return
+ * 0 or -1 and never exit; the last SQLite message is in db_errmsg(). */
+#ifndef OCPM_DB_H
+#define OCPM_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+typedef struct db db_t;
+
+/* One execution as the manager knows it. Strings are borrowed for the call. */
+typedef struct db_exec {
+    int64_t id;
+    const char *session_id, *owner, *mode, *status;
+    const char *argv_json, *model, *agent;
+    const char *prompt;
+    size_t prompt_len;
+    const char *answer;
+    size_t answer_len;
+    const char *oc_session_id, *stderr_tail, *error;
+    long pid;
+    double queued_at, started_at, finished_at; /* unix seconds; 0 = not yet */
+    int has_exit, exit_code, signal;
+    long peak_rss_kb;
+    double cpu_user_ms, cpu_sys_ms;
+    int has_usage;
+    long long tokens_in, tokens_out;
+    double cost;
+} db_exec_t;
+
+typedef struct db_session {
+    const char *id, *owner, *workspace, *oc_session_id;
+    double created_at, last_activity;
+    long message_count;
+} db_session_t;
+
+typedef struct db_exec_filter {
+    const char *owner;      /* required */
+    const char *session_id; /* NULL: any */
+    const char *status;     /* NULL: any */
+    long limit;
+} db_exec_filter_t;
+
+/* store_prompts: keep prompt/answer text (cut at text_limit bytes) or only
+ * their sizes and SHA-256. */
+db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen);
+void db_close(db_t *db);
+const char *db_errmsg(db_t *db);
+int db_schema_version(db_t *db);
+
+/* Rows left queued/running by a manager that died become interrupted. */
+int db_mark_interrupted(db_t *db, double now, int *count);
+int db_event(db_t *db, double now, const char *kind, const char *detail);
+
+int db_session_insert(db_t *db, const db_session_t *s);
+int db_session_set_oc(db_t *db, const char *id, const char *oc_session_id);
+int db_session_delete(db_t *db, const char *id, double now);
+/* Calls fn for every session not deleted. */
+int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);
+/* Is the id taken by any session, deleted ones included? Returns 1, 0 or -1. */
+int db_session_exists(db_t *db, const char *id);
+
+/* Insert a queued execution; sets e->id. */
+int db_exec_insert(db_t *db, db_exec_t *e);
+/* Write every mutable column of e (by e->id). When finished, also bumps the
+ * session's last_activity and message_count in the same transaction. */
+int db_exec_update(db_t *db, const db_exec_t *e, int finished);
+/* The row as a JSON object, or NULL (missing, another owner, or error:
+ * db_errmsg tells which when it is an error). */
+json_object *db_exec_get(db_t *db, int64_t id, const char *owner);
+json_object *db_exec_list(db_t *db, const db_exec_filter_t *f);
+
+#endif

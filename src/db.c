@@ -1,0 +1,483 @@
+#define _GNU_SOURCE
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include "sha256.h"
+
+/* Schema migrations, applied in order; user_version = number applied. Never
+ * edit a shipped step: add a new one. */
+static const char *const db_migrations[] = {
+    /* 1: sessions, executions, manager events. Times are unix seconds (REAL). */
+    "CREATE TABLE sessions ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  opencode_session_id TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  last_activity REAL NOT NULL,"
+    "  message_count INTEGER NOT NULL DEFAULT 0,"
+    "  deleted_at REAL"
+    ");"
+    "CREATE TABLE executions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id TEXT NOT NULL REFERENCES sessions(id),"
+    "  owner TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed',"
+    "                                        'timeout','aborted','interrupted')),"
+    "  argv TEXT,"
+    "  pid INTEGER,"
+    "  model TEXT,"
+    "  agent TEXT,"
+    "  queued_at REAL NOT NULL,"
+    "  started_at REAL,"
+    "  finished_at REAL,"
+    "  duration_ms REAL,"
+    "  queue_wait_ms REAL,"
+    "  exit_code INTEGER,"
+    "  signal INTEGER,"
+    "  peak_rss_kb INTEGER,"
+    "  cpu_user_ms REAL,"
+    "  cpu_sys_ms REAL,"
+    "  tokens_in INTEGER,"
+    "  tokens_out INTEGER,"
+    "  cost REAL,"
+    "  prompt TEXT,"
+    "  prompt_bytes INTEGER,"
+    "  prompt_sha256 TEXT,"
+    "  answer TEXT,"
+    "  answer_bytes INTEGER,"
+    "  answer_sha256 TEXT,"
+    "  opencode_session_id TEXT,"
+    "  stderr_tail TEXT,"
+    "  error TEXT"
+    ");"
+    "CREATE INDEX executions_session ON executions(session_id, id);"
+    "CREATE INDEX executions_status ON executions(status, id);"
+    "CREATE INDEX executions_queued ON executions(queued_at);"
+    "CREATE TABLE manager_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at REAL NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  detail TEXT"
+    ");",
+};
+
+#define DB_NMIGRATIONS ((int)(sizeof db_migrations / sizeof db_migrations[0]))
+
+/* The prepared statements, by purpose. */
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_INTERRUPT,
+    ST_EVENT,
+    ST_SESS_INSERT,
+    ST_SESS_SET_OC,
+    ST_SESS_DELETE,
+    ST_SESS_EACH,
+    ST_SESS_EXISTS,
+    ST_SESS_BUMP,
+    ST_EXEC_INSERT,
+    ST_EXEC_UPDATE,
+    ST_EXEC_GET,
+    ST_EXEC_LIST,
+    ST_COUNT
+};
+
+static const char *const db_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INTERRUPT] = "UPDATE executions SET status = 'interrupted', finished_at = ?1,"
+                     " error = coalesce(error, 'manager stopped before the run ended')"
+                     " WHERE status IN ('queued', 'running')",
+    [ST_EVENT] = "INSERT INTO manager_events (at, pid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    [ST_SESS_INSERT] = "INSERT INTO sessions (id, owner, workspace, opencode_session_id, created_at,"
+                       " last_activity, message_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+    [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?2 WHERE id = ?1",
+    [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?2 WHERE id = ?1",
+    [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
+                     " message_count FROM sessions WHERE deleted_at IS NULL",
+    [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE id = ?1",
+    [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?2, message_count = message_count + 1"
+                     " WHERE id = ?1",
+    [ST_EXEC_INSERT] = "INSERT INTO executions (session_id, owner, mode, status, model, agent, queued_at,"
+                       " prompt, prompt_bytes, prompt_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_EXEC_UPDATE] =
+        "UPDATE executions SET mode = ?2, status = ?3, argv = ?4, pid = ?5, started_at = ?6,"
+        " finished_at = ?7, duration_ms = ?8, queue_wait_ms = ?9, exit_code = ?10, signal = ?11,"
+        " peak_rss_kb = ?12, cpu_user_ms = ?13, cpu_sys_ms = ?14, tokens_in = ?15, tokens_out = ?16,"
+        " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
+        " stderr_tail = ?22, error = ?23 WHERE id = ?1",
+    [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND owner = ?2",
+    [ST_EXEC_LIST] = "SELECT * FROM executions WHERE owner = ?1"
+                     " AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR status = ?3)"
+                     " ORDER BY id DESC LIMIT ?4",
+};
+
+struct db {
+    sqlite3 *h;
+    sqlite3_stmt *st[ST_COUNT];
+    int store_prompts;
+    long text_limit;
+};
+
+const char *db_errmsg(db_t *db) { return db && db->h ? sqlite3_errmsg(db->h) : "no database"; }
+
+static int db_migrate(db_t *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int version = 0;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (version > DB_NMIGRATIONS) {
+        snprintf(err, errlen, "database schema version %d is newer than this ocpmd (%d)", version,
+                 DB_NMIGRATIONS);
+        return -1;
+    }
+    if (version == DB_NMIGRATIONS)
+        return 0;
+    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    for (int i = version; i < DB_NMIGRATIONS; i++) {
+        if (sqlite3_exec(db->h, db_migrations[i], NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "migration %d failed: %s", i + 1, sqlite3_errmsg(db->h));
+            sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", DB_NMIGRATIONS);
+    if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        goto fail;
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db->h));
+    return -1;
+}
+
+db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen)
+{
+    db_t *db = calloc(1, sizeof *db);
+    if (!db) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    db->store_prompts = store_prompts;
+    db->text_limit = text_limit;
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
+        db_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db->h, 5000);
+    sqlite3_extended_result_codes(db->h, 1);
+    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+                                          "PRAGMA foreign_keys = ON"};
+    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
+        if (sqlite3_exec(db->h, pragmas[i], NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s: %s", path, pragmas[i], sqlite3_errmsg(db->h));
+            db_close(db);
+            return NULL;
+        }
+    }
+    if (db_migrate(db, err, errlen) != 0) {
+        db_close(db);
+        return NULL;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(db->h, db_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare %d: %s", i, sqlite3_errmsg(db->h));
+            db_close(db);
+            return NULL;
+        }
+    }
+    return db;
+}
+
+void db_close(db_t *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(db->st[i]);
+    if (db->h)
+        sqlite3_close(db->h);
+    free(db);
+}
+
+int db_schema_version(db_t *db)
+{
+    (void)db;
+    return DB_NMIGRATIONS;
+}
+
+/* Bind helpers: NULL or 0 meaning "no value" become SQL NULL. */
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void bind_time(sqlite3_stmt *s, int i, double t)
+{
+    if (t > 0)
+        sqlite3_bind_double(s, i, t);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Step a write statement to completion and reset it. */
+static int db_run(db_t *db, int st)
+{
+    sqlite3_stmt *s = db->st[st];
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    (void)db;
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int db_mark_interrupted(db_t *db, double now, int *count)
+{
+    sqlite3_bind_double(db->st[ST_INTERRUPT], 1, now);
+    int rc = db_run(db, ST_INTERRUPT);
+    *count = rc == 0 ? sqlite3_changes(db->h) : 0;
+    return rc;
+}
+
+int db_event(db_t *db, double now, const char *kind, const char *detail)
+{
+    sqlite3_stmt *s = db->st[ST_EVENT];
+    sqlite3_bind_double(s, 1, now);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)getpid());
+    bind_text(s, 3, kind);
+    bind_text(s, 4, detail);
+    return db_run(db, ST_EVENT);
+}
+
+int db_session_insert(db_t *db, const db_session_t *se)
+{
+    sqlite3_stmt *s = db->st[ST_SESS_INSERT];
+    bind_text(s, 1, se->id);
+    bind_text(s, 2, se->owner);
+    bind_text(s, 3, se->workspace);
+    bind_text(s, 4, se->oc_session_id);
+    sqlite3_bind_double(s, 5, se->created_at);
+    sqlite3_bind_double(s, 6, se->last_activity);
+    return db_run(db, ST_SESS_INSERT);
+}
+
+int db_session_set_oc(db_t *db, const char *id, const char *oc)
+{
+    bind_text(db->st[ST_SESS_SET_OC], 1, id);
+    bind_text(db->st[ST_SESS_SET_OC], 2, oc);
+    return db_run(db, ST_SESS_SET_OC);
+}
+
+int db_session_delete(db_t *db, const char *id, double now)
+{
+    bind_text(db->st[ST_SESS_DELETE], 1, id);
+    sqlite3_bind_double(db->st[ST_SESS_DELETE], 2, now);
+    return db_run(db, ST_SESS_DELETE);
+}
+
+int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx)
+{
+    sqlite3_stmt *s = db->st[ST_SESS_EACH];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        db_session_t se = {
+            .id = (const char *)sqlite3_column_text(s, 0),
+            .owner = (const char *)sqlite3_column_text(s, 1),
+            .workspace = (const char *)sqlite3_column_text(s, 2),
+            .oc_session_id = (const char *)sqlite3_column_text(s, 3),
+            .created_at = sqlite3_column_double(s, 4),
+            .last_activity = sqlite3_column_double(s, 5),
+            .message_count = (long)sqlite3_column_int64(s, 6),
+        };
+        fn(ctx, &se);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int db_session_exists(db_t *db, const char *id)
+{
+    sqlite3_stmt *s = db->st[ST_SESS_EXISTS];
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Bind a prompt or answer per store_prompts: text (cut at text_limit on a
+ * UTF-8 boundary), byte size, and SHA-256 (only when the text is not kept). */
+static void db_bind_text_body(db_t *db, sqlite3_stmt *s, int i, const char *text, size_t len)
+{
+    if (!text) {
+        sqlite3_bind_null(s, i);
+        sqlite3_bind_null(s, i + 1);
+        sqlite3_bind_null(s, i + 2);
+        return;
+    }
+    sqlite3_bind_int64(s, i + 1, (sqlite3_int64)len);
+    if (db->store_prompts) {
+        size_t keep = len < (size_t)db->text_limit ? len : (size_t)db->text_limit;
+        while (keep > 0 && keep < len && ((unsigned char)text[keep] & 0xc0) == 0x80)
+            keep--;
+        sqlite3_bind_text(s, i, text, (int)keep, SQLITE_TRANSIENT);
+        sqlite3_bind_null(s, i + 2);
+    } else {
+        char hex[65];
+        sha256_hex(text, len, hex);
+        sqlite3_bind_null(s, i);
+        sqlite3_bind_text(s, i + 2, hex, 64, SQLITE_TRANSIENT);
+    }
+}
+
+int db_exec_insert(db_t *db, db_exec_t *e)
+{
+    sqlite3_stmt *s = db->st[ST_EXEC_INSERT];
+    bind_text(s, 1, e->session_id);
+    bind_text(s, 2, e->owner);
+    bind_text(s, 3, e->mode);
+    bind_text(s, 4, e->status);
+    bind_text(s, 5, e->model);
+    bind_text(s, 6, e->agent);
+    sqlite3_bind_double(s, 7, e->queued_at);
+    db_bind_text_body(db, s, 8, e->prompt, e->prompt_len);
+    if (db_run(db, ST_EXEC_INSERT) != 0)
+        return -1;
+    e->id = (int64_t)sqlite3_last_insert_rowid(db->h);
+    return 0;
+}
+
+int db_exec_update(db_t *db, const db_exec_t *e, int finished)
+{
+    if (finished && db_run(db, ST_BEGIN) != 0)
+        return -1;
+    sqlite3_stmt *s = db->st[ST_EXEC_UPDATE];
+    sqlite3_bind_int64(s, 1, e->id);
+    bind_text(s, 2, e->mode);
+    bind_text(s, 3, e->status);
+    bind_text(s, 4, e->argv_json);
+    if (e->pid > 0)
+        sqlite3_bind_int64(s, 5, e->pid);
+    bind_time(s, 6, e->started_at);
+    bind_time(s, 7, e->finished_at);
+    if (e->finished_at > 0)
+        sqlite3_bind_double(s, 8, (e->finished_at - (e->started_at > 0 ? e->started_at : e->finished_at)) * 1000.0);
+    if (e->started_at > 0)
+        sqlite3_bind_double(s, 9, (e->started_at - e->queued_at) * 1000.0);
+    else if (e->finished_at > 0)
+        sqlite3_bind_double(s, 9, (e->finished_at - e->queued_at) * 1000.0);
+    if (e->has_exit)
+        sqlite3_bind_int(s, 10, e->exit_code);
+    if (e->signal)
+        sqlite3_bind_int(s, 11, e->signal);
+    if (e->peak_rss_kb > 0)
+        sqlite3_bind_int64(s, 12, e->peak_rss_kb);
+    if (e->has_exit || e->signal) {
+        sqlite3_bind_double(s, 13, e->cpu_user_ms);
+        sqlite3_bind_double(s, 14, e->cpu_sys_ms);
+    }
+    if (e->has_usage) {
+        sqlite3_bind_int64(s, 15, e->tokens_in);
+        sqlite3_bind_int64(s, 16, e->tokens_out);
+        sqlite3_bind_double(s, 17, e->cost);
+    }
+    db_bind_text_body(db, s, 18, e->answer, e->answer_len);
+    bind_text(s, 21, e->oc_session_id);
+    bind_text(s, 22, e->stderr_tail);
+    bind_text(s, 23, e->error);
+    int rc = db_run(db, ST_EXEC_UPDATE);
+    if (!finished)
+        return rc;
+    if (rc == 0) {
+        sqlite3_stmt *b = db->st[ST_SESS_BUMP];
+        bind_text(b, 1, e->session_id);
+        sqlite3_bind_double(b, 2, e->finished_at);
+        rc = db_run(db, ST_SESS_BUMP);
+    }
+    if (rc == 0 && db_run(db, ST_COMMIT) == 0)
+        return 0;
+    db_run(db, ST_ROLLBACK);
+    return -1;
+}
+
+/* The current row of s as a JSON object keyed by column name. */
+static json_object *db_row_json(sqlite3_stmt *s)
+{
+    json_object *o = json_object_new_object();
+    int n = sqlite3_column_count(s);
+    for (int i = 0; i < n; i++) {
+        json_object *v = NULL;
+        switch (sqlite3_column_type(s, i)) {
+        case SQLITE_INTEGER:
+            v = json_object_new_int64(sqlite3_column_int64(s, i));
+            break;
+        case SQLITE_FLOAT:
+            v = json_object_new_double(sqlite3_column_double(s, i));
+            break;
+        case SQLITE_TEXT:
+            v = json_object_new_string_len((const char *)sqlite3_column_text(s, i), sqlite3_column_bytes(s, i));
+            break;
+        default:
+            v = NULL;
+        }
+        json_object_object_add(o, sqlite3_column_name(s, i), v);
+    }
+    return o;
+}
+
+json_object *db_exec_get(db_t *db, int64_t id, const char *owner)
+{
+    sqlite3_stmt *s = db->st[ST_EXEC_GET];
+    sqlite3_bind_int64(s, 1, id);
+    bind_text(s, 2, owner);
+    json_object *o = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        o = db_row_json(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return o;
+}
+
+json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
+{
+    sqlite3_stmt *s = db->st[ST_EXEC_LIST];
+    bind_text(s, 1, f->owner);
+    bind_text(s, 2, f->session_id);
+    bind_text(s, 3, f->status);
+    sqlite3_bind_int64(s, 4, f->limit > 0 ? f->limit : 50);
+    json_object *a = json_object_new_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_object_array_add(a, db_row_json(s));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        json_object_put(a);
+        return NULL;
+    }
+    return a;
+}

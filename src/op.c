@@ -1,0 +1,335 @@
+#define _GNU_SOURCE
+#include "op.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "log.h"
+#include "pool.h"
+#include "sess.h"
+#include "valid.h"
+#include "ws.h"
+
+typedef struct op_req {
+    const char *user;
+    const char *id; /* path id, or NULL */
+    json_object *args;
+    int stream, async;
+} op_req_t;
+
+typedef void (*op_fn)(mgr_t *m, ctl_conn_t *c, const op_req_t *r);
+
+static const char *op_arg(const op_req_t *r, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(r->args, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* A session the user may see, or NULL after answering 404. */
+static sess_t *op_session(ctl_conn_t *c, const op_req_t *r)
+{
+    sess_t *s = r->id ? sess_find(r->id) : NULL;
+    if (!s || strcmp(sess_owner(s), r->user) != 0) {
+        ctl_error(c, 404, "session_not_found", "no such session");
+        return NULL;
+    }
+    return s;
+}
+
+json_object *op_status_json(mgr_t *m)
+{
+    double now = mgr_now();
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "available", json_object_new_boolean(m->available));
+    json_object_object_add(o, "version", m->available ? json_object_new_string(m->version) : NULL);
+    json_object_object_add(o, "runningProcesses", json_object_new_int64(m->running));
+    json_object_object_add(o, "activeStreams", json_object_new_int64(m->streams));
+    json_object *pm = json_object_new_object();
+    json_object_object_add(pm, "isRunning", json_object_new_boolean(0));
+    json_object_object_add(pm, "isReady", json_object_new_boolean(m->ready && !m->stopping));
+    json_object_object_add(pm, "pendingRequests", json_object_new_int64(m->queued));
+    json_object_object_add(pm, "activeSessions", json_object_new_int64((int64_t)sess_count()));
+    json_object_object_add(pm, "lastActivity", json_object_new_int64((int64_t)(m->last_activity * 1000.0)));
+    json_object_object_add(pm, "idleTime", json_object_new_int64((int64_t)((now - m->last_activity) * 1000.0)));
+    json_object_object_add(pm, "mode", json_object_new_string("per-session"));
+    json_object_object_add(pm, "description", json_object_new_string("Each message spawns separate OpenCode process"));
+    json_object_object_add(o, "processManager", pm);
+    /* Additions beside the original fields. */
+    json_object *x = json_object_new_object();
+    json_object_object_add(x, "pid", json_object_new_int64(getpid()));
+    json_object_object_add(x, "startedAt", json_object_new_int64((int64_t)(m->started_at * 1000.0)));
+    json_object_object_add(x, "uptimeSeconds", json_object_new_double(now - m->started_at));
+    json_object_object_add(x, "configuredMode", json_object_new_string(conf_mode_name(m->conf->mode)));
+    json_object_object_add(x, "serverModeSupported", json_object_new_boolean(m->serve_supported));
+    json_object_object_add(x, "shuttingDown", json_object_new_boolean(m->stopping));
+    json_object_object_add(x, "maxConcurrentRuns", json_object_new_int64(m->conf->max_concurrent_runs));
+    json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)m->spawned));
+    json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)m->finished));
+    json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)m->failed));
+    json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
+    json_object_object_add(x, "responders", pool_status_json());
+    json_object_object_add(o, "ocpm", x);
+    return o;
+}
+
+static void op_status(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    (void)r;
+    ctl_reply(c, 200, op_status_json(m), NULL);
+}
+
+static void op_health(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    (void)r;
+    json_object *o = json_object_new_object();
+    int ok = m->ready && !m->stopping;
+    json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "stopping"));
+    json_object_object_add(o, "available", json_object_new_boolean(m->available));
+    ctl_reply(c, ok ? 200 : 503, o, NULL);
+}
+
+static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    const char *id = op_arg(r, "id");
+    const char *wsname = op_arg(r, "workspace");
+    char gen[VALID_ID_MAX + 1];
+    if (!id) {
+        unsigned char rnd[12];
+        if (getentropy(rnd, sizeof rnd) != 0) {
+            ctl_error(c, 500, "internal", "no randomness for an id");
+            return;
+        }
+        int o = snprintf(gen, sizeof gen, "s_");
+        for (size_t i = 0; i < sizeof rnd; i++)
+            o += snprintf(gen + o, sizeof gen - (size_t)o, "%02x", rnd[i]);
+        id = gen;
+    }
+    if (!wsname)
+        wsname = id;
+    if (m->stopping) {
+        ctl_error(c, 503, "shutting_down", "the manager is shutting down");
+        return;
+    }
+    char path[4096];
+    const char *why = NULL;
+    sess_t *s = sess_find(id);
+    if (s) {
+        /* Idempotent repeat, or a conflict. The workspace is compared as resolved. */
+        if (strcmp(sess_owner(s), r->user) != 0) {
+            ctl_error(c, 409, "session_exists", "a session with this id exists");
+            return;
+        }
+        if (ws_resolve(m->conf->workspace_root, wsname, path, sizeof path, &why) != 0 ||
+            strcmp(path, sess_workspace(s)) != 0) {
+            ctl_error(c, 409, "session_conflict", "this session id is bound to another workspace");
+            return;
+        }
+        ctl_reply(c, 200, sess_json(s), NULL);
+        return;
+    }
+    int exists = db_session_exists(m->db, id);
+    if (exists < 0) {
+        ctl_error(c, 503, "storage_unavailable", "cannot read sessions");
+        return;
+    }
+    if (exists) {
+        ctl_error(c, 409, "session_deleted", "this session id belonged to a deleted session");
+        return;
+    }
+    if (ws_resolve(m->conf->workspace_root, wsname, path, sizeof path, &why) != 0) {
+        ctl_error(c, 400, "invalid_workspace", why);
+        return;
+    }
+    double now = mgr_now();
+    db_session_t row = {.id = id, .owner = r->user, .workspace = path, .created_at = now, .last_activity = now};
+    if (db_session_insert(m->db, &row) != 0) {
+        log_error("cannot record session", "sessionId=%s error=\"%s\"", id, db_errmsg(m->db));
+        ctl_error(c, 503, "storage_unavailable", "cannot record the session");
+        return;
+    }
+    s = sess_add(id, r->user, path, NULL, now, now, 0);
+    if (!s) {
+        ctl_error(c, 500, "internal", "out of memory");
+        return;
+    }
+    m->sessions = (long)sess_count();
+    mgr_touch(m);
+    char q[600];
+    log_info("Session workspace mapped", "sessionId=%s workspace=%s", id, log_quote(q, sizeof q, path));
+    ctl_reply(c, 201, sess_json(s), NULL);
+}
+
+typedef struct op_list_ctx {
+    const char *user;
+    json_object *arr;
+} op_list_ctx_t;
+
+static void op_list_one(void *ctx, sess_t *s)
+{
+    op_list_ctx_t *l = ctx;
+    if (strcmp(sess_owner(s), l->user) == 0)
+        json_object_array_add(l->arr, sess_json(s));
+}
+
+static void op_session_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    (void)m;
+    op_list_ctx_t l = {r->user, json_object_new_array()};
+    sess_each(op_list_one, &l);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "sessions", l.arr);
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_session_get(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    (void)m;
+    sess_t *s = op_session(c, r);
+    if (s)
+        ctl_reply(c, 200, sess_json(s), NULL);
+}
+
+static void op_session_delete(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    sess_t *s = op_session(c, r);
+    if (!s)
+        return;
+    if (db_session_delete(m->db, sess_id(s), mgr_now()) != 0) {
+        ctl_error(c, 503, "storage_unavailable", "cannot record the deletion");
+        return;
+    }
+    int n = exec_abort_session(m, s, "session deleted");
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(sess_id(s)));
+    json_object_object_add(o, "deleted", json_object_new_boolean(1));
+    json_object_object_add(o, "aborted", json_object_new_int(n));
+    log_info("Session deleted", "sessionId=%s aborted=%d", sess_id(s), n);
+    sess_remove(s);
+    m->sessions = (long)sess_count();
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_session_abort(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    sess_t *s = op_session(c, r);
+    if (!s)
+        return;
+    int n = exec_abort_session(m, s, "aborted by request");
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(sess_id(s)));
+    json_object_object_add(o, "aborted", json_object_new_int(n));
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_message(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    sess_t *s = op_session(c, r);
+    if (!s)
+        return;
+    if (m->stopping) {
+        ctl_error(c, 503, "shutting_down", "the manager is shutting down");
+        return;
+    }
+    const char *text = op_arg(r, "text");
+    if (!text || !*text) {
+        ctl_error(c, 400, "missing_field", "body field \"text\" is required");
+        return;
+    }
+    if ((long)sess_waiting(s) >= m->conf->session_queue_limit) {
+        json_object *h = json_object_new_object();
+        char ra[32];
+        snprintf(ra, sizeof ra, "%ld", m->conf->retry_after_s);
+        json_object_object_add(h, "Retry-After", json_object_new_string(ra));
+        json_object *b = json_object_new_object(), *e = json_object_new_object();
+        json_object_object_add(e, "code", json_object_new_string("queue_full"));
+        json_object_object_add(e, "message", json_object_new_string("this session's queue is full; retry later"));
+        json_object_object_add(b, "error", e);
+        ctl_reply(c, 429, b, h);
+        return;
+    }
+    exec_submit(m, s, text, op_arg(r, "model"), op_arg(r, "agent"), c,
+                r->stream ? EXEC_WAIT_STREAM : r->async ? EXEC_WAIT_ASYNC : EXEC_WAIT_SYNC);
+}
+
+static void op_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    json_object *lim;
+    db_exec_filter_t f = {.owner = r->user, .session_id = op_arg(r, "session"), .status = op_arg(r, "status"),
+                          .limit = json_object_object_get_ex(r->args, "limit", &lim) ? json_object_get_int(lim) : 50};
+    json_object *a = db_exec_list(m->db, &f);
+    if (!a) {
+        ctl_error(c, 503, "storage_unavailable", "cannot read executions");
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "executions", a);
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_exec_get(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    char *end;
+    errno = 0;
+    long long id = r->id ? strtoll(r->id, &end, 10) : 0;
+    if (!r->id || errno || *end || id <= 0) {
+        ctl_error(c, 404, "execution_not_found", "no such execution");
+        return;
+    }
+    json_object *o = db_exec_get(m->db, id, r->user);
+    if (!o) {
+        ctl_error(c, 404, "execution_not_found", "no such execution");
+        return;
+    }
+    ctl_reply(c, 200, o, NULL);
+}
+
+static const struct {
+    const char *name;
+    op_fn fn;
+} op_table[] = {
+    {"status", op_status},
+    {"health", op_health},
+    {"session.create", op_session_create},
+    {"session.list", op_session_list},
+    {"session.get", op_session_get},
+    {"session.delete", op_session_delete},
+    {"session.abort", op_session_abort},
+    {"message", op_message},
+    {"exec.list", op_exec_list},
+    {"exec.get", op_exec_get},
+};
+
+void op_dispatch(mgr_t *m, ctl_conn_t *c, json_object *f)
+{
+    json_object *op, *user, *id, *args, *b;
+    if (!json_object_object_get_ex(f, "op", &op) || !json_object_is_type(op, json_type_string) ||
+        !json_object_object_get_ex(f, "user", &user) || !json_object_is_type(user, json_type_string) ||
+        !json_object_object_get_ex(f, "args", &args) || !json_object_is_type(args, json_type_object)) {
+        log_warn("malformed request frame", NULL);
+        ctl_error(c, 400, "bad_frame", "request frame lacks op, user or args");
+        return;
+    }
+    op_req_t r = {.user = json_object_get_string(user), .args = args};
+    if (json_object_object_get_ex(f, "id", &id)) {
+        if (!json_object_is_type(id, json_type_string) || !valid_id(json_object_get_string(id))) {
+            ctl_error(c, 400, "invalid_id", "ids must match [A-Za-z0-9_-]{1,64}");
+            return;
+        }
+        r.id = json_object_get_string(id);
+    }
+    r.stream = json_object_object_get_ex(f, "stream", &b) && json_object_get_boolean(b);
+    r.async = json_object_object_get_ex(f, "async", &b) && json_object_get_boolean(b);
+    const char *name = json_object_get_string(op);
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (strcmp(op_table[i].name, name) == 0) {
+            op_table[i].fn(m, c, &r);
+            return;
+        }
+    ctl_error(c, 404, "unknown_op", "unknown operation");
+}
