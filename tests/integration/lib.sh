@@ -40,6 +40,9 @@ t_start() {
     export OCPM_OPENCODE_BIN=${OCPM_OPENCODE_BIN:-$FAKE_OPENCODE}
     export OCPM_LOG_LEVEL=${OCPM_LOG_LEVEL:-debug}
     export OPENCODE_FAKE_LOG="$TDIR/fake.jsonl"
+    if [ -n "${T_WITH_MODEL:-}" ]; then
+        stack_start_model || { echo "Bail out! the offline model did not start"; exit 1; }
+    fi
     stack_start_ocpmd "$@" || { echo "Bail out! ocpmd did not start"; exit 1; }
     stack_start_nginx "$(free_port)" || { echo "Bail out! nginx did not start"; exit 1; }
     BASE="http://127.0.0.1:$STACK_PORT"
