@@ -40,7 +40,7 @@ typedef struct req_err {
  * Returns NULL and fills err when the request is refused. */
 json_object *req_build(const req_in_t *in, const req_limits_t *lim, req_err_t *err);
 
-/* Decode %XX and '+' in place; returns -1 on a bad escape. */
+/* Decode %XX and '+' in place; returns -1 on a bad escape or %00. */
 int req_urldecode(char *s);
 
 #endif

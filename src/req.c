@@ -41,7 +41,7 @@ int req_urldecode(char *s)
             if (!hex[0] || !hex[1])
                 return -1;
             long v = strtol(hex, &end, 16);
-            if (*end)
+            if (*end || v == 0) /* %00 would cut the value short */
                 return -1;
             *o++ = (char)v;
             s += 2;

@@ -65,13 +65,10 @@ static bool route_path_matches(const char *pattern, const char *path, char *id, 
             size_t n = e ? (size_t)(e - s) : strlen(s);
             if (n == 0)
                 return false;
-            if (n >= idlen || n > VALID_ID_MAX) {
-                *bad_id = true;
-                n = idlen - 1 < n ? idlen - 1 : n;
-            }
-            memcpy(id, s, n);
-            id[n] = '\0';
-            if (!valid_id(id))
+            size_t keep = n < idlen - 1 ? n : idlen - 1;
+            memcpy(id, s, keep);
+            id[keep] = '\0';
+            if (keep < n || !valid_id(id))
                 *bad_id = true;
             p += 4;
             s += n;

@@ -1,4 +1,5 @@
 /* conf: defaults, the file, the environment, every kind of bad value. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

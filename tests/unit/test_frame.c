@@ -1,4 +1,5 @@
 /* frame codec: round trips, split delivery, and every malformed input. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

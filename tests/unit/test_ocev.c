@@ -1,4 +1,5 @@
 /* ocev: real `opencode run --format json` lines (captured from opencode 1.18.33). */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

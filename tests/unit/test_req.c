@@ -1,8 +1,10 @@
 /* req: routes, methods, bodies, fields and limits, each with its status and code. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>

@@ -1,4 +1,5 @@
 /* valid: ids, UTF-8, workspace names, models. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,5 @@
 /* ws: workspace resolution on a real temporary directory, symlinks included. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,7 @@
 
 #include "ws.h"
 
-static char root[256], outside[256];
+static char base[64], root[256], outside[256];
 
 static int setup(void **state)
 {
@@ -22,6 +23,7 @@ static int setup(void **state)
     char *d = mkdtemp(tmpl);
     if (!d)
         return -1;
+    snprintf(base, sizeof base, "%s", d);
     snprintf(root, sizeof root, "%s/root", d);
     snprintf(outside, sizeof outside, "%s/outside", d);
     mkdir(root, 0700);
@@ -40,7 +42,7 @@ static int teardown(void **state)
 {
     (void)state;
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/..'", root);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     return system(cmd) == 0 ? 0 : -1;
 }
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""ocpm benchmark: the stack's own overhead per message, and the manager's RSS with many sessions.
+
+Run by bench/overhead.sh, which starts nginx + ocpmd with the fake opencode. Prints, never asserts:
+  * the same fake opencode run directly (baseline) and through nginx -> responder -> ocpmd, sequentially;
+  * the stack's own overhead per message = client wall time - the run's duration recorded by ocpmd
+    (spawn to reap), p50 and p95 (goal: p50 under 1 ms);
+  * ocpmd's RSS at start and with 1,000 sessions mapped (goal: under 16 MB).
+"""
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def call(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = json.dumps(body).encode() if body is not None else None
+    c.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    out = r.read()
+    c.close()
+    return r.status, json.loads(out) if out else None
+
+
+def main():
+    port, fake, ws, pid, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    rss_start = rss_kb(pid)
+    call(port, "POST", "/api/sessions", {"id": "bench"})
+    # Warm both paths once.
+    subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "warm"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, check=True)
+    call(port, "POST", "/api/sessions/bench/messages", {"text": "warm"})
+    direct, stack, overhead = [], [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "msg %d" % i], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, check=True)
+        direct.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        st, body = call(port, "POST", "/api/sessions/bench/messages", {"text": "msg %d" % i})
+        wall = (time.perf_counter() - t0) * 1000
+        if st != 200:
+            print("bench: message failed: %s %s" % (st, body), file=sys.stderr)
+            return 1
+        stack.append(wall)
+        overhead.append(wall - body["execution"]["duration_ms"])
+    print("per message, sequential, %d messages (fake opencode)" % n)
+    print("  %-40s p50 %8.2f ms   p95 %8.2f ms" % ("direct fake opencode run (baseline)", pct(direct, 50), pct(direct, 95)))
+    print("  %-40s p50 %8.2f ms   p95 %8.2f ms" % ("through nginx + ocpmd", pct(stack, 50), pct(stack, 95)))
+    print("  %-40s p50 %8.3f ms   p95 %8.3f ms   (goal: p50 < 1 ms)" % (
+        "stack's own overhead (wall - run)", pct(overhead, 50), pct(overhead, 95)))
+    print("  %-40s %.3f" % ("ratio stack p50 / direct p50", pct(stack, 50) / pct(direct, 50)))
+    t0 = time.perf_counter()
+    for i in range(1000):
+        st, _ = call(port, "POST", "/api/sessions", {"id": "m%04d" % i})
+        if st != 201:
+            print("bench: session create failed: %s" % st, file=sys.stderr)
+            return 1
+    create = (time.perf_counter() - t0) * 1000 / 1000
+    st, status = call(port, "GET", "/api/opencode/status")
+    rss_end = rss_kb(pid)
+    print("manager memory")
+    print("  %-40s %8.1f MB" % ("ocpmd RSS at start", rss_start / 1024.0))
+    print("  %-40s %8.1f MB   (goal: < 16 MB; %d sessions mapped)" % (
+        "ocpmd RSS with 1,000 sessions", rss_end / 1024.0, status["processManager"]["activeSessions"]))
+    print("  %-40s %8.2f ms" % ("session create through the stack, mean", create))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
