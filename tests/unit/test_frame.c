@@ -36,8 +36,8 @@ static void test_round_trip_byte_by_byte(void **state)
     }
     assert_int_equal(frame_next(d, &out, &why), FRAME_OK);
     assert_string_equal(json_object_get_string(json_object_object_get(out, "op")), "status");
-    assert_int_equal(frame_next(d, &out, &why), FRAME_AGAIN);
     json_object_put(out);
+    assert_int_equal(frame_next(d, &out, &why), FRAME_AGAIN);
     json_object_put(o);
     free(buf);
     frame_decoder_free(d);
