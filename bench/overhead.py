@@ -7,6 +7,7 @@ Run by bench/overhead.sh, which starts nginx + ocpmd with the fake opencode. Pri
     (spawn to reap), p50 and p95 (goal: p50 under 1 ms);
   * ocpmd's RSS at start and with 1,000 sessions mapped (goal: under 16 MB).
 """
+import fnmatch
 import http.client
 import json
 import os
@@ -30,14 +31,23 @@ def rss_kb(pid):
     return 0
 
 
+CONN = {}
+
+
 def call(port, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    """One request on a kept-alive connection (as a front end would hold)."""
+    c = CONN.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    CONN[port] = c
     data = json.dumps(body).encode() if body is not None else None
     c.request(method, path, body=data, headers={"Content-Type": "application/json"})
     r = c.getresponse()
     out = r.read()
-    c.close()
     return r.status, json.loads(out) if out else None
+
+
+# The same environment ocpmd gives opencode (its default pass_env), so the baseline is fair.
+PASS_ENV = "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS".split()
+CHILD_ENV = {k: v for k, v in os.environ.items() if any(fnmatch.fnmatchcase(k, p) for p in PASS_ENV)}
 
 
 def main():
@@ -46,13 +56,13 @@ def main():
     call(port, "POST", "/api/sessions", {"id": "bench"})
     # Warm both paths once.
     subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "warm"], stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, check=True)
+                   stdout=subprocess.DEVNULL, check=True, env=CHILD_ENV, cwd=ws)
     call(port, "POST", "/api/sessions/bench/messages", {"text": "warm"})
     direct, stack, overhead = [], [], []
     for i in range(n):
         t0 = time.perf_counter()
         subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "msg %d" % i], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, check=True)
+                       stdout=subprocess.DEVNULL, check=True, env=CHILD_ENV, cwd=ws)
         direct.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
         st, body = call(port, "POST", "/api/sessions/bench/messages", {"text": "msg %d" % i})
@@ -68,6 +78,12 @@ def main():
     print("  %-40s p50 %8.3f ms   p95 %8.3f ms   (goal: p50 < 1 ms)" % (
         "stack's own overhead (wall - run)", pct(overhead, 50), pct(overhead, 95)))
     print("  %-40s %.3f" % ("ratio stack p50 / direct p50", pct(stack, 50) / pct(direct, 50)))
+    floor = []
+    for i in range(200):
+        t0 = time.perf_counter()
+        call(port, "GET", "/api/sessions/bench")
+        floor.append((time.perf_counter() - t0) * 1000)
+    print("  %-40s p50 %8.3f ms   p95 %8.3f ms" % ("a request with no run (GET session)", pct(floor, 50), pct(floor, 95)))
     t0 = time.perf_counter()
     for i in range(1000):
         st, _ = call(port, "POST", "/api/sessions", {"id": "m%04d" % i})
