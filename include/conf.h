@@ -39,6 +39,17 @@ typedef struct conf {
     long fcgi_socket_mode;
     long retry_after_s;
     int store_prompts;
+    /* server mode */
+    long server_start_timeout_ms;
+    long heartbeat_interval_ms;
+    long health_timeout_ms;
+    long health_failures;
+    long restart_backoff_max_ms;
+    int fallback;
+    long fallback_wait_ms;
+    long instance_idle_timeout_ms;
+    long server_max_messages;
+    long server_max_rss;
 } conf_t;
 
 /* Fill defaults. */

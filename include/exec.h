@@ -20,6 +20,10 @@ typedef enum { EXEC_WAIT_SYNC = 0, EXEC_WAIT_STREAM, EXEC_WAIT_ASYNC } exec_wait
  * copied. Returns 0, or -1 after answering c with the error. */
 int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const char *agent, ctl_conn_t *c,
                 exec_wait_t how);
+/* Start what can start: the oldest waiting message of each idle session, by the route the
+ * server's state allows (server, per-message process, or wait). Also fails messages that waited
+ * past fallback_wait for a server when fallback is off. */
+void exec_schedule(mgr_t *m);
 /* Abort the session's running message and cancel its waiting ones.
  * Returns how many executions were affected. */
 int exec_abort_session(mgr_t *m, sess_t *s, const char *reason);

@@ -55,6 +55,17 @@ static const conf_key_t conf_keys[] = {
     {"pass_env", CT_STRING, S(pass_env),
      "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0},
     {"store_prompts", CT_BOOL, N(store_prompts), "yes", 0, 0},
+    /* Server mode: one supervised `opencode serve`. */
+    {"server_start_timeout", CT_DURATION, N(server_start_timeout_ms), "30s", 100, 600000},
+    {"heartbeat_interval", CT_DURATION, N(heartbeat_interval_ms), "10s", 50, 3600000},
+    {"health_timeout", CT_DURATION, N(health_timeout_ms), "5s", 50, 600000},
+    {"health_failures", CT_INT, N(health_failures), "3", 1, 100},
+    {"restart_backoff_max", CT_DURATION, N(restart_backoff_max_ms), "30s", 100, 3600000},
+    {"fallback", CT_BOOL, N(fallback), "on", 0, 0},
+    {"fallback_wait", CT_DURATION, N(fallback_wait_ms), "30s", 0, 3600000},
+    {"instance_idle_timeout", CT_DURATION, N(instance_idle_timeout_ms), "10m", 100, 86400000L},
+    {"server_max_messages", CT_INT, N(server_max_messages), "10000", 0, 1000000000L},
+    {"server_max_rss", CT_SIZE, N(server_max_rss), "2g", 0, 1L << 40},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0},
     {"log_file", CT_PATH, S(log_file), "", 0, 0},
 };

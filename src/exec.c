@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "run.h"
+#include "srv.h"
 
 /* The answer text kept in memory for the reply, beyond which it is cut. */
 #define EXEC_ANSWER_MAX (1u << 20)
@@ -22,7 +23,8 @@ struct exec {
     char *owner, *prompt, *model, *agent, *argv_json, *error, *stderr_tail, *oc_sid;
     char *answer;
     size_t answer_len;
-    run_t *run;
+    run_t *run;       /* per-session mode */
+    srv_msg_t *smsg;  /* server mode */
     run_stop_t stop_why;
     ctl_conn_t *waiters[EXEC_WAITERS_MAX];
     int waiter_stream[EXEC_WAITERS_MAX];
@@ -32,7 +34,6 @@ struct exec {
 
 static exec_t *qhead, *qtail;
 
-static void exec_schedule(mgr_t *m);
 
 static void exec_free(exec_t *e)
 {
@@ -218,6 +219,25 @@ static void exec_on_event(void *ctx, const ocev_t *ev)
     exec_broadcast(e, ev->type, ev->obj);
 }
 
+/* The final status for a run ocpm stopped, with the error it records. */
+static const char *exec_stopped_status(exec_t *e, run_stop_t why)
+{
+    char msg[160];
+    switch (why) {
+    case RUN_STOP_TIMEOUT:
+        snprintf(msg, sizeof msg, "run exceeded run_timeout (%ld ms)", e->m->conf->run_timeout_ms);
+        exec_set_error(e, msg);
+        return "timeout";
+    case RUN_STOP_ABORT:
+        exec_set_error(e, "aborted by request");
+        return "aborted";
+    case RUN_STOP_SHUTDOWN:
+        exec_set_error(e, "killed at manager shutdown after shutdown_timeout");
+        return "interrupted";
+    }
+    return "failed";
+}
+
 static void exec_on_done(void *ctx, const run_result_t *r)
 {
     exec_t *e = ctx;
@@ -237,32 +257,17 @@ static void exec_on_done(void *ctx, const run_result_t *r)
         e->stderr_tail = strdup(r->stderr_tail);
     const char *status;
     char msg[256];
-    switch (r->stopped) {
-    case RUN_STOP_TIMEOUT:
-        status = "timeout";
-        snprintf(msg, sizeof msg, "run exceeded run_timeout (%ld ms)", m->conf->run_timeout_ms);
+    if (r->stopped) {
+        status = exec_stopped_status(e, r->stopped);
+    } else if (r->has_exit && r->exit_code == 0 && !e->error) {
+        status = "succeeded";
+    } else {
+        status = "failed";
+        if (r->has_exit)
+            snprintf(msg, sizeof msg, "opencode exited with status %d", r->exit_code);
+        else
+            snprintf(msg, sizeof msg, "opencode was killed by signal %d (%s)", r->signal, strsignal(r->signal));
         exec_set_error(e, msg);
-        break;
-    case RUN_STOP_ABORT:
-        status = "aborted";
-        exec_set_error(e, "aborted by request");
-        break;
-    case RUN_STOP_SHUTDOWN:
-        status = "interrupted";
-        exec_set_error(e, "killed at manager shutdown after shutdown_timeout");
-        break;
-    default:
-        if (r->has_exit && r->exit_code == 0 && !e->error) {
-            status = "succeeded";
-        } else {
-            status = "failed";
-            if (r->has_exit)
-                snprintf(msg, sizeof msg, "opencode exited with status %d", r->exit_code);
-            else
-                snprintf(msg, sizeof msg, "opencode was killed by signal %d (%s)", r->signal,
-                         strsignal(r->signal));
-            exec_set_error(e, msg);
-        }
     }
     double dur = (mgr_now() - e->rec.started_at) * 1000.0;
     char pidbuf[32];
@@ -274,6 +279,88 @@ static void exec_on_done(void *ctx, const run_result_t *r)
              r->ru.ru_maxrss, m->running);
     exec_finish(e, status);
     exec_schedule(m);
+}
+
+static void exec_srv_session(void *ctx, const char *oc_sid)
+{
+    exec_t *e = ctx;
+    free(e->oc_sid);
+    e->oc_sid = strdup(oc_sid);
+    sess_t *s = sess_find(e->session_id);
+    if (s) {
+        sess_set_oc_id(s, oc_sid);
+        if (db_session_set_oc(e->m->db, e->session_id, oc_sid) != 0)
+            log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
+                      db_errmsg(e->m->db));
+    }
+}
+
+static void exec_srv_event(void *ctx, const char *type, json_object *props)
+{
+    exec_broadcast(ctx, type, props);
+}
+
+static void exec_srv_done(void *ctx, const srv_result_t *r)
+{
+    exec_t *e = ctx;
+    mgr_t *m = e->m;
+    e->smsg = NULL;
+    m->running--;
+    sess_t *s = sess_find(e->session_id);
+    if (s && sess_running(s) == e)
+        sess_set_running(s, NULL);
+    if (r->text && !e->answer) {
+        e->answer = strdup(r->text);
+        e->answer_len = e->answer ? strlen(e->answer) : 0;
+    }
+    if (r->has_usage) {
+        e->rec.has_usage = 1;
+        e->rec.tokens_in = r->tokens_in;
+        e->rec.tokens_out = r->tokens_out;
+        e->rec.cost = r->cost;
+    }
+    if (r->error)
+        exec_set_error(e, r->error);
+    const char *status = r->stopped ? exec_stopped_status(e, r->stopped) : r->ok ? "succeeded" : "failed";
+    log_info("OpenCode command completed",
+             "processId=%ld executionId=%lld sessionId=%s mode=server status=%s duration=%.0f activeProcesses=%ld",
+             e->rec.pid, (long long)e->rec.id, e->session_id, status, (mgr_now() - e->rec.started_at) * 1000.0,
+             m->running);
+    exec_finish(e, status);
+    exec_schedule(m);
+}
+
+/* Server mode: the message goes to the one opencode server over HTTP. */
+static void exec_start_server(mgr_t *m, exec_t *e, sess_t *s)
+{
+    static const srv_msg_ops_t ops = {exec_srv_session, exec_srv_event, exec_srv_done};
+    e->rec.started_at = mgr_now();
+    e->rec.mode = "server";
+    e->rec.pid = srv_pid();
+    if (sess_oc_id(s))
+        e->oc_sid = strdup(sess_oc_id(s));
+    sess_set_running(s, e);
+    m->running++;
+    e->rec.status = "running";
+    exec_store(e, 0);
+    log_info("Executing OpenCode command (server)",
+             "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", e->rec.pid,
+             (long long)e->rec.id, e->session_id, m->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
+    json_object_object_add(d, "pid", json_object_new_int64(e->rec.pid));
+    json_object_object_add(d, "mode", json_object_new_string("server"));
+    exec_broadcast(e, "started", d);
+    json_object_put(d);
+    e->smsg = srv_send(sess_workspace(s), sess_oc_id(s), e->prompt, e->model, e->agent, m->conf->run_timeout_ms,
+                       m->conf->kill_grace_ms, &ops, e);
+    /* srv_send calls back only once it has returned a message; NULL means nothing started. */
+    if (!e->smsg) {
+        m->running--;
+        sess_set_running(s, NULL);
+        exec_set_error(e, "cannot send the message to the opencode server");
+        exec_finish(e, "failed");
+    }
 }
 
 static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
@@ -320,20 +407,56 @@ static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
     json_object_put(d);
 }
 
-static void exec_schedule(mgr_t *m)
+/* Where a waiting message may run now: 1 server, 2 a per-message process, 0 nowhere yet. */
+static int exec_route(mgr_t *m)
+{
+    switch (srv_state()) {
+    case SRV_OFF:
+        return 2;
+    case SRV_READY:
+        return 1;
+    case SRV_DRAINING: /* recycling: wait for the fresh server */
+    case SRV_STOPPING:
+        return 0;
+    default: /* starting or restarting after a failure */
+        return m->conf->fallback ? 2 : 0;
+    }
+}
+
+void exec_schedule(mgr_t *m)
 {
     if (m->stopping)
         return;
-    for (exec_t *e = qhead, *next; e && m->running < m->conf->max_concurrent_runs; e = next) {
+    int route = exec_route(m);
+    double now = mgr_now();
+    for (exec_t *e = qhead, *next; e; e = next) {
         next = e->qnext;
         sess_t *s = sess_find(e->session_id);
-        if (!s || sess_running(s))
+        if (!s)
+            continue;
+        if (route == 0) {
+            /* fallback = off: wait for the server, but not without end. */
+            if (srv_state() != SRV_DRAINING && (now - e->rec.queued_at) * 1000.0 > m->conf->fallback_wait_ms) {
+                exec_qremove(e);
+                sess_unqueue(s, e);
+                m->queued--;
+                exec_set_error(e, "the opencode server is unavailable and fallback is off");
+                exec_finish(e, "failed");
+            }
+            continue;
+        }
+        if (m->running >= m->conf->max_concurrent_runs)
+            break;
+        if (sess_running(s))
             continue;
         exec_qremove(e);
         sess_unqueue(s, e);
         m->queued--;
-        exec_start(m, e, s);
-        /* exec_start may finish (and free) e, and only removes e: next is intact. */
+        if (route == 1)
+            exec_start_server(m, e, s);
+        else
+            exec_start(m, e, s);
+        /* Starting may finish (and free) e, and only removes e: next is intact. */
     }
 }
 
@@ -416,9 +539,12 @@ int exec_abort_session(mgr_t *m, sess_t *s, const char *reason)
         n++;
     }
     e = sess_running(s);
-    if (e && e->run) {
+    if (e && (e->run || e->smsg)) {
         exec_set_error(e, reason);
-        run_stop(e->run, RUN_STOP_ABORT);
+        if (e->run)
+            run_stop(e->run, RUN_STOP_ABORT);
+        else
+            srv_stop_msg(e->smsg, RUN_STOP_ABORT);
         n++;
     }
     return n;
@@ -448,6 +574,8 @@ static void exec_kill_each(void *ctx, sess_t *s)
     exec_t *e = sess_running(s);
     if (e && e->run)
         run_stop(e->run, RUN_STOP_SHUTDOWN);
+    else if (e && e->smsg)
+        srv_stop_msg(e->smsg, RUN_STOP_SHUTDOWN);
 }
 
 void exec_shutdown_kill(mgr_t *m)

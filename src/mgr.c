@@ -16,11 +16,13 @@
 
 #include "ctl.h"
 #include "exec.h"
+#include "http.h"
 #include "log.h"
 #include "op.h"
 #include "pool.h"
 #include "proc.h"
 #include "sess.h"
+#include "srv.h"
 
 extern char **environ;
 
@@ -97,7 +99,13 @@ static void mgr_after_pool(mgr_t *m)
 {
     log_info("responders stopped", NULL);
     ctl_close_all();
+    http_shutdown();
     uv_walk(m->loop, mgr_close_handle, NULL);
+}
+
+static void mgr_after_server(mgr_t *m)
+{
+    pool_stop(m, mgr_after_pool);
 }
 
 /* Poll (every 50 ms) until the in-flight runs are done, killing them once
@@ -114,7 +122,7 @@ static void mgr_drain_tick(uv_timer_t *t)
         return;
     }
     uv_timer_stop(t);
-    pool_stop(m, mgr_after_pool);
+    srv_stop(mgr_after_server);
 }
 
 static void mgr_on_stop(mgr_t *m, int signum)
@@ -222,6 +230,47 @@ static void mgr_load_session(void *ctx, const db_session_t *s)
         (*n)++;
 }
 
+/* auto: try the server and keep it if it becomes healthy within server_start_timeout;
+ * server: the same, but failing is fatal; per-session: never start one. Blocks start-up (the
+ * loop runs only the server's own handles meanwhile). */
+static int mgr_choose_mode(mgr_t *m, char *err, size_t errlen)
+{
+    const conf_t *c = m->conf;
+    const char *why = NULL;
+    if (c->mode == MODE_PER_SESSION) {
+        why = "mode = per-session";
+    } else if (!m->available && c->mode == MODE_AUTO) {
+        why = "opencode is not available";
+    } else if (!m->serve_supported && c->mode == MODE_AUTO) {
+        why = "opencode serve is not supported";
+    } else if (srv_start(m, err, errlen) != 0) {
+        why = "opencode serve did not start";
+    } else {
+        while (srv_state() == SRV_STARTING)
+            uv_run(m->loop, UV_RUN_ONCE);
+        if (srv_state() != SRV_READY)
+            why = "opencode serve did not become healthy within server_start_timeout";
+    }
+    if (!why) {
+        srv_on_change(exec_schedule);
+        log_info("OpenCode server mode enabled", "pid=%ld", (long)srv_pid());
+        mgr_event(m, "mode", "server");
+        return 0;
+    }
+    if (c->mode == MODE_SERVER) {
+        snprintf(err, errlen, "mode = server, but %s", why);
+        srv_disable();
+        return -1;
+    }
+    srv_disable();
+    if (c->mode == MODE_AUTO)
+        log_info("OpenCode does not support server mode, will use per-session approach", "reason=\"%s\"", why);
+    else
+        log_info("per-session mode by configuration", NULL);
+    mgr_event(m, "mode", "per-session");
+    return 0;
+}
+
 static int mgr_init(mgr_t *m, char *err, size_t errlen)
 {
     const conf_t *c = m->conf;
@@ -231,6 +280,10 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
     }
     if (mgr_lock(c, err, errlen) != 0)
         return -1;
+    if (mkdir(c->workspace_root, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create workspace_root %s: %s", c->workspace_root, strerror(errno));
+        return -1;
+    }
     m->db = db_open(c->db_path, c->store_prompts, c->stored_text_limit, err, errlen);
     if (!m->db)
         return -1;
@@ -258,22 +311,6 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    mgr_probe(m);
-    if (c->mode == MODE_SERVER) {
-        snprintf(err, errlen, "mode = server is not available in this version of ocpmd; use auto or per-session");
-        return -1;
-    }
-    if (!m->serve_supported)
-        log_info("OpenCode does not support server mode, will use per-session approach", NULL);
-    else
-        log_info("OpenCode server mode detected but not used; will use per-session approach",
-                 "configuredMode=%s", conf_mode_name(c->mode));
-    mgr_event(m, "mode", "per-session");
-    fcgi_fd = mgr_fcgi_listen(c, err, errlen);
-    if (fcgi_fd < 0)
-        return -1;
-    if (ctl_listen(m, c->control_socket, op_dispatch, err, errlen) != 0)
-        return -1;
     for (size_t i = 0; i < MGR_NSIG; i++) {
         uv_signal_init(m->loop, &sig_handles[i]);
         sig_handles[i].data = m;
@@ -281,6 +318,18 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
     }
     uv_timer_init(m->loop, &shutdown_timer);
     uv_timer_init(m->loop, &drain_timer);
+    if (http_init(m->loop) != 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return -1;
+    }
+    mgr_probe(m);
+    if (mgr_choose_mode(m, err, errlen) != 0)
+        return -1;
+    fcgi_fd = mgr_fcgi_listen(c, err, errlen);
+    if (fcgi_fd < 0)
+        return -1;
+    if (ctl_listen(m, c->control_socket, op_dispatch, err, errlen) != 0)
+        return -1;
     if (pool_start(m, fcgi_fd, err, errlen) != 0)
         return -1;
     log_info("sessions loaded", "count=%d", loaded);
@@ -310,15 +359,17 @@ int mgr_run(const conf_t *conf, const char *exe)
             mgr_event(&m, "error", err);
         rc = 1;
         ctl_close_all();
+        http_shutdown();
         uv_walk(&loop, mgr_close_handle, NULL);
         if (fcgi_fd >= 0) /* we held the lock, so the socket is ours */
             unlink(conf->fcgi_socket);
     } else {
         m.ready = 1;
         log_info("OpenCode process manager initialized",
-                 "mode=per-session available=%s version=\"%s\" serverModeSupported=%s responders=%ld threads=%ld "
+                 "mode=%s available=%s version=\"%s\" serverModeSupported=%s responders=%ld threads=%ld "
                  "maxConcurrentRuns=%ld fcgiSocket=\"%s\"",
-                 m.available ? "true" : "false", m.version, m.serve_supported ? "true" : "false", conf->responders,
+                 srv_state() != SRV_OFF ? "server" : "per-session", m.available ? "true" : "false", m.version,
+                 m.serve_supported ? "true" : "false", conf->responders,
                  conf->responder_threads, conf->max_concurrent_runs, conf->fcgi_socket);
     }
     uv_run(&loop, UV_RUN_DEFAULT);

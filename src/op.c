@@ -11,6 +11,7 @@
 #include "log.h"
 #include "pool.h"
 #include "sess.h"
+#include "srv.h"
 #include "valid.h"
 #include "ws.h"
 
@@ -51,15 +52,20 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(o, "runningProcesses", json_object_new_int64(m->running));
     json_object_object_add(o, "activeStreams", json_object_new_int64(m->streams));
     json_object *pm = json_object_new_object();
-    json_object_object_add(pm, "isRunning", json_object_new_boolean(0));
+    int server = srv_state() != SRV_OFF;
+    json_object_object_add(pm, "isRunning", json_object_new_boolean(server && srv_pid() > 0));
     json_object_object_add(pm, "isReady", json_object_new_boolean(m->ready && !m->stopping));
     json_object_object_add(pm, "pendingRequests", json_object_new_int64(m->queued));
     json_object_object_add(pm, "activeSessions", json_object_new_int64((int64_t)sess_count()));
     json_object_object_add(pm, "lastActivity", json_object_new_int64((int64_t)(m->last_activity * 1000.0)));
     json_object_object_add(pm, "idleTime", json_object_new_int64((int64_t)((now - m->last_activity) * 1000.0)));
-    json_object_object_add(pm, "mode", json_object_new_string("per-session"));
-    json_object_object_add(pm, "description", json_object_new_string("Each message spawns separate OpenCode process"));
+    json_object_object_add(pm, "mode", json_object_new_string(server ? "server" : "per-session"));
+    json_object_object_add(pm, "description",
+                           json_object_new_string(server ? "All sessions share one persistent OpenCode server"
+                                                         : "Each message spawns separate OpenCode process"));
     json_object_object_add(o, "processManager", pm);
+    if (server)
+        json_object_object_add(o, "server", srv_status_json());
     /* Additions beside the original fields. */
     json_object *x = json_object_new_object();
     json_object_object_add(x, "pid", json_object_new_int64(getpid()));
@@ -67,6 +73,7 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(x, "uptimeSeconds", json_object_new_double(now - m->started_at));
     json_object_object_add(x, "configuredMode", json_object_new_string(conf_mode_name(m->conf->mode)));
     json_object_object_add(x, "serverModeSupported", json_object_new_boolean(m->serve_supported));
+    json_object_object_add(x, "fallback", json_object_new_boolean(m->conf->fallback));
     json_object_object_add(x, "shuttingDown", json_object_new_boolean(m->stopping));
     json_object_object_add(x, "maxConcurrentRuns", json_object_new_int64(m->conf->max_concurrent_runs));
     json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)m->spawned));

@@ -23,6 +23,9 @@ typedef struct proc_watch_ent {
 static proc_watch_ent_t *watch;
 static size_t nwatch, capwatch;
 
+/* What the child was doing when it failed, reported with errno through the pipe. */
+enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2 };
+
 static void proc_child_fail(int fd, int err)
 {
     ssize_t r;
@@ -76,10 +79,10 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         }
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (spec->new_pgroup && setpgid(0, 0) != 0)
-            proc_child_fail(pfd[1], errno);
+            proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
         if (spec->pdeathsig) {
             if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
-                proc_child_fail(pfd[1], errno);
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
             if (getppid() != parent) /* the parent died before prctl */
                 _exit(127);
         }
@@ -90,14 +93,14 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
             if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
                 int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
                 if (nfd < 0)
-                    proc_child_fail(pfd[1], errno);
+                    proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
                 fds[i] = nfd;
             }
         for (int i = 0; i < 3; i++)
             if (proc_child_dup(fds[i], i) != 0)
-                proc_child_fail(pfd[1], errno);
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
         if (spec->cwd && chdir(spec->cwd) != 0)
-            proc_child_fail(pfd[1], errno);
+            proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
         if (spec->envp)
             execvpe(spec->file, spec->argv, spec->envp);
         else
@@ -115,7 +118,13 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
-        snprintf(err, errlen, "cannot execute %s: %s", spec->file, strerror(child_err));
+        int stage = child_err >> 16, e = child_err & 0xffff;
+        if (stage == PROC_STAGE_CHDIR)
+            snprintf(err, errlen, "cannot enter %s: %s", spec->cwd, strerror(e));
+        else if (stage == PROC_STAGE_SETUP)
+            snprintf(err, errlen, "cannot set up the child for %s: %s", spec->file, strerror(e));
+        else
+            snprintf(err, errlen, "cannot execute %s: %s", spec->file, strerror(e));
         return -1;
     }
     return pid;

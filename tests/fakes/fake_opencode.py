@@ -3,7 +3,8 @@
 
 Implements `--version` and `run --format json --dir DIR [--session S] [--model M] [--agent A] -- MESSAGE`,
 printing the same JSON lines as the real one (step_start, text, step_finish, error), each with sessionID.
-`serve` is not implemented (exit 1), like an opencode without server mode.
+`serve` runs the fake server of fake_serve.py (unless OPENCODE_FAKE_NO_SERVE=1, which makes this an
+opencode without server mode).
 
 Knobs ride inside the message so that concurrent tests do not disturb each other:
     [[delay=MS]]     sleep MS ms before answering (events before and after)
@@ -51,6 +52,13 @@ def main(argv):
     if argv[:1] in (["--version"], ["-v"]):
         print(VERSION)
         return 0
+    if argv[:1] == ["serve"]:
+        if os.environ.get("OPENCODE_FAKE_NO_SERVE"):
+            sys.stderr.write("fake opencode: unknown command serve\n")
+            return 1
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import fake_serve
+        return fake_serve.serve(argv[1:])
     if not argv or argv[0] != "run":
         sys.stderr.write("fake opencode: unsupported command %r\n" % (argv[:1],))
         return 1

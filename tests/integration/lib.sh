@@ -4,6 +4,8 @@
 set -u
 SRC=${OCPM_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 export OCPMD=${OCPMD:-$SRC/ocpmd}
+# Per-session mode unless a test asks for another (the server tests do).
+export OCPM_MODE=${OCPM_MODE:-per-session}
 FAKE_OPENCODE="$SRC/tests/fakes/fake_opencode.py"
 OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
 
