@@ -219,8 +219,6 @@ static void srv_on_exit(void *ctx, pid_t pid, int status, const struct rusage *r
     proc_kill_group(pid, SIGKILL); /* its helpers (MCP servers, LSPs) go with it */
     uv_timer_stop(&S.kill_timer);
     uv_timer_stop(&S.start_timer);
-    uv_timer_stop(&S.health_timer);
-    uv_timer_stop(&S.dispose_timer);
     srv_cancel_requests();
     S.pid = 0;
     S.healthy = 0;
@@ -470,9 +468,10 @@ static void srv_health_check(void)
 static void srv_health_tick(uv_timer_t *t)
 {
     (void)t;
-    if (S.state == SRV_STARTING && !S.listening)
-        return; /* not listening yet: the start timeout watches it */
-    srv_health_check();
+    /* Waiting messages are looked at on every tick (fallback_wait), whatever the state. */
+    srv_changed();
+    if (S.state == SRV_READY || S.state == SRV_DRAINING || (S.state == SRV_STARTING && S.listening))
+        srv_health_check();
 }
 
 /* ---- idle workspaces ----------------------------------------------------------- */

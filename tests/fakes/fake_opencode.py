@@ -38,6 +38,29 @@ def knob(msg, name):
     return int(m.group(1)) if m.group(1) else True
 
 
+def history_path(sid):
+    """Conversations persist per opencode session id, like opencode's own database (shared by
+    `run` and `serve`, so a conversation continues across processes and modes)."""
+    base = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "fake-opencode")
+    os.makedirs(base, exist_ok=True)
+    return os.path.join(base, re.sub(r"[^A-Za-z0-9_-]", "_", sid) + ".json")
+
+
+def history_load(sid):
+    try:
+        with open(history_path(sid)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def history_save(sid, hist):
+    tmp = history_path(sid) + ".%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(hist, f)
+    os.replace(tmp, history_path(sid))
+
+
 def emit(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -131,9 +154,13 @@ def main(argv):
               "error": {"name": "APIError", "data": {"message": "fake provider failure"}}})
         sys.stderr.write("Error: fake provider failure\n")
         return 1
+    hist = history_load(sid)
     text = "fake answer to: %s" % message
     if opts["--session"]:
         text += " (continued %s)" % opts["--session"]
+    if hist:
+        text += " (earlier: %s)" % hist[-1]
+    history_save(sid, hist + [message])
     if opts["--model"]:
         text += " (model %s)" % opts["--model"]
     emit({"type": "text", "timestamp": now(), "sessionID": sid,

@@ -13,7 +13,8 @@ Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (u
 [[crash]] (the server dies mid-message), [[provider_error]] (HTTP 200 with info.error),
 [[grow=MB]] (the server keeps MB more memory). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
-Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers).
+Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
+slow_start (the next start takes 3 s before it listens).
 Each request is appended to OPENCODE_FAKE_LOG as {"serve": method, path, auth} when set.
 """
 import base64
@@ -134,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
             if not directory or not os.path.isdir(directory):
                 return self.send_json(400, {"error": "bad directory"})
             sid = rid("ses_")
+            import fake_opencode
+            fake_opencode.history_save(sid, [])
             with LOCK:
                 SESSIONS[sid] = {"directory": directory, "history": [], "busy": False, "abort": threading.Event()}
                 INSTANCES.add(directory)
@@ -152,9 +155,17 @@ class Handler(BaseHTTPRequestHandler):
                     f.write(json.dumps({"disposed": directory}) + "\n")
             return self.send_json(200, True)
         m = re.match(r"^/session/([^/]+)/(message|abort)$", u.path)
-        if not m or m.group(1) not in SESSIONS:
-            return self.send_json(404, {"error": "no such session"})
+        if not m:
+            return self.send_json(404, {"error": "not found"})
         sid, what = m.group(1), m.group(2)
+        with LOCK:
+            if sid not in SESSIONS:
+                # Like opencode, sessions outlive the process: load it from the shared store.
+                import fake_opencode
+                if not os.path.exists(fake_opencode.history_path(sid)):
+                    return self.send_json(404, {"error": "no such session"})
+                SESSIONS[sid] = {"directory": directory, "history": fake_opencode.history_load(sid),
+                                 "busy": False, "abort": threading.Event()}
         s = SESSIONS[sid]
         if what == "abort":
             s["abort"].set()
@@ -167,6 +178,8 @@ class Handler(BaseHTTPRequestHandler):
             INSTANCES.add(directory)
         s["abort"].clear()
         s["history"].append(text)
+        import fake_opencode
+        fake_opencode.history_save(sid, s["history"])
         mid = rid("msg_")
         publish(directory, "session.status", {"sessionID": sid, "status": {"type": "busy"}})
         if "[[crash]]" in text:
@@ -234,6 +247,8 @@ def serve(argv):
         else:
             i += 1
     delay = int(os.environ.get("OPENCODE_FAKE_SERVE_START_DELAY_MS") or 0)
+    if control("slow_start"):
+        delay = max(delay, 3000)
     if delay:
         time.sleep(delay / 1000.0)
     srv = ThreadingHTTPServer((host, port), Handler)
