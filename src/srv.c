@@ -24,6 +24,9 @@
 #define SRV_RESUBSCRIBE_MS 500
 #define SRV_ANSWER_MAX (16u << 20)
 #define SRV_OUT_LINE 2048
+/* The answer to POST .../message can overtake the turn's last events on the event stream: hold
+ * it until session.idle arrives for that session, at most this long. */
+#define SRV_IDLE_WAIT_MS 3000
 
 static const char *const srv_state_names[] = {"off", "starting", "ready", "draining", "backoff", "stopping"};
 
@@ -43,6 +46,9 @@ struct srv_msg {
     long grace_ms;
     run_stop_t stopped;
     int finished;
+    int idle_seen;          /* session.idle seen on the event stream since the prompt was sent */
+    srv_result_t *pending;  /* the answer, held until the stream has delivered the turn's events */
+    char *pending_text, *pending_error;
     srv_msg_t *prev, *next;
 };
 
@@ -586,6 +592,11 @@ static void srv_on_sse(void *ctx, const char *event, const char *data, size_t le
             for (srv_msg_t *m = S.msgs; m; m = m->next)
                 if (m->oc_sid && strcmp(m->oc_sid, sid) == 0 && !m->finished) {
                     m->ops.event(m->ctx, t, props);
+                    if (strcmp(t, "session.idle") == 0) {
+                        m->idle_seen = 1;
+                        if (m->pending)
+                            srv_msg_finish(m, m->pending);
+                    }
                     break;
                 }
     }
@@ -634,6 +645,9 @@ static void srv_subscribe(void)
 static void srv_msg_closed(uv_handle_t *h)
 {
     srv_msg_t *msg = h->data;
+    free(msg->pending);
+    free(msg->pending_text);
+    free(msg->pending_error);
     free(msg->workspace);
     free(msg->oc_sid);
     free(msg->body);
@@ -662,6 +676,30 @@ static void srv_msg_finish(srv_msg_t *msg, const srv_result_t *r)
         srv_kill(S.restart_reason ? S.restart_reason : "recycle", SIGTERM);
         uv_timer_start(&S.kill_timer, srv_kill_cb, SRV_STOP_GRACE_MS, 0);
     }
+}
+
+static void srv_msg_idle_wait_cb(uv_timer_t *t)
+{
+    srv_msg_t *msg = t->data;
+    if (msg->pending)
+        srv_msg_finish(msg, msg->pending);
+}
+
+/* Keep a copy of the answer until session.idle (or SRV_IDLE_WAIT_MS). */
+static void srv_msg_hold(srv_msg_t *msg, const srv_result_t *r)
+{
+    msg->pending = malloc(sizeof *msg->pending);
+    if (!msg->pending) {
+        srv_msg_finish(msg, r);
+        return;
+    }
+    *msg->pending = *r;
+    msg->pending_text = r->text ? strdup(r->text) : NULL;
+    msg->pending_error = r->error ? strdup(r->error) : NULL;
+    msg->pending->text = msg->pending_text;
+    msg->pending->error = msg->pending_error;
+    uv_timer_stop(&msg->timer);
+    uv_timer_start(&msg->timer, srv_msg_idle_wait_cb, SRV_IDLE_WAIT_MS, 0);
 }
 
 static void srv_msg_answer(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
@@ -734,7 +772,11 @@ static void srv_msg_answer(void *ctx, int err, const char *errmsg, long status, 
             r.ok = 0;
         S.messages++;
         S.messages_total++;
-        srv_msg_finish(msg, &r);
+        if (!msg->idle_seen && !msg->stopped && S.events_req) {
+            srv_msg_hold(msg, &r);
+        } else {
+            srv_msg_finish(msg, &r);
+        }
         free(text);
         json_object_put(o);
         srv_maybe_recycle();
@@ -760,6 +802,7 @@ static void srv_msg_discard(srv_msg_t *msg)
 
 static int srv_msg_post(srv_msg_t *msg)
 {
+    msg->idle_seen = 0;
     char enc[3 * 4096], url[3 * 4096 + 160];
     srv_urlencode(msg->workspace, enc, sizeof enc);
     snprintf(url, sizeof url, "%s/session/%s/message?directory=%s", S.base, msg->oc_sid, enc);
@@ -806,7 +849,7 @@ static void srv_msg_grace_cb(uv_timer_t *t)
 
 void srv_stop_msg(srv_msg_t *msg, run_stop_t why)
 {
-    if (msg->finished || msg->stopped)
+    if (msg->finished || msg->stopped || msg->pending)
         return;
     msg->stopped = why;
     if (msg->oc_sid && S.pid > 0) {
