@@ -61,9 +61,12 @@ pid_t srv_pid(void);
 /* Called whenever the server's readiness changes and on every health tick. */
 void srv_on_change(void (*fn)(mgr_t *m));
 
-/* Send one message. oc_session_id NULL creates the opencode session first. */
+/* Send one message. oc_session_id NULL creates the opencode session first. With ordered_events,
+ * the answer is held until the event stream has delivered the turn's events (someone streams
+ * them and "done" must come last); without, it is handed over as soon as it arrives. */
 srv_msg_t *srv_send(const char *workspace, const char *oc_session_id, const char *text, const char *model,
-                    const char *agent, long timeout_ms, long grace_ms, const srv_msg_ops_t *ops, void *ctx);
+                    const char *agent, long timeout_ms, long grace_ms, int ordered_events,
+                    const srv_msg_ops_t *ops, void *ctx);
 /* Abort (or time out, or shut down) a message: POST .../abort, then give up after the grace. */
 void srv_stop_msg(srv_msg_t *msg, run_stop_t why);
 /* Stop the server (manager shutdown); done is called once it has exited. */

@@ -352,8 +352,11 @@ static void exec_start_server(mgr_t *m, exec_t *e, sess_t *s)
     json_object_object_add(d, "mode", json_object_new_string("server"));
     exec_broadcast(e, "started", d);
     json_object_put(d);
+    int streaming = 0;
+    for (int i = 0; i < e->nwaiters; i++)
+        streaming |= e->waiter_stream[i];
     e->smsg = srv_send(sess_workspace(s), sess_oc_id(s), e->prompt, e->model, e->agent, m->conf->run_timeout_ms,
-                       m->conf->kill_grace_ms, &ops, e);
+                       m->conf->kill_grace_ms, streaming, &ops, e);
     /* srv_send calls back only once it has returned a message; NULL means nothing started. */
     if (!e->smsg) {
         m->running--;

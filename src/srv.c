@@ -25,7 +25,8 @@
 #define SRV_ANSWER_MAX (16u << 20)
 #define SRV_OUT_LINE 2048
 /* The answer to POST .../message can overtake the turn's last events on the event stream: hold
- * it until session.idle arrives for that session, at most this long. */
+ * it until the stream reports that assistant message completed (message.updated with
+ * time.completed) or the session idle, at most this long. */
 #define SRV_IDLE_WAIT_MS 3000
 
 static const char *const srv_state_names[] = {"off", "starting", "ready", "draining", "backoff", "stopping"};
@@ -46,7 +47,10 @@ struct srv_msg {
     long grace_ms;
     run_stop_t stopped;
     int finished;
+    int ordered;            /* hold the answer for the turn's events */
     int idle_seen;          /* session.idle seen on the event stream since the prompt was sent */
+    char completed_mid[64]; /* the last assistant message the event stream reported completed */
+    char answer_mid[64];    /* the assistant message the answer is about */
     srv_result_t *pending;  /* the answer, held until the stream has delivered the turn's events */
     char *pending_text, *pending_error;
     srv_msg_t *prev, *next;
@@ -575,6 +579,16 @@ static const char *srv_event_session(json_object *props)
     return NULL;
 }
 
+/* Remember an assistant message the stream reports completed. */
+static void srv_note_completed(srv_msg_t *m, json_object *props)
+{
+    json_object *info, *id, *tm, *done;
+    if (json_object_object_get_ex(props, "info", &info) && json_object_object_get_ex(info, "id", &id) &&
+        json_object_object_get_ex(info, "time", &tm) && json_object_object_get_ex(tm, "completed", &done) &&
+        !json_object_is_type(done, json_type_null))
+        snprintf(m->completed_mid, sizeof m->completed_mid, "%s", json_object_get_string(id));
+}
+
 static void srv_on_sse(void *ctx, const char *event, const char *data, size_t len)
 {
     (void)ctx;
@@ -592,11 +606,13 @@ static void srv_on_sse(void *ctx, const char *event, const char *data, size_t le
             for (srv_msg_t *m = S.msgs; m; m = m->next)
                 if (m->oc_sid && strcmp(m->oc_sid, sid) == 0 && !m->finished) {
                     m->ops.event(m->ctx, t, props);
-                    if (strcmp(t, "session.idle") == 0) {
+                    if (strcmp(t, "session.idle") == 0)
                         m->idle_seen = 1;
-                        if (m->pending)
-                            srv_msg_finish(m, m->pending);
-                    }
+                    else if (strcmp(t, "message.updated") == 0)
+                        srv_note_completed(m, props);
+                    if (m->pending && (m->idle_seen || (m->answer_mid[0] &&
+                                                        strcmp(m->answer_mid, m->completed_mid) == 0)))
+                        srv_msg_finish(m, m->pending);
                     break;
                 }
     }
@@ -772,7 +788,11 @@ static void srv_msg_answer(void *ctx, int err, const char *errmsg, long status, 
             r.ok = 0;
         S.messages++;
         S.messages_total++;
-        if (!msg->idle_seen && !msg->stopped && S.events_req) {
+        json_object *mid;
+        if (info && json_object_object_get_ex(info, "id", &mid) && json_object_is_type(mid, json_type_string))
+            snprintf(msg->answer_mid, sizeof msg->answer_mid, "%s", json_object_get_string(mid));
+        int seen = msg->idle_seen || (msg->answer_mid[0] && strcmp(msg->answer_mid, msg->completed_mid) == 0);
+        if (msg->ordered && !seen && !msg->stopped && S.events_req) {
             srv_msg_hold(msg, &r);
         } else {
             srv_msg_finish(msg, &r);
@@ -803,6 +823,7 @@ static void srv_msg_discard(srv_msg_t *msg)
 static int srv_msg_post(srv_msg_t *msg)
 {
     msg->idle_seen = 0;
+    msg->completed_mid[0] = msg->answer_mid[0] = '\0';
     char enc[3 * 4096], url[3 * 4096 + 160];
     srv_urlencode(msg->workspace, enc, sizeof enc);
     snprintf(url, sizeof url, "%s/session/%s/message?directory=%s", S.base, msg->oc_sid, enc);
@@ -868,7 +889,8 @@ void srv_stop_msg(srv_msg_t *msg, run_stop_t why)
 static void srv_msg_timeout_cb(uv_timer_t *t) { srv_stop_msg(t->data, RUN_STOP_TIMEOUT); }
 
 srv_msg_t *srv_send(const char *workspace, const char *oc_sid, const char *text, const char *model,
-                    const char *agent, long timeout_ms, long grace_ms, const srv_msg_ops_t *ops, void *ctx)
+                    const char *agent, long timeout_ms, long grace_ms, int ordered_events,
+                    const srv_msg_ops_t *ops, void *ctx)
 {
     if (S.state != SRV_READY)
         return NULL;
@@ -878,6 +900,7 @@ srv_msg_t *srv_send(const char *workspace, const char *oc_sid, const char *text,
     msg->ops = *ops;
     msg->ctx = ctx;
     msg->grace_ms = grace_ms;
+    msg->ordered = ordered_events;
     msg->workspace = strdup(workspace);
     msg->oc_sid = oc_sid ? strdup(oc_sid) : NULL;
     json_object *b = json_object_new_object(), *parts = json_object_new_array(), *p = json_object_new_object();

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""ocpm benchmark, server mode vs per-session mode, with the real opencode and the offline model.
+
+Run by bench/server.sh. Prints a table, asserts nothing:
+  * sequential messages through nginx in server mode and in per-session mode: p50/p95 and the ratio
+    (goal: server mode at least 20x faster);
+  * 16 and 32 concurrent sessions in server mode: throughput, errors (goal: zero), peak RSS of all
+    opencode processes together;
+  * the stack's overhead against calling the same `opencode serve` directly (goal: p50 ratio <= 1.05).
+"""
+import base64
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))]
+
+
+class Client:
+    def __init__(self, port, auth=None):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        self.h = {"Content-Type": "application/json"}
+        if auth:
+            self.h["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+
+    def call(self, method, path, body=None):
+        self.c.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.h)
+        r = self.c.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+
+def opencode_rss_kb(binary):
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if not f.read().split(b"\0")[0].decode(errors="replace").startswith(binary):
+                    continue
+            with open("/proc/%s/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def sequential(port, session, n, label):
+    cl = Client(port)
+    cl.call("POST", "/api/sessions", {"id": session})
+    times, errors = [], 0
+    for i in range(n):
+        t0 = time.perf_counter()
+        st, body = cl.call("POST", "/api/sessions/%s/messages" % session, {"text": "sequential %d" % i})
+        times.append((time.perf_counter() - t0) * 1000)
+        errors += st != 200
+    print("  %-44s n=%3d  p50 %9.1f ms  p95 %9.1f ms  errors %d" % (label, n, pct(times, 50), pct(times, 95), errors))
+    return times
+
+
+def concurrent(port, k, binary, tag):
+    peak = [0]
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            peak[0] = max(peak[0], opencode_rss_kb(binary))
+            time.sleep(0.1)
+
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        cl = Client(port)
+        sid = "%s%d" % (tag, i)
+        cl.call("POST", "/api/sessions", {"id": sid})
+        st, body = cl.call("POST", "/api/sessions/%s/messages" % sid, {"text": "concurrent %d" % i})
+        with lock:
+            results.append(st == 200 and body["execution"]["status"] == "succeeded")
+
+    th = threading.Thread(target=sampler)
+    th.start()
+    t0 = time.perf_counter()
+    workers = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    ok = sum(results)
+    print("  %-44s wall %6.2f s  %6.2f msg/s  errors %d  peak opencode RSS %7.1f MB" % (
+        "%d sessions at once (server mode)" % k, wall, k / wall, k - ok, peak[0] / 1024.0))
+
+
+def direct_concurrent(server_port, password, workspace, k):
+    """k new sessions at once, straight to opencode serve: the baseline for the stack's figure."""
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        cl = Client(server_port, "opencode:" + password)
+        q = "?directory=" + workspace
+        st, s = cl.call("POST", "/session" + q, {"title": "bench"})
+        st, body = cl.call("POST", "/session/%s/message%s" % (s["id"], q),
+                           {"parts": [{"type": "text", "text": "direct concurrent %d" % i}]})
+        with lock:
+            results.append(st == 200 and not body["info"].get("error"))
+
+    t0 = time.perf_counter()
+    ws = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.join()
+    wall = time.perf_counter() - t0
+    print("  %-44s wall %6.2f s  %6.2f msg/s  errors %d" % (
+        "%d sessions at once, opencode serve directly" % k, wall, k / wall, k - sum(results)))
+
+
+def interleaved(port, server_port, password, workspace, n):
+    st_cl = Client(port)
+    st_cl.call("POST", "/api/sessions", {"id": "seq"})
+    d_cl = Client(server_port, "opencode:" + password)
+    q = "?directory=" + workspace
+    st, s = d_cl.call("POST", "/session" + q, {"title": "bench"})
+    stack, direct_t = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        st, body = st_cl.call("POST", "/api/sessions/seq/messages", {"text": "sequential %d" % i})
+        stack.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        d_cl.call("POST", "/session/%s/message%s" % (s["id"], q), {"parts": [{"type": "text", "text": "sequential %d" % i}]})
+        direct_t.append((time.perf_counter() - t0) * 1000)
+    return stack, direct_t
+
+
+def direct(server_port, password, workspace, n):
+    cl = Client(server_port, "opencode:" + password)
+    q = "?directory=" + workspace
+    st, s = cl.call("POST", "/session" + q, {"title": "bench"})
+    sid = s["id"]
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        st, body = cl.call("POST", "/session/%s/message%s" % (sid, q),
+                           {"parts": [{"type": "text", "text": "direct %d" % i}]})
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def main():
+    mode, port, binary = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if mode == "server":
+        n = int(os.environ.get("BENCH_SEQ_SERVER", "40"))
+        cl = Client(port)
+        st, status = cl.call("GET", "/api/opencode/status")
+        spid, sport = status["server"]["pid"], status["server"]["port"]
+        with open("/proc/%d/environ" % spid, "rb") as f:
+            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        password = env[b"OPENCODE_SERVER_PASSWORD"].decode()
+        ws = os.environ["BENCH_WS"]
+        os.makedirs(ws, exist_ok=True)
+        # Interleaved, one message each way in turn, so warm-up and conversation length are equal.
+        stack, d = interleaved(port, sport, password, ws, n)
+        print("  %-44s n=%3d  p50 %9.1f ms  p95 %9.1f ms" % ("sequential, server mode, through nginx", n, pct(stack, 50), pct(stack, 95)))
+        print("  %-44s n=%3d  p50 %9.1f ms  p95 %9.1f ms" % ("the same opencode serve called directly", n, pct(d, 50), pct(d, 95)))
+        print("  %-44s %.3f   (goal <= 1.05)" % ("overhead ratio, stack p50 / direct p50", pct(stack, 50) / pct(d, 50)))
+        with open(os.environ["BENCH_OUT"], "w") as f:
+            json.dump({"server_p50": pct(stack, 50), "server_p95": pct(stack, 95)}, f)
+        for k in () if os.environ.get("BENCH_ONLY_SEQ") else (16, 32):
+            concurrent(port, k, binary, "c%d_" % k)
+            direct_concurrent(sport, password, ws, k)
+    elif not os.environ.get("BENCH_ONLY_SEQ"):
+        n = int(os.environ.get("BENCH_SEQ_RUN", "6"))
+        t = sequential(port, "seqrun", n, "sequential, per-session mode, through nginx")
+        with open(os.environ["BENCH_OUT"]) as f:
+            srv = json.load(f)
+        print("  %-44s p50 %.1fx   p95 %.1fx   (goal >= 20x)" % (
+            "speed-up of server mode", pct(t, 50) / srv["server_p50"], pct(t, 95) / srv["server_p95"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

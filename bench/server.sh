@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Server mode against per-session mode with the real opencode and the offline model, through nginx,
+# in one run (see bench/server.py). Prints; asserts nothing. Takes a few minutes.
+set -eu
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+export OCPMD=${OCPMD:-$SRC/ocpmd}
+REAL=$("$SRC/scripts/opencode-bin") || { echo "bench: no opencode (run scripts/setup)" >&2; exit 1; }
+OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
+DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
+chmod 0755 "$DIR"
+stack_init "$DIR/state"
+export OCPM_OPENCODE_BIN="$REAL" OCPM_LOG_LEVEL=warn OCPM_MAX_CONCURRENT_RUNS=64 OCPM_RUN_TIMEOUT=600s
+export OCPM_SERVER_START_TIMEOUT=120s BENCH_OUT="$DIR/server.json" BENCH_WS="$DIR/state/workspaces/direct"
+trap 'stack_stop; rm -rf "$DIR"' EXIT
+unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
+stack_start_model
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "ocpm benchmark: $(nproc) cores, opencode $("$REAL" --version), offline model"
+OCPM_MODE=server stack_start_ocpmd
+stack_start_nginx "$PORT"
+# One warm-up message (the first start of a config directory installs opencode's plugin).
+curl -s -X POST "http://127.0.0.1:$PORT/api/sessions" -d '{"id":"warm"}' >/dev/null
+curl -s -X POST "http://127.0.0.1:$PORT/api/sessions/warm/messages" -d '{"text":"warm up"}' >/dev/null
+python3 "$SRC/bench/server.py" server "$PORT" "$REAL"
+stack_stop_ocpmd
+OCPM_MODE=per-session stack_start_ocpmd
+python3 "$SRC/bench/server.py" per-session "$PORT" "$REAL"
