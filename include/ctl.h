@@ -31,6 +31,8 @@ long ctl_connections(void);
 /* body is taken over. headers may be NULL (taken over too). */
 int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers);
 int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message);
+/* A reply that is not JSON (the metrics text): {"t":"reply","status","content_type","text"}. */
+int ctl_reply_text(ctl_conn_t *c, int status, const char *content_type, const char *text);
 int ctl_stream_start(ctl_conn_t *c);
 /* data is borrowed. */
 int ctl_event(ctl_conn_t *c, const char *event, json_object *data);

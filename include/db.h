@@ -41,9 +41,12 @@ typedef struct db_session {
 } db_session_t;
 
 typedef struct db_exec_filter {
-    const char *owner;      /* required */
+    const char *owner;      /* NULL: everyone's (operators only) */
     const char *session_id; /* NULL: any */
     const char *status;     /* NULL: any */
+    const char *mode;       /* NULL: any */
+    double since, until;    /* queued_at range, unix seconds; 0: open */
+    long long before;       /* cursor: ids below this; 0: from the newest */
     long limit;
 } db_exec_filter_t;
 
@@ -75,5 +78,19 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished);
  * db_errmsg tells which when it is an error). */
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner);
 json_object *db_exec_list(db_t *db, const db_exec_filter_t *f);
+
+/* Statistics of executions queued in [since, until): counts by status and mode, exact
+ * p50/p95/p99 and mean of duration and queue wait, peak and mean RSS, tokens, cost, and the
+ * five busiest sessions. NULL on error. */
+json_object *db_stats(db_t *db, double since, double until);
+/* Delete at most `batch` finished executions (and manager events) older than `before`; *deleted
+ * says how many. Callers repeat it, yielding between batches. */
+int db_prune(db_t *db, double before, long batch, long *deleted);
+
+/* For ocpmctl: open read-only (safe while ocpmd runs). A file that is not an ocpm database of
+ * this schema version is refused with a clear error. Writing calls fail on it. */
+db_t *db_open_readonly(const char *path, char *err, size_t errlen);
+/* Run a read-only query (no parameters: only fixed SQL from ocpmctl's table) to a JSON array. */
+json_object *db_query_json(db_t *db, const char *sql);
 
 #endif

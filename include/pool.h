@@ -18,6 +18,7 @@ int pool_start(mgr_t *m, int listen_fd, char *err, size_t errlen);
  * a grace period). */
 void pool_stop(mgr_t *m, void (*done)(mgr_t *m));
 json_object *pool_status_json(void);
+long pool_restarts(void);
 /* Free what is left after the loop has ended. */
 void pool_free(void);
 

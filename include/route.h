@@ -17,6 +17,9 @@ typedef enum {
     FIELD_MODEL,     /* valid_model() */
     FIELD_STATUS,    /* one of the execution statuses */
     FIELD_LIMIT,     /* integer 1..1000 */
+    FIELD_MODE,      /* "server" or "per-session" */
+    FIELD_TIME,      /* unix seconds (number >= 0) */
+    FIELD_CURSOR,    /* an execution id (integer >= 1) */
 } field_kind_t;
 
 typedef struct field {

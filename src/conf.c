@@ -55,6 +55,8 @@ static const conf_key_t conf_keys[] = {
     {"pass_env", CT_STRING, S(pass_env),
      "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0},
     {"store_prompts", CT_BOOL, N(store_prompts), "yes", 0, 0},
+    /* Executions (and manager events) older than this are pruned; 0 keeps everything. */
+    {"history_retention", CT_DURATION, N(history_retention_ms), "0", 0, 100L * 365 * 86400000L},
     /* Server mode: one supervised `opencode serve`. */
     {"server_start_timeout", CT_DURATION, N(server_start_timeout_ms), "30s", 100, 600000},
     {"heartbeat_interval", CT_DURATION, N(heartbeat_interval_ms), "10s", 50, 3600000},
@@ -101,9 +103,9 @@ static int conf_parse_scaled(const char *s, long *out, const char *const *units,
 
 int conf_parse_duration_ms(const char *s, long *out)
 {
-    static const char *const u[] = {"ms", "s", "", "m", "h"};
-    static const long k[] = {1, 1000, 1000, 60000, 3600000};
-    return conf_parse_scaled(s, out, u, k, 5);
+    static const char *const u[] = {"ms", "s", "", "m", "h", "d"};
+    static const long k[] = {1, 1000, 1000, 60000, 3600000, 86400000L};
+    return conf_parse_scaled(s, out, u, k, 6);
 }
 
 int conf_parse_size(const char *s, long *out)
@@ -184,7 +186,7 @@ static int conf_apply(conf_t *c, const conf_key_t *k, const char *v, const char 
     }
     case CT_DURATION:
         if (conf_parse_duration_ms(v, &n) != 0) {
-            *why = "expected a duration such as 500ms, 30s, 5m or 1h";
+            *why = "expected a duration such as 500ms, 30s, 5m, 1h or 30d";
             return -1;
         }
         break;

@@ -219,6 +219,20 @@ int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers
     return rc;
 }
 
+int ctl_reply_text(ctl_conn_t *c, int status, const char *content_type, const char *text)
+{
+    json_object *f = json_object_new_object();
+    json_object_object_add(f, "t", json_object_new_string("reply"));
+    json_object_object_add(f, "status", json_object_new_int(status));
+    json_object_object_add(f, "content_type", json_object_new_string(content_type));
+    json_object_object_add(f, "text", json_object_new_string(text));
+    c->busy = 0;
+    c->detach = NULL;
+    int rc = ctl_send(c, f);
+    json_object_put(f);
+    return rc;
+}
+
 int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message)
 {
     json_object *e = json_object_new_object(), *b = json_object_new_object();

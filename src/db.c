@@ -68,6 +68,31 @@ static const char *const db_migrations[] = {
     "  kind TEXT NOT NULL,"
     "  detail TEXT"
     ");",
+    /* 2: indexes and views for operators' questions. */
+    "CREATE INDEX executions_owner ON executions(owner, id);"
+    "CREATE INDEX executions_mode ON executions(mode, id);"
+    "CREATE INDEX executions_duration ON executions(duration_ms);"
+    "CREATE INDEX manager_events_at ON manager_events(at);"
+    "CREATE VIEW executions_by_hour AS"
+    "  SELECT strftime('%Y-%m-%d %H:00', queued_at, 'unixepoch') AS hour, count(*) AS runs,"
+    "         sum(status = 'succeeded') AS succeeded,"
+    "         sum(status IN ('failed', 'timeout', 'interrupted')) AS failed,"
+    "         sum(status = 'aborted') AS aborted,"
+    "         round(avg(duration_ms), 1) AS mean_ms, round(max(duration_ms), 1) AS max_ms,"
+    "         sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out"
+    "  FROM executions GROUP BY hour;"
+    "CREATE VIEW session_summary AS"
+    "  SELECT s.id, s.owner, s.workspace, s.opencode_session_id, s.message_count,"
+    "         datetime(s.created_at, 'unixepoch') AS created, datetime(s.last_activity, 'unixepoch') AS last_activity,"
+    "         s.deleted_at IS NOT NULL AS deleted, count(e.id) AS executions,"
+    "         coalesce(sum(e.status = 'succeeded'), 0) AS succeeded,"
+    "         coalesce(sum(e.status IN ('failed', 'timeout', 'interrupted')), 0) AS failed,"
+    "         round(avg(e.duration_ms), 1) AS mean_ms, sum(e.tokens_in) AS tokens_in,"
+    "         sum(e.tokens_out) AS tokens_out, sum(e.cost) AS cost"
+    "  FROM sessions s LEFT JOIN executions e ON e.session_id = s.id GROUP BY s.id;"
+    "CREATE VIEW failures AS"
+    "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
+    "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
 };
 
 #define DB_NMIGRATIONS ((int)(sizeof db_migrations / sizeof db_migrations[0]))
@@ -89,6 +114,13 @@ enum {
     ST_EXEC_UPDATE,
     ST_EXEC_GET,
     ST_EXEC_LIST,
+    ST_STATS_COUNTS,
+    ST_STATS_TOTALS,
+    ST_STATS_DURATION_AT,
+    ST_STATS_WAIT_AT,
+    ST_STATS_BUSIEST,
+    ST_PRUNE_EXECS,
+    ST_PRUNE_EVENTS,
     ST_COUNT
 };
 
@@ -118,9 +150,30 @@ static const char *const db_sql[ST_COUNT] = {
         " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
         " stderr_tail = ?22, error = ?23 WHERE id = ?1",
     [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND owner = ?2",
-    [ST_EXEC_LIST] = "SELECT * FROM executions WHERE owner = ?1"
+    /* ?1 owner (NULL: everyone's, for operators), then optional filters and the cursor. */
+    [ST_EXEC_LIST] = "SELECT * FROM executions WHERE (?1 IS NULL OR owner = ?1)"
                      " AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR status = ?3)"
-                     " ORDER BY id DESC LIMIT ?4",
+                     " AND (?4 IS NULL OR mode = ?4) AND (?5 IS NULL OR queued_at >= ?5)"
+                     " AND (?6 IS NULL OR queued_at < ?6) AND (?7 IS NULL OR id < ?7)"
+                     " ORDER BY id DESC LIMIT ?8",
+    [ST_STATS_COUNTS] = "SELECT mode, status, count(*) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                        " GROUP BY mode, status",
+    [ST_STATS_TOTALS] = "SELECT count(*), count(duration_ms), avg(duration_ms), count(queue_wait_ms),"
+                        " avg(queue_wait_ms), max(peak_rss_kb), avg(peak_rss_kb), sum(tokens_in), sum(tokens_out),"
+                        " sum(cost) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2",
+    /* The k-th smallest (0-based ?3): exact percentiles by offset. */
+    [ST_STATS_DURATION_AT] = "SELECT duration_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                             " AND duration_ms IS NOT NULL ORDER BY duration_ms LIMIT 1 OFFSET ?3",
+    [ST_STATS_WAIT_AT] = "SELECT queue_wait_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                         " AND queue_wait_ms IS NOT NULL ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
+    [ST_STATS_BUSIEST] = "SELECT session_id, count(*) AS n, sum(status IN ('failed','timeout','interrupted')),"
+                         " round(avg(duration_ms), 1) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                         " GROUP BY session_id ORDER BY n DESC, session_id LIMIT 5",
+    /* Retention, in small batches so the loop never stalls. */
+    [ST_PRUNE_EXECS] = "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE finished_at < ?1"
+                       " AND status NOT IN ('queued', 'running') ORDER BY id LIMIT ?2)",
+    [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"
+                        " ORDER BY id LIMIT ?2)",
 };
 
 struct db {
@@ -468,13 +521,188 @@ json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
     bind_text(s, 1, f->owner);
     bind_text(s, 2, f->session_id);
     bind_text(s, 3, f->status);
-    sqlite3_bind_int64(s, 4, f->limit > 0 ? f->limit : 50);
+    bind_text(s, 4, f->mode);
+    bind_time(s, 5, f->since);
+    bind_time(s, 6, f->until);
+    if (f->before > 0)
+        sqlite3_bind_int64(s, 7, f->before);
+    sqlite3_bind_int64(s, 8, f->limit > 0 ? f->limit : 50);
     json_object *a = json_object_new_array();
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         json_object_array_add(a, db_row_json(s));
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        json_object_put(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* The k-th smallest value (0-based) of statement st over [since, until), or -1. */
+static double db_nth(db_t *db, int st, double since, double until, long k)
+{
+    sqlite3_stmt *s = db->st[st];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    sqlite3_bind_int64(s, 3, k);
+    double v = -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_double(s, 0);
+    sqlite3_reset(s);
+    return v;
+}
+
+/* p50/p95/p99 (nearest rank) and the mean of a column with n values. */
+static json_object *db_percentiles(db_t *db, int st, double since, double until, long n, double mean)
+{
+    static const struct {
+        const char *name;
+        double p;
+    } ps[] = {{"p50", 0.50}, {"p95", 0.95}, {"p99", 0.99}};
+    json_object *o = json_object_new_object();
+    for (size_t i = 0; i < 3; i++) {
+        long rank = (long)(ps[i].p * n + 0.999999); /* ceil, 1-based */
+        json_object_object_add(o, ps[i].name, n ? json_object_new_double(db_nth(db, st, since, until, rank - 1)) : NULL);
+    }
+    json_object_object_add(o, "mean", n ? json_object_new_double(mean) : NULL);
+    json_object_object_add(o, "count", json_object_new_int64(n));
+    return o;
+}
+
+json_object *db_stats(db_t *db, double since, double until)
+{
+    json_object *o = json_object_new_object(), *by_status = json_object_new_object(),
+                *by_mode = json_object_new_object();
+    json_object_object_add(o, "since", json_object_new_double(since));
+    json_object_object_add(o, "until", json_object_new_double(until));
+    sqlite3_stmt *s = db->st[ST_STATS_COUNTS];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(s, 0), *st = (const char *)sqlite3_column_text(s, 1);
+        int64_t n = sqlite3_column_int64(s, 2);
+        json_object *v;
+        int64_t cur = json_object_object_get_ex(by_status, st, &v) ? json_object_get_int64(v) : 0;
+        json_object_object_add(by_status, st, json_object_new_int64(cur + n));
+        cur = json_object_object_get_ex(by_mode, mode, &v) ? json_object_get_int64(v) : 0;
+        json_object_object_add(by_mode, mode, json_object_new_int64(cur + n));
+    }
+    sqlite3_reset(s);
+    s = db->st[ST_STATS_TOTALS];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        json_object_put(by_status);
+        json_object_put(by_mode);
+        json_object_put(o);
+        return NULL;
+    }
+    long total = (long)sqlite3_column_int64(s, 0), nd = (long)sqlite3_column_int64(s, 1),
+         nw = (long)sqlite3_column_int64(s, 3);
+    double md = sqlite3_column_double(s, 2), mw = sqlite3_column_double(s, 4);
+    json_object *rss = json_object_new_object(), *tok = json_object_new_object();
+    json_object_object_add(rss, "peak", sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL
+                                            : json_object_new_int64(sqlite3_column_int64(s, 5)));
+    json_object_object_add(rss, "mean", sqlite3_column_type(s, 6) == SQLITE_NULL ? NULL
+                                            : json_object_new_double(sqlite3_column_double(s, 6)));
+    json_object_object_add(tok, "in", json_object_new_int64(sqlite3_column_int64(s, 7)));
+    json_object_object_add(tok, "out", json_object_new_int64(sqlite3_column_int64(s, 8)));
+    double cost = sqlite3_column_double(s, 9);
+    sqlite3_reset(s);
+    json_object_object_add(o, "total", json_object_new_int64(total));
+    json_object_object_add(o, "by_status", by_status);
+    json_object_object_add(o, "by_mode", by_mode);
+    json_object_object_add(o, "duration_ms", db_percentiles(db, ST_STATS_DURATION_AT, since, until, nd, md));
+    json_object_object_add(o, "queue_wait_ms", db_percentiles(db, ST_STATS_WAIT_AT, since, until, nw, mw));
+    json_object_object_add(o, "peak_rss_kb", rss);
+    json_object_object_add(o, "tokens", tok);
+    json_object_object_add(o, "cost", json_object_new_double(cost));
+    json_object *busy = json_object_new_array();
+    s = db->st[ST_STATS_BUSIEST];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        json_object *b = json_object_new_object();
+        json_object_object_add(b, "session_id", json_object_new_string((const char *)sqlite3_column_text(s, 0)));
+        json_object_object_add(b, "executions", json_object_new_int64(sqlite3_column_int64(s, 1)));
+        json_object_object_add(b, "failed", json_object_new_int64(sqlite3_column_int64(s, 2)));
+        json_object_object_add(b, "mean_ms", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL
+                                                 : json_object_new_double(sqlite3_column_double(s, 3)));
+        json_object_array_add(busy, b);
+    }
+    sqlite3_reset(s);
+    json_object_object_add(o, "busiest_sessions", busy);
+    return o;
+}
+
+int db_prune(db_t *db, double before, long batch, long *deleted)
+{
+    *deleted = 0;
+    static const int sts[] = {ST_PRUNE_EXECS, ST_PRUNE_EVENTS};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_bind_double(db->st[sts[i]], 1, before);
+        sqlite3_bind_int64(db->st[sts[i]], 2, batch);
+        if (db_run(db, sts[i]) != 0)
+            return -1;
+        *deleted += sqlite3_changes(db->h);
+    }
+    return 0;
+}
+
+db_t *db_open_readonly(const char *path, char *err, size_t errlen)
+{
+    db_t *db = calloc(1, sizeof *db);
+    if (!db) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
+        db_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db->h, 5000);
+    sqlite3_stmt *s;
+    int version = -1;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW)
+            version = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    if (version < 0) {
+        snprintf(err, errlen, "%s: not a readable SQLite database (%s)", path, sqlite3_errmsg(db->h));
+        db_close(db);
+        return NULL;
+    }
+    if (version != DB_NMIGRATIONS) {
+        snprintf(err, errlen, "%s: not an ocpm database of this version (schema %d, expected %d)", path, version,
+                 DB_NMIGRATIONS);
+        db_close(db);
+        return NULL;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(db->h, db_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: not an ocpm database (%s)", path, sqlite3_errmsg(db->h));
+            db_close(db);
+            return NULL;
+        }
+    }
+    return db;
+}
+
+json_object *db_query_json(db_t *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK)
+        return NULL;
+    json_object *a = json_object_new_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_object_array_add(a, db_row_json(s));
+    sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
         json_object_put(a);
         return NULL;

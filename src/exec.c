@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "run.h"
 #include "srv.h"
 
@@ -171,6 +172,8 @@ static void exec_finish(exec_t *e, const char *status)
     e->rec.status = status;
     e->rec.finished_at = mgr_now();
     exec_store(e, 1);
+    metrics_observe(e->rec.mode, status, e->rec.started_at > 0 ? e->rec.finished_at - e->rec.started_at : -1,
+                    (e->rec.started_at > 0 ? e->rec.started_at : e->rec.finished_at) - e->rec.queued_at);
     sess_t *s = sess_find(e->session_id);
     if (s)
         sess_note_message(s, e->rec.finished_at);

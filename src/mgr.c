@@ -21,6 +21,7 @@
 #include "op.h"
 #include "pool.h"
 #include "proc.h"
+#include "retain.h"
 #include "sess.h"
 #include "srv.h"
 
@@ -100,6 +101,7 @@ static void mgr_after_pool(mgr_t *m)
     log_info("responders stopped", NULL);
     ctl_close_all();
     http_shutdown();
+    retain_close();
     uv_walk(m->loop, mgr_close_handle, NULL);
 }
 
@@ -332,6 +334,7 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
         return -1;
     if (pool_start(m, fcgi_fd, err, errlen) != 0)
         return -1;
+    retain_init(m);
     log_info("sessions loaded", "count=%d", loaded);
     return 0;
 }

@@ -9,6 +9,8 @@
 
 #include "exec.h"
 #include "log.h"
+#include "metrics.h"
+#include "retain.h"
 #include "pool.h"
 #include "sess.h"
 #include "srv.h"
@@ -264,19 +266,92 @@ static void op_message(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
                 r->stream ? EXEC_WAIT_STREAM : r->async ? EXEC_WAIT_ASYNC : EXEC_WAIT_SYNC);
 }
 
-static void op_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+static double op_num(const op_req_t *r, const char *key, double def)
 {
-    json_object *lim;
-    db_exec_filter_t f = {.owner = r->user, .session_id = op_arg(r, "session"), .status = op_arg(r, "status"),
-                          .limit = json_object_object_get_ex(r->args, "limit", &lim) ? json_object_get_int(lim) : 50};
+    json_object *v;
+    return json_object_object_get_ex(r->args, key, &v) &&
+                   (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
+               ? json_object_get_double(v)
+               : def;
+}
+
+/* History, newest first, with a cursor: next_cursor is the `before` of the next page. */
+static void op_exec_list_for(mgr_t *m, ctl_conn_t *c, const op_req_t *r, const char *owner)
+{
+    db_exec_filter_t f = {.owner = owner, .session_id = op_arg(r, "session"), .status = op_arg(r, "status"),
+                          .mode = op_arg(r, "mode"), .since = op_num(r, "since", 0), .until = op_num(r, "until", 0),
+                          .before = (long long)op_num(r, "before", 0), .limit = (long)op_num(r, "limit", 50)};
     json_object *a = db_exec_list(m->db, &f);
     if (!a) {
         ctl_error(c, 503, "storage_unavailable", "cannot read executions");
         return;
     }
     json_object *o = json_object_new_object();
+    size_t n = json_object_array_length(a);
+    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
     json_object_object_add(o, "executions", a);
+    json_object_object_add(o, "next_cursor", (long)n == f.limit && last ? json_object_get(last) : NULL);
     ctl_reply(c, 200, o, NULL);
+}
+
+static void op_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r) { op_exec_list_for(m, c, r, r->user); }
+static void op_admin_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r) { op_exec_list_for(m, c, r, NULL); }
+
+static void op_stats(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    double until = op_num(r, "until", mgr_now() + 1), since = op_num(r, "since", 0);
+    json_object *o = db_stats(m->db, since, until);
+    if (!o) {
+        ctl_error(c, 503, "storage_unavailable", "cannot compute statistics");
+        return;
+    }
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_metrics(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    (void)r;
+    char *text = metrics_render(m);
+    if (!text) {
+        ctl_error(c, 500, "internal", "out of memory");
+        return;
+    }
+    ctl_reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+    free(text);
+}
+
+static void op_prune_done(void *ctx, long deleted, int failed)
+{
+    ctl_conn_t *c = ctx;
+    if (failed) {
+        ctl_error(c, 503, "storage_unavailable", "pruning failed; see the log");
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "deleted", json_object_new_int64(deleted));
+    ctl_reply(c, 200, o, NULL);
+}
+
+static void op_prune_detach(void *ctx, ctl_conn_t *c)
+{
+    (void)ctx;
+    (void)c;
+    retain_detach(); /* the pass goes on; nobody waits for its count */
+}
+
+/* Control socket only (ocpmctl prune): no HTTP route leads here. */
+static void op_prune(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
+{
+    double before = op_num(r, "before", -1);
+    if (before < 0) {
+        ctl_error(c, 400, "invalid_field", "prune needs \"before\" (unix seconds)");
+        return;
+    }
+    if (retain_prune(m, before, op_prune_done, c) != 0) {
+        ctl_error(c, 409, "busy", "a pruning pass is already running");
+        return;
+    }
+    ctl_set_waiter(c, op_prune_detach, NULL);
 }
 
 static void op_exec_get(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
@@ -310,6 +385,10 @@ static const struct {
     {"message", op_message},
     {"exec.list", op_exec_list},
     {"exec.get", op_exec_get},
+    {"stats", op_stats},
+    {"admin.exec.list", op_admin_exec_list},
+    {"metrics", op_metrics},
+    {"prune", op_prune},
 };
 
 void op_dispatch(mgr_t *m, ctl_conn_t *c, json_object *f)

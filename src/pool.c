@@ -51,6 +51,8 @@ static int pool_alive(void)
     return n;
 }
 
+long pool_restarts(void) { return restarts; }
+
 json_object *pool_status_json(void)
 {
     json_object *o = json_object_new_object();

@@ -56,11 +56,18 @@ int req_urldecode(char *s)
 /* Check one value against its field kind. Returns NULL when fine, else why. */
 static const char *req_check_value(const field_t *f, json_object *v, const req_limits_t *lim)
 {
-    if (f->kind == FIELD_LIMIT) {
+    if (f->kind == FIELD_LIMIT || f->kind == FIELD_CURSOR) {
         if (!json_object_is_type(v, json_type_int))
             return "must be an integer";
         int64_t n = json_object_get_int64(v);
+        if (f->kind == FIELD_CURSOR)
+            return n >= 1 ? NULL : "must be a positive execution id";
         return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
+    }
+    if (f->kind == FIELD_TIME) {
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+            return "must be unix seconds";
+        return json_object_get_double(v) >= 0 ? NULL : "must not be negative";
     }
     if (!json_object_is_type(v, json_type_string))
         return "must be a string";
@@ -82,7 +89,11 @@ static const char *req_check_value(const field_t *f, json_object *v, const req_l
         return valid_model(s) ? NULL : "must look like provider/model";
     case FIELD_STATUS:
         return route_is_status(s) ? NULL : "is not an execution status";
+    case FIELD_MODE:
+        return strcmp(s, "server") == 0 || strcmp(s, "per-session") == 0 ? NULL : "must be server or per-session";
     case FIELD_LIMIT:
+    case FIELD_TIME:
+    case FIELD_CURSOR:
         break;
     }
     return NULL;
@@ -147,16 +158,30 @@ static json_object *req_parse_query(const route_t *r, const char *query, const r
         if (!*val)
             continue; /* "?session=" means no filter */
         json_object *v = NULL;
-        if (strcmp(kv, "limit") == 0) {
+        const field_t *fk = NULL;
+        for (const field_t *p = r->query; p->name; p++)
+            if (strcmp(p->name, kv) == 0)
+                fk = p;
+        if (fk && (fk->kind == FIELD_LIMIT || fk->kind == FIELD_CURSOR)) {
             char *end;
             errno = 0;
-            long n = strtol(val, &end, 10);
+            long long n = strtoll(val, &end, 10);
             if (errno || *end || end == val) {
                 free(copy);
                 json_object_put(q);
-                return req_fail(err, 400, "invalid_parameter", "query parameter \"limit\" must be an integer");
+                return req_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
             }
             v = json_object_new_int64(n);
+        } else if (fk && fk->kind == FIELD_TIME) {
+            char *end;
+            errno = 0;
+            double t = strtod(val, &end);
+            if (errno || *end || end == val || t != t) {
+                free(copy);
+                json_object_put(q);
+                return req_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
+            }
+            v = json_object_new_double(t);
         } else {
             v = json_object_new_string(val);
         }

@@ -325,7 +325,18 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t)
         resp_stream(r, t);
         return;
     }
-    json_object *status, *headers = NULL, *b = NULL;
+    json_object *status, *headers = NULL, *b = NULL, *text, *ctype;
+    if (type && strcmp(type, "reply") == 0 && json_object_object_get_ex(f, "status", &status) &&
+        json_object_object_get_ex(f, "text", &text) && json_object_object_get_ex(f, "content_type", &ctype)) {
+        const char *ct = json_object_get_string(ctype);
+        int n = json_object_get_string_len(text);
+        resp_printf(r->out, "Status: %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\nContent-Length: %d\r\n\r\n",
+                    json_object_get_int(status), resp_reason(json_object_get_int(status)),
+                    strpbrk(ct, "\r\n") ? "text/plain" : ct, n);
+        FCGX_PutStr(json_object_get_string(text), n, r->out);
+        json_object_put(f);
+        return;
+    }
     if (!type || strcmp(type, "reply") != 0 || !json_object_object_get_ex(f, "status", &status) ||
         !json_object_object_get_ex(f, "body", &b)) {
         json_object_put(f);

@@ -23,7 +23,16 @@ static const field_t message_body[] = {
 static const field_t exec_list_query[] = {
     {"session", FIELD_ID, false},
     {"status", FIELD_STATUS, false},
+    {"mode", FIELD_MODE, false},
+    {"since", FIELD_TIME, false},
+    {"until", FIELD_TIME, false},
+    {"before", FIELD_CURSOR, false},
     {"limit", FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
+static const field_t stats_query[] = {
+    {"since", FIELD_TIME, false},
+    {"until", FIELD_TIME, false},
     {NULL, 0, false},
 };
 
@@ -38,6 +47,10 @@ static const route_t routes[] = {
     {"POST", "/api/sessions/{id}/abort", "session.abort", NULL, NULL},
     {"GET", "/api/executions", "exec.list", NULL, exec_list_query},
     {"GET", "/api/executions/{id}", "exec.get", NULL, NULL},
+    /* Operators (localhost only in the shipped nginx configs): everyone's data. */
+    {"GET", "/api/stats", "stats", NULL, stats_query},
+    {"GET", "/api/admin/executions", "admin.exec.list", NULL, exec_list_query},
+    {"GET", "/metrics", "metrics", NULL, NULL},
 };
 
 const route_t *route_table(size_t *count)
