@@ -74,7 +74,7 @@ int db_exec_insert(db_t *db, db_exec_t *e);
 /* Write every mutable column of e (by e->id). When finished, also bumps the
  * session's last_activity and message_count in the same transaction. */
 int db_exec_update(db_t *db, const db_exec_t *e, int finished);
-/* The row as a JSON object, or NULL (missing, another owner, or error:
+/* The row as a JSON object (owner NULL: anyone's, for operators), or NULL (missing, another owner, or error:
  * db_errmsg tells which when it is an error). */
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner);
 json_object *db_exec_list(db_t *db, const db_exec_filter_t *f);

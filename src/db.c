@@ -149,7 +149,7 @@ static const char *const db_sql[ST_COUNT] = {
         " peak_rss_kb = ?12, cpu_user_ms = ?13, cpu_sys_ms = ?14, tokens_in = ?15, tokens_out = ?16,"
         " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
         " stderr_tail = ?22, error = ?23 WHERE id = ?1",
-    [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND owner = ?2",
+    [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     /* ?1 owner (NULL: everyone's, for operators), then optional filters and the cursor. */
     [ST_EXEC_LIST] = "SELECT * FROM executions WHERE (?1 IS NULL OR owner = ?1)"
                      " AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR status = ?3)"
