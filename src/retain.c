@@ -3,7 +3,8 @@
 
 #include "log.h"
 
-#define RETAIN_TICK_MS 60000
+/* Prune every minute, or more often for a short retention (a quarter of it, at least 100 ms). */
+#define RETAIN_TICK_MAX_MS 60000
 
 static mgr_t *rm;
 static uv_timer_t tick, step;
@@ -67,8 +68,13 @@ void retain_init(mgr_t *m)
     uv_timer_init(m->loop, &tick);
     uv_timer_init(m->loop, &step);
     inited = 1;
+    long every = m->conf->history_retention_ms / 4;
+    if (every > RETAIN_TICK_MAX_MS)
+        every = RETAIN_TICK_MAX_MS;
+    if (every < 100)
+        every = 100;
     if (m->conf->history_retention_ms > 0)
-        uv_timer_start(&tick, retain_tick, 1000, RETAIN_TICK_MS);
+        uv_timer_start(&tick, retain_tick, every < 1000 ? (uint64_t)every : 1000, (uint64_t)every);
 }
 
 void retain_detach(void) { done_fn = NULL; }

@@ -10,7 +10,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[delay=MS]]     sleep MS ms before answering (events before and after)
     [[exit=N]]       exit with status N after the answer
     [[signal=N]]     kill itself with signal N
-    [[error]]        print an error event and exit 1
+    [[error]]        print an error event (its message quotes the user's text) and exit 1
     [[huge=BYTES]]   print BYTES of extra stdout (text events) first
     [[longline=BYTES]] print one stdout line of BYTES bytes
     [[stderr=BYTES]] write BYTES to stderr
@@ -151,7 +151,8 @@ def main(argv):
         time.sleep(5)
     if knob(message, "error"):
         emit({"type": "error", "timestamp": now(), "sessionID": sid,
-              "error": {"name": "APIError", "data": {"message": "fake provider failure"}}})
+              "error": {"name": "APIError", "data": {"message": "fake provider failure" + (
+                  ": " + message.split("[[error]]", 1)[1].strip() if message.split("[[error]]", 1)[1].strip() else "")}}})
         sys.stderr.write("Error: fake provider failure\n")
         return 1
     hist = history_load(sid)
