@@ -297,15 +297,67 @@ static void op_exec_list_for(mgr_t *m, ctl_conn_t *c, const op_req_t *r, const c
 static void op_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r) { op_exec_list_for(m, c, r, r->user); }
 static void op_admin_exec_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r) { op_exec_list_for(m, c, r, NULL); }
 
+/* Statistics can take seconds on a large history, so they run on libuv's thread pool over a
+ * read-only connection of their own (WAL lets it read beside the writer); the loop goes on. */
+typedef struct op_stats_job {
+    uv_work_t work;
+    ctl_conn_t *c; /* NULL once the client went away */
+    char path[4096];
+    double since, until;
+    json_object *result;
+    char err[512];
+} op_stats_job_t;
+
+static void op_stats_work(uv_work_t *w)
+{
+    op_stats_job_t *j = w->data;
+    db_t *ro = db_open_readonly(j->path, j->err, sizeof j->err);
+    if (!ro)
+        return;
+    j->result = db_stats(ro, j->since, j->until);
+    if (!j->result)
+        snprintf(j->err, sizeof j->err, "%s", db_errmsg(ro));
+    db_close(ro);
+}
+
+static void op_stats_after(uv_work_t *w, int status)
+{
+    op_stats_job_t *j = w->data;
+    if (j->c && j->result && status == 0) {
+        ctl_reply(j->c, 200, j->result, NULL);
+        j->result = NULL;
+    } else if (j->c) {
+        log_error("cannot compute statistics", "error=\"%s\"", j->err);
+        ctl_error(j->c, 503, "storage_unavailable", "cannot compute statistics");
+    }
+    json_object_put(j->result);
+    free(j);
+}
+
+static void op_stats_detach(void *ctx, ctl_conn_t *c)
+{
+    (void)c;
+    ((op_stats_job_t *)ctx)->c = NULL;
+}
+
 static void op_stats(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
 {
-    double until = op_num(r, "until", mgr_now() + 1), since = op_num(r, "since", 0);
-    json_object *o = db_stats(m->db, since, until);
-    if (!o) {
-        ctl_error(c, 503, "storage_unavailable", "cannot compute statistics");
+    op_stats_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        ctl_error(c, 500, "internal", "out of memory");
         return;
     }
-    ctl_reply(c, 200, o, NULL);
+    j->c = c;
+    j->since = op_num(r, "since", 0);
+    j->until = op_num(r, "until", mgr_now() + 1);
+    snprintf(j->path, sizeof j->path, "%s", m->conf->db_path);
+    j->work.data = j;
+    if (uv_queue_work(m->loop, &j->work, op_stats_work, op_stats_after) != 0) {
+        free(j);
+        ctl_error(c, 503, "busy", "cannot schedule the statistics");
+        return;
+    }
+    ctl_set_waiter(c, op_stats_detach, j);
 }
 
 static void op_metrics(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
