@@ -117,7 +117,6 @@ enum {
     ST_EXEC_INSERT,
     ST_EXEC_UPDATE,
     ST_EXEC_GET,
-    ST_EXEC_LIST,
     ST_STATS_COUNTS,
     ST_STATS_TOTALS,
     ST_STATS_DURATION_AT,
@@ -156,12 +155,6 @@ static const char *const db_sql[ST_COUNT] = {
         " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
         " stderr_tail = ?22, error = ?23 WHERE id = ?1",
     [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
-    /* ?1 owner (NULL: everyone's, for operators), then optional filters and the cursor. */
-    [ST_EXEC_LIST] = "SELECT * FROM executions WHERE (?1 IS NULL OR owner = ?1)"
-                     " AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR status = ?3)"
-                     " AND (?4 IS NULL OR mode = ?4) AND (?5 IS NULL OR queued_at >= ?5)"
-                     " AND (?6 IS NULL OR queued_at < ?6) AND (?7 IS NULL OR id < ?7)"
-                     " ORDER BY id DESC LIMIT ?8",
     [ST_STATS_COUNTS] = "SELECT mode, status, count(*) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
                         " GROUP BY mode, status",
     [ST_STATS_TOTALS] = "SELECT count(*), count(duration_ms), avg(duration_ms), count(queue_wait_ms),"
@@ -189,9 +182,14 @@ static const char *const db_sql[ST_COUNT] = {
                         " ORDER BY id LIMIT ?2)",
 };
 
+/* History filters; each combination gets its own statement (prepared on first use), so
+ * SQLite picks the index that fits it. */
+enum { LF_OWNER = 1, LF_SESSION = 2, LF_STATUS = 4, LF_MODE = 8, LF_SINCE = 16, LF_UNTIL = 32, LF_BEFORE = 64, LF_ALL = 128 };
+
 struct db {
     sqlite3 *h;
     sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *list_st[LF_ALL];
     int store_prompts;
     long text_limit;
 };
@@ -282,6 +280,8 @@ void db_close(db_t *db)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(db->st[i]);
+    for (int i = 0; i < LF_ALL; i++)
+        sqlite3_finalize(db->list_st[i]);
     if (db->h)
         sqlite3_close(db->h);
     free(db);
@@ -528,15 +528,49 @@ json_object *db_exec_get(db_t *db, int64_t id, const char *owner)
     return o;
 }
 
+/* The statement for one combination of history filters, built from fixed fragments only. */
+static sqlite3_stmt *db_list_stmt(db_t *db, int mask)
+{
+    static const struct {
+        int bit;
+        const char *sql;
+    } frags[] = {
+        {LF_OWNER, " AND owner = ?1"},       {LF_SESSION, " AND session_id = ?2"}, {LF_STATUS, " AND status = ?3"},
+        {LF_MODE, " AND mode = ?4"},         {LF_SINCE, " AND queued_at >= ?5"},  {LF_UNTIL, " AND queued_at < ?6"},
+        {LF_BEFORE, " AND id < ?7"},
+    };
+    if (db->list_st[mask])
+        return db->list_st[mask];
+    char sql[512] = "SELECT * FROM executions WHERE 1";
+    for (size_t i = 0; i < sizeof frags / sizeof frags[0]; i++)
+        if (mask & frags[i].bit)
+            strcat(sql, frags[i].sql);
+    strcat(sql, " ORDER BY id DESC LIMIT ?8");
+    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->list_st[mask], NULL) != SQLITE_OK)
+        return NULL;
+    return db->list_st[mask];
+}
+
 json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
 {
-    sqlite3_stmt *s = db->st[ST_EXEC_LIST];
-    bind_text(s, 1, f->owner);
-    bind_text(s, 2, f->session_id);
-    bind_text(s, 3, f->status);
-    bind_text(s, 4, f->mode);
-    bind_time(s, 5, f->since);
-    bind_time(s, 6, f->until);
+    int mask = (f->owner ? LF_OWNER : 0) | (f->session_id ? LF_SESSION : 0) | (f->status ? LF_STATUS : 0) |
+               (f->mode ? LF_MODE : 0) | (f->since > 0 ? LF_SINCE : 0) | (f->until > 0 ? LF_UNTIL : 0) |
+               (f->before > 0 ? LF_BEFORE : 0);
+    sqlite3_stmt *s = db_list_stmt(db, mask);
+    if (!s)
+        return NULL;
+    if (f->owner)
+        bind_text(s, 1, f->owner);
+    if (f->session_id)
+        bind_text(s, 2, f->session_id);
+    if (f->status)
+        bind_text(s, 3, f->status);
+    if (f->mode)
+        bind_text(s, 4, f->mode);
+    if (f->since > 0)
+        sqlite3_bind_double(s, 5, f->since);
+    if (f->until > 0)
+        sqlite3_bind_double(s, 6, f->until);
     if (f->before > 0)
         sqlite3_bind_int64(s, 7, f->before);
     sqlite3_bind_int64(s, 8, f->limit > 0 ? f->limit : 50);
