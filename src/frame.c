@@ -31,6 +31,8 @@ void frame_decoder_free(frame_decoder_t *d)
 
 frame_rc_t frame_feed(frame_decoder_t *d, const void *data, size_t len)
 {
+    if (len == 0) /* nothing to add (and no buffer yet to add it to) */
+        return FRAME_OK;
     if (d->len + len > d->cap) {
         size_t cap = d->cap ? d->cap : 4096;
         while (cap < d->len + len)

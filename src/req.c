@@ -146,7 +146,8 @@ static json_object *req_parse_query(const route_t *r, const char *query, const r
     char *save = NULL;
     for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
-        char *val = eq ? eq + 1 : (char *)"";
+        /* "?key" has an empty value: point into the writable copy, as req_urldecode writes. */
+        char *val = eq ? eq + 1 : kv + strlen(kv);
         if (eq)
             *eq = '\0';
         if (req_urldecode(kv) != 0 || req_urldecode(val) != 0 || !valid_utf8(kv, strlen(kv)) ||

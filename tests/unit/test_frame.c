@@ -72,6 +72,18 @@ static void expect_error(uint32_t n, const char *body, size_t max)
     frame_decoder_free(d);
 }
 
+static void test_empty_feed(void **state)
+{
+    (void)state;
+    /* Found by fuzz_frame: feeding nothing to a fresh decoder did pointer arithmetic on NULL. */
+    frame_decoder_t *d = frame_decoder_new(0);
+    assert_int_equal(frame_feed(d, NULL, 0), FRAME_OK);
+    json_object *o;
+    const char *why;
+    assert_int_equal(frame_next(d, &o, &why), FRAME_AGAIN);
+    frame_decoder_free(d);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -96,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_byte_by_byte),
         cmocka_unit_test(test_two_frames_in_one_read),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_empty_feed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

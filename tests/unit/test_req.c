@@ -136,6 +136,8 @@ static void test_query(void **state)
     expect("GET", p, "session=%00", NULL, 400, "invalid_parameter");
     expect("GET", p, "other=1", NULL, 400, "unknown_field");
     expect("GET", p, "limit=1&limit=2", NULL, 400, "invalid_parameter");
+    expect("GET", p, "session", NULL, 0, NULL); /* a key without '=' (found by fuzz_req: it crashed) */
+    expect("GET", p, "&&", NULL, 0, NULL);
     expect("GET", "/api/sessions", "x=1", NULL, 400, "unknown_parameter");
 }
 
