@@ -204,14 +204,17 @@ static int ctl_send(ctl_conn_t *c, json_object *frame)
     return 0;
 }
 
-int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers)
+static json_object *ctl_reply_frame(int status)
 {
     json_object *f = json_object_new_object();
     json_object_object_add(f, "t", json_object_new_string("reply"));
     json_object_object_add(f, "status", json_object_new_int(status));
-    if (headers)
-        json_object_object_add(f, "headers", headers);
-    json_object_object_add(f, "body", body);
+    return f;
+}
+
+/* Send the final frame of a request: the connection takes the next one. */
+static int ctl_send_final(ctl_conn_t *c, json_object *f)
+{
     c->busy = 0;
     c->detach = NULL;
     int rc = ctl_send(c, f);
@@ -219,18 +222,21 @@ int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers
     return rc;
 }
 
+int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers)
+{
+    json_object *f = ctl_reply_frame(status);
+    if (headers)
+        json_object_object_add(f, "headers", headers);
+    json_object_object_add(f, "body", body);
+    return ctl_send_final(c, f);
+}
+
 int ctl_reply_text(ctl_conn_t *c, int status, const char *content_type, const char *text)
 {
-    json_object *f = json_object_new_object();
-    json_object_object_add(f, "t", json_object_new_string("reply"));
-    json_object_object_add(f, "status", json_object_new_int(status));
+    json_object *f = ctl_reply_frame(status);
     json_object_object_add(f, "content_type", json_object_new_string(content_type));
     json_object_object_add(f, "text", json_object_new_string(text));
-    c->busy = 0;
-    c->detach = NULL;
-    int rc = ctl_send(c, f);
-    json_object_put(f);
-    return rc;
+    return ctl_send_final(c, f);
 }
 
 int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message)
@@ -274,11 +280,7 @@ int ctl_end(ctl_conn_t *c)
         c->streaming = 0;
         ctl_mgr->streams--;
     }
-    c->busy = 0;
-    c->detach = NULL;
-    int rc = ctl_send(c, f);
-    json_object_put(f);
-    return rc;
+    return ctl_send_final(c, f);
 }
 
 void ctl_set_waiter(ctl_conn_t *c, ctl_detach_fn fn, void *ctx)

@@ -670,10 +670,9 @@ static void srv_msg_closed(uv_handle_t *h)
     free(msg);
 }
 
-static void srv_msg_finish(srv_msg_t *msg, const srv_result_t *r)
+/* Take msg out of the in-flight list (once). */
+static void srv_msg_unlink(srv_msg_t *msg)
 {
-    if (msg->finished)
-        return;
     msg->finished = 1;
     if (msg->prev)
         msg->prev->next = msg->next;
@@ -682,6 +681,13 @@ static void srv_msg_finish(srv_msg_t *msg, const srv_result_t *r)
     if (msg->next)
         msg->next->prev = msg->prev;
     S.in_flight--;
+}
+
+static void srv_msg_finish(srv_msg_t *msg, const srv_result_t *r)
+{
+    if (msg->finished)
+        return;
+    srv_msg_unlink(msg);
     srv_dir_t *d = srv_dir(msg->workspace);
     if (d)
         d->last_used = mgr_now();
@@ -809,14 +815,7 @@ static void srv_msg_answer(void *ctx, int err, const char *errmsg, long status, 
 /* Forget a message that never got going: no callback (srv_send then returns NULL). */
 static void srv_msg_discard(srv_msg_t *msg)
 {
-    msg->finished = 1;
-    if (msg->prev)
-        msg->prev->next = msg->next;
-    else
-        S.msgs = msg->next;
-    if (msg->next)
-        msg->next->prev = msg->prev;
-    S.in_flight--;
+    srv_msg_unlink(msg);
     uv_close((uv_handle_t *)&msg->timer, srv_msg_closed);
 }
 
