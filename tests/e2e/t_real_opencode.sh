@@ -9,6 +9,10 @@ if [ -n "${OCPM_SKIP_E2E:-}" ] || [ -z "$REAL" ] || ! "$REAL" --version >/dev/nu
 fi
 export OCPM_OPENCODE_BIN="$REAL" OCPM_RUN_TIMEOUT=180s OCPM_MAX_CONCURRENT_RUNS=8
 unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
+# One real-opencode test at a time: eight `opencode run` processes beside a server on two cores
+# starve it (seen: a server that stopped accepting connections), and counts of processes would mix.
+exec 9>"${TMPDIR:-/tmp}/ocpm-e2e.lock"
+flock 9
 T_WITH_MODEL=1
 t_start
 

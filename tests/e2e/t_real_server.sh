@@ -11,6 +11,10 @@ fi
 export OCPM_OPENCODE_BIN="$REAL" OCPM_MODE=server OCPM_RUN_TIMEOUT=180s OCPM_MAX_CONCURRENT_RUNS=32
 export OCPM_SERVER_START_TIMEOUT=120s OCPM_HEARTBEAT_INTERVAL=2s
 unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
+# One real-opencode test at a time: eight `opencode run` processes beside a server on two cores
+# starve it (seen: a server that stopped accepting connections), and counts of processes would mix.
+exec 9>"${TMPDIR:-/tmp}/ocpm-e2e.lock"
+flock 9
 T_WITH_MODEL=1
 t_start
 
@@ -54,9 +58,11 @@ for i in $(seq 1 16); do
 done
 list=$(IFS=,; echo "${ids[*]}")
 maxprocs=0
+SPID=$(curl -s "$BASE/api/opencode/status" | jq -r .server.pid)
 sample() {
     local n
-    n=$(pgrep -fc -- "^$REAL" || true)
+    # The server's process group, plus any `opencode run` for this test's workspaces.
+    n=$(( $(pgrep -c -g "$SPID" || true) + $(pgrep -fc -- "run .*--dir $STACK_DIR" || true) ))
     [ "$n" -gt "$maxprocs" ] && maxprocs=$n
     [ "$(sql "select count(*) from executions where id in ($list) and status not in ('queued','running')")" = 16 ]
 }
