@@ -51,6 +51,7 @@ typedef struct conf {
     long instance_idle_timeout_ms;
     long server_max_messages;
     long server_max_rss;
+    long server_max_inflight;
 } conf_t;
 
 /* Fill defaults. */

@@ -58,6 +58,8 @@ const char *srv_state_name(void);
 /* Give up on server mode (auto mode when the server never became ready). */
 void srv_disable(void);
 pid_t srv_pid(void);
+/* Messages in flight on the server now. */
+long srv_in_flight(void);
 /* Called whenever the server's readiness changes and on every health tick. */
 void srv_on_change(void (*fn)(mgr_t *m));
 

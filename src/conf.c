@@ -68,6 +68,9 @@ static const conf_key_t conf_keys[] = {
     {"instance_idle_timeout", CT_DURATION, N(instance_idle_timeout_ms), "10m", 100, 86400000L},
     {"server_max_messages", CT_INT, N(server_max_messages), "10000", 0, 1000000000L},
     {"server_max_rss", CT_SIZE, N(server_max_rss), "2g", 0, 1L << 40},
+    /* Prompts in flight on the server at once; more wait in their queues (a saturated server
+     * answers its health checks late and gets restarted, failing everything in flight). */
+    {"server_max_inflight", CT_INT, N(server_max_inflight), "8", 1, 4096},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0},
     {"log_file", CT_PATH, S(log_file), "", 0, 0},
 };

@@ -451,7 +451,8 @@ void exec_schedule(mgr_t *m)
             }
             continue;
         }
-        if (m->running >= m->conf->max_concurrent_runs)
+        if (m->running >= m->conf->max_concurrent_runs ||
+            (route == 1 && srv_in_flight() >= m->conf->server_max_inflight))
             break;
         if (sess_running(s))
             continue;
