@@ -148,6 +148,18 @@ is "$(sql "select count(distinct pid) > 1 from executions where id in ($list)")"
 check "the recycle is recorded" sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select count(*) from manager_events where kind='server_recycle'\")\" -ge 1 ]"
 unset OCPM_SERVER_MAX_MESSAGES
 
+# Recycling on memory: a server that grows past server_max_rss is replaced, the message succeeds.
+stack_stop_ocpmd
+OCPM_SERVER_MAX_RSS=120m OCPM_HEALTH_TIMEOUT=5s OCPM_HEALTH_FAILURES=3 stack_start_ocpmd
+P3=$(server_pid)
+mk grow
+req POST /api/sessions/grow/messages '{"text":"[[grow=160]] eat memory"}'
+is "$(j .execution.status)" succeeded "a message that makes the server grow succeeds"
+replaced() { [ "$(server_pid)" != "$P3" ] && state_is ready; }
+check "a server past server_max_rss is recycled" wait_until 15 replaced
+like "$(sql "select detail from manager_events where kind='server_recycle' order by id desc limit 1")" 'server_max_rss' \
+    "the recycle says why"
+
 # --- fallback off ---------------------------------------------------------------------------------
 stack_stop_ocpmd
 check "shutdown stops the server" wait_until 10 sh -c "! kill -0 $P2 2>/dev/null"
