@@ -52,6 +52,7 @@ typedef struct conf {
     long server_max_messages;
     long server_max_rss;
     long server_max_inflight;
+    long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s;
 } conf_t;
 
 /* Fill defaults. */

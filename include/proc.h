@@ -25,6 +25,8 @@ typedef struct proc_spec {
     int keep_fd;        /* another fd to keep open in the child as fd 0 when stdin_fd == -2, else -1 */
     int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
+    /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
+    long rlimit_as, rlimit_nofile, rlimit_cpu;
 } proc_spec_t;
 
 typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusage *ru);

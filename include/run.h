@@ -26,6 +26,7 @@ typedef struct run_spec {
     char *const *env;
     long timeout_ms, grace_ms;
     size_t stderr_tail;
+    long rlimit_as, rlimit_nofile, rlimit_cpu_s;
 } run_spec_t;
 
 typedef struct run_result {

@@ -71,6 +71,11 @@ static const conf_key_t conf_keys[] = {
     /* Prompts in flight on the server at once; more wait in their queues (a saturated server
      * answers its health checks late and gets restarted, failing everything in flight). */
     {"server_max_inflight", CT_INT, N(server_max_inflight), "8", 1, 4096},
+    /* Limits for every opencode process (runs and the server); 0 leaves them as inherited.
+     * Address space stays unlimited by default: opencode's runtime reserves many GB it never uses. */
+    {"run_rlimit_as", CT_SIZE, N(run_rlimit_as), "0", 0, 1L << 50},
+    {"run_rlimit_nofile", CT_INT, N(run_rlimit_nofile), "0", 0, 1048576},
+    {"run_rlimit_cpu", CT_DURATION, N(run_rlimit_cpu_s), "0", 0, 100L * 86400000L},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0},
     {"log_file", CT_PATH, S(log_file), "", 0, 0},
 };

@@ -383,6 +383,10 @@ static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
         .timeout_ms = m->conf->run_timeout_ms,
         .grace_ms = m->conf->kill_grace_ms,
         .stderr_tail = (size_t)m->conf->stderr_tail_bytes,
+        .rlimit_as = m->conf->run_rlimit_as,
+        .rlimit_nofile = m->conf->run_rlimit_nofile,
+        /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
+        .rlimit_cpu_s = m->conf->run_rlimit_cpu_s > 0 ? (m->conf->run_rlimit_cpu_s + 999) / 1000 : 0,
     };
     char err[512];
     pid_t pid = 0;

@@ -99,6 +99,15 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         for (int i = 0; i < 3; i++)
             if (proc_child_dup(fds[i], i) != 0)
                 proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        const struct {
+            int res;
+            long v;
+        } lims[] = {{RLIMIT_AS, spec->rlimit_as}, {RLIMIT_NOFILE, spec->rlimit_nofile}, {RLIMIT_CPU, spec->rlimit_cpu}};
+        for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
+            struct rlimit rl = {(rlim_t)lims[i].v, (rlim_t)lims[i].v};
+            if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        }
         if (spec->cwd && chdir(spec->cwd) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
         if (spec->envp)

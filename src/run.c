@@ -292,7 +292,8 @@ run_t *run_start(uv_loop_t *loop, const run_spec_t *spec, const run_ops_t *ops, 
     }
     proc_spec_t ps = {.file = spec->bin, .argv = (char *const *)argv, .envp = spec->env, .cwd = spec->workspace,
                       .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL};
+                      .new_pgroup = 1, .pdeathsig = SIGKILL, .rlimit_as = spec->rlimit_as,
+                      .rlimit_nofile = spec->rlimit_nofile, .rlimit_cpu = spec->rlimit_cpu_s};
     r->pid = proc_spawn(&ps, err, errlen);
     close(po[1]);
     close(pe[1]);

@@ -352,7 +352,9 @@ static void srv_spawn(void)
     }
     proc_spec_t ps = {.file = c->opencode_bin, .argv = argv, .envp = env, .cwd = c->workspace_root,
                       .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL};
+                      .new_pgroup = 1, .pdeathsig = SIGKILL, .rlimit_as = c->run_rlimit_as,
+                      .rlimit_nofile = c->run_rlimit_nofile,
+                      .rlimit_cpu = c->run_rlimit_cpu_s > 0 ? (c->run_rlimit_cpu_s + 999) / 1000 : 0};
     char err[256];
     S.pid = proc_spawn(&ps, err, sizeof err);
     free(env);

@@ -70,8 +70,12 @@ def main(argv):
     log = os.environ.get("OPENCODE_FAKE_LOG")
     if log:
         with open(log, "a") as f:
+            import resource
             f.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(),
-                                "env": sorted(os.environ.keys())}) + "\n")
+                                "env": sorted(os.environ.keys()),
+                                "rlimits": {"as": resource.getrlimit(resource.RLIMIT_AS)[0],
+                                            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                                            "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0]}}) + "\n")
     if argv[:1] in (["--version"], ["-v"]):
         print(VERSION)
         return 0

@@ -147,6 +147,13 @@ is "$(sql "select prompt is null and answer is null from executions where id=$(j
 is "$(sql "select prompt_sha256 from executions where id=$(j .execution.id)")" \
     "$(printf 'private words' | sha256sum | cut -d' ' -f1)" "only its size and SHA-256"
 
+# --- resource limits for opencode processes --------------------------------------------------------
+stack_stop_ocpmd
+OCPM_RUN_RLIMIT_NOFILE=256 OCPM_RUN_RLIMIT_CPU=120s OCPM_RUN_RLIMIT_AS=8g stack_start_ocpmd
+req POST /api/sessions/k/messages '{"text":"limited"}'
+is "$(tail -n 1 "$TDIR/fake.jsonl" | jq -c '.rlimits')" '{"as":8589934592,"nofile":256,"cpu":120}' \
+    "run_rlimit_* settings reach the opencode process"
+
 # --- an opencode that cannot run ------------------------------------------------------------------
 stack_stop_ocpmd
 OCPM_OPENCODE_BIN=/nonexistent/opencode stack_start_ocpmd
