@@ -87,6 +87,7 @@ static struct {
     const char *restart_reason;
     http_req_t *health_req, *events_req;
     double health_sent;
+    double last_event_at;        /* when the event stream last delivered anything */
     sse_t *sse;
     srv_msg_t *msgs;
     long in_flight;
@@ -452,6 +453,12 @@ static void srv_health_done(void *ctx, int err, const char *errmsg, long status,
             srv_set_state(SRV_READY);
         }
         srv_maybe_recycle();
+    } else if (S.state == SRV_READY && S.in_flight > 0 &&
+               (mgr_now() - S.last_event_at) * 1000.0 < S.m->conf->health_timeout_ms) {
+        /* Busy, not hung: a saturated server answers health checks late while its event stream
+         * still shows prompts progressing. Killing it would fail every prompt in flight. */
+        log_warn("opencode server health check slow; its event stream shows progress", "pid=%ld inFlight=%ld error=\"%s\"",
+                 (long)S.pid, S.in_flight, err ? errmsg : "unhealthy answer");
     } else {
         S.healthy = 0;
         S.failures++;
@@ -625,6 +632,7 @@ static void srv_on_sse(void *ctx, const char *event, const char *data, size_t le
 static int srv_events_data(void *ctx, const char *data, size_t len)
 {
     (void)ctx;
+    S.last_event_at = mgr_now();
     return S.sse ? sse_feed(S.sse, data, len) : -1;
 }
 
