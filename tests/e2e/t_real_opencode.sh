@@ -2,18 +2,8 @@
 # End to end with the real opencode binary (npm opencode-ai, pinned) and the bundled offline model:
 # nginx -> responder -> ocpmd -> `opencode run` -> offline model, and the history it leaves.
 . "$(dirname "$0")/../integration/lib.sh"
-REAL=${OCPM_OPENCODE_REAL:-$("$SRC/scripts/opencode-bin" 2>/dev/null)}
-if [ -n "${OCPM_SKIP_E2E:-}" ] || [ -z "$REAL" ] || ! "$REAL" --version >/dev/null 2>&1; then
-    echo "1..0 # SKIP the real opencode is not installed (scripts/setup installs it) or OCPM_SKIP_E2E is set"
-    exit 0
-fi
-export OCPM_OPENCODE_BIN="$REAL" OCPM_RUN_TIMEOUT=180s OCPM_MAX_CONCURRENT_RUNS=8
-unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
-# One real-opencode test at a time: eight `opencode run` processes beside a server on two cores
-# starve it (seen: a server that stopped accepting connections), and counts of processes would mix.
-exec 9>"${TMPDIR:-/tmp}/ocpm-e2e.lock"
-flock 9
-T_WITH_MODEL=1
+t_real_opencode
+export OCPM_RUN_TIMEOUT=180s OCPM_MAX_CONCURRENT_RUNS=8
 t_start
 
 req GET /api/opencode/status

@@ -34,6 +34,23 @@ like() { if [[ "$1" =~ $2 ]]; then ok "$3"; else not_ok "$3" "got:  ${1:0:400}" 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# t_real_opencode: for the end-to-end tests. Sets REAL to the real opencode binary, or skips the
+# whole test; points opencode at the offline model; and holds a lock so that only one
+# real-opencode test runs at a time (eight `opencode run` processes beside a server on two cores
+# starve it, and counts of processes would mix).
+t_real_opencode() {
+    REAL=${OCPM_OPENCODE_REAL:-$("$SRC/scripts/opencode-bin" 2>/dev/null)}
+    if [ -n "${OCPM_SKIP_E2E:-}" ] || [ -z "$REAL" ] || ! "$REAL" --version >/dev/null 2>&1; then
+        echo "1..0 # SKIP the real opencode is not installed (scripts/setup installs it) or OCPM_SKIP_E2E is set"
+        exit 0
+    fi
+    export OCPM_OPENCODE_BIN="$REAL"
+    unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
+    exec 9>"${TMPDIR:-/tmp}/ocpm-e2e.lock"
+    flock 9
+    T_WITH_MODEL=1
+}
+
 # t_start [ocpmd args]: a private stack with the fake opencode (OCPM_* settings from the caller's env).
 t_start() {
     TDIR=$(mktemp -d /tmp/ocpm-test-XXXXXX)
