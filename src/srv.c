@@ -56,12 +56,18 @@ struct srv_msg {
     srv_msg_t *prev, *next;
 };
 
+/* One of a server process's output pipes. Each spawn gets new ones: the last process's pipes may
+ * still be draining (EOF can come after the exit) and a libuv handle must not be reused before
+ * its close callback has run. A pipe frees itself when closed. */
 typedef struct srv_pipe {
     uv_pipe_t pipe;
     char buf[SRV_OUT_LINE];
     size_t len;
-    int open;
+    int is_err;
+    struct srv_pipe *next; /* all pipes not yet closed, for shutdown */
 } srv_pipe_t;
+
+static srv_pipe_t *srv_pipes;
 
 static struct {
     mgr_t *m;
@@ -94,7 +100,6 @@ static struct {
     srv_dir_t *dirs;
     uv_timer_t health_timer, start_timer, backoff_timer, dispose_timer, resub_timer, kill_timer;
     int timers_init;
-    srv_pipe_t out, err;
     void (*on_change)(mgr_t *);
     void (*stop_done)(mgr_t *);
 } S;
@@ -156,7 +161,7 @@ static void srv_out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void srv_out_line(srv_pipe_t *p, char *line)
 {
     char q[SRV_OUT_LINE + 32];
-    log_info("opencode serve output", "stream=%s line=%s", p == &S.out ? "stdout" : "stderr",
+    log_info("opencode serve output", "stream=%s line=%s", p->is_err ? "stderr" : "stdout",
              log_quote(q, sizeof q, line));
     if (!S.listening && strstr(line, "listening on")) {
         S.listening = 1;
@@ -164,15 +169,31 @@ static void srv_out_line(srv_pipe_t *p, char *line)
     }
 }
 
-static void srv_out_closed(uv_handle_t *h) { (void)h; }
+static void srv_out_closed(uv_handle_t *h)
+{
+    srv_pipe_t *p = h->data, **pp = &srv_pipes;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    free(p);
+}
+
+/* Close every server pipe still open (manager shutdown). */
+static void srv_close_pipes(void)
+{
+    for (srv_pipe_t *p = srv_pipes; p; p = p->next)
+        if (!uv_is_closing((uv_handle_t *)&p->pipe))
+            uv_close((uv_handle_t *)&p->pipe, srv_out_closed);
+}
 
 static void srv_out_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     (void)buf;
     srv_pipe_t *p = st->data;
     if (n < 0) {
-        p->open = 0;
-        uv_close((uv_handle_t *)&p->pipe, srv_out_closed);
+        if (!uv_is_closing((uv_handle_t *)&p->pipe))
+            uv_close((uv_handle_t *)&p->pipe, srv_out_closed);
         return;
     }
     p->len += (size_t)n;
@@ -304,14 +325,20 @@ static void srv_start_timeout_cb(uv_timer_t *t)
     srv_kill("start timeout", SIGKILL);
 }
 
-static int srv_open_pipe(srv_pipe_t *p, int fd)
+static void srv_open_pipe(int fd, int is_err)
 {
+    srv_pipe_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        close(fd); /* the server then gets EPIPE on that stream; it is only its log */
+        return;
+    }
+    p->is_err = is_err;
     uv_pipe_init(S.m->loop, &p->pipe, 0);
     p->pipe.data = p;
-    p->len = 0;
-    p->open = 1;
+    p->next = srv_pipes;
+    srv_pipes = p;
     uv_pipe_open(&p->pipe, fd);
-    return uv_read_start((uv_stream_t *)&p->pipe, srv_out_alloc, srv_out_read);
+    uv_read_start((uv_stream_t *)&p->pipe, srv_out_alloc, srv_out_read);
 }
 
 static void srv_spawn(void)
@@ -377,8 +404,8 @@ static void srv_spawn(void)
     S.failures = 0;
     S.listening = 0;
     S.rss_kb = 0;
-    srv_open_pipe(&S.out, po[0]);
-    srv_open_pipe(&S.err, pe[0]);
+    srv_open_pipe(po[0], 0);
+    srv_open_pipe(pe[0], 1);
     proc_watch(S.pid, srv_on_exit, NULL);
     log_info("opencode server starting", "pid=%ld port=%d", (long)S.pid, S.port);
     srv_set_state(SRV_STARTING);
@@ -997,6 +1024,7 @@ int srv_start(mgr_t *m, char *err, size_t errlen)
 
 static void srv_close_timers(void)
 {
+    srv_close_pipes();
     if (!S.timers_init)
         return;
     uv_timer_t *ts[] = {&S.health_timer, &S.start_timer, &S.backoff_timer, &S.dispose_timer, &S.resub_timer,
