@@ -26,7 +26,6 @@ int ctl_listen(mgr_t *m, const char *path, ctl_request_fn fn, char *err, size_t 
 void ctl_stop_listening(void);
 /* Close every connection and the listener. */
 void ctl_close_all(void);
-long ctl_connections(void);
 
 /* body is taken over. headers may be NULL (taken over too). */
 int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers);
@@ -40,6 +39,5 @@ int ctl_end(ctl_conn_t *c);
 
 /* Remember who is waiting to answer c, so a closing connection tells them. */
 void ctl_set_waiter(ctl_conn_t *c, ctl_detach_fn fn, void *ctx);
-int ctl_is_streaming(const ctl_conn_t *c);
 
 #endif

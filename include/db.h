@@ -55,7 +55,6 @@ typedef struct db_exec_filter {
 db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen);
 void db_close(db_t *db);
 const char *db_errmsg(db_t *db);
-int db_schema_version(db_t *db);
 
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);

@@ -40,6 +40,5 @@ int http_init(uv_loop_t *loop);
 void http_shutdown(void);
 http_req_t *http_request(const http_opts_t *o);
 void http_cancel(http_req_t *r);
-long http_in_flight(void);
 
 #endif

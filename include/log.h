@@ -20,8 +20,6 @@ void log_set_level(log_level_t level);
 void log_set_component(const char *name);
 int log_level_parse(const char *s, log_level_t *out);
 const char *log_level_name(log_level_t level);
-/* The file descriptor lines go to, for children that should share it. */
-int log_fd(void);
 
 /* `kv` is a printf format for the key=value tail (may be NULL). Values that
  * come from outside must go through log_quote(). */

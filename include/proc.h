@@ -41,8 +41,6 @@ void proc_unwatch_ctx(void *ctx);
 void proc_reap(void);
 /* Signal a whole process group; ESRCH counts as success. */
 int proc_kill_group(pid_t pgid, int sig);
-/* How many children are watched. */
-size_t proc_watched(void);
 
 /* Build an environment from envp keeping the names that match one of the
  * space-separated patterns ("PATH", "XDG_*", "*_API_KEY"). Returns a NULL

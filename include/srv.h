@@ -54,7 +54,6 @@ typedef struct srv_msg_ops {
 /* Start the server. Returns 0 (state STARTING) or -1 with err. */
 int srv_start(mgr_t *m, char *err, size_t errlen);
 srv_state_t srv_state(void);
-const char *srv_state_name(void);
 /* Give up on server mode (auto mode when the server never became ready). */
 void srv_disable(void);
 pid_t srv_pid(void);

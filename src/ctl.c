@@ -32,9 +32,6 @@ static int listening;
 static mgr_t *ctl_mgr;
 static ctl_request_fn ctl_handler;
 static ctl_conn_t *conns;
-static long nconns;
-
-long ctl_connections(void) { return nconns; }
 
 static void ctl_conn_closed(uv_handle_t *h)
 {
@@ -62,7 +59,6 @@ static void ctl_conn_close(ctl_conn_t *c)
         conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    nconns--;
     uv_close((uv_handle_t *)&c->pipe, ctl_conn_closed);
 }
 
@@ -132,7 +128,6 @@ static void ctl_accept(uv_stream_t *server, int status)
     if (conns)
         conns->prev = c;
     conns = c;
-    nconns++;
     uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read);
 }
 
@@ -288,5 +283,3 @@ void ctl_set_waiter(ctl_conn_t *c, ctl_detach_fn fn, void *ctx)
     c->detach = fn;
     c->detach_ctx = ctx;
 }
-
-int ctl_is_streaming(const ctl_conn_t *c) { return c->streaming; }

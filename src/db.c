@@ -287,12 +287,6 @@ void db_close(db_t *db)
     free(db);
 }
 
-int db_schema_version(db_t *db)
-{
-    (void)db;
-    return DB_NMIGRATIONS;
-}
-
 /* Bind helpers: NULL or 0 meaning "no value" become SQL NULL. */
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
 {

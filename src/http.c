@@ -33,8 +33,6 @@ static uv_timer_t http_timer;
 static http_req_t *reqs;
 static long nreqs;
 
-long http_in_flight(void) { return nreqs; }
-
 static void http_unlink(http_req_t *r)
 {
     if (r->prev)

@@ -61,7 +61,6 @@ void log_close(void)
 
 void log_set_level(log_level_t level) { log_min = level; }
 void log_set_component(const char *name) { log_component = name; }
-int log_fd(void) { return log_out; }
 
 const char *log_level_name(log_level_t level)
 {

@@ -64,7 +64,8 @@ static const struct {
 #define MGR_NSIG (sizeof mgr_signals / sizeof mgr_signals[0])
 
 static uv_signal_t sig_handles[MGR_NSIG];
-static uv_timer_t shutdown_timer, drain_timer;
+
+static uv_timer_t drain_timer;
 static int fcgi_fd = -1;
 static int lock_fd = -1;
 static char lock_path[4200];
@@ -318,7 +319,6 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
         sig_handles[i].data = m;
         uv_signal_start(&sig_handles[i], mgr_signal_cb, mgr_signals[i].signum);
     }
-    uv_timer_init(m->loop, &shutdown_timer);
     uv_timer_init(m->loop, &drain_timer);
     if (http_init(m->loop) != 0) {
         snprintf(err, errlen, "cannot initialise libcurl");

@@ -162,8 +162,6 @@ void proc_unwatch_ctx(void *ctx)
         }
 }
 
-size_t proc_watched(void) { return nwatch; }
-
 void proc_reap(void)
 {
     for (size_t i = 0; i < nwatch;) {

@@ -111,7 +111,6 @@ static void srv_msg_finish(srv_msg_t *msg, const srv_result_t *r);
 static void srv_close_timers(void);
 
 srv_state_t srv_state(void) { return S.state; }
-const char *srv_state_name(void) { return srv_state_names[S.state]; }
 pid_t srv_pid(void) { return S.pid; }
 long srv_in_flight(void) { return S.in_flight; }
 void srv_on_change(void (*fn)(mgr_t *)) { S.on_change = fn; }
