@@ -39,6 +39,7 @@ typedef struct conf {
     long fcgi_socket_mode;
     long retry_after_s;
     int store_prompts;
+    long db_busy_timeout_ms;
     long history_retention_ms;
     /* server mode */
     long server_start_timeout_ms;

@@ -30,6 +30,9 @@ void ctl_close_all(void);
 /* body is taken over. headers may be NULL (taken over too). */
 int ctl_reply(ctl_conn_t *c, int status, json_object *body, json_object *headers);
 int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message);
+/* The same with a Retry-After header (seconds) and, if reason is not NULL, error.reason. */
+int ctl_error_retry(ctl_conn_t *c, int status, const char *code, const char *message, const char *reason,
+                    long retry_after_s);
 /* A reply that is not JSON (the metrics text): {"t":"reply","status","content_type","text"}. */
 int ctl_reply_text(ctl_conn_t *c, int status, const char *content_type, const char *text);
 int ctl_stream_start(ctl_conn_t *c);

@@ -51,10 +51,25 @@ typedef struct db_exec_filter {
 } db_exec_filter_t;
 
 /* store_prompts: keep prompt/answer text (cut at text_limit bytes) or only
- * their sizes and SHA-256. */
+ * their sizes and SHA-256. A database SQLite can only open read-only is refused. */
 db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen);
 void db_close(db_t *db);
+/* How long a write waits for another connection's lock before it fails as busy. The event
+ * loop waits with it, so the manager keeps this short. */
+void db_set_busy_timeout(db_t *db, long ms);
+/* Why the last call failed: SQLite's message, and its class. */
 const char *db_errmsg(db_t *db);
+typedef enum { DB_FAULT_NONE, DB_FAULT_BUSY, DB_FAULT_FULL, DB_FAULT_READONLY, DB_FAULT_IO, DB_FAULT_OTHER } db_fault_t;
+db_fault_t db_fault(db_t *db);
+
+/* Is the open file still the one at its path? DB_GONE: it was removed (or the connection is
+ * closed); DB_REPLACED: another file took its name. */
+typedef enum { DB_IN_PLACE, DB_GONE, DB_REPLACED } db_moved_t;
+db_moved_t db_moved(db_t *db);
+/* After DB_GONE: copy the still-open database back to its path (SQLite's backup API) and
+ * reconnect to it, so no committed row is lost. On failure nothing changed, or (when only the
+ * reconnect failed) every call fails until a later db_restore succeeds. */
+int db_restore(db_t *db, char *err, size_t errlen);
 
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);

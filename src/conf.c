@@ -54,6 +54,9 @@ static const conf_key_t conf_keys[] = {
     {"retry_after", CT_INT, N(retry_after_s), "2", 1, 3600},
     {"pass_env", CT_STRING, S(pass_env),
      "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0},
+    /* How long a database write waits for another connection's lock; the event loop waits
+     * with it. Final records that still fail are kept and retried (dbq). */
+    {"db_busy_timeout", CT_DURATION, N(db_busy_timeout_ms), "250ms", 0, 60000},
     {"store_prompts", CT_BOOL, N(store_prompts), "yes", 0, 0},
     /* Executions (and manager events) older than this are pruned; 0 keeps everything. */
     {"history_retention", CT_DURATION, N(history_retention_ms), "0", 0, 100L * 365 * 86400000L},

@@ -234,13 +234,27 @@ int ctl_reply_text(ctl_conn_t *c, int status, const char *content_type, const ch
     return ctl_send_final(c, f);
 }
 
-int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message)
+int ctl_error_retry(ctl_conn_t *c, int status, const char *code, const char *message, const char *reason,
+                    long retry_after_s)
 {
-    json_object *e = json_object_new_object(), *b = json_object_new_object();
+    json_object *e = json_object_new_object(), *b = json_object_new_object(), *h = NULL;
     json_object_object_add(e, "code", json_object_new_string(code));
     json_object_object_add(e, "message", json_object_new_string(message));
+    if (reason)
+        json_object_object_add(e, "reason", json_object_new_string(reason));
     json_object_object_add(b, "error", e);
-    return ctl_reply(c, status, b, NULL);
+    if (retry_after_s > 0) {
+        char ra[32];
+        snprintf(ra, sizeof ra, "%ld", retry_after_s);
+        h = json_object_new_object();
+        json_object_object_add(h, "Retry-After", json_object_new_string(ra));
+    }
+    return ctl_reply(c, status, b, h);
+}
+
+int ctl_error(ctl_conn_t *c, int status, const char *code, const char *message)
+{
+    return ctl_error_retry(c, status, code, message, NULL, 0);
 }
 
 int ctl_stream_start(ctl_conn_t *c)

@@ -1,9 +1,12 @@
 #define _GNU_SOURCE
 #include "db.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 #include <unistd.h>
@@ -187,14 +190,78 @@ static const char *const db_sql[ST_COUNT] = {
 enum { LF_OWNER = 1, LF_SESSION = 2, LF_STATUS = 4, LF_MODE = 8, LF_SINCE = 16, LF_UNTIL = 32, LF_BEFORE = 64, LF_ALL = 128 };
 
 struct db {
-    sqlite3 *h;
+    sqlite3 *h; /* NULL only between a failed reopen (db_restore) and the next good one */
     sqlite3_stmt *st[ST_COUNT];
     sqlite3_stmt *list_st[LF_ALL];
     int store_prompts;
     long text_limit;
+    long busy_ms;
+    char path[PATH_MAX];
+    /* The last failure, kept because a later ROLLBACK would overwrite SQLite's own. */
+    int err_code, err_errno;
+    char err_msg[256];
 };
 
-const char *db_errmsg(db_t *db) { return db && db->h ? sqlite3_errmsg(db->h) : "no database"; }
+const char *db_errmsg(db_t *db)
+{
+    if (!db)
+        return "no database";
+    if (db->err_code)
+        return db->err_msg;
+    return db->h ? sqlite3_errmsg(db->h) : "database is not open";
+}
+
+/* Remember why the last call failed (SQLite's code and message). */
+static void db_failed(db_t *db)
+{
+    if (!db->h) {
+        db->err_code = SQLITE_CANTOPEN;
+        snprintf(db->err_msg, sizeof db->err_msg, "database is not open");
+        return;
+    }
+    db->err_code = sqlite3_extended_errcode(db->h);
+    db->err_errno = sqlite3_system_errno(db->h);
+    if (db->err_code == SQLITE_OK)
+        db->err_code = SQLITE_ERROR;
+    int primary = db->err_code & 0xff;
+    /* For I/O failures the system's reason (ENOSPC, EFBIG, EACCES...) is what an operator needs. */
+    if (db->err_errno && (primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CANTOPEN))
+        snprintf(db->err_msg, sizeof db->err_msg, "%s (%s)", sqlite3_errmsg(db->h), strerror(db->err_errno));
+    else
+        snprintf(db->err_msg, sizeof db->err_msg, "%s", sqlite3_errmsg(db->h));
+}
+
+/* The classes of failure callers answer differently (busy: retry soon; full/read-only: the
+ * operator must act), from SQLite's primary result code. */
+static const struct {
+    int code;
+    db_fault_t fault;
+} db_faults[] = {
+    {SQLITE_BUSY, DB_FAULT_BUSY},         {SQLITE_LOCKED, DB_FAULT_BUSY}, {SQLITE_FULL, DB_FAULT_FULL},
+    {SQLITE_READONLY, DB_FAULT_READONLY}, {SQLITE_IOERR, DB_FAULT_IO},    {SQLITE_CANTOPEN, DB_FAULT_IO},
+    {SQLITE_CORRUPT, DB_FAULT_IO},        {SQLITE_NOTADB, DB_FAULT_IO},
+};
+
+db_fault_t db_fault(db_t *db)
+{
+    if (!db || !db->err_code)
+        return DB_FAULT_NONE;
+    /* SQLite reports ENOSPC as SQLITE_FULL but a write past RLIMIT_FSIZE (EFBIG) as a failed
+     * write, and does not keep the errno reliably: a failed write counts as no room. */
+    if (db->err_code == SQLITE_IOERR_WRITE || db->err_errno == ENOSPC || db->err_errno == EFBIG)
+        return DB_FAULT_FULL;
+    for (size_t i = 0; i < sizeof db_faults / sizeof db_faults[0]; i++)
+        if ((db->err_code & 0xff) == db_faults[i].code)
+            return db_faults[i].fault;
+    return DB_FAULT_OTHER;
+}
+
+void db_set_busy_timeout(db_t *db, long ms)
+{
+    db->busy_ms = ms;
+    if (db->h)
+        sqlite3_busy_timeout(db->h, (int)ms);
+}
 
 static int db_migrate(db_t *db, char *err, size_t errlen)
 {
@@ -234,6 +301,67 @@ fail:
     return -1;
 }
 
+/* Close the connection and its statements; the db_t stays usable for a reconnect. */
+static void db_disconnect(db_t *db)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(db->st[i]);
+        db->st[i] = NULL;
+    }
+    for (int i = 0; i < LF_ALL; i++) {
+        sqlite3_finalize(db->list_st[i]);
+        db->list_st[i] = NULL;
+    }
+    if (db->h)
+        sqlite3_close(db->h);
+    db->h = NULL;
+}
+
+/* Open db->path read-write, set it up, migrate it and prepare every statement. */
+static int db_connect(db_t *db, char *err, size_t errlen)
+{
+    const char *path = db->path;
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
+        db_disconnect(db);
+        return -1;
+    }
+    /* SQLite falls back to read-only when the file is not writable: say so now, not at
+     * the first write. */
+    if (sqlite3_db_readonly(db->h, "main") == 1) {
+        snprintf(err, errlen, "%s: the database is read-only (check the permissions of the file and its directory)",
+                 path);
+        db_disconnect(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db->h, 5000); /* start-up and migrations may wait longer than requests */
+    sqlite3_extended_result_codes(db->h, 1);
+    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+                                          "PRAGMA foreign_keys = ON"};
+    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
+        if (sqlite3_exec(db->h, pragmas[i], NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s: %s", path, pragmas[i], sqlite3_errmsg(db->h));
+            db_disconnect(db);
+            return -1;
+        }
+    }
+    if (db_migrate(db, err, errlen) != 0) {
+        db_disconnect(db);
+        return -1;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(db->h, db_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare %d: %s", i, sqlite3_errmsg(db->h));
+            db_disconnect(db);
+            return -1;
+        }
+    }
+    if (db->busy_ms > 0)
+        sqlite3_busy_timeout(db->h, (int)db->busy_ms);
+    return 0;
+}
+
 db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen)
 {
     db_t *db = calloc(1, sizeof *db);
@@ -243,33 +371,14 @@ db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, s
     }
     db->store_prompts = store_prompts;
     db->text_limit = text_limit;
-    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
-        db_close(db);
+    if (snprintf(db->path, sizeof db->path, "%s", path) >= (int)sizeof db->path) {
+        snprintf(err, errlen, "database path too long");
+        free(db);
         return NULL;
     }
-    sqlite3_busy_timeout(db->h, 5000);
-    sqlite3_extended_result_codes(db->h, 1);
-    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
-                                          "PRAGMA foreign_keys = ON"};
-    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
-        if (sqlite3_exec(db->h, pragmas[i], NULL, NULL, NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "%s: %s: %s", path, pragmas[i], sqlite3_errmsg(db->h));
-            db_close(db);
-            return NULL;
-        }
-    }
-    if (db_migrate(db, err, errlen) != 0) {
-        db_close(db);
+    if (db_connect(db, err, errlen) != 0) {
+        free(db);
         return NULL;
-    }
-    for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(db->h, db_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "prepare %d: %s", i, sqlite3_errmsg(db->h));
-            db_close(db);
-            return NULL;
-        }
     }
     return db;
 }
@@ -278,15 +387,80 @@ void db_close(db_t *db)
 {
     if (!db)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(db->st[i]);
-    for (int i = 0; i < LF_ALL; i++)
-        sqlite3_finalize(db->list_st[i]);
-    if (db->h)
-        sqlite3_close(db->h);
+    db_disconnect(db);
     free(db);
 }
 
+db_moved_t db_moved(db_t *db)
+{
+    if (!db->h)
+        return DB_GONE;
+    int moved = 0;
+    if (sqlite3_file_control(db->h, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+        return DB_IN_PLACE;
+    struct stat st;
+    return stat(db->path, &st) == 0 ? DB_REPLACED : DB_GONE;
+}
+
+/* Copy every committed page of the open database into a new file. */
+static int db_backup_to(db_t *db, const char *to, char *err, size_t errlen)
+{
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *b = sqlite3_backup_init(dst, "main", db->h, "main");
+        if (!b) {
+            rc = sqlite3_errcode(dst);
+        } else {
+            rc = sqlite3_backup_step(b, -1);
+            sqlite3_backup_finish(b);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        }
+    }
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "cannot write %s: %s", to, dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+    if (dst && sqlite3_close(dst) != SQLITE_OK && rc == SQLITE_OK) {
+        snprintf(err, errlen, "cannot close %s", to);
+        rc = SQLITE_ERROR;
+    }
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+int db_restore(db_t *db, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX + 32], side[PATH_MAX + 8];
+    if (db->h) {
+        /* The file is gone from its directory but still open here: copy it back beside the
+         * path, so that nothing committed is lost, then swap it in. Until the rename the old
+         * connection stays as it was, so a failure changes nothing. */
+        snprintf(tmp, sizeof tmp, "%s.restore-%ld", db->path, (long)getpid());
+        unlink(tmp);
+        if (db_backup_to(db, tmp, err, errlen) != 0) {
+            unlink(tmp);
+            return -1;
+        }
+        chmod(tmp, 0600);
+        /* Closing checkpoints into the unlinked file; its -wal and -shm (still under the old
+         * name) must not be taken for the new file's. */
+        db_disconnect(db);
+        static const char *const sides[] = {"-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+            snprintf(side, sizeof side, "%s%s", db->path, sides[i]);
+            unlink(side);
+        }
+        if (rename(tmp, db->path) != 0) {
+            snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, db->path, strerror(errno));
+            /* Carry on from the copy where it is: it holds everything. */
+            snprintf(db->path, sizeof db->path, "%s", tmp);
+        }
+    }
+    db->err_code = 0;
+    if (db_connect(db, err, errlen) != 0) {
+        db_failed(db);
+        return -1;
+    }
+    return 0;
+}
 /* Bind helpers: NULL or 0 meaning "no value" become SQL NULL. */
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
 {
@@ -307,11 +481,18 @@ static void bind_time(sqlite3_stmt *s, int i, double t)
 /* Step a write statement to completion and reset it. */
 static int db_run(db_t *db, int st)
 {
+    if (!db->h) {
+        db_failed(db);
+        return -1;
+    }
     sqlite3_stmt *s = db->st[st];
     int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        db_failed(db);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    (void)db;
+    if (rc == SQLITE_DONE && st != ST_ROLLBACK)
+        db->err_code = 0;
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -361,6 +542,8 @@ int db_session_delete(db_t *db, const char *id, double now)
 
 int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx)
 {
+    if (!db->h)
+        return db_failed(db), -1;
     sqlite3_stmt *s = db->st[ST_SESS_EACH];
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -381,6 +564,8 @@ int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void
 
 int db_session_exists(db_t *db, const char *id)
 {
+    if (!db->h)
+        return db_failed(db), -1;
     sqlite3_stmt *s = db->st[ST_SESS_EXISTS];
     bind_text(s, 1, id);
     int rc = sqlite3_step(s);
@@ -511,6 +696,8 @@ static json_object *db_row_json(sqlite3_stmt *s)
 
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner)
 {
+    if (!db->h)
+        return db_failed(db), NULL;
     sqlite3_stmt *s = db->st[ST_EXEC_GET];
     sqlite3_bind_int64(s, 1, id);
     bind_text(s, 2, owner);
@@ -547,6 +734,8 @@ static sqlite3_stmt *db_list_stmt(db_t *db, int mask)
 
 json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
 {
+    if (!db->h)
+        return db_failed(db), NULL;
     int mask = (f->owner ? LF_OWNER : 0) | (f->session_id ? LF_SESSION : 0) | (f->status ? LF_STATUS : 0) |
                (f->mode ? LF_MODE : 0) | (f->since > 0 ? LF_SINCE : 0) | (f->until > 0 ? LF_UNTIL : 0) |
                (f->before > 0 ? LF_BEFORE : 0);

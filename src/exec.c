@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "dbq.h"
 #include "log.h"
 #include "metrics.h"
 #include "run.h"
@@ -31,6 +32,7 @@ struct exec {
     int waiter_stream[EXEC_WAITERS_MAX];
     int nwaiters;
     exec_t *qprev, *qnext; /* global FIFO of waiting executions */
+    int unsaved;           /* the final record waits in dbq: answer from memory */
 };
 
 static exec_t *qhead, *qtail;
@@ -72,26 +74,53 @@ static void exec_set_error(exec_t *e, const char *msg)
     e->error = strdup(msg);
 }
 
+/* Write the record. A progress write that fails is only logged (the final one rewrites every
+ * column); a final write that fails is handed to dbq, which retries it until it is stored. */
 static void exec_store(exec_t *e, int finished)
 {
     exec_sync_rec(e);
-    if (db_exec_update(e->m->db, &e->rec, finished) != 0)
-        log_error("cannot record execution", "executionId=%lld error=\"%s\"", (long long)e->rec.id,
-                  db_errmsg(e->m->db));
+    if (db_exec_update(e->m->db, &e->rec, finished) == 0)
+        return;
+    log_error("cannot record execution", "executionId=%lld finished=%d error=\"%s\"", (long long)e->rec.id,
+              finished, db_errmsg(e->m->db));
+    dbq_note_failure("cannot record execution");
+    if (finished) {
+        e->unsaved = 1;
+        dbq_exec_final(&e->rec);
+    }
+}
+
+/* Store the session's opencode session id; dbq retries it when the database refuses. */
+static void exec_map_oc(exec_t *e, const char *oc_sid)
+{
+    if (db_session_set_oc(e->m->db, e->session_id, oc_sid) == 0)
+        return;
+    log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
+              db_errmsg(e->m->db));
+    dbq_note_failure("cannot record opencode session id");
+    dbq_session_oc(e->session_id, oc_sid);
 }
 
 /* The record as clients see it: the stored row, or (if the store fails) the
  * essentials from memory. */
 static json_object *exec_json(exec_t *e)
 {
-    json_object *o = db_exec_get(e->m->db, e->rec.id, e->owner);
+    json_object *o = e->unsaved ? NULL : db_exec_get(e->m->db, e->rec.id, e->owner);
     if (!o) {
+        const db_exec_t *r = &e->rec;
         o = json_object_new_object();
-        json_object_object_add(o, "id", json_object_new_int64(e->rec.id));
+        json_object_object_add(o, "id", json_object_new_int64(r->id));
         json_object_object_add(o, "session_id", json_object_new_string(e->session_id));
-        json_object_object_add(o, "status", json_object_new_string(e->rec.status));
+        json_object_object_add(o, "mode", json_object_new_string(r->mode));
+        json_object_object_add(o, "status", json_object_new_string(r->status));
+        json_object_object_add(o, "queued_at", json_object_new_double(r->queued_at));
+        json_object_object_add(o, "started_at", r->started_at > 0 ? json_object_new_double(r->started_at) : NULL);
+        json_object_object_add(o, "finished_at",
+                               r->finished_at > 0 ? json_object_new_double(r->finished_at) : NULL);
+        json_object_object_add(o, "exit_code", r->has_exit ? json_object_new_int(r->exit_code) : NULL);
         json_object_object_add(o, "error", e->error ? json_object_new_string(e->error) : NULL);
         json_object_object_add(o, "storage_error", json_object_new_string(db_errmsg(e->m->db)));
+        json_object_object_add(o, "stored", json_object_new_boolean(0));
     }
     return o;
 }
@@ -193,9 +222,7 @@ static void exec_on_event(void *ctx, const ocev_t *ev)
         sess_t *s = sess_find(e->session_id);
         if (s && !sess_oc_id(s)) {
             sess_set_oc_id(s, ev->session_id);
-            if (db_session_set_oc(e->m->db, e->session_id, ev->session_id) != 0)
-                log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
-                          db_errmsg(e->m->db));
+            exec_map_oc(e, ev->session_id);
         }
     }
     if (ev->text) {
@@ -292,9 +319,7 @@ static void exec_srv_session(void *ctx, const char *oc_sid)
     sess_t *s = sess_find(e->session_id);
     if (s) {
         sess_set_oc_id(s, oc_sid);
-        if (db_session_set_oc(e->m->db, e->session_id, oc_sid) != 0)
-            log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
-                      db_errmsg(e->m->db));
+        exec_map_oc(e, oc_sid);
     }
 }
 
@@ -495,7 +520,7 @@ int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const 
     if (db_exec_insert(m->db, &e->rec) != 0) {
         log_error("cannot record execution", "sessionId=%s error=\"%s\"", e->session_id, db_errmsg(m->db));
         exec_free(e);
-        return ctl_error(c, 503, "storage_unavailable", "cannot record the execution; nothing was run"), -1;
+        return dbq_reply_error(c, "cannot record the execution; nothing was run"), -1;
     }
     if (sess_enqueue(s, e) != 0) {
         e->rec.status = "failed";

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbq.h"
 #include "pool.h"
 #include "srv.h"
 
@@ -144,6 +145,10 @@ char *metrics_render(mgr_t *m)
     put(&o, "ocpm_requests_total %llu\n", (unsigned long long)m->requests);
     meta(&o, "ocpm_responder_restarts_total", "counter", "FastCGI responders respawned after dying.");
     put(&o, "ocpm_responder_restarts_total %ld\n", pool_restarts());
+    meta(&o, "ocpm_db_write_failures_total", "counter", "Database writes that failed (busy, full, removed...).");
+    put(&o, "ocpm_db_write_failures_total %llu\n", dbq_failures());
+    meta(&o, "ocpm_db_pending_writes", "gauge", "Final execution records waiting to be written again.");
+    put(&o, "ocpm_db_pending_writes %zu\n", dbq_pending());
     json_object *sv = srv_status_json(), *v;
     int up = srv_state() != SRV_OFF && srv_pid() > 0;
     meta(&o, "ocpm_server_up", "gauge", "1 when an opencode server process runs (server mode).");

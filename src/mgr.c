@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "dbq.h"
 #include "exec.h"
 #include "http.h"
 #include "log.h"
@@ -103,6 +104,7 @@ static void mgr_after_pool(mgr_t *m)
     ctl_close_all();
     http_shutdown();
     retain_close();
+    dbq_close();
     uv_walk(m->loop, mgr_close_handle, NULL);
 }
 
@@ -291,6 +293,7 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
     if (!m->db)
         return -1;
     chmod(c->db_path, 0600);
+    db_set_busy_timeout(m->db, c->db_busy_timeout_ms);
     int interrupted = 0;
     if (db_mark_interrupted(m->db, mgr_now(), &interrupted) != 0) {
         snprintf(err, errlen, "cannot recover executions: %s", db_errmsg(m->db));
@@ -335,6 +338,7 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
     if (pool_start(m, fcgi_fd, err, errlen) != 0)
         return -1;
     retain_init(m);
+    dbq_init(m);
     log_info("sessions loaded", "count=%d", loaded);
     return 0;
 }
@@ -346,6 +350,8 @@ int mgr_run(const conf_t *conf, const char *exe)
     snprintf(m.exe, sizeof m.exe, "%s", exe);
     m.started_at = m.last_activity = mgr_now();
     signal(SIGPIPE, SIG_IGN);
+    /* A write past RLIMIT_FSIZE must fail with EFBIG (the database reports it), not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=\"%s\"", OCPM_VERSION,
              (long)getpid(), conf->state_dir);
     if (uv_loop_init(&loop) != 0) {
@@ -385,6 +391,7 @@ int mgr_run(const conf_t *conf, const char *exe)
     if (fcgi_fd >= 0)
         close(fcgi_fd);
     uv_loop_close(&loop);
+    dbq_final();
     pool_free();
     sess_table_free();
     proc_env_free(m.child_env);

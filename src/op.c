@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dbq.h"
 #include "exec.h"
 #include "log.h"
 #include "metrics.h"
@@ -83,6 +84,7 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)m->failed));
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
     json_object_object_add(x, "responders", pool_status_json());
+    json_object_object_add(x, "database", dbq_status_json());
     json_object_object_add(o, "ocpm", x);
     return o;
 }
@@ -144,7 +146,7 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     }
     int exists = db_session_exists(m->db, id);
     if (exists < 0) {
-        ctl_error(c, 503, "storage_unavailable", "cannot read sessions");
+        dbq_reply_error(c, "cannot read sessions");
         return;
     }
     if (exists) {
@@ -159,7 +161,7 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     db_session_t row = {.id = id, .owner = r->user, .workspace = path, .created_at = now, .last_activity = now};
     if (db_session_insert(m->db, &row) != 0) {
         log_error("cannot record session", "sessionId=%s error=\"%s\"", id, db_errmsg(m->db));
-        ctl_error(c, 503, "storage_unavailable", "cannot record the session");
+        dbq_reply_error(c, "cannot record the session");
         return;
     }
     s = sess_add(id, r->user, path, NULL, now, now, 0);
@@ -210,7 +212,7 @@ static void op_session_delete(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     if (!s)
         return;
     if (db_session_delete(m->db, sess_id(s), mgr_now()) != 0) {
-        ctl_error(c, 503, "storage_unavailable", "cannot record the deletion");
+        dbq_reply_error(c, "cannot record the deletion");
         return;
     }
     int n = exec_abort_session(m, s, "session deleted");
@@ -251,15 +253,8 @@ static void op_message(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
         return;
     }
     if ((long)sess_waiting(s) >= m->conf->session_queue_limit) {
-        json_object *h = json_object_new_object();
-        char ra[32];
-        snprintf(ra, sizeof ra, "%ld", m->conf->retry_after_s);
-        json_object_object_add(h, "Retry-After", json_object_new_string(ra));
-        json_object *b = json_object_new_object(), *e = json_object_new_object();
-        json_object_object_add(e, "code", json_object_new_string("queue_full"));
-        json_object_object_add(e, "message", json_object_new_string("this session's queue is full; retry later"));
-        json_object_object_add(b, "error", e);
-        ctl_reply(c, 429, b, h);
+        ctl_error_retry(c, 429, "queue_full", "this session's queue is full; retry later", NULL,
+                        m->conf->retry_after_s);
         return;
     }
     exec_submit(m, s, text, op_arg(r, "model"), op_arg(r, "agent"), c,
@@ -283,7 +278,7 @@ static void op_exec_list_for(mgr_t *m, ctl_conn_t *c, const op_req_t *r, const c
                           .before = (long long)op_num(r, "before", 0), .limit = (long)op_num(r, "limit", 50)};
     json_object *a = db_exec_list(m->db, &f);
     if (!a) {
-        ctl_error(c, 503, "storage_unavailable", "cannot read executions");
+        dbq_reply_error(c, "cannot read executions");
         return;
     }
     json_object *o = json_object_new_object();
