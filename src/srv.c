@@ -23,6 +23,7 @@
 #define SRV_STOP_GRACE_MS 5000
 #define SRV_RESUBSCRIBE_MS 500
 #define SRV_ANSWER_MAX (16u << 20)
+#define SRV_OUT_RATE 200
 #define SRV_OUT_LINE 2048
 /* The answer to POST .../message can overtake the turn's last events on the event stream: hold
  * it until the stream reports that assistant message completed (message.updated with
@@ -157,11 +158,45 @@ static void srv_out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof p->buf - 1 - p->len;
 }
 
+/* The server's output goes to the log, at most SRV_OUT_RATE lines a second: a server that floods
+ * its stdout must not fill the manager's disk. What is dropped is counted and said when the
+ * second is over (a one-shot timer; the manager's shutdown closes it with every handle). */
+static struct {
+    uv_timer_t timer;
+    int timer_ready;
+    double window;
+    long logged, dropped;
+} out_rate;
+
+static void srv_out_report(uv_timer_t *t)
+{
+    (void)t;
+    if (out_rate.dropped)
+        log_warn("opencode serve output dropped", "lines=%ld reason=\"more than %d lines a second\"",
+                 out_rate.dropped, SRV_OUT_RATE);
+    out_rate.dropped = 0;
+}
+
 static void srv_out_line(srv_pipe_t *p, char *line)
 {
-    char q[SRV_OUT_LINE + 32];
-    log_info("opencode serve output", "stream=%s line=%s", p->is_err ? "stderr" : "stdout",
-             log_quote(q, sizeof q, line));
+    double now = mgr_now();
+    if (now - out_rate.window >= 1.0) {
+        out_rate.window = now;
+        out_rate.logged = 0;
+    }
+    if (out_rate.logged < SRV_OUT_RATE) {
+        char q[SRV_OUT_LINE + 32];
+        out_rate.logged++;
+        log_info("opencode serve output", "stream=%s line=%s", p->is_err ? "stderr" : "stdout",
+                 log_quote(q, sizeof q, line));
+    } else if (out_rate.dropped++ == 0) {
+        if (!out_rate.timer_ready) {
+            uv_timer_init(S.m->loop, &out_rate.timer);
+            out_rate.timer_ready = 1;
+        }
+        if (!uv_is_closing((uv_handle_t *)&out_rate.timer))
+            uv_timer_start(&out_rate.timer, srv_out_report, 1000, 0);
+    }
     if (!S.listening && strstr(line, "listening on")) {
         S.listening = 1;
         srv_health_check();

@@ -11,7 +11,7 @@ Routes (HTTP Basic auth with OPENCODE_SERVER_PASSWORD on every one, health inclu
 
 Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (until aborted),
 [[crash]] (the server dies mid-message), [[provider_error]] (HTTP 200 with info.error),
-[[grow=MB]] (the server keeps MB more memory). Knobs in the environment:
+[[grow=MB]] (the server keeps MB more memory), [[flood=BYTES]] (BYTES of log lines on stdout). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
 slow_start (the next start takes 3 s before it listens).
@@ -198,6 +198,12 @@ class Handler(BaseHTTPRequestHandler):
                 "tokens": {"input": len(text.split()) + 5, "output": len(answer.split()), "reasoning": 0,
                            "cache": {"read": 0, "write": 0}}, "cost": 0.002}
         aborted = False
+        flood = re.search(r"\[\[flood=(\d+)\]\]", text)
+        if flood:
+            line = ("fake serve log line " + "x" * 100 + "\n").encode()
+            for _ in range(int(flood.group(1)) // len(line) + 1):
+                sys.stdout.buffer.write(line)
+            sys.stdout.flush()
         if "[[hang]]" in text:
             aborted = s["abort"].wait(3600)
         slow = re.search(r"\[\[slow=(\d+)\]\]", text)
