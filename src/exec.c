@@ -347,9 +347,10 @@ static void exec_srv_done(void *ctx, const srv_result_t *r)
         e->rec.tokens_out = r->tokens_out;
         e->rec.cost = r->cost;
     }
+    /* A stop's own reason first: the server's answer to the abort ("Aborted") is its consequence. */
+    const char *status = r->stopped ? exec_stopped_status(e, r->stopped) : r->ok ? "succeeded" : "failed";
     if (r->error)
         exec_set_error(e, r->error);
-    const char *status = r->stopped ? exec_stopped_status(e, r->stopped) : r->ok ? "succeeded" : "failed";
     log_info("OpenCode command completed",
              "processId=%ld executionId=%lld sessionId=%s mode=server status=%s duration=%.0f activeProcesses=%ld",
              e->rec.pid, (long long)e->rec.id, e->session_id, status, (mgr_now() - e->rec.started_at) * 1000.0,

@@ -939,6 +939,19 @@ static void srv_msg_grace_cb(uv_timer_t *t)
     srv_msg_finish(msg, &r);
 }
 
+static void srv_abort_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    char *oc_sid = ctx;
+    if (err || status != 200)
+        log_warn("the opencode server refused an abort", "opencodeSessionId=%s status=%ld error=\"%s\"", oc_sid,
+                 status, err ? errmsg : "");
+    else
+        log_debug("abort sent to the opencode server", "opencodeSessionId=%s", oc_sid);
+    free(oc_sid);
+}
+
 void srv_stop_msg(srv_msg_t *msg, run_stop_t why)
 {
     if (msg->finished || msg->stopped || msg->pending)
@@ -949,7 +962,7 @@ void srv_stop_msg(srv_msg_t *msg, run_stop_t why)
         srv_urlencode(msg->workspace, enc, sizeof enc);
         snprintf(url, sizeof url, "%s/session/%s/abort?directory=%s", S.base, msg->oc_sid, enc);
         http_opts_t o = {.method = "POST", .url = url, .userpwd = S.userpwd, .timeout_ms = 10000,
-                         .max_body = 65536, .done = srv_dispose_done, .ctx = strdup("abort")};
+                         .max_body = 65536, .done = srv_abort_done, .ctx = strdup(msg->oc_sid)};
         if (!o.ctx || !http_request(&o))
             free(o.ctx);
     }
