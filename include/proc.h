@@ -23,6 +23,7 @@ typedef struct proc_spec {
     int stdout_fd;      /* -1: /dev/null */
     int stderr_fd;      /* -1: /dev/null */
     int keep_fd;        /* another fd to keep open in the child as fd 0 when stdin_fd == -2, else -1 */
+    int fd3;            /* > 0: handed to the child as fd 3 (0: nothing) */
     int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
     /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */

@@ -18,6 +18,8 @@ typedef struct responder_opts {
     const char *control_socket;
     const char *workspace_root;
     long threads, max_body_bytes, max_message_bytes, heartbeat_ms;
+    int slots;                        /* responders in the pool (slots of the in-flight page on fd 3) */
+    long capacity, message_capacity;  /* the pool's limits (inflight.h); 0: none */
 } responder_opts_t;
 
 /* Parse the --responder command line. Returns 0 or -1 with err. */

@@ -15,6 +15,7 @@ typedef enum {
     FIELD_WORKSPACE, /* valid_workspace() */
     FIELD_TEXT,      /* non-empty UTF-8 up to max_message_bytes */
     FIELD_MODEL,     /* valid_model() */
+    FIELD_AGENT,     /* valid_id(), not starting with '-' (it becomes an argument of opencode) */
     FIELD_STATUS,    /* one of the execution statuses */
     FIELD_LIMIT,     /* integer 1..1000 */
     FIELD_MODE,      /* "server" or "per-session" */

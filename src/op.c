@@ -407,7 +407,7 @@ static void op_exec_get(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     errno = 0;
     long long id = r->id ? strtoll(r->id, &end, 10) : 0;
     if (!r->id || errno || *end || id <= 0) {
-        ctl_error(c, 404, "execution_not_found", "no such execution");
+        ctl_error(c, 400, "invalid_id", "execution ids are positive 64-bit integers");
         return;
     }
     json_object *o = db_exec_get(m->db, id, r->user);

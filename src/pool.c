@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "inflight.h"
 #include "log.h"
 #include "proc.h"
 
@@ -40,6 +41,8 @@ static long restarts;
 static int stopping;
 static void (*stop_done)(mgr_t *);
 static uv_timer_t stop_timer;
+static int inflight_fd = -1;
+static long cap_all, cap_msg;
 
 static void pool_spawn(pool_slot_t *s);
 
@@ -60,6 +63,11 @@ json_object *pool_status_json(void)
     json_object_object_add(o, "alive", json_object_new_int(pool_alive()));
     json_object_object_add(o, "threads", json_object_new_int64(pool_mgr ? pool_mgr->conf->responder_threads : 0));
     json_object_object_add(o, "restarts", json_object_new_int64(restarts));
+    json_object_object_add(o, "capacity", json_object_new_int64(cap_all));
+    json_object_object_add(o, "messageCapacity", json_object_new_int64(cap_msg));
+    json_object_object_add(o, "inFlight", json_object_new_int64(inflight_total()));
+    json_object_object_add(o, "messagesInFlight", json_object_new_int64(inflight_messages()));
+    json_object_object_add(o, "refused", json_object_new_int64(inflight_refused()));
     return o;
 }
 
@@ -123,6 +131,7 @@ static void pool_on_exit(void *ctx, pid_t pid, int status, const struct rusage *
     (void)ru;
     pool_slot_t *s = ctx;
     s->pid = 0;
+    inflight_reset(s->index); /* what it was serving died with it */
     if (stopping) {
         pool_check_stopped();
         return;
@@ -154,8 +163,11 @@ static void pool_on_exit(void *ctx, pid_t pid, int status, const struct rusage *
 static void pool_spawn(pool_slot_t *s)
 {
     const conf_t *c = pool_mgr->conf;
-    char idx[16], threads[16], body[32], msg[32], hb[32];
+    char idx[16], threads[16], body[32], msg[32], hb[32], slots_s[16], all_s[32], msg_s[32];
     snprintf(idx, sizeof idx, "%d", s->index);
+    snprintf(slots_s, sizeof slots_s, "%d", nslots);
+    snprintf(all_s, sizeof all_s, "%ld", cap_all);
+    snprintf(msg_s, sizeof msg_s, "%ld", cap_msg);
     snprintf(threads, sizeof threads, "%ld", c->responder_threads);
     snprintf(body, sizeof body, "%ld", c->max_body_bytes);
     snprintf(msg, sizeof msg, "%ld", c->max_message_bytes);
@@ -163,8 +175,10 @@ static void pool_spawn(pool_slot_t *s)
     char *argv[] = {pool_mgr->exe, "--responder", "--index", idx, "--control", (char *)c->control_socket,
                     "--threads", threads, "--max-body", body, "--max-message", msg,
                     "--workspace-root", (char *)c->workspace_root, "--heartbeat-ms", hb,
-                    "--log-level", (char *)c->log_level, NULL};
+                    "--log-level", (char *)c->log_level, "--slots", slots_s, "--capacity", all_s,
+                    "--message-capacity", msg_s, NULL};
     proc_spec_t ps = {.file = pool_mgr->exe, .argv = argv, .stdin_fd = -2, .keep_fd = pool_listen_fd,
+                      .fd3 = inflight_fd,
                       .stdout_fd = -1, .stderr_fd = log_wfd, .new_pgroup = 0, .pdeathsig = SIGTERM};
     char err[256];
     pid_t pid = proc_spawn(&ps, err, sizeof err);
@@ -194,6 +208,16 @@ int pool_start(mgr_t *m, int listen_fd, char *err, size_t errlen)
         return -1;
     }
     log_wfd = p[1];
+    /* The pool's capacity, and a reserve kept free of messages for status, health, history and
+     * aborts: a quarter of it, at most 8. */
+    cap_all = m->conf->responders * m->conf->responder_threads;
+    long reserve = cap_all / 4 > 8 ? 8 : cap_all / 4;
+    cap_msg = cap_all - reserve;
+    inflight_fd = inflight_create(nslots);
+    if (inflight_fd < 0) {
+        snprintf(err, errlen, "cannot create the shared in-flight counters: %s", strerror(errno));
+        return -1;
+    }
     uv_pipe_init(m->loop, &log_pipe, 0);
     uv_pipe_open(&log_pipe, p[0]);
     uv_read_start((uv_stream_t *)&log_pipe, pool_log_alloc, pool_log_read);
@@ -233,6 +257,10 @@ void pool_stop(mgr_t *m, void (*done)(mgr_t *))
 
 void pool_free(void)
 {
+    inflight_detach();
+    if (inflight_fd >= 0)
+        close(inflight_fd);
+    inflight_fd = -1;
     free(slots);
     slots = NULL;
     nslots = 0;

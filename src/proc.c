@@ -99,6 +99,16 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         for (int i = 0; i < 3; i++)
             if (proc_child_dup(fds[i], i) != 0)
                 proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        if (spec->fd3 > 0) {
+            if (pfd[1] == 3) { /* the error pipe must not be overwritten */
+                int nfd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 4);
+                if (nfd < 0)
+                    _exit(127);
+                pfd[1] = nfd;
+            }
+            if (proc_child_dup(spec->fd3, 3) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        }
         const struct {
             int res;
             long v;

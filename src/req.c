@@ -87,6 +87,8 @@ static const char *req_check_value(const field_t *f, json_object *v, const req_l
         return (long)len <= lim->max_message_bytes ? NULL : "is longer than max_message_bytes";
     case FIELD_MODEL:
         return valid_model(s) ? NULL : "must look like provider/model";
+    case FIELD_AGENT:
+        return valid_id(s) && s[0] != '-' ? NULL : "must match [A-Za-z0-9_][A-Za-z0-9_-]{0,63}";
     case FIELD_STATUS:
         return route_is_status(s) ? NULL : "is not an execution status";
     case FIELD_MODE:
@@ -146,10 +148,13 @@ static json_object *req_parse_query(const route_t *r, const char *query, const r
     char *save = NULL;
     for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
-        /* "?key" has an empty value: point into the writable copy, as req_urldecode writes. */
-        char *val = eq ? eq + 1 : kv + strlen(kv);
-        if (eq)
-            *eq = '\0';
+        if (!eq) {
+            free(copy);
+            json_object_put(q);
+            return req_fail(err, 400, "invalid_parameter", "a query parameter has no '=' and value");
+        }
+        char *val = eq + 1;
+        *eq = '\0';
         if (req_urldecode(kv) != 0 || req_urldecode(val) != 0 || !valid_utf8(kv, strlen(kv)) ||
             !valid_utf8(val, strlen(val))) {
             free(copy);

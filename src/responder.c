@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "frame.h"
+#include "inflight.h"
 #include "log.h"
 #include "req.h"
 
@@ -63,6 +64,12 @@ int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, 
             o->max_message_bytes = atol(v);
         else if (strcmp(a, "--heartbeat-ms") == 0)
             o->heartbeat_ms = atol(v);
+        else if (strcmp(a, "--slots") == 0)
+            o->slots = atoi(v);
+        else if (strcmp(a, "--capacity") == 0)
+            o->capacity = atol(v);
+        else if (strcmp(a, "--message-capacity") == 0)
+            o->message_capacity = atol(v);
         else if (strcmp(a, "--log-level") == 0) {
             log_level_t l;
             if (log_level_parse(v, &l) == 0)
@@ -167,19 +174,32 @@ static void resp_write_json(FCGX_Request *r, int status, json_object *headers, j
     FCGX_PutS("\n", r->out);
 }
 
-static void resp_error(FCGX_Request *r, int status, const char *code, const char *message, const char *allow)
+/* An error answer; header (e.g. "Allow") with its value when both are given. */
+static void resp_error_h(FCGX_Request *r, int status, const char *code, const char *message, const char *header,
+                         const char *value)
 {
     json_object *b = json_object_new_object(), *e = json_object_new_object(), *h = NULL;
     json_object_object_add(e, "code", json_object_new_string(code));
     json_object_object_add(e, "message", json_object_new_string(message));
     json_object_object_add(b, "error", e);
-    if (allow && *allow) {
+    if (header && value && *value) {
         h = json_object_new_object();
-        json_object_object_add(h, "Allow", json_object_new_string(allow));
+        json_object_object_add(h, header, json_object_new_string(value));
     }
     resp_write_json(r, status, h, b);
     json_object_put(b);
     json_object_put(h);
+}
+
+static void resp_error(FCGX_Request *r, int status, const char *code, const char *message, const char *allow)
+{
+    resp_error_h(r, status, code, message, "Allow", allow);
+}
+
+/* The pool is full: say so at once (the spare thread's job). */
+static void resp_busy(FCGX_Request *r, const char *what)
+{
+    resp_error_h(r, 503, "server_busy", what, "Retry-After", "1");
 }
 
 static const char *resp_frame_str(json_object *f, const char *key)
@@ -244,7 +264,8 @@ static void resp_stream(FCGX_Request *r, resp_thread_t *t)
     }
 }
 
-static void resp_handle(FCGX_Request *r, resp_thread_t *t)
+/* Serve one request. *is_message says whether it was counted as a message (inflight). */
+static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
 {
     char **env = r->envp;
     const char *method = FCGX_GetParam("REQUEST_METHOD", env);
@@ -298,6 +319,15 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t)
     if (!frame) {
         resp_error(r, err.status, err.code, err.message, err.allow);
         return;
+    }
+    json_object *op;
+    if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
+        if (inflight_promote(opts->index, opts->message_capacity) != 0) {
+            json_object_put(frame);
+            resp_busy(r, "every responder thread for messages is busy; retry shortly");
+            return;
+        }
+        *is_message = 1;
     }
     /* Send; a connection the manager closed earlier is retried once. */
     int sent = -1;
@@ -360,10 +390,15 @@ static void *resp_thread_main(void *arg)
         if (FCGX_Accept_r(&req) < 0)
             break;
         atomic_fetch_add(&busy, 1);
-        if (!atomic_load(&stopping))
-            resp_handle(&req, &t);
-        else
+        int message = 0;
+        if (atomic_load(&stopping)) {
             resp_error(&req, 503, "shutting_down", "the responder is stopping", NULL);
+        } else if (inflight_enter(opts->index, opts->capacity) != 0) {
+            resp_busy(&req, "every responder thread is busy; retry shortly");
+        } else {
+            resp_handle(&req, &t, &message);
+            inflight_leave(opts->index, message);
+        }
         FCGX_Finish_r(&req);
         atomic_fetch_sub(&busy, 1);
     }
@@ -392,7 +427,16 @@ int responder_main(const responder_opts_t *o)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    for (long i = 0; i < o->threads; i++) {
+    /* The in-flight page (fd 3) and one spare thread, which answers 503 when the pool is full. */
+    long nthreads = o->threads;
+    if (o->slots > 0 && o->capacity > 0) {
+        if (inflight_attach(3, o->slots) != 0) {
+            log_error("responder cannot map the in-flight page on fd 3", "responder=%d", o->index);
+            return 78;
+        }
+        nthreads++;
+    }
+    for (long i = 0; i < nthreads; i++) {
         pthread_t th;
         if (pthread_create(&th, &attr, resp_thread_main, NULL) != 0) {
             log_error("cannot start responder thread", "responder=%d thread=%ld", o->index, i);

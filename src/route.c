@@ -17,7 +17,7 @@ static const field_t session_create_body[] = {
 static const field_t message_body[] = {
     {"text", FIELD_TEXT, true},
     {"model", FIELD_MODEL, false},
-    {"agent", FIELD_ID, false},
+    {"agent", FIELD_AGENT, false},
     {NULL, 0, false},
 };
 static const field_t exec_list_query[] = {

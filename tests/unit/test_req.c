@@ -136,9 +136,12 @@ static void test_query(void **state)
     expect("GET", p, "session=%00", NULL, 400, "invalid_parameter");
     expect("GET", p, "other=1", NULL, 400, "unknown_field");
     expect("GET", p, "limit=1&limit=2", NULL, 400, "invalid_parameter");
-    expect("GET", p, "session", NULL, 0, NULL); /* a key without '=' (found by fuzz_req: it crashed) */
+    expect("GET", p, "session", NULL, 400, "invalid_parameter"); /* a key without = (fuzz_req once crashed on it) */
     expect("GET", p, "&&", NULL, 0, NULL);
     expect("GET", "/api/sessions", "x=1", NULL, 400, "unknown_parameter");
+    /* An agent becomes an argument of opencode: it may not look like an option. */
+    expect("POST", "/api/sessions/s1/messages", NULL, "{\"text\":\"x\",\"agent\":\"--yolo\"}", 400, "invalid_field");
+    expect("POST", "/api/sessions/s1/messages", NULL, "{\"text\":\"x\",\"agent\":\"build\"}", 0, NULL);
 }
 
 static void test_bad_user(void **state)
