@@ -4,7 +4,6 @@
 # against a copy of the database.
 . "$(dirname "$0")/lib.sh"
 OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
-export OCPM_HISTORY_RETENTION=30d
 t_start
 
 req POST /api/sessions '{"id":"op"}'
