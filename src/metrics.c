@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dbq.h"
+#include "inflight.h"
 #include "pool.h"
 #include "srv.h"
 
@@ -145,6 +146,10 @@ char *metrics_render(mgr_t *m)
     put(&o, "ocpm_requests_total %llu\n", (unsigned long long)m->requests);
     meta(&o, "ocpm_responder_restarts_total", "counter", "FastCGI responders respawned after dying.");
     put(&o, "ocpm_responder_restarts_total %ld\n", pool_restarts());
+    meta(&o, "ocpm_responder_requests_in_flight", "gauge", "Requests the responder pool is serving now.");
+    put(&o, "ocpm_responder_requests_in_flight %ld\n", inflight_total());
+    meta(&o, "ocpm_responder_refused_total", "counter", "Requests answered 503 because the pool was full.");
+    put(&o, "ocpm_responder_refused_total %lld\n", inflight_refused());
     meta(&o, "ocpm_db_write_failures_total", "counter", "Database writes that failed (busy, full, removed...).");
     put(&o, "ocpm_db_write_failures_total %llu\n", dbq_failures());
     meta(&o, "ocpm_db_pending_writes", "gauge", "Final execution records waiting to be written again.");
