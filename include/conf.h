@@ -49,6 +49,7 @@ typedef struct conf {
     long restart_backoff_max_ms;
     int fallback;
     long fallback_wait_ms;
+    long fallback_max_runs;
     long instance_idle_timeout_ms;
     long server_max_messages;
     long server_max_rss;

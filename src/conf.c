@@ -67,6 +67,9 @@ static const conf_key_t conf_keys[] = {
     {"health_failures", CT_INT, N(health_failures), "3", 1, 100},
     {"restart_backoff_max", CT_DURATION, N(restart_backoff_max_ms), "30s", 100, 3600000},
     {"fallback", CT_BOOL, N(fallback), "on", 0, 0},
+    /* Per-message processes at once while the server is down: each costs what the server did
+     * (measured: 32 queued sessions falling back 8 at a time reached 11.7 GB on this machine). */
+    {"fallback_max_runs", CT_INT, N(fallback_max_runs), "2", 1, 4096},
     {"fallback_wait", CT_DURATION, N(fallback_wait_ms), "30s", 0, 3600000},
     {"instance_idle_timeout", CT_DURATION, N(instance_idle_timeout_ms), "10m", 100, 86400000L},
     {"server_max_messages", CT_INT, N(server_max_messages), "10000", 0, 1000000000L},

@@ -482,7 +482,8 @@ void exec_schedule(mgr_t *m)
             continue;
         }
         if (m->running >= m->conf->max_concurrent_runs ||
-            (route == 1 && srv_in_flight() >= m->conf->server_max_inflight))
+            (route == 1 && srv_in_flight() >= m->conf->server_max_inflight) ||
+            (route == 2 && srv_state() != SRV_OFF && m->running >= m->conf->fallback_max_runs))
             break;
         if (sess_running(s))
             continue;

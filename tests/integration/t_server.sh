@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 export OCPM_MODE=auto OCPM_HEARTBEAT_INTERVAL=300ms OCPM_HEALTH_TIMEOUT=300ms OCPM_HEALTH_FAILURES=2
 export OCPM_RUN_TIMEOUT=3s OCPM_KILL_GRACE=500ms OCPM_INSTANCE_IDLE_TIMEOUT=1s OCPM_RESTART_BACKOFF_MAX=2s
-export OCPM_SERVER_START_TIMEOUT=8s
+export OCPM_SERVER_START_TIMEOUT=8s OCPM_FALLBACK_MAX_RUNS=1
 CTL=$(mktemp -d /tmp/ocpm-ctl-XXXXXX)
 export OPENCODE_FAKE_CONTROL_DIR=$CTL
 t_start
@@ -111,6 +111,16 @@ like "$(j .execution.error)" 'server (exited|request failed)' "with a clear erro
 check "the server is restarting" wait_until 5 sh -c "[ \"\$(curl -s $BASE/api/opencode/status | jq -r .server.restarts)\" = 1 ]"
 req POST /api/sessions/cr/messages '{"text":"during the outage"}'
 is "$(j .execution.status)/$(j .execution.mode)" succeeded/per-session "fallback = on: the outage is served per message"
+mk cr2
+mk cr3
+req POST /api/sessions/cr2/messages '{"text":"[[delay=600]] outage one"}' -H 'Prefer: respond-async'
+F1=$(j .execution_id)
+req POST /api/sessions/cr3/messages '{"text":"[[delay=600]] outage two"}' -H 'Prefer: respond-async'
+F2=$(j .execution_id)
+check "both outage messages finish" wait_until 15 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select count(*) from executions where id in ($F1,$F2) and status='succeeded'\")\" = 2 ]"
+is "$(sql "select group_concat(mode) from executions where id in ($F1,$F2)")" "per-session,per-session" "both ran per message"
+is "$(sql "select (select started_at from executions where id=$F2) >= (select finished_at from executions where id=$F1)")" 1 \
+    "one after the other (fallback_max_runs = 1)"
 rm -f "$CTL/slow_start"
 check "the server comes back" wait_until 15 state_is ready
 is "$(sql "select count(*) from manager_events where kind='server_restart'")" 1 "the restart is recorded"
