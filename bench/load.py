@@ -120,4 +120,5 @@ for r in (a, b):
     if r["errors"]:
         print("    errors by status: %s" % r["errors"])
 print("ratio stack / direct: wall %.2f, p50 %.2f" % (a["wall_s"] / b["wall_s"], a["p50_ms"] / b["p50_ms"]))
-print("manager: RSS %d -> %d kB, open fds %d -> %d" % (before[0], after[0], before[1], after[1]))
+print("manager: RSS %d -> %d kB, open fds %d -> %d (every responder thread keeps one control connection)"
+      % (before[0], after[0], before[1], after[1]))

@@ -257,6 +257,7 @@ def serve(argv):
         delay = max(delay, 3000)
     if delay:
         time.sleep(delay / 1000.0)
+    ThreadingHTTPServer.request_queue_size = 1024  # the real server takes hundreds of connections at once
     srv = ThreadingHTTPServer((host, port), Handler)
     srv.daemon_threads = True
     print("opencode server listening on http://%s:%d" % (host, port), flush=True)
