@@ -44,6 +44,9 @@ like "$(j .text)" "^fake answer to: -m x/y( |$)" "-m x/y is text too"
 is "$(tail -n 1 "$TDIR/fake.jsonl" | jq -r '.argv[-2]')" "--" "the message follows --"
 ENV=$(tail -n 1 "$TDIR/fake.jsonl" | jq -r '.env | join(" ")')
 like " $ENV " " MY_API_KEY " "allowlisted *_API_KEY passes to opencode"
+leaks=$( (cat "$LOG"; cat "$DB" "$DB-wal" 2>/dev/null; curl -s "$BASE/api/opencode/status"; curl -s "$BASE/metrics") |
+    grep -ac 'passes-through')
+is "$leaks" 0 "the API key's value is in no log, database, status or metrics"
 like " $ENV " " PATH " "PATH passes"
 if [[ " $ENV " == *" SECRET_TOKEN "* ]]; then not_ok "other variables are scrubbed"; else ok "other variables are scrubbed"; fi
 req POST /api/sessions/s1/messages '{"text":"m","model":"prov/model-1"}'

@@ -49,6 +49,7 @@ is "$(grep '"serve"' "$TDIR/fake.jsonl" | grep -c '"auth": false')" 0 "every req
 req GET /api/opencode/status
 check "the password is not in the status" sh -c "! curl -s $BASE/api/opencode/status | grep -q $PW"
 check "nor in the log" sh -c "! grep -q $PW '$LOG'"
+check "nor in the metrics" sh -c "! curl -s $BASE/metrics | grep -q $PW"
 check "nor in the database" sh -c "! grep -aq $PW '$DB' '$DB-wal' 2>/dev/null"
 
 # --- streaming ----------------------------------------------------------------------
