@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault suite: `opencode serve` failing under a message (the fake server, real signals).
-# SIGKILL mid-message; SIGSTOP mid-message (a hang only the health check can see); a server that
-# floods its stdout. Each case checks what the client saw, the stored row, that no process is
+# SIGKILL mid-message; SIGSTOP mid-message (a hang only the health check can see); SIGKILL to the
+# responders while one streams; a server that floods its stdout. Each case checks what the client saw, the stored row, that no process is
 # left behind, and that the next message is served.
 . "$(dirname "$0")/../integration/lib.sh"
 export OCPM_MODE=server OCPM_HEARTBEAT_INTERVAL=300ms OCPM_HEALTH_TIMEOUT=300ms OCPM_HEALTH_FAILURES=2
@@ -66,6 +66,24 @@ check "a new server comes up" wait_until 15 state_is ready
 is "$(stopped_or_zombie)" 0 "no stopped or zombie process is left"
 is "$(sql "select count(*) from manager_events where kind='server_restart'")" 2 "both restarts are recorded"
 req POST /api/sessions/k/messages '{"text":"after the stop"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "the next message is served"
+
+# --- SIGKILL to the responders while one streams --------------------------------------------------
+curl -sN --max-time 30 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -X POST \
+    --data-binary '{"text":"[[slow=200]] streamed while its responder dies"}' "$BASE/api/sessions/k/messages" \
+    >"$TDIR/killed.sse" &
+CURL=$!
+RKID=$(running_id k)
+check "the stream is open" wait_until 10 grep -q 'message.part.delta' "$TDIR/killed.sse"
+OLDR=$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')
+pkill -9 -f -- "[-]-responder .*$TDIR"
+wait "$CURL"
+check "the client's stream is cut, without done" sh -c "! grep -q '^event: done' '$TDIR/killed.sse'"
+check "the run goes on and is recorded" wait_until 20 sh -c "[ \"\$(sqlite3 -readonly '$DB' 'select status from executions where id=$RKID')\" = succeeded ]"
+respawned() { [ "$(pgrep -f -- "[-]-responder .*$TDIR" | wc -l)" -ge 4 ] && [ "$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')" != "$OLDR" ]; }
+check "every responder is respawned" wait_until 15 respawned
+check "activeStreams returns to 0" wait_until 10 sh -c "curl -s $BASE/api/opencode/status | jq -e '.activeStreams == 0'"
+req POST /api/sessions/k/messages '{"text":"after the responders died"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "the next message is served"
 
 # --- a server that floods its stdout -----------------------------------------------------------
