@@ -1,4 +1,5 @@
-/* db: migrations, sessions, executions, interruption recovery, prompt hashing, on a real file. */
+/* db: migrations, sessions, executions, interruption recovery, prompt hashing, failure classes, a
+ * removed file restored from the open connection, on real files. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "db.h"
 
@@ -143,12 +147,141 @@ static void test_foreign_key_and_bad_path(void **state)
     assert_true(strlen(err) > 0);
 }
 
+/* Another connection holding the write lock makes writes fail as busy once the busy timeout has
+ * passed; the reason survives the ROLLBACK that follows; writes work again after it lets go. */
+static void test_busy_fault(void **state)
+{
+    (void)state;
+    char err[256], p2[160];
+    snprintf(p2, sizeof p2, "%s/b.db", dir);
+    db_t *db = db_open(p2, 1, 64, err, sizeof err);
+    assert_non_null(db);
+    db_set_busy_timeout(db, 10);
+    db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(db, &s), 0);
+    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "a",
+                   .prompt_len = 1, .queued_at = 1};
+    assert_int_equal(db_exec_insert(db, &e), 0);
+    assert_int_equal(db_fault(db), DB_FAULT_NONE);
+    sqlite3 *op;
+    assert_int_equal(sqlite3_open(p2, &op), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(op, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    e.status = "succeeded";
+    e.finished_at = 2;
+    assert_int_equal(db_exec_update(db, &e, 1), -1);
+    assert_int_equal(db_fault(db), DB_FAULT_BUSY);
+    assert_non_null(strstr(db_errmsg(db), "locked"));
+    db_session_t s2 = {.id = "s2", .owner = "u", .workspace = "/w2", .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(db, &s2), -1);
+    assert_int_equal(db_fault(db), DB_FAULT_BUSY);
+    assert_int_equal(sqlite3_exec(op, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(op);
+    assert_int_equal(db_exec_update(db, &e, 1), 0);
+    assert_int_equal(db_fault(db), DB_FAULT_NONE);
+    db_close(db);
+}
+
+static long count_rows(const char *file, const char *sql)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    long n = -1;
+    if (sqlite3_open_v2(file, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(h);
+    return n;
+}
+
+/* The file removed under an open connection (with its -wal and -shm) is noticed and copied back
+ * with every committed row; a file that took its name is reported as a replacement. */
+static void test_removed_and_restored(void **state)
+{
+    (void)state;
+    char err[256], p2[160], side[180];
+    snprintf(p2, sizeof p2, "%s/r.db", dir);
+    db_t *db = db_open(p2, 1, 64, err, sizeof err);
+    assert_non_null(db);
+    db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(db, &s), 0);
+    for (int i = 0; i < 3; i++) {
+        db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued",
+                       .prompt = "a", .prompt_len = 1, .queued_at = 1};
+        assert_int_equal(db_exec_insert(db, &e), 0);
+    }
+    assert_int_equal(db_moved(db), DB_IN_PLACE);
+    unlink(p2);
+    snprintf(side, sizeof side, "%s-wal", p2);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", p2);
+    unlink(side);
+    assert_int_equal(db_moved(db), DB_GONE);
+    assert_int_equal(db_restore(db, err, sizeof err), 0);
+    assert_int_equal(db_moved(db), DB_IN_PLACE);
+    assert_int_equal(count_rows(p2, "SELECT count(*) FROM executions"), 3);
+    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "b",
+                   .prompt_len = 1, .queued_at = 2};
+    assert_int_equal(db_exec_insert(db, &e), 0); /* and it writes to the restored file */
+    assert_int_equal(count_rows(p2, "SELECT count(*) FROM executions"), 4);
+    /* Another file under the name is not ours to overwrite. */
+    char moved[180];
+    snprintf(moved, sizeof moved, "%s/elsewhere.db", dir);
+    assert_int_equal(rename(p2, moved), 0);
+    FILE *f = fopen(p2, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(db_moved(db), DB_REPLACED);
+    db_close(db);
+}
+
+/* SQLite opens a file it may not write read-only; db_open refuses it instead. As root (which writes
+ * read-only files anyway) the open is tried in a child that became nobody. */
+static int open_refused(const char *file)
+{
+    char err[256];
+    db_t *db = db_open(file, 1, 64, err, sizeof err);
+    if (db) {
+        db_close(db);
+        return 0;
+    }
+    return strstr(err, "read-only") != NULL;
+}
+
+static void test_read_only_refused(void **state)
+{
+    (void)state;
+    char err[256], p2[160];
+    snprintf(p2, sizeof p2, "%s/ro.db", dir);
+    db_t *db = db_open(p2, 1, 64, err, sizeof err);
+    assert_non_null(db);
+    db_close(db);
+    assert_int_equal(chmod(p2, 0444), 0);
+    if (geteuid() != 0) {
+        assert_true(open_refused(p2));
+        return;
+    }
+    assert_int_equal(chmod(dir, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(setgid(65534) == 0 && setuid(65534) == 0 && open_refused(p2) ? 0 : 1);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_hash_only),
         cmocka_unit_test(test_foreign_key_and_bad_path),
+        cmocka_unit_test(test_busy_fault),
+        cmocka_unit_test(test_removed_and_restored),
+        cmocka_unit_test(test_read_only_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
