@@ -104,7 +104,19 @@ def client(n):
 
 threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(nclients)]
 t0 = time.monotonic()
-print("%8s %10s %6s %14s %12s %10s" % ("t", "mgr RSS kB", "fds", "resp RSS kB", "resp fds", "requests"))
+print("%6s %10s %10s %10s %6s %12s %9s %9s" % ("t", "mgr RSS kB", "heap kB", "sqlite kB", "fds", "resp RSS kB",
+                                                "resp fds", "requests"))
+
+
+def heap_kb():
+    """(heap in use, of it SQLite's) in kB, from the status endpoint."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/api/opencode/status")
+        o = json.loads(c.getresponse().read())["ocpm"]
+        return o["heapInUseBytes"] // 1024, o["database"]["sqliteMemoryBytes"] // 1024
+    except (OSError, ValueError, KeyError):
+        return -1, -1
 
 
 def sample():
@@ -112,7 +124,8 @@ def sample():
     rr, rf = responders()
     with lock:
         total = sum(v for k, v in counts.items() if not k.startswith(("client", "dropped")))
-    print("%8.0f %10d %6d %14d %12d %10d" % (time.monotonic() - t0, r, f, rr, rf, total), flush=True)
+    heap, sq = heap_kb()
+    print("%6.0f %10d %10d %10d %6d %12d %9d %9d" % (time.monotonic() - t0, r, heap, sq, f, rr, rf, total), flush=True)
     return r, f
 
 

@@ -16,4 +16,7 @@ stack_start_ocpmd
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 stack_start_nginx "$PORT"
 python3 "$SRC/bench/soak.py" "$PORT" "$STACK_OCPMD_PID" "${BENCH_SOAK_SECONDS:-600}" "${BENCH_SOAK_CLIENTS:-8}"
+echo "failures by error:"
+sqlite3 -readonly "$STACK_DIR/ocpm.db" "select '  ' || count(*) || ' ' || status || ': ' || coalesce(error, '-') from executions
+  where status <> 'succeeded' group by status, error order by count(*) desc limit 10"
 echo "database: $(sqlite3 -readonly "$STACK_DIR/ocpm.db" "select count(*) || ' executions, ' || sum(status='succeeded') || ' succeeded' from executions")"

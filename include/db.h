@@ -61,6 +61,8 @@ void db_set_busy_timeout(db_t *db, long ms);
 const char *db_errmsg(db_t *db);
 typedef enum { DB_FAULT_NONE, DB_FAULT_BUSY, DB_FAULT_FULL, DB_FAULT_READONLY, DB_FAULT_IO, DB_FAULT_OTHER } db_fault_t;
 db_fault_t db_fault(db_t *db);
+/* Bytes SQLite holds in this process (its page caches included), for the status endpoint. */
+long long db_memory_used(void);
 
 /* Is the open file still the one at its path? DB_GONE: it was removed (or the connection is
  * closed); DB_REPLACED: another file took its name. */

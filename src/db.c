@@ -256,6 +256,8 @@ db_fault_t db_fault(db_t *db)
     return DB_FAULT_OTHER;
 }
 
+long long db_memory_used(void) { return (long long)sqlite3_memory_used(); }
+
 void db_set_busy_timeout(db_t *db, long ms)
 {
     db->busy_ms = ms;

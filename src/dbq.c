@@ -255,6 +255,7 @@ json_object *dbq_status_json(void)
     json_object_object_add(o, "ok", json_object_new_boolean(ok));
     json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)npending));
     json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)nfailures));
+    json_object_object_add(o, "sqliteMemoryBytes", json_object_new_int64(db_memory_used()));
     json_object_object_add(o, "lastError", last_error[0] ? json_object_new_string(last_error) : NULL);
     json_object_object_add(o, "lastErrorAt",
                            last_error_at > 0 ? json_object_new_int64((int64_t)(last_error_at * 1000.0)) : NULL);

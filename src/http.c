@@ -19,7 +19,9 @@ struct http_req {
     http_done_fn done;
     void *ctx;
     char errbuf[CURL_ERROR_SIZE];
+    int cancelled;
     http_req_t *prev, *next;
+    http_req_t *deferred; /* on pending_add or pending_free */
 };
 
 typedef struct http_sock {
@@ -31,7 +33,11 @@ static uv_loop_t *http_loop;
 static CURLM *multi;
 static uv_timer_t http_timer;
 static http_req_t *reqs;
-static long nreqs;
+/* libcurl refuses to be called back from its own callbacks (CURLM_RECURSIVE_API_CALL), and a data
+ * callback (an SSE event) can finish a message, whose successor then starts a request. While curl
+ * runs, new requests and cancellations wait on these lists and are applied when it returns. */
+static int in_curl;
+static http_req_t *pending_add, *pending_free;
 
 static void http_unlink(http_req_t *r)
 {
@@ -41,13 +47,15 @@ static void http_unlink(http_req_t *r)
         reqs = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    nreqs--;
+    r->prev = r->next = NULL;
 }
 
 static void http_free(http_req_t *r)
 {
-    curl_multi_remove_handle(multi, r->easy);
-    curl_easy_cleanup(r->easy);
+    if (r->easy) {
+        curl_multi_remove_handle(multi, r->easy);
+        curl_easy_cleanup(r->easy);
+    }
     curl_slist_free_all(r->headers);
     free(r->body_copy);
     free(r->buf);
@@ -80,20 +88,52 @@ static void http_check_done(void)
     }
 }
 
+/* Apply what was asked while curl ran: cancellations first, then new requests (a request that
+ * cannot be added ends in its done callback, as every request does). */
+static void http_flush_deferred(void)
+{
+    while (pending_free) {
+        http_req_t *r = pending_free;
+        pending_free = r->deferred;
+        http_free(r);
+    }
+    while (pending_add) {
+        http_req_t *r = pending_add;
+        pending_add = r->deferred;
+        r->deferred = NULL;
+        CURLMcode mc = curl_multi_add_handle(multi, r->easy);
+        if (mc != CURLM_OK) {
+            http_unlink(r);
+            r->done(r->ctx, CURLE_FAILED_INIT, curl_multi_strerror(mc), 0, "", 0);
+            http_free(r);
+        }
+    }
+}
+
+/* Let curl act on a socket (or its timeout), then settle what it finished. */
+static void http_drive(curl_socket_t fd, int flags)
+{
+    int running;
+    in_curl = 1;
+    curl_multi_socket_action(multi, fd, flags, &running);
+    in_curl = 0;
+    http_flush_deferred();
+    http_check_done();
+}
+
 static void http_sock_closed(uv_handle_t *h) { free(h->data); }
 
 static void http_on_poll(uv_poll_t *p, int status, int events)
 {
     http_sock_t *s = p->data;
-    int flags = 0, running;
+    int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(multi, s->fd, flags, &running);
-    http_check_done();
+    http_drive(s->fd, flags);
 }
 
 static int http_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
@@ -133,9 +173,7 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
 static void http_on_timer(uv_timer_t *t)
 {
     (void)t;
-    int running;
-    curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    http_check_done();
+    http_drive(CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int http_on_timeout(CURLM *m, long timeout_ms, void *userp)
@@ -168,6 +206,12 @@ void http_shutdown(void)
 {
     if (!multi)
         return;
+    while (pending_free) {
+        http_req_t *r = pending_free;
+        pending_free = r->deferred;
+        http_free(r);
+    }
+    pending_add = NULL; /* they are on reqs too */
     while (reqs) {
         http_req_t *r = reqs;
         http_unlink(r);
@@ -184,6 +228,8 @@ static size_t http_on_write(char *p, size_t size, size_t n, void *ud)
 {
     http_req_t *r = ud;
     size_t len = size * n;
+    if (r->cancelled)
+        return 0; /* cancelled from a callback during this very transfer: stop it */
     if (r->data)
         return r->data(r->ctx, p, len) == 0 ? len : 0;
     if (r->len + len > r->max) {
@@ -253,7 +299,11 @@ http_req_t *http_request(const http_opts_t *o)
     if (reqs)
         reqs->prev = r;
     reqs = r;
-    nreqs++;
+    if (in_curl) {
+        r->deferred = pending_add;
+        pending_add = r;
+        return r;
+    }
     if (curl_multi_add_handle(multi, e) != CURLM_OK) {
         http_unlink(r);
         curl_easy_cleanup(e);
@@ -270,5 +320,19 @@ void http_cancel(http_req_t *r)
     if (!r)
         return;
     http_unlink(r);
+    for (http_req_t **pp = &pending_add; *pp; pp = &(*pp)->deferred)
+        if (*pp == r) { /* never reached curl */
+            *pp = r->deferred;
+            r->deferred = NULL;
+            curl_easy_cleanup(r->easy);
+            r->easy = NULL;
+            break;
+        }
+    if (in_curl && r->easy) {
+        r->cancelled = 1;
+        r->deferred = pending_free;
+        pending_free = r;
+        return;
+    }
     http_free(r);
 }

@@ -2,6 +2,7 @@
 #include "op.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,9 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
     json_object_object_add(x, "responders", pool_status_json());
     json_object_object_add(x, "database", dbq_status_json());
+    /* Heap in use as malloc sees it (RSS also holds what malloc keeps for reuse). */
+    struct mallinfo2 mi = mallinfo2();
+    json_object_object_add(x, "heapInUseBytes", json_object_new_int64((int64_t)mi.uordblks));
     json_object_object_add(o, "ocpm", x);
     return o;
 }

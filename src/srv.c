@@ -613,25 +613,35 @@ static size_t srv_urlencode(const char *s, char *out, size_t outlen)
     return o;
 }
 
+/* Dispose workspaces idle for instance_idle_timeout, and forget them: an entry not loaded in the
+ * server holds nothing worth keeping (one per workspace ever used would grow without end). */
 static void srv_dispose_tick(uv_timer_t *t)
 {
     (void)t;
     if (S.state != SRV_READY)
         return;
     double now = mgr_now();
-    for (srv_dir_t *d = S.dirs; d; d = d->next) {
-        if (!d->loaded || srv_dir_busy(d->path) ||
-            (now - d->last_used) * 1000.0 < S.m->conf->instance_idle_timeout_ms)
+    for (srv_dir_t **pd = &S.dirs, *d; (d = *pd);) {
+        int idle = (now - d->last_used) * 1000.0 >= S.m->conf->instance_idle_timeout_ms;
+        if (srv_dir_busy(d->path) || (d->loaded && !idle)) {
+            pd = &d->next;
             continue;
-        char enc[3 * 4096], url[3 * 4096 + 128];
-        srv_urlencode(d->path, enc, sizeof enc);
-        snprintf(url, sizeof url, "%s/instance/dispose?directory=%s", S.base, enc);
-        http_opts_t o = {.method = "POST", .url = url, .userpwd = S.userpwd, .timeout_ms = 30000,
-                         .max_body = 65536, .done = srv_dispose_done, .ctx = strdup(d->path)};
-        if (o.ctx && http_request(&o))
-            d->loaded = 0;
-        else
-            free(o.ctx);
+        }
+        if (d->loaded) {
+            char enc[3 * 4096], url[3 * 4096 + 128];
+            srv_urlencode(d->path, enc, sizeof enc);
+            snprintf(url, sizeof url, "%s/instance/dispose?directory=%s", S.base, enc);
+            http_opts_t o = {.method = "POST", .url = url, .userpwd = S.userpwd, .timeout_ms = 30000,
+                             .max_body = 65536, .done = srv_dispose_done, .ctx = strdup(d->path)};
+            if (!o.ctx || !http_request(&o)) {
+                free(o.ctx);
+                pd = &d->next; /* try again at the next tick */
+                continue;
+            }
+        }
+        *pd = d->next;
+        free(d->path);
+        free(d);
     }
 }
 
