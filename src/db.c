@@ -332,14 +332,15 @@ static int db_connect(db_t *db, char *err, size_t errlen)
     /* SQLite falls back to read-only when the file is not writable: say so now, not at the first
      * write. It opens the file lazily, so read the schema first. */
     sqlite3_busy_timeout(db->h, 5000);
-    if (sqlite3_exec(db->h, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
-        db_disconnect(db);
-        return -1;
-    }
+    int rc = sqlite3_exec(db->h, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
     if (sqlite3_db_readonly(db->h, "main") == 1) {
         snprintf(err, errlen, "%s: the database is read-only (check the permissions of the file and its directory)",
                  path);
+        db_disconnect(db);
+        return -1;
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
         db_disconnect(db);
         return -1;
     }
