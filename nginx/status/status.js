@@ -29,6 +29,15 @@ function renderStatus(s) {
   text("sessions", pm.activeSessions);
   text("spawned", (s.ocpm ? s.ocpm.processesSpawned : 0) + " processes spawned");
   text("uptime", s.ocpm ? "up " + ago(s.ocpm.uptimeSeconds) : "");
+  const db = s.ocpm && s.ocpm.database, pool = s.ocpm && s.ocpm.responders;
+  const dbCard = $("db-card");
+  dbCard.classList.remove("healthy", "unhealthy");
+  if (db && pool) {
+    text("db", db.ok ? "ok" : db.pendingWrites + " records waiting");
+    dbCard.classList.add(db.ok ? "healthy" : "unhealthy");
+    text("db-sub", (db.ok || !db.lastError ? "" : db.lastError + "; ") + "pool " + pool.inFlight + "/" +
+      pool.capacity + " busy, " + pool.refused + " refused");
+  }
   const card = $("server-card");
   card.classList.remove("healthy", "unhealthy");
   if (s.server) {

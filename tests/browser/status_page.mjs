@@ -39,6 +39,9 @@ try {
   ok(await until(async () => (await page.textContent("#updated")).startsWith("updated"), 10000),
     "the page loads and polls the API");
   ok(await page.isHidden("#down"), "no 'manager down' banner while it answers");
+  ok(await until(async () => (await page.textContent("#db")) === "ok" &&
+      /pool \d+\/\d+ busy, \d+ refused/.test(await page.textContent("#db-sub")), 10000),
+     "the database and the pool are shown healthy");
   const before = await page.textContent("#spawned");
 
   await post("/api/sessions", { id: "page" });
