@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The manager as a process: configuration checks, the singleton lock, socket modes, malformed
 # frames, responder respawn, client disconnects, SIGHUP, graceful and forced shutdown, SIGKILL
-# recovery (interrupted rows, no orphans, mappings kept), prompt hashing, a missing opencode.
-. "$(dirname "$0")/lib.sh"
+# recovery (interrupted rows, no orphans, mappings kept), a run flooding stdout, prompt hashing, a
+# missing opencode. Part of the fault suite (make faults).
+. "$(dirname "$0")/../integration/lib.sh"
 
 # --- ocpmd -t -------------------------------------------------------------------
 CONF=$(mktemp /tmp/ocpm-conf-XXXXXX)
@@ -137,6 +138,19 @@ is "$(sql "select status from executions where id=$KID")" interrupted "the row l
 check "the recovery is logged" grep -q 'marked interrupted' "$LOG"
 req POST /api/sessions/k/messages '{"text":"after restart"}'
 like "$(j .text)" "continued $KSID" "the session keeps its opencode mapping across the restart"
+
+# --- an opencode run that fills stdout with megabytes ---------------------------------------------
+req POST /api/sessions '{"id":"big"}'
+req POST /api/sessions/big/messages '{"text":"[[huge=5000000]] flood"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "a run printing 5 MB of events is survived"
+BIG=$(j .execution.id)
+is "$(sql "select length(answer) <= 65536 and answer_bytes > 1000000 from executions where id=$BIG")" 1 \
+    "the stored answer is bounded and the full size is recorded"
+req POST /api/sessions/big/messages '{"text":"[[longline=6000000]] after"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "a 6 MB line without an end is dropped, the run goes on"
+like "$(j .text)" "after" "and the answer after it arrives"
+req GET /api/opencode/status
+is "$STATUS/$(j .runningProcesses)" 200/0 "the manager serves the next request, nothing left running"
 
 # --- store_prompts = no -------------------------------------------------------------------------
 stack_stop_ocpmd
