@@ -13,7 +13,7 @@ export OCPM_OPENCODE_BIN="$REAL" OCPM_LOG_LEVEL=warn OCPM_MAX_CONCURRENT_RUNS=64
 export OCPM_SERVER_START_TIMEOUT=120s BENCH_OUT="$DIR/server.json" BENCH_WS="$DIR/state/workspaces/direct"
 # The logs outlive the run (what the server did under load is the interesting part).
 KEEP=${BENCH_LOG_DIR:-/tmp}/ocpm-bench-server-logs.$$
-trap 'stack_stop; mkdir -p "$KEEP"; cp -r "$DIR/state/logs/." "$KEEP/" 2>/dev/null; echo "logs kept in $KEEP"; rm -rf "$DIR"' EXIT
+trap 'mkdir -p "$KEEP"; cp -r "$DIR/state/logs/." "$KEEP/" 2>/dev/null; echo "logs kept in $KEEP"; stack_stop || :; rm -rf "$DIR"' EXIT
 unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
 stack_start_model
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
