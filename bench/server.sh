@@ -9,7 +9,9 @@ OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
 DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
 chmod 0755 "$DIR"
 stack_init "$DIR/state"
+# No recycling by RSS here: the direct comparison must talk to the same server throughout.
 export OCPM_OPENCODE_BIN="$REAL" OCPM_LOG_LEVEL=warn OCPM_MAX_CONCURRENT_RUNS=64 OCPM_RUN_TIMEOUT=600s
+export OCPM_SERVER_MAX_RSS=${OCPM_SERVER_MAX_RSS:-0}
 export OCPM_SERVER_START_TIMEOUT=120s BENCH_OUT="$DIR/server.json" BENCH_WS="$DIR/state/workspaces/direct"
 # The logs outlive the run (what the server did under load is the interesting part).
 KEEP=${BENCH_LOG_DIR:-/tmp}/ocpm-bench-server-logs.$$
