@@ -28,6 +28,7 @@ static size_t npending;
 static unsigned long long nfailures;
 static char last_error[300];
 static double last_error_at, last_logged;
+static double recovered_at; /* the last restore, or the last pending write stored */
 
 /* The string fields of db_exec_t, for copying and freeing them together. */
 #define DBQ_STRS(r) {&(r)->session_id, &(r)->owner, &(r)->mode, &(r)->status, &(r)->argv_json, &(r)->model, \
@@ -188,6 +189,7 @@ static void dbq_watch(void)
         db_set_busy_timeout(qm->db, qm->conf->db_busy_timeout_ms);
         mgr_event(qm, "database_restored", qm->conf->db_path);
         last_logged = 0;
+        recovered_at = now;
         return;
     }
     nfailures++;
@@ -228,8 +230,10 @@ size_t dbq_flush(void)
                      it->rec.status);
         dbq_item_free(it);
     }
-    if (written && !head)
+    if (written && !head) {
         last_logged = 0;
+        recovered_at = mgr_now();
+    }
     return npending;
 }
 
@@ -250,8 +254,10 @@ void dbq_init(mgr_t *m)
 json_object *dbq_status_json(void)
 {
     json_object *o = json_object_new_object();
+    /* Not ok while records wait, the file is not in place, or a write failed in the last two
+     * seconds and nothing has recovered since. */
     int ok = npending == 0 && (qm == NULL || db_moved(qm->db) == DB_IN_PLACE) &&
-             (last_error_at == 0 || mgr_now() - last_error_at > DBQ_TICK_MS * 2 / 1000.0);
+             (last_error_at <= recovered_at || mgr_now() - last_error_at > DBQ_TICK_MS * 2 / 1000.0);
     json_object_object_add(o, "ok", json_object_new_boolean(ok));
     json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)npending));
     json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)nfailures));

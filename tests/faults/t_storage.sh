@@ -142,6 +142,34 @@ like "$out" 'initialization failed.*read-only' "saying the database is read-only
 is "$(sha256sum <"$RO/ocpm.db")" "$SUM" "and leaves the file as it was"
 rm -rf "$RO"
 
+# --- the file removed while its directory is read-only (the manager runs unprivileged here) -------
+stack_stop_ocpmd
+if [ "$(id -u)" = 0 ]; then # root ignores directory modes: run the manager as nobody
+    chown -R nobody "$STACK_DIR"
+    printf '#!/bin/sh\nexec setpriv --reuid=nobody --regid=nogroup --clear-groups %s "$@"\n' "$OCPMD" >"$TDIR/as-nobody"
+    chmod 0755 "$TDIR/as-nobody"
+    MANAGER="$TDIR/as-nobody"
+else
+    MANAGER=$OCPMD
+fi
+export OPENCODE_FAKE_LOG="$STACK_DIR/fake-unprivileged.jsonl"
+OCPMD=$MANAGER stack_start_ocpmd || { echo "Bail out! the unprivileged ocpmd did not start"; exit 1; }
+req POST /api/sessions/s2/messages '{"text":"unprivileged"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "an unprivileged manager serves messages"
+BEFORE=$(sql "select count(*) from executions")
+chmod 0555 "$STACK_DIR"
+rm -f "$DB"
+check "it cannot restore the file in a read-only directory, and says so" wait_until 10 grep -q 'cannot restore it yet' "$LOG"
+req POST /api/sessions/s2/messages '{"text":"while the directory is read-only"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "it keeps answering (the open file takes the writes)"
+req GET /api/opencode/status
+is "$(j .ocpm.database.ok)" false "status says the database is not ok"
+like "$(j .ocpm.database.lastError)" 'cannot restore' "with why"
+chmod 0755 "$STACK_DIR"
+check "once the directory is writable the file is restored" wait_until 10 test -f "$DB"
+is "$(sql "select count(*) from executions")" "$((BEFORE + 1))" "with every row, the one written meanwhile included"
+is "$(sql 'pragma integrity_check')" ok "and it passes integrity_check"
+
 req GET /api/opencode/status
 is "$(j .ocpm.database.ok)/$(j .ocpm.database.pendingWrites)" "true/0" "at the end the database is healthy"
 is "$(sql "select count(*) from executions where status in ('queued','running')")" 0 "and no row is left unfinished"
