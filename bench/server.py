@@ -82,7 +82,10 @@ def concurrent(port, k, binary, tag):
     def one(i):
         cl = Client(port)
         sid = "%s%d" % (tag, i)
-        cl.call("POST", "/api/sessions", {"id": sid})
+        # One workspace for all, as the direct run uses: opencode loads an instance per directory,
+        # and that start-up (not ocpm) dominates when every session has its own (BENCH_OWN_WORKSPACES=1).
+        ws = sid if os.environ.get("BENCH_OWN_WORKSPACES") else "shared-" + tag
+        cl.call("POST", "/api/sessions", {"id": sid, "workspace": ws})
         st, body = cl.call("POST", "/api/sessions/%s/messages" % sid, {"text": "concurrent %d" % i})
         with lock:
             results.append(st == 200 and body["execution"]["status"] == "succeeded")
@@ -100,7 +103,8 @@ def concurrent(port, k, binary, tag):
     th.join()
     ok = sum(results)
     print("  %-44s wall %6.2f s  %6.2f msg/s  errors %d  peak opencode RSS %7.1f MB" % (
-        "%d sessions at once (server mode)" % k, wall, k / wall, k - ok, peak[0] / 1024.0))
+        "%d sessions at once (server mode%s)" % (k, ", own dirs" if os.environ.get("BENCH_OWN_WORKSPACES") else ""),
+        wall, k / wall, k - ok, peak[0] / 1024.0))
 
 
 def direct_concurrent(server_port, password, workspace, k):
