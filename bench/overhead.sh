@@ -8,7 +8,9 @@ OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
 DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
 chmod 0755 "$DIR"
 stack_init "$DIR/state"
+# Per message, like the baseline (the fake also has a server mode, which auto would pick).
 export OCPM_OPENCODE_BIN=${BENCH_OPENCODE:-$SRC/tests/fakes/fake_opencode.py} OCPM_LOG_LEVEL=warn
+export OCPM_MODE=${OCPM_MODE:-per-session}
 trap 'stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
