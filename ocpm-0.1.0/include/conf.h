@@ -1,0 +1,79 @@
+/* conf: the manager's settings.
+ *
+ * One table of keys (conf.c) gives each key its type, default and check.
+ * Sources, later wins: built-in defaults, the optional `key = value` file,
+ * then OCPM_<KEY> environment variables. Paths left empty are derived from
+ * state_dir after loading. conf_t is a plain record read everywhere after
+ * start-up and never written again, so its fields are public. */
+#ifndef OCPM_CONF_H
+#define OCPM_CONF_H
+
+#include <limits.h>
+#include <stddef.h>
+
+typedef enum { MODE_AUTO = 0, MODE_PER_SESSION, MODE_SERVER } conf_mode_t;
+
+typedef struct conf {
+    char state_dir[PATH_MAX];
+    char db_path[PATH_MAX];
+    char workspace_root[PATH_MAX];
+    char opencode_bin[PATH_MAX];
+    char fcgi_socket[PATH_MAX];
+    char control_socket[PATH_MAX];
+    char log_file[PATH_MAX];
+    char pass_env[1024];
+    char log_level[16];
+    int mode;
+    long responders;
+    long responder_threads;
+    long max_concurrent_runs;
+    long session_queue_limit;
+    long run_timeout_ms;
+    long kill_grace_ms;
+    long shutdown_timeout_ms;
+    long max_body_bytes;
+    long max_message_bytes;
+    long stored_text_limit;
+    long stderr_tail_bytes;
+    long sse_heartbeat_ms;
+    long fcgi_socket_mode;
+    long retry_after_s;
+    int store_prompts;
+    long db_busy_timeout_ms;
+    long history_retention_ms;
+    /* server mode */
+    long server_start_timeout_ms;
+    long heartbeat_interval_ms;
+    long health_timeout_ms;
+    long health_failures;
+    long restart_backoff_max_ms;
+    int fallback;
+    long fallback_wait_ms;
+    long fallback_max_runs;
+    long instance_idle_timeout_ms;
+    long server_max_messages;
+    long server_max_rss;
+    long server_max_inflight;
+    long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s;
+} conf_t;
+
+/* Fill defaults. */
+void conf_defaults(conf_t *c);
+/* Apply one key. On error returns -1 and writes why into err. */
+int conf_set(conf_t *c, const char *key, const char *value, char *err, size_t errlen);
+/* Read a `key = value` file ('#' comments). Errors name file:line. */
+int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen);
+/* Apply OCPM_<KEY> variables from the environment. */
+int conf_load_env(conf_t *c, char *err, size_t errlen);
+/* Derive empty paths from state_dir and check cross-key rules. */
+int conf_finish(conf_t *c, char *err, size_t errlen);
+/* Write every key with its effective value, one `key = value` a line. */
+void conf_dump(const conf_t *c, char *buf, size_t size);
+const char *conf_mode_name(int mode);
+
+/* Parsers shared with other modules: "30s", "500ms", "5m", "1h" and
+ * "64k", "1m", "1g". Return 0 or -1. */
+int conf_parse_duration_ms(const char *s, long *out);
+int conf_parse_size(const char *s, long *out);
+
+#endif

@@ -1,0 +1,112 @@
+/* db: the manager's SQLite store (sessions, executions, manager_events).
+ *
+ * The manager is the only writer. Opening sets busy_timeout, WAL and
+ * foreign keys, then applies the missing migrations (PRAGMA user_version) in
+ * one transaction. Every statement is prepared once at open. Calls return
+ * 0 or -1 and never exit; the last SQLite message is in db_errmsg(). */
+#ifndef OCPM_DB_H
+#define OCPM_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+typedef struct db db_t;
+
+/* One execution as the manager knows it. Strings are borrowed for the call. */
+typedef struct db_exec {
+    int64_t id;
+    const char *session_id, *owner, *mode, *status;
+    const char *argv_json, *model, *agent;
+    const char *prompt;
+    size_t prompt_len;
+    const char *answer;
+    size_t answer_len;
+    const char *oc_session_id, *stderr_tail, *error;
+    long pid;
+    double queued_at, started_at, finished_at; /* unix seconds; 0 = not yet */
+    int has_exit, exit_code, signal;
+    long peak_rss_kb;
+    double cpu_user_ms, cpu_sys_ms;
+    int has_usage;
+    long long tokens_in, tokens_out;
+    double cost;
+} db_exec_t;
+
+typedef struct db_session {
+    const char *id, *owner, *workspace, *oc_session_id;
+    double created_at, last_activity;
+    long message_count;
+} db_session_t;
+
+typedef struct db_exec_filter {
+    const char *owner;      /* NULL: everyone's (operators only) */
+    const char *session_id; /* NULL: any */
+    const char *status;     /* NULL: any */
+    const char *mode;       /* NULL: any */
+    double since, until;    /* queued_at range, unix seconds; 0: open */
+    long long before;       /* cursor: ids below this; 0: from the newest */
+    long limit;
+} db_exec_filter_t;
+
+/* store_prompts: keep prompt/answer text (cut at text_limit bytes) or only
+ * their sizes and SHA-256. A database SQLite can only open read-only is refused. */
+db_t *db_open(const char *path, int store_prompts, long text_limit, char *err, size_t errlen);
+void db_close(db_t *db);
+/* How long a write waits for another connection's lock before it fails as busy. The event
+ * loop waits with it, so the manager keeps this short. */
+void db_set_busy_timeout(db_t *db, long ms);
+/* Why the last call failed: SQLite's message, and its class. */
+const char *db_errmsg(db_t *db);
+typedef enum { DB_FAULT_NONE, DB_FAULT_BUSY, DB_FAULT_FULL, DB_FAULT_READONLY, DB_FAULT_IO, DB_FAULT_OTHER } db_fault_t;
+db_fault_t db_fault(db_t *db);
+/* Bytes SQLite holds in this process (its page caches included), for the status endpoint. */
+long long db_memory_used(void);
+
+/* Is the open file still the one at its path? DB_GONE: it was removed (or the connection is
+ * closed); DB_REPLACED: another file took its name. */
+typedef enum { DB_IN_PLACE, DB_GONE, DB_REPLACED } db_moved_t;
+db_moved_t db_moved(db_t *db);
+/* After DB_GONE: copy the still-open database back to its path (SQLite's backup API) and
+ * reconnect to it, so no committed row is lost. On failure nothing changed, or (when only the
+ * reconnect failed) every call fails until a later db_restore succeeds. */
+int db_restore(db_t *db, char *err, size_t errlen);
+
+/* Rows left queued/running by a manager that died become interrupted. */
+int db_mark_interrupted(db_t *db, double now, int *count);
+int db_event(db_t *db, double now, const char *kind, const char *detail);
+
+int db_session_insert(db_t *db, const db_session_t *s);
+int db_session_set_oc(db_t *db, const char *id, const char *oc_session_id);
+int db_session_delete(db_t *db, const char *id, double now);
+/* Calls fn for every session not deleted. */
+int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);
+/* Is the id taken by any session, deleted ones included? Returns 1, 0 or -1. */
+int db_session_exists(db_t *db, const char *id);
+
+/* Insert a queued execution; sets e->id. */
+int db_exec_insert(db_t *db, db_exec_t *e);
+/* Write every mutable column of e (by e->id). When finished, also bumps the
+ * session's last_activity and message_count in the same transaction. */
+int db_exec_update(db_t *db, const db_exec_t *e, int finished);
+/* The row as a JSON object (owner NULL: anyone's, for operators), or NULL (missing, another owner, or error:
+ * db_errmsg tells which when it is an error). */
+json_object *db_exec_get(db_t *db, int64_t id, const char *owner);
+json_object *db_exec_list(db_t *db, const db_exec_filter_t *f);
+
+/* Statistics of executions queued in [since, until): counts by status and mode, exact
+ * p50/p95/p99 and mean of duration and queue wait, peak and mean RSS, tokens, cost, and the
+ * five busiest sessions. NULL on error. */
+json_object *db_stats(db_t *db, double since, double until);
+/* Delete at most `batch` finished executions (and manager events) older than `before`; *deleted
+ * says how many. Callers repeat it, yielding between batches. */
+int db_prune(db_t *db, double before, long batch, long *deleted);
+
+/* For ocpmctl: open read-only (safe while ocpmd runs). A file that is not an ocpm database of
+ * this schema version is refused with a clear error. Writing calls fail on it. */
+db_t *db_open_readonly(const char *path, char *err, size_t errlen);
+/* Run a read-only query (no parameters: only fixed SQL from ocpmctl's table) to a JSON array. */
+json_object *db_query_json(db_t *db, const char *sql);
+
+#endif

@@ -1,0 +1,35 @@
+/* exec: the life of one execution (one message), from queued to finished.
+ *
+ * Messages wait in their session's FIFO; the scheduler starts the oldest
+ * waiting message of each idle session while fewer than max_concurrent_runs
+ * run. Each change is written to SQLite. Clients wait on an execution in one
+ * of three ways: sync (one reply at the end), stream (SSE events as they
+ * come, then "done"), or not at all (async: 202 at once). */
+#ifndef OCPM_EXEC_H
+#define OCPM_EXEC_H
+
+#include "ctl.h"
+#include "mgr.h"
+#include "sess.h"
+
+typedef struct exec exec_t;
+
+typedef enum { EXEC_WAIT_SYNC = 0, EXEC_WAIT_STREAM, EXEC_WAIT_ASYNC } exec_wait_t;
+
+/* Queue a message on s and answer c according to how. text/model/agent are
+ * copied. Returns 0, or -1 after answering c with the error. */
+int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const char *agent, ctl_conn_t *c,
+                exec_wait_t how);
+/* Start what can start: the oldest waiting message of each idle session, by the route the
+ * server's state allows (server, per-message process, or wait). Also fails messages that waited
+ * past fallback_wait for a server when fallback is off. */
+void exec_schedule(mgr_t *m);
+/* Abort the session's running message and cancel its waiting ones.
+ * Returns how many executions were affected. */
+int exec_abort_session(mgr_t *m, sess_t *s, const char *reason);
+/* Shutdown: cancel everything waiting; stop running ones with `why`
+ * recorded as interrupted. Returns how many still run. */
+long exec_shutdown_cancel(mgr_t *m);
+void exec_shutdown_kill(mgr_t *m);
+
+#endif

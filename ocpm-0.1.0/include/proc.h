@@ -1,0 +1,58 @@
+/* proc: starting and reaping child processes without a shell.
+ *
+ * uv_spawn cannot set a parent-death signal or hand back rusage, so ocpmd
+ * forks itself, copying libuv's ideas: the child resets signal dispositions
+ * and the mask, reports an exec failure through a close-on-exec pipe, and
+ * retries on EINTR. Everything the child needs is built before fork(); after
+ * it only async-signal-safe calls run. Children are reaped by pid with
+ * wait4(WNOHANG) from the loop (proc_reap, run on SIGCHLD), so rusage (peak
+ * RSS, CPU) comes with each exit. */
+#ifndef OCPM_PROC_H
+#define OCPM_PROC_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+typedef struct proc_spec {
+    const char *file;   /* looked up in PATH when it has no '/' */
+    char *const *argv;
+    char *const *envp;  /* NULL: inherit */
+    const char *cwd;    /* NULL: inherit */
+    int stdin_fd;       /* -1: /dev/null */
+    int stdout_fd;      /* -1: /dev/null */
+    int stderr_fd;      /* -1: /dev/null */
+    int keep_fd;        /* another fd to keep open in the child as fd 0 when stdin_fd == -2, else -1 */
+    int fd3;            /* > 0: handed to the child as fd 3 (0: nothing) */
+    int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
+    int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
+    /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
+    long rlimit_as, rlimit_nofile, rlimit_cpu;
+} proc_spec_t;
+
+typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusage *ru);
+
+/* Fork and exec. Returns the pid, or -1 with err ("execve: No such file..."). */
+pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen);
+/* Call fn once when pid exits. Returns 0 or -1 (out of memory). */
+int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx);
+/* Forget pid (its owner no longer cares); it is still reaped. */
+void proc_unwatch_ctx(void *ctx);
+/* Reap every watched child that has exited. */
+void proc_reap(void);
+/* Signal a whole process group; ESRCH counts as success. */
+int proc_kill_group(pid_t pgid, int sig);
+
+/* Build an environment from envp keeping the names that match one of the
+ * space-separated patterns ("PATH", "XDG_*", "*_API_KEY"). Returns a NULL
+ * terminated array (free with proc_env_free) or NULL on out of memory. */
+char **proc_env_filter(char *const *envp, const char *patterns);
+void proc_env_free(char **env);
+
+/* Run a command to completion, capturing up to outlen-1 bytes of stdout,
+ * for start-up probes only (it blocks). Returns the exit status as from
+ * waitpid, or -1 on spawn failure or timeout (the child is then killed). */
+int proc_run_capture(const char *file, char *const *argv, char *const *envp, int timeout_ms, char *out,
+                     size_t outlen);
+
+#endif

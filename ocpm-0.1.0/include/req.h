@@ -1,0 +1,46 @@
+/* req: turn one HTTP request (as FastCGI parameters) into a manager frame.
+ *
+ * Everything a client sends is checked here, in the responder, before the
+ * manager sees it: route, method, query, content type, body size, JSON shape,
+ * field types and values, UTF-8 and NUL bytes. The result is either a frame
+ * object or an HTTP error (status, code, message). Pure: no I/O. */
+#ifndef OCPM_REQ_H
+#define OCPM_REQ_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+typedef struct req_in {
+    const char *method;
+    const char *path;         /* DOCUMENT_URI: decoded and normalised by nginx */
+    const char *query;        /* QUERY_STRING, raw */
+    const char *content_type; /* may be NULL */
+    const char *accept;       /* may be NULL */
+    const char *prefer;       /* may be NULL */
+    const char *remote_user;  /* may be NULL or "" (anonymous) */
+    const char *body;
+    size_t body_len;
+} req_in_t;
+
+typedef struct req_limits {
+    long max_body_bytes;
+    long max_message_bytes;
+    const char *workspace_root;
+} req_limits_t;
+
+typedef struct req_err {
+    int status;        /* HTTP status */
+    const char *code;  /* stable machine-readable code */
+    char message[256]; /* for people */
+    char allow[64];    /* for 405 */
+} req_err_t;
+
+/* The frame: {"op", "user", "id"?, "args"{...}, "stream"?, "async"?}.
+ * Returns NULL and fills err when the request is refused. */
+json_object *req_build(const req_in_t *in, const req_limits_t *lim, req_err_t *err);
+
+/* Decode %XX and '+' in place; returns -1 on a bad escape or %00. */
+int req_urldecode(char *s);
+
+#endif

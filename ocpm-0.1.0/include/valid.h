@@ -1,0 +1,25 @@
+/* valid: the syntax checks every input goes through before it is trusted. */
+#ifndef OCPM_VALID_H
+#define OCPM_VALID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define VALID_ID_MAX 64
+#define VALID_WORKSPACE_MAX 255
+
+/* [A-Za-z0-9_-]{1,64} */
+bool valid_id(const char *s);
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF)
+ * with no NUL byte anywhere in the len bytes. */
+bool valid_utf8(const char *s, size_t len);
+/* A workspace name: relative segments of [A-Za-z0-9._-] joined by '/', no
+ * empty, "." or ".." segment; or an absolute path, which must then lie under
+ * root (the manager checks symlinks later). On failure *why says why. */
+bool valid_workspace(const char *s, const char *root, const char **why);
+/* provider/model: [A-Za-z0-9._:/@+-]{1,128} with one '/' at least. */
+bool valid_model(const char *s);
+/* Printable text with no control bytes, at most max bytes. */
+bool valid_token(const char *s, size_t max);
+
+#endif

@@ -1,0 +1,623 @@
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "dbq.h"
+#include "log.h"
+#include "metrics.h"
+#include "run.h"
+#include "srv.h"
+
+/* The answer text kept in memory for the reply, beyond which it is cut. */
+#define EXEC_ANSWER_MAX (1u << 20)
+#define EXEC_WAITERS_MAX 8
+
+struct exec {
+    mgr_t *m;
+    sess_t *sess;
+    db_exec_t rec;
+    char session_id[65];
+    char *owner, *prompt, *model, *agent, *argv_json, *error, *stderr_tail, *oc_sid;
+    char *answer;
+    size_t answer_len;
+    run_t *run;       /* per-session mode */
+    srv_msg_t *smsg;  /* server mode */
+    run_stop_t stop_why;
+    ctl_conn_t *waiters[EXEC_WAITERS_MAX];
+    int waiter_stream[EXEC_WAITERS_MAX];
+    int nwaiters;
+    exec_t *qprev, *qnext; /* global FIFO of waiting executions */
+    int unsaved;           /* the final record waits in dbq: answer from memory */
+};
+
+static exec_t *qhead, *qtail;
+
+
+static void exec_free(exec_t *e)
+{
+    free(e->owner);
+    free(e->prompt);
+    free(e->model);
+    free(e->agent);
+    free(e->argv_json);
+    free(e->error);
+    free(e->stderr_tail);
+    free(e->oc_sid);
+    free(e->answer);
+    free(e);
+}
+
+static void exec_sync_rec(exec_t *e)
+{
+    e->rec.session_id = e->session_id;
+    e->rec.owner = e->owner;
+    e->rec.prompt = e->prompt;
+    e->rec.model = e->model;
+    e->rec.agent = e->agent;
+    e->rec.argv_json = e->argv_json;
+    e->rec.error = e->error;
+    e->rec.stderr_tail = e->stderr_tail;
+    e->rec.oc_session_id = e->oc_sid;
+    e->rec.answer = e->answer;
+    e->rec.answer_len = e->answer_len;
+}
+
+static void exec_set_error(exec_t *e, const char *msg)
+{
+    if (e->error || !msg)
+        return;
+    e->error = strdup(msg);
+}
+
+/* Write the record. A progress write that fails is only logged (the final one rewrites every
+ * column); a final write that fails is handed to dbq, which retries it until it is stored. */
+static void exec_store(exec_t *e, int finished)
+{
+    exec_sync_rec(e);
+    if (db_exec_update(e->m->db, &e->rec, finished) == 0)
+        return;
+    log_error("cannot record execution", "executionId=%lld finished=%d error=\"%s\"", (long long)e->rec.id,
+              finished, db_errmsg(e->m->db));
+    dbq_note_failure("cannot record execution");
+    if (finished) {
+        e->unsaved = 1;
+        dbq_exec_final(&e->rec);
+    }
+}
+
+/* Store the session's opencode session id; dbq retries it when the database refuses. */
+static void exec_map_oc(exec_t *e, const char *oc_sid)
+{
+    if (db_session_set_oc(e->m->db, e->session_id, oc_sid) == 0)
+        return;
+    log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
+              db_errmsg(e->m->db));
+    dbq_note_failure("cannot record opencode session id");
+    dbq_session_oc(e->session_id, oc_sid);
+}
+
+/* The record as clients see it: the stored row, or (if the store fails) the
+ * essentials from memory. */
+static json_object *exec_json(exec_t *e)
+{
+    json_object *o = e->unsaved ? NULL : db_exec_get(e->m->db, e->rec.id, e->owner);
+    if (!o) {
+        const db_exec_t *r = &e->rec;
+        o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_int64(r->id));
+        json_object_object_add(o, "session_id", json_object_new_string(e->session_id));
+        json_object_object_add(o, "mode", json_object_new_string(r->mode));
+        json_object_object_add(o, "status", json_object_new_string(r->status));
+        json_object_object_add(o, "queued_at", json_object_new_double(r->queued_at));
+        json_object_object_add(o, "started_at", r->started_at > 0 ? json_object_new_double(r->started_at) : NULL);
+        json_object_object_add(o, "finished_at",
+                               r->finished_at > 0 ? json_object_new_double(r->finished_at) : NULL);
+        json_object_object_add(o, "exit_code", r->has_exit ? json_object_new_int(r->exit_code) : NULL);
+        json_object_object_add(o, "error", e->error ? json_object_new_string(e->error) : NULL);
+        json_object_object_add(o, "storage_error", json_object_new_string(db_errmsg(e->m->db)));
+        json_object_object_add(o, "stored", json_object_new_boolean(0));
+    }
+    return o;
+}
+
+static void exec_detach(void *ctx, ctl_conn_t *c)
+{
+    exec_t *e = ctx;
+    for (int i = 0; i < e->nwaiters; i++)
+        if (e->waiters[i] == c) {
+            e->waiters[i] = e->waiters[e->nwaiters - 1];
+            e->waiter_stream[i] = e->waiter_stream[e->nwaiters - 1];
+            e->nwaiters--;
+            return;
+        }
+}
+
+static void exec_broadcast(exec_t *e, const char *event, json_object *data)
+{
+    for (int i = 0; i < e->nwaiters; i++)
+        if (e->waiter_stream[i])
+            ctl_event(e->waiters[i], event, data);
+}
+
+/* Final answers to everyone waiting. */
+static void exec_answer_waiters(exec_t *e)
+{
+    json_object *rec = exec_json(e);
+    int ok = strcmp(e->rec.status, "succeeded") == 0;
+    for (int i = 0; i < e->nwaiters; i++) {
+        ctl_conn_t *c = e->waiters[i];
+        if (e->waiter_stream[i]) {
+            json_object *d = json_object_new_object();
+            json_object_object_add(d, "execution", json_object_get(rec));
+            json_object_object_add(d, "text", e->answer ? json_object_new_string(e->answer) : NULL);
+            ctl_event(c, "done", d);
+            json_object_put(d);
+            ctl_end(c);
+        } else {
+            json_object *b = json_object_new_object();
+            json_object_object_add(b, "execution", json_object_get(rec));
+            json_object_object_add(b, "text", e->answer ? json_object_new_string(e->answer) : NULL);
+            if (!ok) {
+                json_object *er = json_object_new_object();
+                json_object_object_add(er, "code", json_object_new_string(
+                                                       strcmp(e->rec.status, "timeout") == 0   ? "run_timeout"
+                                                       : strcmp(e->rec.status, "aborted") == 0 ? "aborted"
+                                                       : strcmp(e->rec.status, "interrupted") == 0
+                                                           ? "interrupted"
+                                                           : "opencode_failed"));
+                json_object_object_add(er, "message",
+                                       json_object_new_string(e->error ? e->error : "opencode run failed"));
+                json_object_object_add(b, "error", er);
+            }
+            ctl_reply(c, ok ? 200 : 502, b, NULL);
+        }
+    }
+    e->nwaiters = 0;
+    json_object_put(rec);
+}
+
+static void exec_qremove(exec_t *e)
+{
+    if (e->qprev)
+        e->qprev->qnext = e->qnext;
+    else if (qhead == e)
+        qhead = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    else if (qtail == e)
+        qtail = e->qprev;
+    e->qprev = e->qnext = NULL;
+}
+
+/* Finish e with status; it is no longer running or queued. Frees e. */
+static void exec_finish(exec_t *e, const char *status)
+{
+    mgr_t *m = e->m;
+    e->rec.status = status;
+    e->rec.finished_at = mgr_now();
+    exec_store(e, 1);
+    metrics_observe(e->rec.mode, status, e->rec.started_at > 0 ? e->rec.finished_at - e->rec.started_at : -1,
+                    (e->rec.started_at > 0 ? e->rec.started_at : e->rec.finished_at) - e->rec.queued_at);
+    sess_t *s = sess_find(e->session_id);
+    if (s)
+        sess_note_message(s, e->rec.finished_at);
+    m->finished++;
+    if (strcmp(status, "succeeded") != 0)
+        m->failed++;
+    mgr_touch(m);
+    exec_answer_waiters(e);
+    exec_free(e);
+}
+
+static void exec_on_event(void *ctx, const ocev_t *ev)
+{
+    exec_t *e = ctx;
+    if (ev->session_id && !e->oc_sid) {
+        e->oc_sid = strdup(ev->session_id);
+        sess_t *s = sess_find(e->session_id);
+        if (s && !sess_oc_id(s)) {
+            sess_set_oc_id(s, ev->session_id);
+            exec_map_oc(e, ev->session_id);
+        }
+    }
+    if (ev->text) {
+        size_t n = strlen(ev->text);
+        if (e->answer_len + n + 2 <= EXEC_ANSWER_MAX) {
+            char *na = realloc(e->answer, e->answer_len + n + 2);
+            if (na) {
+                e->answer = na;
+                if (e->answer_len)
+                    e->answer[e->answer_len++] = '\n';
+                memcpy(e->answer + e->answer_len, ev->text, n + 1);
+                e->answer_len += n;
+            }
+        }
+    }
+    if (ev->has_usage) {
+        e->rec.has_usage = 1;
+        e->rec.tokens_in += ev->tokens_in;
+        e->rec.tokens_out += ev->tokens_out;
+        e->rec.cost += ev->cost;
+    }
+    if (ev->error)
+        exec_set_error(e, ev->error);
+    exec_broadcast(e, ev->type, ev->obj);
+}
+
+/* The final status for a run ocpm stopped, with the error it records. */
+static const char *exec_stopped_status(exec_t *e, run_stop_t why)
+{
+    char msg[160];
+    switch (why) {
+    case RUN_STOP_TIMEOUT:
+        snprintf(msg, sizeof msg, "run exceeded run_timeout (%ld ms)", e->m->conf->run_timeout_ms);
+        exec_set_error(e, msg);
+        return "timeout";
+    case RUN_STOP_ABORT:
+        exec_set_error(e, "aborted by request");
+        return "aborted";
+    case RUN_STOP_SHUTDOWN:
+        exec_set_error(e, "killed at manager shutdown after shutdown_timeout");
+        return "interrupted";
+    }
+    return "failed";
+}
+
+static void exec_on_done(void *ctx, const run_result_t *r)
+{
+    exec_t *e = ctx;
+    mgr_t *m = e->m;
+    e->run = NULL;
+    m->running--;
+    sess_t *s = sess_find(e->session_id);
+    if (s && sess_running(s) == e)
+        sess_set_running(s, NULL);
+    e->rec.has_exit = r->has_exit;
+    e->rec.exit_code = r->exit_code;
+    e->rec.signal = r->signal;
+    e->rec.peak_rss_kb = r->ru.ru_maxrss;
+    e->rec.cpu_user_ms = r->ru.ru_utime.tv_sec * 1000.0 + r->ru.ru_utime.tv_usec / 1000.0;
+    e->rec.cpu_sys_ms = r->ru.ru_stime.tv_sec * 1000.0 + r->ru.ru_stime.tv_usec / 1000.0;
+    if (r->stderr_tail)
+        e->stderr_tail = strdup(r->stderr_tail);
+    const char *status;
+    char msg[256];
+    if (r->stopped) {
+        status = exec_stopped_status(e, r->stopped);
+    } else if (r->has_exit && r->exit_code == 0 && !e->error) {
+        status = "succeeded";
+    } else {
+        status = "failed";
+        if (r->has_exit)
+            snprintf(msg, sizeof msg, "opencode exited with status %d", r->exit_code);
+        else
+            snprintf(msg, sizeof msg, "opencode was killed by signal %d (%s)", r->signal, strsignal(r->signal));
+        exec_set_error(e, msg);
+    }
+    double dur = (mgr_now() - e->rec.started_at) * 1000.0;
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%ld", e->rec.pid);
+    log_info("OpenCode command completed",
+             "processId=%s executionId=%lld sessionId=%s status=%s duration=%.0f exitCode=%d signal=%d "
+             "peakRssKb=%ld activeProcesses=%ld",
+             pidbuf, (long long)e->rec.id, e->session_id, status, dur, r->has_exit ? r->exit_code : -1, r->signal,
+             r->ru.ru_maxrss, m->running);
+    exec_finish(e, status);
+    exec_schedule(m);
+}
+
+static void exec_srv_session(void *ctx, const char *oc_sid)
+{
+    exec_t *e = ctx;
+    free(e->oc_sid);
+    e->oc_sid = strdup(oc_sid);
+    sess_t *s = sess_find(e->session_id);
+    if (s) {
+        sess_set_oc_id(s, oc_sid);
+        exec_map_oc(e, oc_sid);
+    }
+}
+
+static void exec_srv_event(void *ctx, const char *type, json_object *props)
+{
+    exec_broadcast(ctx, type, props);
+}
+
+static void exec_srv_done(void *ctx, const srv_result_t *r)
+{
+    exec_t *e = ctx;
+    mgr_t *m = e->m;
+    e->smsg = NULL;
+    m->running--;
+    sess_t *s = sess_find(e->session_id);
+    if (s && sess_running(s) == e)
+        sess_set_running(s, NULL);
+    if (r->text && !e->answer) {
+        e->answer = strdup(r->text);
+        e->answer_len = e->answer ? strlen(e->answer) : 0;
+    }
+    if (r->has_usage) {
+        e->rec.has_usage = 1;
+        e->rec.tokens_in = r->tokens_in;
+        e->rec.tokens_out = r->tokens_out;
+        e->rec.cost = r->cost;
+    }
+    /* A stop's own reason first: the server's answer to the abort ("Aborted") is its consequence. */
+    const char *status = r->stopped ? exec_stopped_status(e, r->stopped) : r->ok ? "succeeded" : "failed";
+    if (r->error)
+        exec_set_error(e, r->error);
+    log_info("OpenCode command completed",
+             "processId=%ld executionId=%lld sessionId=%s mode=server status=%s duration=%.0f activeProcesses=%ld",
+             e->rec.pid, (long long)e->rec.id, e->session_id, status, (mgr_now() - e->rec.started_at) * 1000.0,
+             m->running);
+    exec_finish(e, status);
+    exec_schedule(m);
+}
+
+/* Server mode: the message goes to the one opencode server over HTTP. */
+static void exec_start_server(mgr_t *m, exec_t *e, sess_t *s)
+{
+    static const srv_msg_ops_t ops = {exec_srv_session, exec_srv_event, exec_srv_done};
+    e->rec.started_at = mgr_now();
+    e->rec.mode = "server";
+    e->rec.pid = srv_pid();
+    if (sess_oc_id(s))
+        e->oc_sid = strdup(sess_oc_id(s));
+    sess_set_running(s, e);
+    m->running++;
+    e->rec.status = "running";
+    exec_store(e, 0);
+    log_info("Executing OpenCode command (server)",
+             "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", e->rec.pid,
+             (long long)e->rec.id, e->session_id, m->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
+    json_object_object_add(d, "pid", json_object_new_int64(e->rec.pid));
+    json_object_object_add(d, "mode", json_object_new_string("server"));
+    exec_broadcast(e, "started", d);
+    json_object_put(d);
+    int streaming = 0;
+    for (int i = 0; i < e->nwaiters; i++)
+        streaming |= e->waiter_stream[i];
+    e->smsg = srv_send(sess_workspace(s), sess_oc_id(s), e->prompt, e->model, e->agent, m->conf->run_timeout_ms,
+                       m->conf->kill_grace_ms, streaming, &ops, e);
+    /* srv_send calls back only once it has returned a message; NULL means nothing started. */
+    if (!e->smsg) {
+        m->running--;
+        sess_set_running(s, NULL);
+        exec_set_error(e, "cannot send the message to the opencode server");
+        exec_finish(e, "failed");
+    }
+}
+
+static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
+{
+    static const run_ops_t ops = {exec_on_event, exec_on_done};
+    run_spec_t spec = {
+        .bin = m->conf->opencode_bin,
+        .workspace = sess_workspace(s),
+        .oc_session = sess_oc_id(s),
+        .model = e->model,
+        .agent = e->agent,
+        .text = e->prompt,
+        .env = m->child_env,
+        .timeout_ms = m->conf->run_timeout_ms,
+        .grace_ms = m->conf->kill_grace_ms,
+        .stderr_tail = (size_t)m->conf->stderr_tail_bytes,
+        .rlimit_as = m->conf->run_rlimit_as,
+        .rlimit_nofile = m->conf->run_rlimit_nofile,
+        /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
+        .rlimit_cpu_s = m->conf->run_rlimit_cpu_s > 0 ? (m->conf->run_rlimit_cpu_s + 999) / 1000 : 0,
+    };
+    char err[512];
+    pid_t pid = 0;
+    e->rec.started_at = mgr_now();
+    e->rec.mode = "per-session";
+    e->run = run_start(m->loop, &spec, &ops, e, &pid, &e->argv_json, err, sizeof err);
+    if (!e->run) {
+        log_error("OpenCode process manager could not start a run", "executionId=%lld error=\"%s\"",
+                  (long long)e->rec.id, err);
+        exec_set_error(e, err);
+        exec_finish(e, "failed");
+        return;
+    }
+    sess_set_running(s, e);
+    m->running++;
+    m->spawned++;
+    e->rec.pid = pid;
+    e->rec.status = "running";
+    exec_store(e, 0);
+    log_info("Executing OpenCode command (standalone)",
+             "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", (long)pid,
+             (long long)e->rec.id, e->session_id, m->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
+    json_object_object_add(d, "pid", json_object_new_int64(pid));
+    json_object_object_add(d, "mode", json_object_new_string("per-session"));
+    exec_broadcast(e, "started", d);
+    json_object_put(d);
+}
+
+/* Where a waiting message may run now: 1 server, 2 a per-message process, 0 nowhere yet. */
+static int exec_route(mgr_t *m)
+{
+    switch (srv_state()) {
+    case SRV_OFF:
+        return 2;
+    case SRV_READY:
+        return 1;
+    case SRV_DRAINING: /* recycling: wait for the fresh server */
+    case SRV_STOPPING:
+        return 0;
+    default: /* starting or restarting after a failure */
+        return m->conf->fallback ? 2 : 0;
+    }
+}
+
+void exec_schedule(mgr_t *m)
+{
+    if (m->stopping)
+        return;
+    int route = exec_route(m);
+    double now = mgr_now();
+    for (exec_t *e = qhead, *next; e; e = next) {
+        next = e->qnext;
+        sess_t *s = sess_find(e->session_id);
+        if (!s)
+            continue;
+        if (route == 0) {
+            /* fallback = off: wait for the server, but not without end. */
+            if (srv_state() != SRV_DRAINING && (now - e->rec.queued_at) * 1000.0 > m->conf->fallback_wait_ms) {
+                exec_qremove(e);
+                sess_unqueue(s, e);
+                m->queued--;
+                exec_set_error(e, "the opencode server is unavailable and fallback is off");
+                exec_finish(e, "failed");
+            }
+            continue;
+        }
+        if (m->running >= m->conf->max_concurrent_runs ||
+            (route == 1 && srv_in_flight() >= m->conf->server_max_inflight) ||
+            (route == 2 && srv_state() != SRV_OFF && m->running >= m->conf->fallback_max_runs))
+            break;
+        if (sess_running(s))
+            continue;
+        exec_qremove(e);
+        sess_unqueue(s, e);
+        m->queued--;
+        if (route == 1)
+            exec_start_server(m, e, s);
+        else
+            exec_start(m, e, s);
+        /* Starting may finish (and free) e, and only removes e: next is intact. */
+    }
+}
+
+int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const char *agent, ctl_conn_t *c,
+                exec_wait_t how)
+{
+    exec_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return ctl_error(c, 500, "internal", "out of memory"), -1;
+    e->m = m;
+    snprintf(e->session_id, sizeof e->session_id, "%s", sess_id(s));
+    e->owner = strdup(sess_owner(s));
+    e->prompt = strdup(text);
+    e->model = model ? strdup(model) : NULL;
+    e->agent = agent ? strdup(agent) : NULL;
+    if (!e->owner || !e->prompt || (model && !e->model) || (agent && !e->agent)) {
+        exec_free(e);
+        return ctl_error(c, 500, "internal", "out of memory"), -1;
+    }
+    e->rec.prompt_len = strlen(text);
+    e->rec.status = "queued";
+    e->rec.mode = "per-session";
+    e->rec.queued_at = mgr_now();
+    exec_sync_rec(e);
+    if (db_exec_insert(m->db, &e->rec) != 0) {
+        log_error("cannot record execution", "sessionId=%s error=\"%s\"", e->session_id, db_errmsg(m->db));
+        exec_free(e);
+        return dbq_reply_error(c, "cannot record the execution; nothing was run"), -1;
+    }
+    if (sess_enqueue(s, e) != 0) {
+        e->rec.status = "failed";
+        exec_set_error(e, "out of memory");
+        exec_finish(e, "failed");
+        return ctl_error(c, 500, "internal", "out of memory"), -1;
+    }
+    e->qprev = qtail;
+    if (qtail)
+        qtail->qnext = e;
+    else
+        qhead = e;
+    qtail = e;
+    m->queued++;
+    mgr_touch(m);
+
+    json_object *info = json_object_new_object();
+    json_object_object_add(info, "execution_id", json_object_new_int64(e->rec.id));
+    json_object_object_add(info, "session_id", json_object_new_string(e->session_id));
+    json_object_object_add(info, "position", json_object_new_int64((int64_t)sess_waiting(s)));
+    if (how == EXEC_WAIT_ASYNC) {
+        json_object *h = json_object_new_object();
+        char loc[64];
+        snprintf(loc, sizeof loc, "/api/executions/%lld", (long long)e->rec.id);
+        json_object_object_add(h, "Location", json_object_new_string(loc));
+        json_object_object_add(info, "status", json_object_new_string("queued"));
+        ctl_reply(c, 202, info, h);
+    } else {
+        e->waiters[0] = c;
+        e->waiter_stream[0] = how == EXEC_WAIT_STREAM;
+        e->nwaiters = 1;
+        ctl_set_waiter(c, exec_detach, e);
+        if (how == EXEC_WAIT_STREAM) {
+            ctl_stream_start(c);
+            ctl_event(c, "queued", info);
+        }
+        json_object_put(info);
+    }
+    exec_schedule(m);
+    return 0;
+}
+
+int exec_abort_session(mgr_t *m, sess_t *s, const char *reason)
+{
+    int n = 0;
+    exec_t *e;
+    while ((e = sess_dequeue(s))) {
+        exec_qremove(e);
+        m->queued--;
+        exec_set_error(e, reason);
+        exec_finish(e, "aborted");
+        n++;
+    }
+    e = sess_running(s);
+    if (e && (e->run || e->smsg)) {
+        exec_set_error(e, reason);
+        if (e->run)
+            run_stop(e->run, RUN_STOP_ABORT);
+        else
+            srv_stop_msg(e->smsg, RUN_STOP_ABORT);
+        n++;
+    }
+    return n;
+}
+
+static void exec_cancel_each(void *ctx, sess_t *s)
+{
+    mgr_t *m = ctx;
+    exec_t *e;
+    while ((e = sess_dequeue(s))) {
+        exec_qremove(e);
+        m->queued--;
+        exec_set_error(e, "manager shut down before the run started");
+        exec_finish(e, "aborted");
+    }
+}
+
+long exec_shutdown_cancel(mgr_t *m)
+{
+    sess_each(exec_cancel_each, m);
+    return m->running;
+}
+
+static void exec_kill_each(void *ctx, sess_t *s)
+{
+    (void)ctx;
+    exec_t *e = sess_running(s);
+    if (e && e->run)
+        run_stop(e->run, RUN_STOP_SHUTDOWN);
+    else if (e && e->smsg)
+        srv_stop_msg(e->smsg, RUN_STOP_SHUTDOWN);
+}
+
+void exec_shutdown_kill(mgr_t *m)
+{
+    (void)m;
+    sess_each(exec_kill_each, NULL);
+}

@@ -1,0 +1,403 @@
+#define _GNU_SOURCE
+#include "mgr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "dbq.h"
+#include "exec.h"
+#include "http.h"
+#include "log.h"
+#include "op.h"
+#include "pool.h"
+#include "proc.h"
+#include "retain.h"
+#include "sess.h"
+#include "srv.h"
+
+extern char **environ;
+
+#define MGR_PROBE_TIMEOUT_MS 30000
+
+double mgr_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+void mgr_touch(mgr_t *m) { m->last_activity = mgr_now(); }
+
+void mgr_event(mgr_t *m, const char *kind, const char *detail)
+{
+    if (m->db && db_event(m->db, mgr_now(), kind, detail) != 0)
+        log_error("cannot record manager event", "kind=%s error=\"%s\"", kind, db_errmsg(m->db));
+}
+
+/* The signals the manager handles, and what each does. Handlers only note
+ * the signal (libuv's own handler writes to a pipe); the work happens here
+ * in the loop. */
+typedef void (*mgr_sig_fn)(mgr_t *m, int signum);
+static void mgr_on_chld(mgr_t *m, int signum);
+static void mgr_on_stop(mgr_t *m, int signum);
+static void mgr_on_hup(mgr_t *m, int signum);
+
+static const struct {
+    int signum;
+    mgr_sig_fn fn;
+} mgr_signals[] = {
+    {SIGCHLD, mgr_on_chld},
+    {SIGTERM, mgr_on_stop},
+    {SIGINT, mgr_on_stop},
+    {SIGHUP, mgr_on_hup},
+};
+#define MGR_NSIG (sizeof mgr_signals / sizeof mgr_signals[0])
+
+static uv_signal_t sig_handles[MGR_NSIG];
+
+static uv_timer_t drain_timer;
+static int fcgi_fd = -1;
+static int lock_fd = -1;
+static char lock_path[4200];
+static double shutdown_deadline;
+static int killed_runs;
+
+static void mgr_on_chld(mgr_t *m, int signum)
+{
+    (void)m;
+    (void)signum;
+    proc_reap();
+}
+
+static void mgr_on_hup(mgr_t *m, int signum)
+{
+    (void)signum;
+    int rc = log_reopen();
+    if (rc != 0)
+        log_error("cannot reopen log file", "file=\"%s\" error=\"%s\"", m->conf->log_file, strerror(-rc));
+    else
+        log_info("log file reopened", "file=\"%s\"", m->conf->log_file);
+}
+
+static void mgr_close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Last phase: responders are gone; close every handle so uv_run returns. */
+static void mgr_after_pool(mgr_t *m)
+{
+    log_info("responders stopped", NULL);
+    ctl_close_all();
+    http_shutdown();
+    retain_close();
+    dbq_close();
+    uv_walk(m->loop, mgr_close_handle, NULL);
+}
+
+static void mgr_after_server(mgr_t *m)
+{
+    pool_stop(m, mgr_after_pool);
+}
+
+/* Poll (every 50 ms) until the in-flight runs are done, killing them once
+ * shutdown_timeout has passed. */
+static void mgr_drain_tick(uv_timer_t *t)
+{
+    mgr_t *m = t->data;
+    if (m->running > 0) {
+        if (!killed_runs && mgr_now() >= shutdown_deadline) {
+            killed_runs = 1;
+            log_warn("shutdown_timeout passed; killing running opencode processes", "running=%ld", m->running);
+            exec_shutdown_kill(m);
+        }
+        return;
+    }
+    uv_timer_stop(t);
+    srv_stop(mgr_after_server);
+}
+
+static void mgr_on_stop(mgr_t *m, int signum)
+{
+    if (m->stopping) {
+        if (!killed_runs) {
+            log_warn("second stop signal; killing running opencode processes now", "signal=%d", signum);
+            killed_runs = 1;
+            exec_shutdown_kill(m);
+        }
+        return;
+    }
+    m->stopping = 1;
+    log_info("OpenCode process manager stopping", "signal=%s running=%ld queued=%ld",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT", m->running, m->queued);
+    mgr_event(m, "manager_stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    exec_shutdown_cancel(m);
+    shutdown_deadline = mgr_now() + m->conf->shutdown_timeout_ms / 1000.0;
+    drain_timer.data = m;
+    uv_timer_start(&drain_timer, mgr_drain_tick, 0, 50);
+}
+
+static void mgr_signal_cb(uv_signal_t *h, int signum)
+{
+    mgr_t *m = h->data;
+    for (size_t i = 0; i < MGR_NSIG; i++)
+        if (mgr_signals[i].signum == signum)
+            mgr_signals[i].fn(m, signum);
+}
+
+/* The singleton guard: an exclusive flock on state_dir/ocpmd.lock. */
+static int mgr_lock(const conf_t *c, char *err, size_t errlen)
+{
+    snprintf(lock_path, sizeof lock_path, "%s/ocpmd.lock", c->state_dir);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) {
+        snprintf(err, errlen, "cannot open lock file %s: %s", lock_path, strerror(errno));
+        return -1;
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        char other[32] = "";
+        ssize_t n = pread(lock_fd, other, sizeof other - 1, 0);
+        if (n > 0)
+            other[strcspn(other, "\n")] = '\0';
+        snprintf(err, errlen, "another ocpmd (pid %s) is already running on state_dir %s", n > 0 ? other : "?",
+                 c->state_dir);
+        close(lock_fd);
+        lock_fd = -1;
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid, (size_t)n, 0) != n) {
+        snprintf(err, errlen, "cannot write lock file %s: %s", lock_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int mgr_fcgi_listen(const conf_t *c, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->fcgi_socket);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    unlink(c->fcgi_socket);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(c->fcgi_socket, (mode_t)c->fcgi_socket_mode) != 0 ||
+        listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "FastCGI socket %s: %s", c->fcgi_socket, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Ask opencode for its version and whether `serve` exists. Blocking, at
+ * start-up only. */
+static void mgr_probe(mgr_t *m)
+{
+    char out[512];
+    char *vargv[] = {(char *)m->conf->opencode_bin, "--version", NULL};
+    int st = proc_run_capture(m->conf->opencode_bin, vargv, m->child_env, MGR_PROBE_TIMEOUT_MS, out, sizeof out);
+    if (st == 0) {
+        out[strcspn(out, "\r\n")] = '\0';
+        snprintf(m->version, sizeof m->version, "%s", out);
+        m->available = 1;
+    } else {
+        log_error("OpenCode process manager initialization failed",
+                  "reason=\"opencode --version failed\" opencode_bin=\"%s\" status=%d", m->conf->opencode_bin, st);
+        return;
+    }
+    char *sargv[] = {(char *)m->conf->opencode_bin, "serve", "--help", NULL};
+    st = proc_run_capture(m->conf->opencode_bin, sargv, m->child_env, MGR_PROBE_TIMEOUT_MS, out, sizeof out);
+    m->serve_supported = st == 0;
+}
+
+static void mgr_load_session(void *ctx, const db_session_t *s)
+{
+    int *n = ctx;
+    if (sess_add(s->id, s->owner, s->workspace, s->oc_session_id, s->created_at, s->last_activity,
+                 s->message_count))
+        (*n)++;
+}
+
+/* auto: try the server and keep it if it becomes healthy within server_start_timeout;
+ * server: the same, but failing is fatal; per-session: never start one. Blocks start-up (the
+ * loop runs only the server's own handles meanwhile). */
+static int mgr_choose_mode(mgr_t *m, char *err, size_t errlen)
+{
+    const conf_t *c = m->conf;
+    const char *why = NULL;
+    if (c->mode == MODE_PER_SESSION) {
+        why = "mode = per-session";
+    } else if (!m->available && c->mode == MODE_AUTO) {
+        why = "opencode is not available";
+    } else if (!m->serve_supported && c->mode == MODE_AUTO) {
+        why = "opencode serve is not supported";
+    } else if (srv_start(m, err, errlen) != 0) {
+        why = "opencode serve did not start";
+    } else {
+        while (srv_state() == SRV_STARTING)
+            uv_run(m->loop, UV_RUN_ONCE);
+        if (srv_state() != SRV_READY)
+            why = "opencode serve did not become healthy within server_start_timeout";
+    }
+    if (!why) {
+        srv_on_change(exec_schedule);
+        log_info("OpenCode server mode enabled", "pid=%ld", (long)srv_pid());
+        mgr_event(m, "mode", "server");
+        return 0;
+    }
+    if (c->mode == MODE_SERVER) {
+        snprintf(err, errlen, "mode = server, but %s", why);
+        srv_disable();
+        return -1;
+    }
+    srv_disable();
+    if (c->mode == MODE_AUTO)
+        log_info("OpenCode does not support server mode, will use per-session approach", "reason=\"%s\"", why);
+    else
+        log_info("per-session mode by configuration", NULL);
+    mgr_event(m, "mode", "per-session");
+    return 0;
+}
+
+static int mgr_init(mgr_t *m, char *err, size_t errlen)
+{
+    const conf_t *c = m->conf;
+    if (mkdir(c->state_dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create state_dir %s: %s", c->state_dir, strerror(errno));
+        return -1;
+    }
+    if (mgr_lock(c, err, errlen) != 0)
+        return -1;
+    if (mkdir(c->workspace_root, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create workspace_root %s: %s", c->workspace_root, strerror(errno));
+        return -1;
+    }
+    m->db = db_open(c->db_path, c->store_prompts, c->stored_text_limit, err, errlen);
+    if (!m->db)
+        return -1;
+    chmod(c->db_path, 0600);
+    db_set_busy_timeout(m->db, c->db_busy_timeout_ms);
+    int interrupted = 0;
+    if (db_mark_interrupted(m->db, mgr_now(), &interrupted) != 0) {
+        snprintf(err, errlen, "cannot recover executions: %s", db_errmsg(m->db));
+        return -1;
+    }
+    if (interrupted)
+        log_warn("executions left by a previous manager marked interrupted", "count=%d", interrupted);
+    mgr_event(m, "manager_start", OCPM_VERSION);
+    if (sess_table_init(4096) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int loaded = 0;
+    if (db_session_each(m->db, mgr_load_session, &loaded) != 0) {
+        snprintf(err, errlen, "cannot load sessions: %s", db_errmsg(m->db));
+        return -1;
+    }
+    m->sessions = loaded;
+    m->child_env = proc_env_filter(environ, c->pass_env);
+    if (!m->child_env) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < MGR_NSIG; i++) {
+        uv_signal_init(m->loop, &sig_handles[i]);
+        sig_handles[i].data = m;
+        uv_signal_start(&sig_handles[i], mgr_signal_cb, mgr_signals[i].signum);
+    }
+    uv_timer_init(m->loop, &drain_timer);
+    if (http_init(m->loop) != 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return -1;
+    }
+    mgr_probe(m);
+    if (mgr_choose_mode(m, err, errlen) != 0)
+        return -1;
+    fcgi_fd = mgr_fcgi_listen(c, err, errlen);
+    if (fcgi_fd < 0)
+        return -1;
+    if (ctl_listen(m, c->control_socket, op_dispatch, err, errlen) != 0)
+        return -1;
+    if (pool_start(m, fcgi_fd, err, errlen) != 0)
+        return -1;
+    retain_init(m);
+    dbq_init(m);
+    log_info("sessions loaded", "count=%d", loaded);
+    return 0;
+}
+
+int mgr_run(const conf_t *conf, const char *exe)
+{
+    mgr_t m = {.conf = conf};
+    uv_loop_t loop;
+    snprintf(m.exe, sizeof m.exe, "%s", exe);
+    m.started_at = m.last_activity = mgr_now();
+    signal(SIGPIPE, SIG_IGN);
+    /* A write past RLIMIT_FSIZE must fail with EFBIG (the database reports it), not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
+    log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=\"%s\"", OCPM_VERSION,
+             (long)getpid(), conf->state_dir);
+    if (uv_loop_init(&loop) != 0) {
+        log_error("OpenCode process manager initialization failed", "reason=\"cannot create event loop\"");
+        return 1;
+    }
+    m.loop = &loop;
+    char err[1024] = "";
+    int rc = 0;
+    if (mgr_init(&m, err, sizeof err) != 0) {
+        char q[1100];
+        log_error("OpenCode process manager initialization failed", "reason=%s", log_quote(q, sizeof q, err));
+        if (m.db)
+            mgr_event(&m, "error", err);
+        rc = 1;
+        ctl_close_all();
+        http_shutdown();
+        uv_walk(&loop, mgr_close_handle, NULL);
+        if (fcgi_fd >= 0) /* we held the lock, so the socket is ours */
+            unlink(conf->fcgi_socket);
+    } else {
+        m.ready = 1;
+        log_info("OpenCode process manager initialized",
+                 "mode=%s available=%s version=\"%s\" serverModeSupported=%s responders=%ld threads=%ld "
+                 "maxConcurrentRuns=%ld fcgiSocket=\"%s\"",
+                 srv_state() != SRV_OFF ? "server" : "per-session", m.available ? "true" : "false", m.version,
+                 m.serve_supported ? "true" : "false", conf->responders,
+                 conf->responder_threads, conf->max_concurrent_runs, conf->fcgi_socket);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (rc == 0) {
+        mgr_event(&m, "manager_stop", "clean");
+        log_info("OpenCode process manager stopped", "executions=%llu", (unsigned long long)m.finished);
+        unlink(conf->fcgi_socket);
+        unlink(conf->control_socket);
+    }
+    if (fcgi_fd >= 0)
+        close(fcgi_fd);
+    uv_loop_close(&loop);
+    dbq_final();
+    pool_free();
+    sess_table_free();
+    proc_env_free(m.child_env);
+    db_close(m.db);
+    /* The lock file stays: unlinking it would let two managers lock two files. */
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}

@@ -1,0 +1,107 @@
+/* ocpmd: the OpenCode process manager.
+ *
+ *   ocpmd [-c FILE] [-t] [-T] [-v] [-h]
+ *   ocpmd --responder ...   (internal: a FastCGI responder the manager starts)
+ *
+ * Only this file decides to exit. */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "mgr.h"
+#include "responder.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ocpmd [-c FILE] [-t] [-T] [-v] [-h]\n"
+            "  -c FILE  read settings from FILE (key = value); default $OCPM_CONFIG if set\n"
+            "  -t       check the settings and exit (0 when valid)\n"
+            "  -T       check, then print every setting with its effective value\n"
+            "  -v       print the version and exit\n"
+            "Every setting can also be given as OCPM_<KEY> in the environment.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--responder") == 0) {
+        responder_opts_t o;
+        char err[256];
+        if (responder_parse_args(argc, argv, &o, err, sizeof err) != 0) {
+            log_set_component("responder");
+            log_error("bad responder arguments", "error=\"%s\"", err);
+            return 78;
+        }
+        return responder_main(&o);
+    }
+    const char *file = getenv("OCPM_CONFIG");
+    int test = 0, dump = 0, opt;
+    while ((opt = getopt(argc, argv, "c:tTvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            file = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'T':
+            test = dump = 1;
+            break;
+        case 'v':
+            printf("ocpmd %s\n", OCPM_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    conf_t conf;
+    char err[1024];
+    conf_defaults(&conf);
+    if ((file && *file && conf_load_file(&conf, file, err, sizeof err) != 0) ||
+        conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0) {
+        fprintf(stderr, "ocpmd: configuration error: %s\n", err);
+        if (test)
+            fprintf(stderr, "ocpmd: configuration %s test failed\n", file && *file ? file : "(defaults)");
+        return 1;
+    }
+    if (test) {
+        if (dump) {
+            static char buf[16384];
+            conf_dump(&conf, buf, sizeof buf);
+            fputs(buf, stdout);
+        }
+        fprintf(stderr, "ocpmd: configuration %s test is successful\n", file && *file ? file : "(defaults)");
+        return 0;
+    }
+    log_level_t lvl = LOGL_INFO;
+    log_level_parse(conf.log_level, &lvl);
+    log_set_level(lvl);
+    int rc = log_open(conf.log_file);
+    if (rc != 0) {
+        fprintf(stderr, "ocpmd: cannot open log_file %s: %s\n", conf.log_file, strerror(-rc));
+        return 1;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ocpmd: cannot find its own binary\n");
+        return 1;
+    }
+    exe[n] = '\0';
+    rc = mgr_run(&conf, exe);
+    log_close();
+    return rc;
+}

@@ -1,0 +1,329 @@
+#define _GNU_SOURCE
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct proc_watch_ent {
+    pid_t pid;
+    proc_exit_fn fn;
+    void *ctx;
+} proc_watch_ent_t;
+
+static proc_watch_ent_t *watch;
+static size_t nwatch, capwatch;
+
+/* What the child was doing when it failed, reported with errno through the pipe. */
+enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2 };
+
+static void proc_child_fail(int fd, int err)
+{
+    ssize_t r;
+    do
+        r = write(fd, &err, sizeof err);
+    while (r < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Put fd at target in the child; fd -1 means /dev/null. */
+static int proc_child_dup(int fd, int target)
+{
+    if (fd < 0) {
+        fd = open("/dev/null", O_RDWR);
+        if (fd < 0)
+            return -1;
+    }
+    if (fd == target) {
+        int fl = fcntl(fd, F_GETFD);
+        return fl < 0 ? -1 : fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+    }
+    while (dup2(fd, target) < 0)
+        if (errno != EINTR)
+            return -1;
+    return 0;
+}
+
+pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only. */
+        sigset_t none;
+        sigemptyset(&none);
+        for (int s = 1; s < NSIG; s++) {
+            if (s == SIGKILL || s == SIGSTOP)
+                continue;
+            signal(s, SIG_DFL);
+        }
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (spec->new_pgroup && setpgid(0, 0) != 0)
+            proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        if (spec->pdeathsig) {
+            if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+            if (getppid() != parent) /* the parent died before prctl */
+                _exit(127);
+        }
+        /* Move fds out of 0..2 first so dup2 order cannot clobber them. */
+        int in = spec->stdin_fd == -2 ? spec->keep_fd : spec->stdin_fd;
+        int fds[3] = {in, spec->stdout_fd, spec->stderr_fd};
+        for (int i = 0; i < 3; i++)
+            if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
+                int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                if (nfd < 0)
+                    proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+                fds[i] = nfd;
+            }
+        for (int i = 0; i < 3; i++)
+            if (proc_child_dup(fds[i], i) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        if (spec->fd3 > 0) {
+            if (pfd[1] == 3) { /* the error pipe must not be overwritten */
+                int nfd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 4);
+                if (nfd < 0)
+                    _exit(127);
+                pfd[1] = nfd;
+            }
+            if (proc_child_dup(spec->fd3, 3) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        }
+        const struct {
+            int res;
+            long v;
+        } lims[] = {{RLIMIT_AS, spec->rlimit_as}, {RLIMIT_NOFILE, spec->rlimit_nofile}, {RLIMIT_CPU, spec->rlimit_cpu}};
+        for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
+            struct rlimit rl = {(rlim_t)lims[i].v, (rlim_t)lims[i].v};
+            if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+        }
+        if (spec->cwd && chdir(spec->cwd) != 0)
+            proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
+        if (spec->envp)
+            execvpe(spec->file, spec->argv, spec->envp);
+        else
+            execvp(spec->file, spec->argv);
+        proc_child_fail(pfd[1], errno);
+    }
+    close(pfd[1]);
+    int child_err = 0;
+    ssize_t r;
+    do
+        r = read(pfd[0], &child_err, sizeof child_err);
+    while (r < 0 && errno == EINTR);
+    close(pfd[0]);
+    if (r == (ssize_t)sizeof child_err) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        int stage = child_err >> 16, e = child_err & 0xffff;
+        if (stage == PROC_STAGE_CHDIR)
+            snprintf(err, errlen, "cannot enter %s: %s", spec->cwd, strerror(e));
+        else if (stage == PROC_STAGE_SETUP)
+            snprintf(err, errlen, "cannot set up the child for %s: %s", spec->file, strerror(e));
+        else
+            snprintf(err, errlen, "cannot execute %s: %s", spec->file, strerror(e));
+        return -1;
+    }
+    return pid;
+}
+
+int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx)
+{
+    if (nwatch == capwatch) {
+        size_t cap = capwatch ? capwatch * 2 : 16;
+        proc_watch_ent_t *n = realloc(watch, cap * sizeof *n);
+        if (!n)
+            return -1;
+        watch = n;
+        capwatch = cap;
+    }
+    watch[nwatch++] = (proc_watch_ent_t){pid, fn, ctx};
+    return 0;
+}
+
+void proc_unwatch_ctx(void *ctx)
+{
+    for (size_t i = 0; i < nwatch; i++)
+        if (watch[i].ctx == ctx) {
+            watch[i].fn = NULL;
+            watch[i].ctx = NULL;
+        }
+}
+
+void proc_reap(void)
+{
+    for (size_t i = 0; i < nwatch;) {
+        int status;
+        struct rusage ru;
+        pid_t r = wait4(watch[i].pid, &status, WNOHANG, &ru);
+        if (r == 0 || (r < 0 && errno == EINTR)) {
+            i++;
+            continue;
+        }
+        proc_watch_ent_t e = watch[i];
+        watch[i] = watch[--nwatch];
+        if (r < 0) /* ECHILD: someone else reaped it; report a vanished child */
+            status = -1, memset(&ru, 0, sizeof ru);
+        if (e.fn)
+            e.fn(e.ctx, e.pid, status, &ru);
+        /* The callback may have watched new pids; restart the scan. */
+        i = 0;
+    }
+    if (nwatch == 0) {
+        free(watch);
+        watch = NULL;
+        capwatch = 0;
+    }
+}
+
+int proc_kill_group(pid_t pgid, int sig)
+{
+    if (pgid <= 1)
+        return -1;
+    if (kill(-pgid, sig) != 0 && errno != ESRCH)
+        return -1;
+    return 0;
+}
+
+static int proc_env_allowed(const char *entry, const char *patterns)
+{
+    const char *eq = strchr(entry, '=');
+    if (!eq || eq == entry)
+        return 0;
+    char name[256];
+    size_t n = (size_t)(eq - entry);
+    if (n >= sizeof name)
+        return 0;
+    memcpy(name, entry, n);
+    name[n] = '\0';
+    const char *p = patterns;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ' ' && *e != ',')
+            e++;
+        if (e > p) {
+            char pat[128];
+            size_t pl = (size_t)(e - p) < sizeof pat - 1 ? (size_t)(e - p) : sizeof pat - 1;
+            memcpy(pat, p, pl);
+            pat[pl] = '\0';
+            if (fnmatch(pat, name, 0) == 0)
+                return 1;
+        }
+        p = e;
+    }
+    return 0;
+}
+
+char **proc_env_filter(char *const *envp, const char *patterns)
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (proc_env_allowed(envp[i], patterns)) {
+            out[o] = strdup(envp[i]);
+            if (!out[o]) {
+                proc_env_free(out);
+                return NULL;
+            }
+            o++;
+        }
+    return out;
+}
+
+void proc_env_free(char **env)
+{
+    if (!env)
+        return;
+    for (char **p = env; *p; p++)
+        free(*p);
+    free(env);
+}
+
+static long proc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int proc_run_capture(const char *file, char *const *argv, char *const *envp, int timeout_ms, char *out,
+                     size_t outlen)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    char err[256];
+    proc_spec_t spec = {.file = file, .argv = argv, .envp = envp, .stdin_fd = -1, .stdout_fd = p[1],
+                        .stderr_fd = -1, .keep_fd = -1, .new_pgroup = 1, .pdeathsig = SIGKILL};
+    pid_t pid = proc_spawn(&spec, err, sizeof err);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    size_t used = 0;
+    long deadline = proc_now_ms() + timeout_ms;
+    int timed_out = 0;
+    for (;;) {
+        long left = deadline - proc_now_ms();
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        int pr = poll(&pf, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0) {
+            timed_out = pr == 0;
+            break;
+        }
+        char buf[4096];
+        ssize_t r = read(p[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r < outlen - 1 - used ? (size_t)r : outlen - 1 - used;
+        memcpy(out + used, buf, take);
+        used += take;
+    }
+    out[used] = '\0';
+    close(p[0]);
+    if (timed_out)
+        proc_kill_group(pid, SIGKILL);
+    int st = -1;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    proc_kill_group(pid, SIGKILL); /* leftovers of the probe's group */
+    return timed_out ? -1 : st;
+}

@@ -1,0 +1,212 @@
+#define _GNU_SOURCE
+#include "sess.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "valid.h"
+
+typedef struct qnode {
+    struct exec *e;
+    struct qnode *next;
+} qnode_t;
+
+struct sess {
+    char id[VALID_ID_MAX + 1];
+    char *owner, *workspace, *oc_id;
+    double created_at, last_activity;
+    long message_count;
+    struct exec *running;
+    qnode_t *head, *tail;
+    size_t waiting;
+    sess_t *next; /* hash chain */
+};
+
+static sess_t **buckets;
+static size_t nbuckets, nsess;
+
+static size_t sess_hash(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h % nbuckets;
+}
+
+int sess_table_init(size_t n)
+{
+    nbuckets = n ? n : 1024;
+    buckets = calloc(nbuckets, sizeof *buckets);
+    return buckets ? 0 : -1;
+}
+
+static void sess_free(sess_t *s)
+{
+    while (s->head) {
+        qnode_t *q = s->head;
+        s->head = q->next;
+        free(q);
+    }
+    free(s->owner);
+    free(s->workspace);
+    free(s->oc_id);
+    free(s);
+}
+
+void sess_table_free(void)
+{
+    for (size_t i = 0; i < nbuckets; i++)
+        while (buckets[i]) {
+            sess_t *s = buckets[i];
+            buckets[i] = s->next;
+            sess_free(s);
+        }
+    free(buckets);
+    buckets = NULL;
+    nbuckets = nsess = 0;
+}
+
+sess_t *sess_add(const char *id, const char *owner, const char *workspace, const char *oc, double created_at,
+                 double last_activity, long message_count)
+{
+    sess_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    strncpy(s->id, id, VALID_ID_MAX);
+    s->owner = strdup(owner);
+    s->workspace = strdup(workspace);
+    s->oc_id = oc ? strdup(oc) : NULL;
+    if (!s->owner || !s->workspace || (oc && !s->oc_id)) {
+        sess_free(s);
+        return NULL;
+    }
+    s->created_at = created_at;
+    s->last_activity = last_activity;
+    s->message_count = message_count;
+    size_t h = sess_hash(id);
+    s->next = buckets[h];
+    buckets[h] = s;
+    nsess++;
+    return s;
+}
+
+sess_t *sess_find(const char *id)
+{
+    if (!buckets)
+        return NULL;
+    for (sess_t *s = buckets[sess_hash(id)]; s; s = s->next)
+        if (strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
+void sess_remove(sess_t *s)
+{
+    sess_t **pp = &buckets[sess_hash(s->id)];
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = s->next;
+        nsess--;
+    }
+    sess_free(s);
+}
+
+size_t sess_count(void) { return nsess; }
+
+void sess_each(void (*fn)(void *ctx, sess_t *s), void *ctx)
+{
+    for (size_t i = 0; i < nbuckets; i++)
+        for (sess_t *s = buckets[i], *n; s; s = n) {
+            n = s->next; /* fn may remove s */
+            fn(ctx, s);
+        }
+}
+
+const char *sess_id(const sess_t *s) { return s->id; }
+const char *sess_owner(const sess_t *s) { return s->owner; }
+const char *sess_workspace(const sess_t *s) { return s->workspace; }
+const char *sess_oc_id(const sess_t *s) { return s->oc_id; }
+
+int sess_set_oc_id(sess_t *s, const char *oc)
+{
+    char *n = strdup(oc);
+    if (!n)
+        return -1;
+    free(s->oc_id);
+    s->oc_id = n;
+    return 0;
+}
+
+void sess_note_message(sess_t *s, double at)
+{
+    s->last_activity = at;
+    s->message_count++;
+}
+
+struct exec *sess_running(const sess_t *s) { return s->running; }
+void sess_set_running(sess_t *s, struct exec *e) { s->running = e; }
+size_t sess_waiting(const sess_t *s) { return s->waiting; }
+
+int sess_enqueue(sess_t *s, struct exec *e)
+{
+    qnode_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->e = e;
+    if (s->tail)
+        s->tail->next = q;
+    else
+        s->head = q;
+    s->tail = q;
+    s->waiting++;
+    return 0;
+}
+
+struct exec *sess_dequeue(sess_t *s)
+{
+    qnode_t *q = s->head;
+    if (!q)
+        return NULL;
+    s->head = q->next;
+    if (!s->head)
+        s->tail = NULL;
+    s->waiting--;
+    struct exec *e = q->e;
+    free(q);
+    return e;
+}
+
+int sess_unqueue(sess_t *s, struct exec *e)
+{
+    qnode_t *prev = NULL;
+    for (qnode_t *q = s->head; q; prev = q, q = q->next) {
+        if (q->e != e)
+            continue;
+        if (prev)
+            prev->next = q->next;
+        else
+            s->head = q->next;
+        if (s->tail == q)
+            s->tail = prev;
+        s->waiting--;
+        free(q);
+        return 1;
+    }
+    return 0;
+}
+
+json_object *sess_json(const sess_t *s)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(s->id));
+    json_object_object_add(o, "owner", json_object_new_string(s->owner));
+    json_object_object_add(o, "workspace", json_object_new_string(s->workspace));
+    json_object_object_add(o, "opencode_session_id", s->oc_id ? json_object_new_string(s->oc_id) : NULL);
+    json_object_object_add(o, "created_at", json_object_new_double(s->created_at));
+    json_object_object_add(o, "last_activity", json_object_new_double(s->last_activity));
+    json_object_object_add(o, "message_count", json_object_new_int64(s->message_count));
+    json_object_object_add(o, "busy", json_object_new_boolean(s->running != NULL));
+    json_object_object_add(o, "queued", json_object_new_int64((int64_t)s->waiting));
+    return o;
+}

@@ -1,0 +1,136 @@
+#define _GNU_SOURCE
+#include "valid.h"
+
+#include <string.h>
+
+bool valid_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-'))
+            return false;
+        if (n >= VALID_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+bool valid_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static bool valid_segment_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+}
+
+bool valid_workspace(const char *s, const char *root, const char **why)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > VALID_WORKSPACE_MAX + (s[0] == '/' ? strlen(root) + 1 : 0)) {
+        *why = n ? "workspace name too long" : "workspace must not be empty";
+        return false;
+    }
+    const char *p = s;
+    if (s[0] == '/') {
+        size_t rl = strlen(root);
+        while (rl > 1 && root[rl - 1] == '/')
+            rl--;
+        if (strncmp(s, root, rl) != 0 || s[rl] != '/' || s[rl + 1] == '\0') {
+            *why = "absolute workspace outside workspace_root";
+            return false;
+        }
+        p = s + rl + 1;
+    }
+    /* Walk segments. */
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 0) {
+            *why = "workspace has an empty path segment";
+            return false;
+        }
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+            *why = "workspace must not contain . or .. segments";
+            return false;
+        }
+        for (size_t i = 0; i < len; i++)
+            if (!valid_segment_char(p[i])) {
+                *why = "workspace segments may hold only A-Z a-z 0-9 . _ -";
+                return false;
+            }
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p) {
+            *why = "workspace has an empty path segment";
+            return false;
+        }
+    }
+    return true;
+}
+
+bool valid_model(const char *s)
+{
+    size_t n = 0;
+    bool slash = false;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (c == '/')
+            slash = true;
+        if (!(valid_segment_char(c) || c == '/' || c == ':' || c == '@' || c == '+'))
+            return false;
+        if (n >= 128)
+            return false;
+    }
+    return n > 2 && slash && s[0] != '/' && s[0] != '-';
+}
+
+bool valid_token(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || !valid_utf8(s, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}

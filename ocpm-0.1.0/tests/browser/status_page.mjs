@@ -1,0 +1,77 @@
+// The status page in real headless Chromium (Debian's), driven by playwright-core.
+// Usage: node status_page.mjs BASE_URL SCREENSHOT_PATH OCPMD_PID
+// Prints TAP. Loads /status/, checks there are no console errors, that numbers change after a
+// message is sent, and that hostile text from the data is shown as text, not run.
+import { chromium } from "playwright-core";
+
+const [base, shot, ocpmdPid] = process.argv.slice(2);
+let n = 0, failed = 0;
+const ok = (cond, desc, extra) => {
+  n++;
+  if (cond) console.log(`ok ${n} - ${desc}`);
+  else { failed++; console.log(`not ok ${n} - ${desc}`); if (extra) console.log(`#   ${extra}`); }
+};
+const post = async (path, body, headers = {}) => {
+  const r = await fetch(base + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify(body) });
+  return r.json();
+};
+const until = async (fn, ms) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { if (await fn()) return true; } catch (e) { /* not yet */ }
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + "/status/");
+  ok(await until(async () => (await page.textContent("#updated")).startsWith("updated"), 10000),
+    "the page loads and polls the API");
+  ok(await page.isHidden("#down"), "no 'manager down' banner while it answers");
+  ok(await until(async () => (await page.textContent("#db")) === "ok" &&
+      /pool \d+\/\d+ busy, \d+ refused/.test(await page.textContent("#db-sub")), 10000),
+     "the database and the pool are shown healthy");
+  const before = await page.textContent("#spawned");
+
+  await post("/api/sessions", { id: "page" });
+  const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+  await post("/api/sessions/page/messages", { text: "[[error]] " + hostile });
+  await post("/api/sessions/page/messages", { text: "hello page" });
+  ok(await until(async () => (await page.textContent("#spawned")) !== before, 10000),
+    "live numbers change after messages are sent", `still ${before}`);
+  ok(await until(async () => (await page.locator("#rows tr").count()) >= 2, 10000), "the executions table fills");
+  ok(await until(async () => (await page.locator("#rows tr.bad").count()) >= 1, 10000), "the failure stands out");
+  ok(await until(async () => (await page.textContent("#rows")).includes("<img src=x"), 10000),
+    "hostile text is shown literally");
+  ok(await page.evaluate(() => window.__pwned === undefined), "and never runs");
+  ok((await page.locator("#rows img, #rows script").count()) === 0, "no element was injected");
+
+  await page.selectOption("#f-status", "failed");
+  ok(await until(async () => {
+    const st = await page.locator("#rows td.status").allTextContents();
+    return st.length >= 1 && st.every((s) => s === "failed");
+  }, 10000), "the table filters by status");
+  await page.selectOption("#f-status", "");
+  ok(await until(async () => (await page.locator("#chart rect").count()) > 0, 10000), "the chart draws");
+  await page.screenshot({ path: shot, fullPage: true });
+  ok(errors.length === 0, "no console errors", errors.join(" | "));
+
+  // The manager goes away: the page says so.
+  process.kill(Number(ocpmdPid), "SIGTERM");
+  ok(await until(async () => await page.isVisible("#down"), 15000), "it shows clearly when the manager is down");
+} finally {
+  await browser.close();
+}
+console.log(`1..${n}`);
+process.exit(0);

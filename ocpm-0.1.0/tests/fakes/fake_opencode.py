@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""A fake `opencode` for ocpm's tests: fast, and with fault knobs the real one lacks.
+
+Implements `--version` and `run --format json --dir DIR [--session S] [--model M] [--agent A] -- MESSAGE`,
+printing the same JSON lines as the real one (step_start, text, step_finish, error), each with sessionID.
+`serve` runs the fake server of fake_serve.py (unless OPENCODE_FAKE_NO_SERVE=1, which makes this an
+opencode without server mode).
+
+Knobs ride inside the message so that concurrent tests do not disturb each other:
+    [[delay=MS]]     sleep MS ms before answering (events before and after)
+    [[exit=N]]       exit with status N after the answer
+    [[signal=N]]     kill itself with signal N
+    [[error]]        print an error event (its message quotes the user's text) and exit 1
+    [[huge=BYTES]]   print BYTES of extra stdout (text events) first
+    [[longline=BYTES]] print one stdout line of BYTES bytes
+    [[stderr=BYTES]] write BYTES to stderr
+    [[hang]]         sleep forever
+    [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
+    [[orphan]]       leave a child process behind (in the same process group)
+When OPENCODE_FAKE_LOG names a file, each invocation appends its argv and cwd as one JSON line.
+"""
+import json
+import os
+import random
+import re
+import signal
+import string
+import sys
+import time
+
+VERSION = "0.0.0-fake"
+
+
+def knob(msg, name):
+    m = re.search(r"\[\[%s(?:=(\d+))?\]\]" % name, msg)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else True
+
+
+def history_path(sid):
+    """Conversations persist per opencode session id, like opencode's own database (shared by
+    `run` and `serve`, so a conversation continues across processes and modes)."""
+    base = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "fake-opencode")
+    os.makedirs(base, exist_ok=True)
+    return os.path.join(base, re.sub(r"[^A-Za-z0-9_-]", "_", sid) + ".json")
+
+
+def history_load(sid):
+    try:
+        with open(history_path(sid)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def history_save(sid, hist):
+    tmp = history_path(sid) + ".%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(hist, f)
+    os.replace(tmp, history_path(sid))
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv):
+    log = os.environ.get("OPENCODE_FAKE_LOG")
+    if log:
+        with open(log, "a") as f:
+            import resource
+            f.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(),
+                                "env": sorted(os.environ.keys()),
+                                "rlimits": {"as": resource.getrlimit(resource.RLIMIT_AS)[0],
+                                            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                                            "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0]}}) + "\n")
+    if argv[:1] in (["--version"], ["-v"]):
+        print(VERSION)
+        return 0
+    if argv[:1] == ["serve"]:
+        if os.environ.get("OPENCODE_FAKE_NO_SERVE"):
+            sys.stderr.write("fake opencode: unknown command serve\n")
+            return 1
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import fake_serve
+        return fake_serve.serve(argv[1:])
+    if not argv or argv[0] != "run":
+        sys.stderr.write("fake opencode: unsupported command %r\n" % (argv[:1],))
+        return 1
+    opts = {"--format": None, "--dir": None, "--session": None, "--model": None, "--agent": None}
+    i, message = 1, None
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            message = " ".join(argv[i + 1:])
+            break
+        if a in opts and i + 1 < len(argv):
+            opts[a] = argv[i + 1]
+            i += 2
+            continue
+        sys.stderr.write("fake opencode: unexpected argument %r (a message must follow --)\n" % a)
+        return 1
+    if message is None:
+        sys.stderr.write("fake opencode: no message\n")
+        return 1
+    if opts["--format"] != "json":
+        sys.stderr.write("fake opencode: --format json expected\n")
+        return 1
+    d = opts["--dir"]
+    if not d or not os.path.isdir(d):
+        sys.stderr.write("fake opencode: bad --dir %r\n" % d)
+        return 1
+    if sys.stdin.isatty():
+        sys.stderr.write("fake opencode: stdin should not be a terminal\n")
+    if knob(message, "stubborn"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sid = opts["--session"] or "ses_fake" + "".join(random.choice(string.ascii_letters) for _ in range(16))
+    now = lambda: int(time.time() * 1000)
+    if knob(message, "orphan"):
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            time.sleep(3600)
+            os._exit(0)
+    emit({"type": "step_start", "timestamp": now(), "sessionID": sid,
+          "part": {"type": "step-start", "sessionID": sid}})
+    n = knob(message, "stderr")
+    if n:
+        sys.stderr.write("e" * (n - 1) + "\n")
+        sys.stderr.flush()
+    n = knob(message, "huge")
+    if n:
+        chunk = "x" * 4000
+        sent = 0
+        while sent < n:
+            emit({"type": "text", "timestamp": now(), "sessionID": sid,
+                  "part": {"type": "text", "text": chunk}})
+            sent += len(chunk)
+    n = knob(message, "longline")
+    if n:
+        sys.stdout.write("y" * n + "\n")
+        sys.stdout.flush()
+    n = knob(message, "delay")
+    if n:
+        time.sleep(n / 1000.0)
+    if knob(message, "hang"):
+        while True:
+            time.sleep(3600)
+    n = knob(message, "signal")
+    if n:
+        os.kill(os.getpid(), n)
+        time.sleep(5)
+    if knob(message, "error"):
+        emit({"type": "error", "timestamp": now(), "sessionID": sid,
+              "error": {"name": "APIError", "data": {"message": "fake provider failure" + (
+                  ": " + message.split("[[error]]", 1)[1].strip() if message.split("[[error]]", 1)[1].strip() else "")}}})
+        sys.stderr.write("Error: fake provider failure\n")
+        return 1
+    hist = history_load(sid)
+    text = "fake answer to: %s" % message
+    if opts["--session"]:
+        text += " (continued %s)" % opts["--session"]
+    if hist:
+        text += " (earlier: %s)" % hist[-1]
+    history_save(sid, hist + [message])
+    if opts["--model"]:
+        text += " (model %s)" % opts["--model"]
+    emit({"type": "text", "timestamp": now(), "sessionID": sid,
+          "part": {"type": "text", "text": text}})
+    emit({"type": "step_finish", "timestamp": now(), "sessionID": sid,
+          "part": {"type": "step-finish", "reason": "stop",
+                   "tokens": {"input": len(message.split()) + 5, "output": len(text.split()), "reasoning": 0,
+                              "cache": {"read": 0, "write": 0}}, "cost": 0.001}})
+    n = knob(message, "exit")
+    return n if n is not None and n is not True else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

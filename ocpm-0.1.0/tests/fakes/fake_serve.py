@@ -1,0 +1,265 @@
+"""`opencode serve` for the fake opencode: the subset of the HTTP API ocpm uses, with fault knobs.
+
+Routes (HTTP Basic auth with OPENCODE_SERVER_PASSWORD on every one, health included):
+  GET  /global/health                      {"healthy": true, "version": ...}
+  GET  /global/event                       SSE: {"directory", "payload": {"type", "properties"}}
+  POST /session?directory=D                {"id": "ses_..."}
+  POST /session/{id}/message?directory=D   blocks until the turn ends: {"info", "parts"}
+  POST /session/{id}/abort                 true
+  POST /instance/dispose?directory=D       true
+  POST /global/dispose                     true
+
+Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (until aborted),
+[[crash]] (the server dies mid-message), [[provider_error]] (HTTP 200 with info.error),
+[[grow=MB]] (the server keeps MB more memory), [[flood=BYTES]] (BYTES of log lines on stdout). Knobs in the environment:
+OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
+Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
+slow_start (the next start takes 3 s before it listens).
+Each request is appended to OPENCODE_FAKE_LOG as {"serve": method, path, auth} when set.
+"""
+import base64
+import json
+import os
+import random
+import re
+import string
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+VERSION = "0.0.0-fake"
+LOCK = threading.Lock()
+SUBSCRIBERS = []          # queues of SSE subscribers
+SESSIONS = {}             # id -> {"directory", "history": [texts], "busy": bool, "abort": Event}
+INSTANCES = set()         # directories loaded
+HOG = []                  # memory kept by [[grow=MB]]
+
+
+def rid(prefix):
+    return prefix + "".join(random.choice(string.ascii_letters + string.digits) for _ in range(20))
+
+
+def publish(directory, typ, props):
+    ev = json.dumps({"directory": directory, "payload": {"type": typ, "properties": props}})
+    with LOCK:
+        subs = list(SUBSCRIBERS)
+    for q in subs:
+        q.append(ev)
+
+
+def control(name):
+    d = os.environ.get("OPENCODE_FAKE_CONTROL_DIR")
+    return bool(d) and os.path.exists(os.path.join(d, name))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send_json(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def authed(self):
+        want = "opencode:" + os.environ.get("OPENCODE_SERVER_PASSWORD", "")
+        got = self.headers.get("Authorization", "")
+        ok = got == "Basic " + base64.b64encode(want.encode()).decode()
+        log = os.environ.get("OPENCODE_FAKE_LOG")
+        if log:
+            with LOCK, open(log, "a") as f:
+                f.write(json.dumps({"serve": self.command, "path": self.path, "auth": ok}) + "\n")
+        if not ok:
+            self.send_json(401, {"error": "unauthorized"})
+        return ok
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"{}") if n else {}
+
+    def do_GET(self):
+        if not self.authed():
+            return
+        u = urlparse(self.path)
+        if u.path == "/global/health":
+            if control("hang_health"):
+                time.sleep(3600)
+            if os.environ.get("OPENCODE_FAKE_SERVE_NEVER_HEALTHY"):
+                return self.send_json(503, {"healthy": False})
+            return self.send_json(200, {"healthy": True, "version": VERSION})
+        if u.path == "/global/event":
+            return self.events()
+        self.send_json(404, {"error": "not found"})
+
+    def events(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        q = []
+        with LOCK:
+            SUBSCRIBERS.append(q)
+        try:
+            self.wfile.write(b'data: {"payload":{"type":"server.connected","properties":{}}}\n\n')
+            self.wfile.flush()
+            last = time.time()
+            while True:
+                while q:
+                    self.wfile.write(b"data: " + q.pop(0).encode() + b"\n\n")
+                    self.wfile.flush()
+                if time.time() - last > 10:
+                    self.wfile.write(b'data: {"payload":{"type":"server.heartbeat","properties":{}}}\n\n')
+                    self.wfile.flush()
+                    last = time.time()
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with LOCK:
+                SUBSCRIBERS.remove(q)
+
+    def do_POST(self):
+        if not self.authed():
+            return
+        u = urlparse(self.path)
+        directory = (parse_qs(u.query).get("directory") or [""])[0]
+        if u.path == "/session":
+            if not directory or not os.path.isdir(directory):
+                return self.send_json(400, {"error": "bad directory"})
+            sid = rid("ses_")
+            import fake_opencode
+            fake_opencode.history_save(sid, [])
+            with LOCK:
+                SESSIONS[sid] = {"directory": directory, "history": [], "busy": False, "abort": threading.Event()}
+                INSTANCES.add(directory)
+            publish(directory, "session.created", {"sessionID": sid, "info": {"id": sid}})
+            return self.send_json(200, {"id": sid, "directory": directory, "title": self.body().get("title", "")})
+        if u.path == "/global/dispose":
+            with LOCK:
+                INSTANCES.clear()
+            return self.send_json(200, True)
+        if u.path == "/instance/dispose":
+            with LOCK:
+                INSTANCES.discard(directory)
+            log = os.environ.get("OPENCODE_FAKE_LOG")
+            if log:
+                with LOCK, open(log, "a") as f:
+                    f.write(json.dumps({"disposed": directory}) + "\n")
+            return self.send_json(200, True)
+        m = re.match(r"^/session/([^/]+)/(message|abort)$", u.path)
+        if not m:
+            return self.send_json(404, {"error": "not found"})
+        sid, what = m.group(1), m.group(2)
+        with LOCK:
+            if sid not in SESSIONS:
+                # Like opencode, sessions outlive the process: load it from the shared store.
+                import fake_opencode
+                if not os.path.exists(fake_opencode.history_path(sid)):
+                    return self.send_json(404, {"error": "no such session"})
+                SESSIONS[sid] = {"directory": directory, "history": fake_opencode.history_load(sid),
+                                 "busy": False, "abort": threading.Event()}
+        s = SESSIONS[sid]
+        if what == "abort":
+            s["abort"].set()
+            return self.send_json(200, True)
+        return self.message(sid, s, directory or s["directory"], self.body())
+
+    def message(self, sid, s, directory, req):
+        text = "".join(p.get("text", "") for p in req.get("parts", []) if p.get("type") == "text")
+        with LOCK:
+            INSTANCES.add(directory)
+        s["abort"].clear()
+        s["history"].append(text)
+        import fake_opencode
+        fake_opencode.history_save(sid, s["history"])
+        mid = rid("msg_")
+        publish(directory, "session.status", {"sessionID": sid, "status": {"type": "busy"}})
+        if "[[crash]]" in text:
+            os._exit(3)
+        g = re.search(r"\[\[grow=(\d+)\]\]", text)
+        if g:
+            HOG.append(bytearray(int(g.group(1)) << 20))
+        answer = "fake server answer to: %s (turn %d" % (text, len(s["history"]))
+        if len(s["history"]) > 1:
+            answer += ", earlier: %s" % s["history"][-2]
+        answer += ")"
+        model = req.get("model") or {}
+        if model:
+            answer += " (model %s/%s)" % (model.get("providerID"), model.get("modelID"))
+        info = {"id": mid, "sessionID": sid, "role": "assistant", "time": {"created": int(time.time() * 1000)},
+                "tokens": {"input": len(text.split()) + 5, "output": len(answer.split()), "reasoning": 0,
+                           "cache": {"read": 0, "write": 0}}, "cost": 0.002}
+        aborted = False
+        flood = re.search(r"\[\[flood=(\d+)\]\]", text)
+        if flood:
+            line = ("fake serve log line " + "x" * 100 + "\n").encode()
+            for _ in range(int(flood.group(1)) // len(line) + 1):
+                sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        if "[[hang]]" in text:
+            aborted = s["abort"].wait(3600)
+        slow = re.search(r"\[\[slow=(\d+)\]\]", text)
+        pid = rid("prt_")
+        publish(directory, "message.part.updated",
+                {"sessionID": sid, "part": {"id": pid, "messageID": mid, "sessionID": sid, "type": "text", "text": ""}})
+        if not aborted:
+            for w in re.findall(r"\S+\s*", answer):
+                if s["abort"].is_set():
+                    aborted = True
+                    break
+                publish(directory, "message.part.delta",
+                        {"sessionID": sid, "messageID": mid, "partID": pid, "field": "text", "delta": w})
+                if slow:
+                    time.sleep(int(slow.group(1)) / 1000.0)
+        info["time"]["completed"] = int(time.time() * 1000)
+        parts = [{"type": "step-start"}]
+        if aborted:
+            info["error"] = {"name": "MessageAbortedError", "data": {"message": "aborted"}}
+            publish(directory, "session.error", {"sessionID": sid, "error": info["error"]})
+        elif "[[provider_error]]" in text:
+            info["error"] = {"name": "APIError", "data": {"message": "fake provider failure"}}
+            publish(directory, "session.error", {"sessionID": sid, "error": info["error"]})
+        else:
+            parts.append({"type": "text", "text": answer})
+            parts.append({"type": "step-finish", "tokens": info["tokens"], "cost": info["cost"]})
+            publish(directory, "message.part.updated",
+                    {"sessionID": sid, "part": {"id": pid, "sessionID": sid, "type": "text", "text": answer}})
+        publish(directory, "session.status", {"sessionID": sid, "status": {"type": "idle"}})
+        publish(directory, "session.idle", {"sessionID": sid})
+        self.send_json(200, {"info": info, "parts": parts})
+
+
+def serve(argv):
+    host, port = "127.0.0.1", 4096
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--hostname":
+            host = argv[i + 1]
+            i += 2
+        elif argv[i] == "--port":
+            port = int(argv[i + 1])
+            i += 2
+        elif argv[i] in ("--help", "-h"):
+            print("opencode serve: starts a headless opencode server (fake)")
+            return 0
+        else:
+            i += 1
+    delay = int(os.environ.get("OPENCODE_FAKE_SERVE_START_DELAY_MS") or 0)
+    if control("slow_start"):
+        delay = max(delay, 3000)
+    if delay:
+        time.sleep(delay / 1000.0)
+    ThreadingHTTPServer.request_queue_size = 1024  # the real server takes hundreds of connections at once
+    srv = ThreadingHTTPServer((host, port), Handler)
+    srv.daemon_threads = True
+    print("opencode server listening on http://%s:%d" % (host, port), flush=True)
+    srv.serve_forever()
+    return 0

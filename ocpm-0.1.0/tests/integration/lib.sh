@@ -1,0 +1,118 @@
+# Shared helpers for the integration and end-to-end tests: TAP output, a private
+# stack (real nginx + ocpmd + the fake or real opencode) per test file, HTTP calls.
+# Every wait polls with a deadline (wait_until); nothing sleeps a fixed time to wait.
+set -u
+SRC=${OCPM_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+export OCPMD=${OCPMD:-$SRC/ocpmd}
+# Per-session mode unless a test asks for another (the server tests do).
+export OCPM_MODE=${OCPM_MODE:-per-session}
+FAKE_OPENCODE="$SRC/tests/fakes/fake_opencode.py"
+OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
+
+T_N=0
+T_FAIL=0
+ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+not_ok() {
+    local d=$1
+    shift
+    T_N=$((T_N + 1))
+    T_FAIL=$((T_FAIL + 1))
+    echo "not ok $T_N - $d"
+    local l
+    for l in "$@"; do printf '#   %s\n' "$l"; done
+}
+# check DESC COMMAND...: the command must succeed.
+check() {
+    local d=$1
+    shift
+    if "$@" >/dev/null 2>&1; then ok "$d"; else not_ok "$d" "failed: $*"; fi
+}
+# is GOT WANT DESC
+is() { if [ "$1" = "$2" ]; then ok "$3"; else not_ok "$3" "got:  $1" "want: $2"; fi; }
+# like GOT REGEX DESC
+like() { if [[ "$1" =~ $2 ]]; then ok "$3"; else not_ok "$3" "got:  ${1:0:400}" "want: /$2/"; fi; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# t_real_opencode: for the end-to-end tests. Sets REAL to the real opencode binary, or skips the
+# whole test; points opencode at the offline model; and holds a lock so that only one
+# real-opencode test runs at a time (eight `opencode run` processes beside a server on two cores
+# starve it, and counts of processes would mix).
+t_real_opencode() {
+    REAL=${OCPM_OPENCODE_REAL:-$("$SRC/scripts/opencode-bin" 2>/dev/null)}
+    if [ -n "${OCPM_SKIP_E2E:-}" ] || [ -z "$REAL" ] || ! "$REAL" --version >/dev/null 2>&1; then
+        echo "1..0 # SKIP the real opencode is not installed (scripts/setup installs it) or OCPM_SKIP_E2E is set"
+        exit 0
+    fi
+    export OCPM_OPENCODE_BIN="$REAL"
+    unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
+    exec 9>"${TMPDIR:-/tmp}/ocpm-e2e.lock"
+    flock 9
+    T_WITH_MODEL=1
+}
+
+# t_start [ocpmd args]: a private stack with the fake opencode (OCPM_* settings from the caller's env).
+t_start() {
+    TDIR=$(mktemp -d /tmp/ocpm-test-XXXXXX)
+    chmod 0755 "$TDIR"
+    stack_init "$TDIR/state"
+    export OCPM_OPENCODE_BIN=${OCPM_OPENCODE_BIN:-$FAKE_OPENCODE}
+    export OCPM_LOG_LEVEL=${OCPM_LOG_LEVEL:-debug}
+    export OPENCODE_FAKE_LOG="$TDIR/fake.jsonl"
+    if [ -n "${T_WITH_MODEL:-}" ]; then
+        stack_start_model || { echo "Bail out! the offline model did not start"; exit 1; }
+    fi
+    stack_start_ocpmd "$@" || { echo "Bail out! ocpmd did not start"; exit 1; }
+    stack_start_nginx "$(free_port)" || { echo "Bail out! nginx did not start"; exit 1; }
+    BASE="http://127.0.0.1:$STACK_PORT"
+    DB="$STACK_DIR/ocpm.db"
+    LOG="$STACK_DIR/logs/ocpmd.log"
+    trap t_cleanup EXIT
+}
+
+# Processes whose command line names this test's directory (opencode children, responders, ...).
+t_leftovers() { pgrep -f "$TDIR" | grep -v "^$$\$" || true; }
+
+t_cleanup() {
+    trap - EXIT
+    stack_stop >/dev/null 2>&1
+    if [ -n "${TDIR:-}" ] && [ -d "$TDIR" ]; then
+        if wait_until 10 test -z "$(t_leftovers)"; then :; else
+            echo "# leftover processes: $(t_leftovers | tr '\n' ' ')"
+            t_leftovers | xargs -r kill -9 2>/dev/null
+        fi
+        if [ "$T_FAIL" -gt 0 ]; then
+            echo "# kept $TDIR for inspection; manager log tail:"
+            tail -n 30 "$TDIR/state/logs/ocpmd.log" 2>/dev/null | sed 's/^/#   /'
+        else
+            rm -rf "$TDIR"
+        fi
+    fi
+}
+
+t_done() {
+    echo "1..$T_N"
+    t_cleanup
+    exit 0
+}
+
+# req METHOD PATH [BODY] [extra curl args...]: sets STATUS, BODY and HEADERS.
+req() {
+    local method=$1 path=$2 body=${3-}
+    shift 2
+    [ $# -gt 0 ] && shift
+    local args=(-s -X "$method" -o "$TDIR/body" -D "$TDIR/headers" -w '%{http_code}' --max-time 120)
+    if [ -n "$body" ]; then
+        printf '%s' "$body" >"$TDIR/req-body" # a file: bodies may be larger than an argument
+        args+=(-H 'Content-Type: application/json' --data-binary "@$TDIR/req-body")
+    fi
+    # REQ_AUTH (e.g. "-u carol:pw") is a default login; a later -u in the arguments wins.
+    # shellcheck disable=SC2086
+    STATUS=$(curl "${args[@]}" ${REQ_AUTH:-} "$@" "$BASE$path")
+    BODY=$(cat "$TDIR/body")
+    HEADERS=$(cat "$TDIR/headers")
+}
+# j FILTER: jq -r on the last BODY.
+j() { printf '%s' "$BODY" | jq -r "$1" 2>/dev/null; }
+# sql QUERY: read the manager's database (read-only, as an operator would).
+sql() { sqlite3 -readonly "$DB" "$1"; }

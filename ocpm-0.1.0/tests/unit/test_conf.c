@@ -1,0 +1,118 @@
+/* conf: defaults, the file, the environment, every kind of bad value. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+
+static void test_defaults_serve_64(void **state)
+{
+    (void)state;
+    conf_t c;
+    char err[512];
+    conf_defaults(&c);
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_true(c.responders * c.responder_threads >= 64);
+    assert_int_equal(c.mode, MODE_AUTO);
+    assert_int_equal(c.run_timeout_ms, 600000);
+    assert_true(c.store_prompts);
+    assert_non_null(strstr(c.db_path, "/ocpm.db"));
+    assert_non_null(strstr(c.pass_env, "*_API_KEY"));
+}
+
+static void test_units(void **state)
+{
+    (void)state;
+    long v;
+    assert_int_equal(conf_parse_duration_ms("500ms", &v), 0);
+    assert_int_equal(v, 500);
+    assert_int_equal(conf_parse_duration_ms("30s", &v), 0);
+    assert_int_equal(v, 30000);
+    assert_int_equal(conf_parse_duration_ms("5m", &v), 0);
+    assert_int_equal(v, 300000);
+    assert_int_equal(conf_parse_duration_ms("12", &v), 0);
+    assert_int_equal(v, 12000);
+    assert_int_equal(conf_parse_duration_ms("-1s", &v), -1);
+    assert_int_equal(conf_parse_duration_ms("1 s", &v), -1);
+    assert_int_equal(conf_parse_duration_ms("1x", &v), -1);
+    assert_int_equal(conf_parse_size("64k", &v), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(conf_parse_size("1m", &v), 0);
+    assert_int_equal(v, 1 << 20);
+    assert_int_equal(conf_parse_size("99999999999999999999", &v), -1);
+}
+
+static void test_bad_values_name_key_and_value(void **state)
+{
+    (void)state;
+    conf_t c;
+    char err[512];
+    conf_defaults(&c);
+    assert_int_equal(conf_set(&c, "responders", "0", err, sizeof err), -1);
+    assert_non_null(strstr(err, "responders"));
+    assert_non_null(strstr(err, "\"0\""));
+    assert_int_equal(conf_set(&c, "mode", "daemon", err, sizeof err), -1);
+    assert_non_null(strstr(err, "auto, per-session or server"));
+    assert_int_equal(conf_set(&c, "run_timeout", "soon", err, sizeof err), -1);
+    assert_int_equal(conf_set(&c, "store_prompts", "maybe", err, sizeof err), -1);
+    assert_int_equal(conf_set(&c, "responder_threads", "4k", err, sizeof err), -1);
+    assert_int_equal(conf_set(&c, "no_such_key", "1", err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown key"));
+    assert_int_equal(conf_set(&c, "max_message_bytes", "2m", err, sizeof err), 0);
+    assert_int_equal(conf_finish(&c, err, sizeof err), -1); /* larger than max_body_bytes */
+}
+
+static void test_file_and_env(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ocpm-conf-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "# comment\n\nstate_dir = /tmp/x\nresponders=2\n  run_timeout = 90s  \nmode = \"per-session\"\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    conf_t c;
+    char err[512];
+    conf_defaults(&c);
+    assert_int_equal(conf_load_file(&c, path, err, sizeof err), 0);
+    assert_string_equal(c.state_dir, "/tmp/x");
+    assert_int_equal(c.responders, 2);
+    assert_int_equal(c.run_timeout_ms, 90000);
+    assert_int_equal(c.mode, MODE_PER_SESSION);
+    setenv("OCPM_RESPONDERS", "3", 1);
+    assert_int_equal(conf_load_env(&c, err, sizeof err), 0);
+    assert_int_equal(c.responders, 3);
+    setenv("OCPM_RESPONDERS", "lots", 1);
+    assert_int_equal(conf_load_env(&c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "OCPM_RESPONDERS"));
+    unsetenv("OCPM_RESPONDERS");
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_string_equal(c.db_path, "/tmp/x/ocpm.db");
+    /* A bad line names file and line. */
+    FILE *f = fopen(path, "w");
+    fputs("responders = 2\nthis line is wrong\n", f);
+    fclose(f);
+    conf_defaults(&c);
+    assert_int_equal(conf_load_file(&c, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":2:"));
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_serve_64),
+        cmocka_unit_test(test_units),
+        cmocka_unit_test(test_bad_values_name_key_and_value),
+        cmocka_unit_test(test_file_and_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
