@@ -157,8 +157,11 @@ OCPMD=$MANAGER stack_start_ocpmd || { echo "Bail out! the unprivileged ocpmd did
 req POST /api/sessions/s2/messages '{"text":"unprivileged"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "an unprivileged manager serves messages"
 BEFORE=$(sql "select count(*) from executions")
-chmod 0555 "$STACK_DIR"
+# The manager paused meanwhile, so that it cannot restore the file between the two steps.
+kill -STOP "$STACK_OCPMD_PID"
 rm -f "$DB"
+chmod 0555 "$STACK_DIR"
+kill -CONT "$STACK_OCPMD_PID"
 check "it cannot restore the file in a read-only directory, and says so" wait_until 10 grep -q 'cannot restore it yet' "$LOG"
 req POST /api/sessions/s2/messages '{"text":"while the directory is read-only"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "it keeps answering (the open file takes the writes)"
