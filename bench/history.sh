@@ -3,15 +3,10 @@
 # against nginx serving a static file of the same size, in one run. Prints; asserts nothing.
 #   BENCH_ROWS=1000000 BENCH_WRK_SECONDS=10 bench/history.sh
 set -eu
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-export OCPMD=${OCPMD:-$SRC/ocpmd}
+. "$(dirname "$0")/lib.sh"
 OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
-OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
 ROWS=${BENCH_ROWS:-1000000}
 SECS=${BENCH_WRK_SECONDS:-10}
-DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
-chmod 0755 "$DIR"
-stack_init "$DIR/state"
 export OCPM_OPENCODE_BIN="$SRC/tests/fakes/fake_opencode.py" OCPM_LOG_LEVEL=warn OCPM_MODE=per-session
 trap 'stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
@@ -38,7 +33,7 @@ gen=$(( ($(date +%s%N) - t0) / 1000000 ))
 STATIC_SIZE_FILE="$DIR/state/nginx/static-probe.json"
 export STACK_NGINX_EXTRA="location = /static-probe.json { alias $STATIC_SIZE_FILE; default_type application/json; }"
 stack_start_ocpmd
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 stack_start_nginx "$PORT"
 B="http://127.0.0.1:$PORT"
 echo "ocpm benchmark: $ROWS executions in 1,000 sessions (generated in ${gen} ms), $(nproc) cores"

@@ -18,22 +18,10 @@ import sys
 import threading
 import time
 
+from benchlib import pct, proc_stats
+
 port, dport, dpw, mpid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 nsess, nmsg, wsdir = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))] if xs else float("nan")
-
-
-def proc_stats(pid):
-    rss = 0
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-    return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
 def call(conn, method, path, body, headers):

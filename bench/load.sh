@@ -5,23 +5,18 @@
 # The pool is sized for the clients (4 responders x 64 threads: 248 messages at once) and the
 # server takes server_max_inflight (8) prompts at a time, as in production.
 set -eu
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-export OCPMD=${OCPMD:-$SRC/ocpmd}
-OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
-DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
-chmod 0755 "$DIR"
-stack_init "$DIR/state"
+. "$(dirname "$0")/lib.sh"
 FAKE="$SRC/tests/fakes/fake_opencode.py"
 export OCPM_OPENCODE_BIN=$FAKE OCPM_LOG_LEVEL=warn OCPM_MODE=server OCPM_RESPONDERS=4 OCPM_RESPONDER_THREADS=64
 export OCPM_MAX_CONCURRENT_RUNS=256 OCPM_RUN_TIMEOUT=10m
 DPW=bench-$RANDOM$RANDOM
-DPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+DPORT=$(free_port)
 (cd "$DIR" && OPENCODE_SERVER_PASSWORD=$DPW XDG_DATA_HOME="$DIR/direct-data" \
     exec python3 "$FAKE" serve --hostname 127.0.0.1 --port "$DPORT" >"$DIR/direct.log" 2>&1) &
 DIRECT=$!
 trap 'kill $DIRECT 2>/dev/null; stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 stack_start_nginx "$PORT"
 wait_until 10 curl -s -o /dev/null -u "opencode:$DPW" "http://127.0.0.1:$DPORT/global/health"
 python3 "$SRC/bench/load.py" "$PORT" "$DPORT" "$DPW" "$STACK_OCPMD_PID" "${BENCH_SESSIONS:-200}" \

@@ -16,19 +16,7 @@ import subprocess
 import sys
 import time
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
-    return xs[k]
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from benchlib import pct, rss_kb
 
 
 CONN = {}

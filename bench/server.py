@@ -16,10 +16,7 @@ import sys
 import threading
 import time
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))]
+from benchlib import pct, rss_kb
 
 
 class Client:
@@ -45,10 +42,7 @@ def opencode_rss_kb(binary):
             with open("/proc/%s/cmdline" % pid, "rb") as f:
                 if not f.read().split(b"\0")[0].decode(errors="replace").startswith(binary):
                     continue
-            with open("/proc/%s/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+            total += rss_kb(pid)
         except OSError:
             pass
     return total

@@ -2,13 +2,8 @@
 # Server mode against per-session mode with the real opencode and the offline model, through nginx,
 # in one run (see bench/server.py). Prints; asserts nothing. Takes a few minutes.
 set -eu
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-export OCPMD=${OCPMD:-$SRC/ocpmd}
-REAL=$("$SRC/scripts/opencode-bin") || { echo "bench: no opencode (run scripts/setup)" >&2; exit 1; }
-OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
-DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
-chmod 0755 "$DIR"
-stack_init "$DIR/state"
+REAL=$("$(dirname "$0")/../scripts/opencode-bin") || { echo "bench: no opencode (run scripts/setup)" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 # No recycling by RSS here: the direct comparison must talk to the same server throughout.
 export OCPM_OPENCODE_BIN="$REAL" OCPM_LOG_LEVEL=warn OCPM_MAX_CONCURRENT_RUNS=64 OCPM_RUN_TIMEOUT=600s
 export OCPM_SERVER_MAX_RSS=${OCPM_SERVER_MAX_RSS:-0}
@@ -18,7 +13,7 @@ KEEP=${BENCH_LOG_DIR:-/tmp}/ocpm-bench-server-logs.$$
 trap 'mkdir -p "$KEEP"; cp -r "$DIR/state/logs/." "$KEEP/" 2>/dev/null; echo "logs kept in $KEEP"; stack_stop || :; rm -rf "$DIR"' EXIT
 unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
 stack_start_model
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 echo "ocpm benchmark: $(nproc) cores, opencode $("$REAL" --version), offline model"
 OCPM_MODE=server stack_start_ocpmd
 stack_start_nginx "$PORT"

@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from benchlib import proc_stats
+
 port, mpid, seconds, nclients = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 counts, lock, stop = {}, threading.Lock(), threading.Event()
 
@@ -23,15 +25,6 @@ counts, lock, stop = {}, threading.Lock(), threading.Event()
 def note(k):
     with lock:
         counts[k] = counts.get(k, 0) + 1
-
-
-def stats(pid):
-    rss = 0
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-    return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
 def responders():
@@ -45,7 +38,7 @@ def responders():
                 with open("/proc/%s/cmdline" % p, "rb") as f:
                     if b"--responder" not in f.read():
                         continue
-                r, n = stats(int(p))
+                r, n = proc_stats(int(p))
                 rss, fds = rss + r, fds + n
             except (OSError, ValueError, IndexError):
                 pass
@@ -120,7 +113,7 @@ def heap_kb():
 
 
 def sample():
-    r, f = stats(mpid)
+    r, f = proc_stats(mpid)
     rr, rf = responders()
     with lock:
         total = sum(v for k, v in counts.items() if not k.startswith(("client", "dropped")))

@@ -3,17 +3,12 @@
 # and ocpmd in server mode with the fake `opencode serve` (bench/soak.py), sampling the manager's
 # RSS and open fds every minute. Prints; asserts nothing.
 set -eu
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-export OCPMD=${OCPMD:-$SRC/ocpmd}
-OCPM_STACK_LIB=1 . "$SRC/scripts/stack"
-DIR=$(mktemp -d /tmp/ocpm-bench-XXXXXX)
-chmod 0755 "$DIR"
-stack_init "$DIR/state"
+. "$(dirname "$0")/lib.sh"
 export OCPM_OPENCODE_BIN=$SRC/tests/fakes/fake_opencode.py OCPM_LOG_LEVEL=warn OCPM_MODE=server
 export OCPM_KILL_GRACE=1s OCPM_INSTANCE_IDLE_TIMEOUT=5s
 trap 'stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 stack_start_nginx "$PORT"
 python3 "$SRC/bench/soak.py" "$PORT" "$STACK_OCPMD_PID" "${BENCH_SOAK_SECONDS:-600}" "${BENCH_SOAK_CLIENTS:-8}"
 echo "failures by error:"

@@ -30,8 +30,6 @@ void dbq_note_failure(const char *what);
  * with the cause appended; error.reason is busy, full, read-only or io; busy gets Retry-After.
  * Notes the failure. Returns ctl_error's result. */
 int dbq_reply_error(ctl_conn_t *c, const char *what);
-/* One pass now: restore a removed file, then write what is pending. Returns how many remain. */
-size_t dbq_flush(void);
 /* {"ok", "pendingWrites", "writeFailures", "lastError", "lastErrorAt"} for the status endpoint. */
 json_object *dbq_status_json(void);
 size_t dbq_pending(void);

@@ -29,6 +29,7 @@ static unsigned long long nfailures;
 static char last_error[300];
 static double last_error_at, last_logged;
 static double recovered_at; /* the last restore, or the last pending write stored */
+static int file_in_place = 1; /* as the last tick saw it: status must not stat the file per request */
 
 /* The string fields of db_exec_t, for copying and freeing them together. */
 #define DBQ_STRS(r) {&(r)->session_id, &(r)->owner, &(r)->mode, &(r)->status, &(r)->argv_json, &(r)->model, \
@@ -120,13 +121,12 @@ void dbq_exec_final(const db_exec_t *rec)
     }
     it->kind = DBQ_EXEC;
     it->rec = *rec;
+    it->rec.answer = NULL; /* copied by length below: it may hold NULs */
     const char **strs[] = DBQ_STRS(&it->rec);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (*strs[i])
             *strs[i] = strdup(*strs[i]);
-    /* The answer may hold NULs up to answer_len: copy it by length. */
     if (rec->answer) {
-        free((char *)it->rec.answer);
         char *a = malloc(rec->answer_len + 1);
         if (a) {
             memcpy(a, rec->answer, rec->answer_len);
@@ -169,7 +169,9 @@ static int dbq_write(const dbq_item_t *it)
 static void dbq_watch(void)
 {
     double now = mgr_now();
-    switch (db_moved(qm->db)) {
+    db_moved_t where = db_moved(qm->db);
+    file_in_place = where == DB_IN_PLACE;
+    switch (where) {
     case DB_IN_PLACE:
         return;
     case DB_REPLACED:
@@ -190,6 +192,7 @@ static void dbq_watch(void)
         mgr_event(qm, "database_restored", qm->conf->db_path);
         last_logged = 0;
         recovered_at = now;
+        file_in_place = 1;
         return;
     }
     nfailures++;
@@ -202,7 +205,8 @@ static void dbq_watch(void)
     }
 }
 
-size_t dbq_flush(void)
+/* One pass: restore a removed file, then write what is pending. Returns how many remain. */
+static size_t dbq_flush(void)
 {
     if (!qm)
         return npending;
@@ -256,7 +260,7 @@ json_object *dbq_status_json(void)
     json_object *o = json_object_new_object();
     /* Not ok while records wait, the file is not in place, or a write failed in the last two
      * seconds and nothing has recovered since. */
-    int ok = npending == 0 && (qm == NULL || db_moved(qm->db) == DB_IN_PLACE) &&
+    int ok = npending == 0 && file_in_place &&
              (last_error_at <= recovered_at || mgr_now() - last_error_at > DBQ_TICK_MS * 2 / 1000.0);
     json_object_object_add(o, "ok", json_object_new_boolean(ok));
     json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)npending));

@@ -49,13 +49,12 @@ void inflight_detach(void)
     nslot = 0;
 }
 
-static long inflight_sum(size_t field)
+/* The pool's total of all requests, or of messages only. */
+static long inflight_sum(int messages)
 {
     long n = 0;
-    for (int i = 0; i < nslot; i++) {
-        atomic_long *a = field == 0 ? &page[i].all : &page[i].messages;
-        n += atomic_load(a);
-    }
+    for (int i = 0; i < nslot; i++)
+        n += atomic_load(messages ? &page[i].messages : &page[i].all);
     return n;
 }
 

@@ -10,16 +10,6 @@ t_start
 
 server() { curl -s "$BASE/api/opencode/status" | jq -r ".server.$1"; }
 state_is() { [ "$(server state)" = "$1" ]; }
-# bg_message SESSION TEXT: a synchronous message in the background; status and body in $TDIR/bg.*
-bg_message() {
-    curl -s --max-time 60 -H 'Content-Type: application/json' -X POST --data-binary "{\"text\":\"$2\"}" \
-        -o "$TDIR/bg.body" -w '%{http_code} %{time_total}' "$BASE/api/sessions/$1/messages" >"$TDIR/bg.status" &
-    BG=$!
-}
-running_id() {
-    wait_until 10 sh -c "[ -n \"\$(sqlite3 -readonly '$DB' \"select id from executions where session_id='$1' and status='running'\")\" ]" &&
-        sql "select id from executions where session_id='$1' and status='running'"
-}
 # Processes of this test stopped (state T) or left as zombies.
 stopped_or_zombie() { for p in $(t_leftovers); do ps -o stat= -p "$p"; done | grep -c '^[TZ]'; }
 
@@ -33,11 +23,9 @@ bg_message k "[[hang]] killed under me"
 KID=$(running_id k)
 like "$KID" '^[0-9]+$' "the message is in flight"
 kill -9 "$P1"
-wait "$BG"
-read -r code secs <"$TDIR/bg.status"
-is "$code" 502 "the client of the killed server gets 502"
-echo "# answered ${secs}s after the request (the kill came once it was running)"
-BODY=$(cat "$TDIR/bg.body")
+bg_wait
+is "$STATUS" 502 "the client of the killed server gets 502"
+echo "# answered ${SECS}s after the request (the kill came once it was running)"
 like "$(j .execution.error)" 'server (exited|request failed)' "with a clear error"
 is "$(sql "select status from executions where id=$KID")" failed "the row says failed"
 like "$(sql "select error from executions where id=$KID")" 'server' "with the error stored"
@@ -53,11 +41,9 @@ P2=$(server pid)
 bg_message k "[[hang]] stopped under me"
 SID=$(running_id k)
 kill -STOP "$P2"
-wait "$BG"
-read -r code secs <"$TDIR/bg.status"
-is "$code" 502 "the client of the stopped server gets 502"
-echo "# answered ${secs}s after the request"
-BODY=$(cat "$TDIR/bg.body")
+bg_wait
+is "$STATUS" 502 "the client of the stopped server gets 502"
+echo "# answered ${SECS}s after the request"
 like "$(j .execution.error)" 'health|server' "with a clear error"
 is "$(sql "select status from executions where id=$SID")" failed "the row says failed"
 check "the health check noticed" grep -q 'health check failed' "$LOG"
@@ -79,7 +65,7 @@ OLDR=$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')
 pkill -9 -f -- "[-]-responder .*$TDIR"
 wait "$CURL"
 check "the client's stream is cut, without done" sh -c "! grep -q '^event: done' '$TDIR/killed.sse'"
-check "the run goes on and is recorded" wait_until 20 sh -c "[ \"\$(sqlite3 -readonly '$DB' 'select status from executions where id=$RKID')\" = succeeded ]"
+check "the run goes on and is recorded" wait_until 20 sql_is "select status from executions where id=$RKID" succeeded
 respawned() { [ "$(pgrep -f -- "[-]-responder .*$TDIR" | wc -l)" -ge 4 ] && [ "$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')" != "$OLDR" ]; }
 check "every responder is respawned" wait_until 15 respawned
 check "activeStreams returns to 0" wait_until 10 sh -c "curl -s $BASE/api/opencode/status | jq -e '.activeStreams == 0'"

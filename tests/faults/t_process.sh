@@ -65,7 +65,7 @@ curl -sN --max-time 1 -H 'Accept: text/event-stream' -X POST --data-binary '{"te
     "$BASE/api/sessions/d/messages" >/dev/null 2>&1
 req GET '/api/executions?session=d'
 DID=$(j '.executions[0].id')
-check "the run goes on without its client" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$DID\")\" = succeeded ]"
+check "the run goes on without its client" wait_until 10 sql_is "select status from executions where id=$DID" succeeded
 check "activeStreams returns to 0" wait_until 10 sh -c "curl -s $BASE/api/opencode/status | jq -e '.activeStreams == 0'"
 
 # --- SIGHUP reopens the log file ---------------------------------------------------------
@@ -92,7 +92,7 @@ stack_start_ocpmd
 req POST /api/sessions '{"id":"g"}'
 curl -s -X POST --data-binary '{"text":"finish me [[delay=1200]]"}' "$BASE/api/sessions/g/messages" >"$TDIR/g1" &
 C1=$!
-check "the run starts" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select count(*) from executions where session_id='g' and status='running'\")\" = 1 ]"
+check "the run starts" wait_until 10 sql_is "select count(*) from executions where session_id='g' and status='running'" 1
 req POST /api/sessions/g/messages '{"text":"never started"}' -H 'Prefer: respond-async'
 kill -TERM "$STACK_OCPMD_PID"
 wait "$STACK_OCPMD_PID"
@@ -110,7 +110,7 @@ export OCPM_SHUTDOWN_TIMEOUT=500ms
 stack_start_ocpmd
 req POST /api/sessions/g/messages '{"text":"[[hang]]"}' -H 'Prefer: respond-async'
 HID=$(j .execution_id)
-check "the hanging run starts" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$HID\")\" = running ]"
+check "the hanging run starts" wait_until 10 sql_is "select status from executions where id=$HID" running
 HPID=$(sql "select pid from executions where id=$HID")
 kill -TERM "$STACK_OCPMD_PID"
 wait "$STACK_OCPMD_PID"
@@ -126,7 +126,7 @@ req POST /api/sessions/k/messages '{"text":"first"}'
 KSID=$(j .execution.opencode_session_id)
 req POST /api/sessions/k/messages '{"text":"[[hang]]"}' -H 'Prefer: respond-async'
 KID=$(j .execution_id)
-check "the run starts" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$KID\")\" = running ]"
+check "the run starts" wait_until 10 sql_is "select status from executions where id=$KID" running
 KPID=$(sql "select pid from executions where id=$KID")
 kill -9 "$STACK_OCPMD_PID"
 wait "$STACK_OCPMD_PID" 2>/dev/null

@@ -12,17 +12,6 @@ MPID=$STACK_OCPMD_PID
 
 # row_status ID: the stored status of an execution.
 row_status() { sql "select status from executions where id=$1"; }
-# bg_message SESSION TEXT OUT: a synchronous message in the background; its body goes to OUT.
-bg_message() {
-    curl -s --max-time 60 -H 'Content-Type: application/json' -X POST --data-binary "{\"text\":\"$2\"}" \
-        -o "$3" "$BASE/api/sessions/$1/messages" &
-    BG=$!
-}
-# running_id SESSION: the id of the session's execution that is running now (waits for it).
-running_id() {
-    wait_until 10 sh -c "[ -n \"\$(sqlite3 -readonly '$DB' \"select id from executions where session_id='$1' and status='running'\")\" ]" &&
-        sql "select id from executions where session_id='$1' and status='running'"
-}
 # hold MODE: an operator's transaction on the database until release is called.
 hold() {
     rm -f "$TDIR/held" "$TDIR/release"
@@ -46,7 +35,7 @@ release
 
 # --- an operator's long write transaction -----------------------------------------------------
 BEFORE=$(sql "select count(*) from executions")
-bg_message s1 "[[delay=1500]] finishes while the database is locked" "$TDIR/bg1.json"
+bg_message s1 "[[delay=1500]] finishes while the database is locked"
 RID=$(running_id s1)
 like "$RID" '^[0-9]+$' "a run is in flight when the operator takes the write lock"
 hold write
@@ -60,8 +49,7 @@ req POST /api/sessions/s2/messages '{"text":"refused while locked"}'
 is "$STATUS" 503 "a message is refused while the database is locked (it could not be recorded)"
 like "$(j .error.message)" "nothing was run" "and the client is told nothing ran"
 check "and opencode was not started for it" sh -c "! grep -q 'refused while locked' '$TDIR/fake.jsonl'"
-wait "$BG"
-BODY=$(cat "$TDIR/bg1.json")
+bg_wait
 is "$(j .execution.status)/$(j .execution.stored)" "succeeded/false" \
     "the in-flight run still answers its client, marked not yet stored"
 like "$(j .text)" "finishes while the database is locked" "with its answer"
@@ -70,7 +58,7 @@ is "$(status_db ok)" false "and database.ok false"
 like "$(curl -s "$BASE/metrics")" 'ocpm_db_pending_writes 1' "metrics show it too"
 is "$(row_status "$RID")" running "the row still says running while the lock is held"
 release
-check "once the lock is released the record is written" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' 'select status from executions where id=$RID')\" = succeeded ]"
+check "once the lock is released the record is written" wait_until 10 sql_is "select status from executions where id=$RID" succeeded
 check "the retry is logged" grep -q "execution record stored after retry.*executionId=$RID" "$LOG"
 is "$(status_db pendingWrites)" 0 "nothing is pending afterwards"
 is "$(sql "select count(*) from executions")" "$((BEFORE + 1))" "exactly the in-flight execution was added"
@@ -82,7 +70,7 @@ is "$STATUS" 200 "and messages succeed again"
 
 # --- the disk full under the database (RLIMIT_FSIZE on the running manager) ---------------
 BEFORE=$(sql "select count(*) from executions")
-bg_message s3 "[[delay=1500]] finishes on a full disk" "$TDIR/bg2.json"
+bg_message s3 "[[delay=1500]] finishes on a full disk"
 FID=$(running_id s3)
 like "$FID" '^[0-9]+$' "a run is in flight when the disk fills"
 prlimit --pid "$MPID" --fsize=1:
@@ -90,15 +78,14 @@ req POST /api/sessions '{"id":"full1"}'
 is "$STATUS/$(j .error.reason)" "503/full" "a new session on a full disk: 503, reason full"
 req POST /api/sessions/s2/messages '{"text":"refused on a full disk"}'
 is "$STATUS/$(j .error.code)" "503/storage_unavailable" "a message on a full disk is refused"
-wait "$BG"
-BODY=$(cat "$TDIR/bg2.json")
+bg_wait
 is "$(j .execution.status)/$(j .execution.stored)" "succeeded/false" "the in-flight run answers its client"
 req GET /api/opencode/status
 is "$STATUS" 200 "the manager keeps answering on a full disk"
 is "$(j .ocpm.database.pendingWrites)" 1 "and keeps the unwritten record"
 check "the manager survived (no SIGXFSZ death)" kill -0 "$MPID"
 prlimit --pid "$MPID" --fsize=unlimited:
-check "with space back the record is written" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' 'select status from executions where id=$FID')\" = succeeded ]"
+check "with space back the record is written" wait_until 10 sql_is "select status from executions where id=$FID" succeeded
 is "$(sql "select count(*) from executions")" "$((BEFORE + 1))" "no committed row was lost"
 is "$(sql 'pragma integrity_check')" ok "the database passes integrity_check"
 req POST /api/sessions/s2/messages '{"text":"after the disk filled"}'
@@ -119,7 +106,7 @@ is "$STATUS" 200 "a message after the restore succeeds"
 is "$(row_status "$(j .execution.id)")" succeeded "and lands in the file at the path"
 BEFORE=$((BEFORE + 1))
 rm -f "$DB" "$DB-wal" "$DB-shm"
-check "removed with its -wal and -shm, it is restored too" wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$DB' 'select count(*) from executions' 2>/dev/null)\" = $BEFORE ]"
+check "removed with its -wal and -shm, it is restored too" wait_until 10 sql_is "select count(*) from executions" $BEFORE
 is "$(sql "select count(*) from manager_events where kind='database_restored'")" 2 "both restores are in manager_events"
 req POST /api/sessions/s2/messages '{"text":"after the second removal"}'
 is "$STATUS" 200 "and the manager goes on"

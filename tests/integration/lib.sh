@@ -32,8 +32,6 @@ is() { if [ "$1" = "$2" ]; then ok "$3"; else not_ok "$3" "got:  $1" "want: $2";
 # like GOT REGEX DESC
 like() { if [[ "$1" =~ $2 ]]; then ok "$3"; else not_ok "$3" "got:  ${1:0:400}" "want: /$2/"; fi; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # t_real_opencode: for the end-to-end tests. Sets REAL to the real opencode binary, or skips the
 # whole test; points opencode at the offline model; and holds a lock so that only one
 # real-opencode test runs at a time (eight `opencode run` processes beside a server on two cores
@@ -112,7 +110,26 @@ req() {
     BODY=$(cat "$TDIR/body")
     HEADERS=$(cat "$TDIR/headers")
 }
+# bg_message SESSION TEXT: a synchronous message in the background (BG is its pid). bg_wait waits
+# for it and sets STATUS, SECS (its time) and BODY from its answer.
+bg_message() {
+    curl -s --max-time 60 -H 'Content-Type: application/json' -X POST --data-binary "{\"text\":\"$2\"}" \
+        -o "$TDIR/bg.body" -w '%{http_code} %{time_total}' "$BASE/api/sessions/$1/messages" >"$TDIR/bg.status" &
+    BG=$!
+}
+bg_wait() {
+    wait "$BG"
+    read -r STATUS SECS <"$TDIR/bg.status"
+    BODY=$(cat "$TDIR/bg.body")
+}
+# running_id SESSION: the id of the session's execution that is running now (waits for it).
+running_id() {
+    local q="select count(*) from executions where session_id='$1' and status='running'"
+    wait_until 10 sql_is "$q" 1 && sql "select id from executions where session_id='$1' and status='running'"
+}
 # j FILTER: jq -r on the last BODY.
 j() { printf '%s' "$BODY" | jq -r "$1" 2>/dev/null; }
 # sql QUERY: read the manager's database (read-only, as an operator would).
 sql() { sqlite3 -readonly "$DB" "$1"; }
+# sql_is QUERY WANT: does the query answer exactly WANT now? (for wait_until)
+sql_is() { [ "$(sql "$1")" = "$2" ]; }

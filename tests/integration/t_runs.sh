@@ -128,7 +128,7 @@ req POST /api/sessions/ab/messages '{"text":"[[delay=2500]]"}' -H 'Prefer: respo
 AB1=$(j .execution_id)
 req POST /api/sessions/ab/messages '{"text":"queued behind"}' -H 'Prefer: respond-async'
 AB2=$(j .execution_id)
-check "the first run starts" wait_until 5 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$AB1\")\" = running ]"
+check "the first run starts" wait_until 5 sql_is "select status from executions where id=$AB1" running
 req POST /api/sessions/ab/abort ''
 is "$STATUS" 200 "abort answers 200"
 is "$(j .aborted)" 2 "abort counts the running and the queued message"
@@ -156,7 +156,7 @@ check "its orphan was killed with the process group" wait_until 5 sh -c "! pgrep
 mk del
 req POST /api/sessions/del/messages '{"text":"[[hang]]"}' -H 'Prefer: respond-async'
 DID=$(j .execution_id)
-check "the run starts" wait_until 5 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$DID\")\" = running ]"
+check "the run starts" wait_until 5 sql_is "select status from executions where id=$DID" running
 req DELETE /api/sessions/del ''
 is "$STATUS" 200 "delete while running"
 check "delete aborts its work" wait_until 5 finished "$DID"

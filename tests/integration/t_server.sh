@@ -87,7 +87,7 @@ req POST /api/sessions/ab/messages '{"text":"[[hang]]"}' -H 'Prefer: respond-asy
 AB1=$(j .execution_id)
 req POST /api/sessions/ab/messages '{"text":"behind"}' -H 'Prefer: respond-async'
 AB2=$(j .execution_id)
-check "the hanging prompt runs" wait_until 5 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select status from executions where id=$AB1\")\" = running ]"
+check "the hanging prompt runs" wait_until 5 sql_is "select status from executions where id=$AB1" running
 req POST /api/sessions/ab/abort ''
 is "$(j .aborted)" 2 "abort counts both"
 check "abort ends the prompt" wait_until 5 finished "$AB1"
@@ -118,7 +118,7 @@ req POST /api/sessions/cr2/messages '{"text":"[[delay=600]] outage one"}' -H 'Pr
 F1=$(j .execution_id)
 req POST /api/sessions/cr3/messages '{"text":"[[delay=600]] outage two"}' -H 'Prefer: respond-async'
 F2=$(j .execution_id)
-check "both outage messages finish" wait_until 15 sh -c "[ \"\$(sqlite3 -readonly '$DB' \"select count(*) from executions where id in ($F1,$F2) and status='succeeded'\")\" = 2 ]"
+check "both outage messages finish" wait_until 15 sql_is "select count(*) from executions where id in ($F1,$F2) and status='succeeded'" 2
 is "$(sql "select group_concat(mode) from executions where id in ($F1,$F2)")" "per-session,per-session" "both ran per message"
 is "$(sql "select (select started_at from executions where id=$F2) >= (select finished_at from executions where id=$F1)")" 1 \
     "one after the other (fallback_max_runs = 1)"
