@@ -107,8 +107,8 @@ def heap_kb():
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("GET", "/api/opencode/status")
         o = json.loads(c.getresponse().read())["ocpm"]
-        return o["heapInUseBytes"] // 1024, o["database"]["sqliteMemoryBytes"] // 1024
-    except (OSError, ValueError, KeyError):
+        return (o["heapInUseBytes"] or 0) // 1024, o["database"]["sqliteMemoryBytes"] // 1024
+    except (OSError, ValueError, KeyError, TypeError):
         return -1, -1
 
 

@@ -86,9 +86,10 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
     json_object_object_add(x, "responders", pool_status_json());
     json_object_object_add(x, "database", dbq_status_json());
-    /* Heap in use as malloc sees it (RSS also holds what malloc keeps for reuse). */
+    /* Heap in use as glibc's malloc sees it (RSS also holds what malloc keeps for reuse); null where
+     * another allocator answers (AddressSanitizer's reports 0). */
     struct mallinfo2 mi = mallinfo2();
-    json_object_object_add(x, "heapInUseBytes", json_object_new_int64((int64_t)mi.uordblks));
+    json_object_object_add(x, "heapInUseBytes", mi.uordblks ? json_object_new_int64((int64_t)mi.uordblks) : NULL);
     json_object_object_add(o, "ocpm", x);
     return o;
 }
