@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .body = body,
         .body_len = blen,
     };
-    req_limits_t lim = {.max_body_bytes = 4096, .max_message_bytes = 1024, .workspace_root = "/srv/ws"};
+    req_limits_t lim = {.max_body_bytes = 4096, .max_message_bytes = 1024};
     req_err_t err;
     json_object *f = req_build(&in, &lim, &err);
     if (!f && (err.status < 400 || err.status > 499 || !err.code || !err.message[0]))

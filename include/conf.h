@@ -23,6 +23,14 @@ typedef struct conf {
     char log_file[PATH_MAX];
     char pass_env[1024];
     char log_level[16];
+    /* the agent (every opencode process): who it runs as, where its files live, its sandbox */
+    char agent_user[64];   /* "" = automatic (see conf.c), "self" = ocpmd's own user */
+    char agent_group[64];  /* "" = the agent user's primary group */
+    char agent_home[PATH_MAX];
+    char agent_read_paths[1024];
+    char agent_write_paths[1024];
+    int agent_sandbox;
+    char fcgi_socket_group[64];
     int mode;
     long responders;
     long responder_threads;
@@ -55,7 +63,23 @@ typedef struct conf {
     long server_max_rss;
     long server_max_inflight;
     long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s;
+    /* bounds per user and overall */
+    long queue_max_bytes;
+    long user_queue_max_bytes;
+    long user_max_share;      /* percent of the run slots and of the pool's message capacity */
+    long user_max_sessions;
+    char git_bin[PATH_MAX];
+    /* Which of the paths conf_finish derived from state_dir (CONF_DERIVED_*): those, and only
+     * those, may be moved where the agent can reach them (agent.h). */
+    unsigned derived;
 } conf_t;
+
+#define CONF_DERIVED_WORKSPACE_ROOT 1u
+#define CONF_DERIVED_AGENT_HOME 2u
+
+/* What agent_user resolves to when it is left empty: the dedicated system user scripts/setup
+ * creates (used when ocpmd can switch users), else ocpmd's own user with a warning. */
+#define CONF_AGENT_USER_DEFAULT "ocpm-agent"
 
 /* Fill defaults. */
 void conf_defaults(conf_t *c);

@@ -48,6 +48,7 @@ typedef struct db_exec_filter {
     double since, until;    /* queued_at range, unix seconds; 0: open */
     long long before;       /* cursor: ids below this; 0: from the newest */
     long limit;
+    size_t max_bytes;       /* the page ends early once its rows would pass this as JSON; 0: no bound */
 } db_exec_filter_t;
 
 /* store_prompts: keep prompt/answer text (cut at text_limit bytes) or only
@@ -78,12 +79,12 @@ int db_mark_interrupted(db_t *db, double now, int *count);
 int db_event(db_t *db, double now, const char *kind, const char *detail);
 
 int db_session_insert(db_t *db, const db_session_t *s);
-int db_session_set_oc(db_t *db, const char *id, const char *oc_session_id);
-int db_session_delete(db_t *db, const char *id, double now);
+int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *oc_session_id);
+int db_session_delete(db_t *db, const char *owner, const char *id, double now);
 /* Calls fn for every session not deleted. */
 int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);
-/* Is the id taken by any session, deleted ones included? Returns 1, 0 or -1. */
-int db_session_exists(db_t *db, const char *id);
+/* Is the owner's id taken by any session of theirs, deleted ones included? Returns 1, 0 or -1. */
+int db_session_exists(db_t *db, const char *owner, const char *id);
 
 /* Insert a queued execution; sets e->id. */
 int db_exec_insert(db_t *db, db_exec_t *e);
@@ -93,7 +94,9 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished);
 /* The row as a JSON object (owner NULL: anyone's, for operators), or NULL (missing, another owner, or error:
  * db_errmsg tells which when it is an error). */
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner);
-json_object *db_exec_list(db_t *db, const db_exec_filter_t *f);
+/* A page of rows, newest first. *more (may be NULL) is set when more rows may follow: the page
+ * is full, or it ended early at max_bytes (it always holds one row at least). */
+json_object *db_exec_list(db_t *db, const db_exec_filter_t *f, int *more);
 
 /* Statistics of executions queued in [since, until): counts by status and mode, exact
  * p50/p95/p99 and mean of duration and queue wait, peak and mean RSS, tokens, cost, and the

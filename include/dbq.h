@@ -23,7 +23,7 @@ void dbq_init(mgr_t *m);
 /* Queue the final state of an execution (deep copy). */
 void dbq_exec_final(const db_exec_t *rec);
 /* Queue a session's opencode session id. */
-void dbq_session_oc(const char *session_id, const char *oc_session_id);
+void dbq_session_oc(const char *owner, const char *session_id, const char *oc_session_id);
 /* Note a failed write for the status page (what failed and when). */
 void dbq_note_failure(const char *what);
 /* Answer a request whose database call failed: 503 storage_unavailable, "what" as the message

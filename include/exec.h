@@ -2,9 +2,17 @@
  *
  * Messages wait in their session's FIFO; the scheduler starts the oldest
  * waiting message of each idle session while fewer than max_concurrent_runs
- * run. Each change is written to SQLite. Clients wait on an execution in one
- * of three ways: sync (one reply at the end), stream (SSE events as they
- * come, then "done"), or not at all (async: 202 at once). */
+ * run, and no user holds more than user_max_share of the slots. Before a
+ * message runs, its workspace is checked again (ws_check) and made its own
+ * project when it is not (project.h); a failed check fails the message and
+ * runs nothing. Each change is written to SQLite. Clients wait on an
+ * execution in one of three ways: sync (one reply at the end), stream (SSE
+ * events as they come, then "done"), or not at all (async: 202 at once).
+ *
+ * Bounds checked at submission (429 with Retry-After): bytes of messages
+ * waiting in memory, overall (queue_max_bytes) and per user
+ * (user_queue_max_bytes); messages of one user holding responder threads
+ * (sync and stream) beyond user_max_share of the pool's message capacity. */
 #ifndef OCPM_EXEC_H
 #define OCPM_EXEC_H
 
@@ -18,6 +26,11 @@ typedef enum { EXEC_WAIT_SYNC = 0, EXEC_WAIT_STREAM, EXEC_WAIT_ASYNC } exec_wait
 
 /* Queue a message on s and answer c according to how. text/model/agent are
  * copied. Returns 0, or -1 after answering c with the error. */
+/* The pool's capacity for messages (responders x threads less the reserve), for the per-user share. */
+void exec_set_message_capacity(long cap);
+/* An execution row as an ordinary user may see it: no argv, pid or stderr (operators' routes keep
+ * them), the unauthenticated owner as null. Modifies and returns o. */
+json_object *exec_public(json_object *o);
 int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const char *agent, ctl_conn_t *c,
                 exec_wait_t how);
 /* Start what can start: the oldest waiting message of each idle session, by the route the

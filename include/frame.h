@@ -11,7 +11,9 @@
 
 #include <json-c/json.h>
 
-#define FRAME_MAX (16u << 20)
+/* A history row (stored_text_limit <= 1 MiB of prompt and of answer, escaped up to 6 bytes a byte)
+ * and a message reply (the record and the answer) fit with room to spare. */
+#define FRAME_MAX (32u << 20)
 #define FRAME_HDR 4
 
 typedef enum { FRAME_OK = 0, FRAME_AGAIN = 1, FRAME_ERROR = -1 } frame_rc_t;

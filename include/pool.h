@@ -19,6 +19,8 @@ int pool_start(mgr_t *m, int listen_fd, char *err, size_t errlen);
 void pool_stop(mgr_t *m, void (*done)(mgr_t *m));
 json_object *pool_status_json(void);
 long pool_restarts(void);
+/* The pool's capacity for messages: responders x threads less the reserve kept for the rest. */
+long pool_message_capacity(void);
 /* Free what is left after the loop has ended. */
 void pool_free(void);
 

@@ -28,7 +28,17 @@ typedef struct proc_spec {
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
     /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
     long rlimit_as, rlimit_nofile, rlimit_cpu;
+    /* Run as this user and group (supplementary groups dropped) when uid >= 0; needs root or
+     * CAP_SETUID/CAP_SETGID. The parent-death signal is set after the switch (a change of
+     * credentials clears it). */
+    long uid, gid;
+    /* A Landlock ruleset to enter just before exec (sandbox.h), or -1. */
+    int sandbox_fd;
 } proc_spec_t;
+
+/* The defaults of the fields most spawns leave alone: no identity change, no sandbox. (The fds
+ * are always spelled out by the caller.) */
+#define PROC_SPEC_INIT .uid = -1, .gid = -1, .sandbox_fd = -1
 
 typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusage *ru);
 
@@ -49,10 +59,9 @@ int proc_kill_group(pid_t pgid, int sig);
 char **proc_env_filter(char *const *envp, const char *patterns);
 void proc_env_free(char **env);
 
-/* Run a command to completion, capturing up to outlen-1 bytes of stdout,
- * for start-up probes only (it blocks). Returns the exit status as from
- * waitpid, or -1 on spawn failure or timeout (the child is then killed). */
-int proc_run_capture(const char *file, char *const *argv, char *const *envp, int timeout_ms, char *out,
-                     size_t outlen);
+/* Run a command (spec: what to run, as whom; its stdout is captured) to completion, capturing up
+ * to outlen-1 bytes of stdout, for start-up probes only (it blocks). Returns the exit status as
+ * from waitpid, or -1 on spawn failure or timeout (the child is then killed). */
+int proc_run_capture(const proc_spec_t *spec, int timeout_ms, char *out, size_t outlen);
 
 #endif

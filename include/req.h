@@ -14,6 +14,7 @@
 typedef struct req_in {
     const char *method;
     const char *path;         /* DOCUMENT_URI: decoded and normalised by nginx */
+    const char *raw_uri;      /* REQUEST_URI as the client sent it, or NULL */
     const char *query;        /* QUERY_STRING, raw */
     const char *content_type; /* may be NULL */
     const char *accept;       /* may be NULL */
@@ -26,7 +27,6 @@ typedef struct req_in {
 typedef struct req_limits {
     long max_body_bytes;
     long max_message_bytes;
-    const char *workspace_root;
 } req_limits_t;
 
 typedef struct req_err {
@@ -36,8 +36,11 @@ typedef struct req_err {
     char allow[64];    /* for 405 */
 } req_err_t;
 
-/* The frame: {"op", "user", "id"?, "args"{...}, "stream"?, "async"?}.
- * Returns NULL and fills err when the request is refused. */
+/* The frame: {"op", "user", "id"?, "args"{...}, "stream"?, "async"?}. "user" is REMOTE_USER, or ""
+ * when nginx authenticated nobody (a name no user can have). A path must be spelled exactly as a
+ * route is: the client's own spelling (REQUEST_URI) must be the normalised one (no dot segments,
+ * no encoded characters, no doubled or trailing slash), so that nginx's locations and the route
+ * table can never disagree. Returns NULL and fills err when the request is refused. */
 json_object *req_build(const req_in_t *in, const req_limits_t *lim, req_err_t *err);
 
 /* Decode %XX and '+' in place; returns -1 on a bad escape or %00. */

@@ -16,7 +16,6 @@
 typedef struct responder_opts {
     int index;
     const char *control_socket;
-    const char *workspace_root;
     long threads, max_body_bytes, max_message_bytes, heartbeat_ms;
     int slots;                        /* responders in the pool (slots of the in-flight page on fd 3) */
     long capacity, message_capacity;  /* the pool's limits (inflight.h); 0: none */

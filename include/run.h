@@ -1,12 +1,14 @@
 /* run: one `opencode run` process for one message (per-session mode).
  *
- * Spawns, without a shell, in its own process group, with PDEATHSIG, stdin
- * on /dev/null and the allowlisted environment:
- *   opencode run --format json --dir WS [--session S] [--model M] [--agent A] -- TEXT
- * ("--" keeps a text that starts with '-' a message). Reads stdout as JSON
- * lines as they come and keeps a bounded tail of stderr. Finishes once the
- * process has exited and both pipes are drained (or a drain window passed:
- * grandchildren holding the pipes are killed with the group). */
+ * Spawns, without a shell, in its own process group, with PDEATHSIG, as the agent (agent.h: its
+ * user, environment and sandbox):
+ *   opencode run --format json --dir WS [--session S] [--model M] [--agent A]
+ * The message goes to its stdin, which opencode reads to the end: so it never appears in the
+ * process table (argv is world-readable in /proc), and the model receives it byte for byte (given
+ * as an argument, opencode wraps a message of several words in quotes). Reads stdout as JSON
+ * lines as they come and keeps a bounded tail of stderr. Finishes once the process has exited and
+ * both pipes are drained (or a drain window passed: grandchildren holding the pipes are killed
+ * with the group). */
 #ifndef OCPM_RUN_H
 #define OCPM_RUN_H
 
@@ -15,6 +17,7 @@
 
 #include <uv.h>
 
+#include "agent.h"
 #include "ocev.h"
 
 typedef struct run run_t;
@@ -23,7 +26,7 @@ typedef enum { RUN_STOP_ABORT = 1, RUN_STOP_TIMEOUT, RUN_STOP_SHUTDOWN } run_sto
 
 typedef struct run_spec {
     const char *bin, *workspace, *oc_session, *model, *agent, *text;
-    char *const *env;
+    const agent_launch_t *as; /* who runs it: identity, environment, sandbox */
     long timeout_ms, grace_ms;
     size_t stderr_tail;
     long rlimit_as, rlimit_nofile, rlimit_cpu_s;
@@ -42,8 +45,7 @@ typedef struct run_ops {
     void (*done)(void *ctx, const run_result_t *r); /* last call; run is freed after it */
 } run_ops_t;
 
-/* Start. On success *pid and *argv_json (malloc'd; the message shown as
- * "<message>") are set. Returns NULL with err on failure. */
+/* Start. On success *pid and *argv_json (malloc'd) are set. Returns NULL with err on failure. */
 run_t *run_start(uv_loop_t *loop, const run_spec_t *spec, const run_ops_t *ops, void *ctx, pid_t *pid,
                  char **argv_json, char *err, size_t errlen);
 /* Stop it: SIGTERM to the group, SIGKILL after the grace period. */

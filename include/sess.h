@@ -1,8 +1,9 @@
 /* sess: the manager's in-memory table of sessions (mirrors the sessions
  * table; loaded at start, written through on change).
  *
- * A session owns its FIFO of executions: at most one runs at a time, the
- * others wait in order. Lookups are O(1) by id. */
+ * A session is named by its owner and its id: ids are chosen per owner, so one user's ids say
+ * nothing about another's. A session owns its FIFO of executions: at most one runs at a time, the
+ * others wait in order. Lookups are O(1) by (owner, id). */
 #ifndef OCPM_SESS_H
 #define OCPM_SESS_H
 
@@ -16,10 +17,11 @@ struct exec;
 int sess_table_init(size_t buckets);
 void sess_table_free(void);
 
-/* Add a session (from the database or a new create). NULL on no memory. */
-sess_t *sess_add(const char *id, const char *owner, const char *workspace, const char *oc_session_id,
-                 double created_at, double last_activity, long message_count);
-sess_t *sess_find(const char *id);
+/* Add a session (from the database or a new create). workspace is its directory, workspace_name
+ * what clients see. NULL on no memory. */
+sess_t *sess_add(const char *id, const char *owner, const char *workspace, const char *workspace_name,
+                 const char *oc_session_id, double created_at, double last_activity, long message_count);
+sess_t *sess_find(const char *owner, const char *id);
 /* Remove from the table and free; the caller has emptied its queue. */
 void sess_remove(sess_t *s);
 size_t sess_count(void);
@@ -28,6 +30,7 @@ void sess_each(void (*fn)(void *ctx, sess_t *s), void *ctx);
 const char *sess_id(const sess_t *s);
 const char *sess_owner(const sess_t *s);
 const char *sess_workspace(const sess_t *s);
+const char *sess_workspace_name(const sess_t *s);
 const char *sess_oc_id(const sess_t *s);
 int sess_set_oc_id(sess_t *s, const char *oc_session_id);
 void sess_note_message(sess_t *s, double at);
@@ -42,7 +45,10 @@ struct exec *sess_dequeue(sess_t *s);
 /* Remove a particular waiting execution; returns 1 if it was there. */
 int sess_unqueue(sess_t *s, struct exec *e);
 
-/* The session as the API shows it. */
+/* The session as the API shows it (no server path: the workspace by its name). */
 json_object *sess_json(const sess_t *s);
+/* One page of owner's sessions in id order, after the id `after` ("" from the start): at most
+ * limit, and *more set when others follow. O(sessions) per call. */
+json_object *sess_page(const char *owner, const char *after, long limit, int *more);
 
 #endif

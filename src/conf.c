@@ -14,7 +14,9 @@
 #define OCPM_DEFAULT_STATE_DIR "/var/lib/ocpm"
 #endif
 
-typedef enum { CT_PATH, CT_STRING, CT_INT, CT_DURATION, CT_SIZE, CT_BOOL, CT_MODE, CT_OCTAL, CT_LEVEL } conf_type_t;
+typedef enum {
+    CT_PATH, CT_STRING, CT_INT, CT_DURATION, CT_SIZE, CT_BOOL, CT_MODE, CT_OCTAL, CT_LEVEL, CT_NAME, CT_PERCENT
+} conf_type_t;
 
 typedef struct conf_key {
     const char *name;
@@ -35,8 +37,13 @@ static const conf_key_t conf_keys[] = {
     {"db_path", CT_PATH, S(db_path), "", 0, 0},
     {"workspace_root", CT_PATH, S(workspace_root), "", 0, 0},
     {"opencode_bin", CT_PATH, S(opencode_bin), "opencode", 0, 0},
+    /* git, which makes each workspace its own repository (and so its own opencode project). */
+    {"git_bin", CT_PATH, S(git_bin), "git", 0, 0},
     {"fcgi_socket", CT_PATH, S(fcgi_socket), "", 0, 0},
     {"fcgi_socket_mode", CT_OCTAL, N(fcgi_socket_mode), "0660", 0, 0777},
+    /* The FastCGI socket's group (nginx's worker user belongs to it; the agent never does).
+     * Empty: ocpmd's own primary group. */
+    {"fcgi_socket_group", CT_NAME, S(fcgi_socket_group), "", 0, 0},
     {"control_socket", CT_PATH, S(control_socket), "", 0, 0},
     {"mode", CT_MODE, N(mode), "auto", 0, 0},
     {"responders", CT_INT, N(responders), "4", 1, 256},
@@ -48,12 +55,13 @@ static const conf_key_t conf_keys[] = {
     {"shutdown_timeout", CT_DURATION, N(shutdown_timeout_ms), "30s", 0, 3600000},
     {"max_body_bytes", CT_SIZE, N(max_body_bytes), "1m", 64, 64L << 20},
     {"max_message_bytes", CT_SIZE, N(max_message_bytes), "256k", 1, 32L << 20},
-    {"stored_text_limit", CT_SIZE, N(stored_text_limit), "64k", 0, 64L << 20},
-    {"stderr_tail_bytes", CT_SIZE, N(stderr_tail_bytes), "4k", 0, 1L << 20},
+    /* Bounded so that one history row, JSON-escaped (up to 6 bytes a byte), fits a reply frame. */
+    {"stored_text_limit", CT_SIZE, N(stored_text_limit), "64k", 0, 1L << 20},
+    {"stderr_tail_bytes", CT_SIZE, N(stderr_tail_bytes), "4k", 0, 64L << 10},
     {"sse_heartbeat", CT_DURATION, N(sse_heartbeat_ms), "10s", 100, 15000},
     {"retry_after", CT_INT, N(retry_after_s), "2", 1, 3600},
     {"pass_env", CT_STRING, S(pass_env),
-     "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0},
+     "PATH LANG LC_* TZ OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0},
     /* How long a database write waits for another connection's lock; the event loop waits
      * with it. Final records that still fail are kept and retried (dbq). */
     {"db_busy_timeout", CT_DURATION, N(db_busy_timeout_ms), "250ms", 0, 60000},
@@ -82,6 +90,26 @@ static const conf_key_t conf_keys[] = {
     {"run_rlimit_as", CT_SIZE, N(run_rlimit_as), "0", 0, 1L << 50},
     {"run_rlimit_nofile", CT_INT, N(run_rlimit_nofile), "0", 0, 1048576},
     {"run_rlimit_cpu", CT_DURATION, N(run_rlimit_cpu_s), "0", 0, 100L * 86400000L},
+    /* The agent: every opencode process runs as agent_user (empty: "ocpm-agent" when ocpmd may
+     * switch users, ocpmd's own user otherwise; "self": ocpmd's own user, on purpose). */
+    {"agent_user", CT_NAME, S(agent_user), "", 0, 0},
+    {"agent_group", CT_NAME, S(agent_group), "", 0, 0},
+    /* The agent's own files (opencode's data, caches, its read-only configuration); derived when empty. */
+    {"agent_home", CT_PATH, S(agent_home), "", 0, 0},
+    /* Landlock: the agent writes only its workspace and its data, reads only the system. */
+    {"agent_sandbox", CT_BOOL, N(agent_sandbox), "on", 0, 0},
+    /* More directories the agent may read (and execute from), space separated. */
+    {"agent_read_paths", CT_STRING, S(agent_read_paths), "", 0, 0},
+    /* More files or directories the agent may write, space separated: every user's agent shares
+     * them, so they are a channel between users. */
+    {"agent_write_paths", CT_STRING, S(agent_write_paths), "", 0, 0},
+    /* Bounds: bytes of messages waiting in memory, overall and per user (over them: 429). */
+    {"queue_max_bytes", CT_SIZE, N(queue_max_bytes), "16m", 1024, 1L << 40},
+    {"user_queue_max_bytes", CT_SIZE, N(user_queue_max_bytes), "4m", 1024, 1L << 40},
+    /* The most any one user may hold of the run slots and of the pool's message capacity. */
+    {"user_max_share", CT_PERCENT, N(user_max_share), "50%", 1, 100},
+    /* Sessions (not deleted) one user may have. */
+    {"user_max_sessions", CT_INT, N(user_max_sessions), "1000", 1, 100000000L},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0},
     {"log_file", CT_PATH, S(log_file), "", 0, 0},
 };
@@ -154,6 +182,26 @@ static int conf_apply(conf_t *c, const conf_key_t *k, const char *v, const char 
         }
         memcpy(base, v, strlen(v) + 1);
         return 0;
+    case CT_NAME:
+        /* A user or group name: [A-Za-z0-9_.-], not starting with '-'. */
+        if (strlen(v) >= k->size || v[0] == '-' || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != strlen(v)) {
+            *why = "expected a user or group name";
+            return -1;
+        }
+        memcpy(base, v, strlen(v) + 1);
+        return 0;
+    case CT_PERCENT: {
+        /* "50%" or "0.5" */
+        char *end;
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || !(d >= 0) || (*end == '%' ? end[1] != '\0' : (*end != '\0' || d > 1))) {
+            *why = "expected a share such as 50% or 0.5";
+            return -1;
+        }
+        n = *end == '%' ? (long)(d + 0.5) : (long)(d * 100 + 0.5);
+        break;
+    }
     case CT_LEVEL: {
         log_level_t l;
         if (log_level_parse(v, &l) != 0) {
@@ -317,10 +365,12 @@ int conf_load_env(conf_t *c, char *err, size_t errlen)
     return 0;
 }
 
-static int conf_derive(char *dst, size_t size, const char *dir, const char *leaf, char *err, size_t errlen)
+static int conf_derive(char *dst, size_t size, const char *dir, const char *leaf, char *err, size_t errlen,
+                       unsigned *derived, unsigned bit)
 {
     if (*dst)
         return 0;
+    *derived |= bit;
     if ((size_t)snprintf(dst, size, "%s/%s", dir, leaf) >= size) {
         snprintf(err, errlen, "state_dir too long to derive %s", leaf);
         return -1;
@@ -334,11 +384,21 @@ int conf_finish(conf_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "invalid value \"\" for state_dir: must not be empty");
         return -1;
     }
-    if (conf_derive(c->db_path, sizeof c->db_path, c->state_dir, "ocpm.db", err, errlen) ||
-        conf_derive(c->workspace_root, sizeof c->workspace_root, c->state_dir, "workspaces", err, errlen) ||
-        conf_derive(c->fcgi_socket, sizeof c->fcgi_socket, c->state_dir, "fcgi.sock", err, errlen) ||
-        conf_derive(c->control_socket, sizeof c->control_socket, c->state_dir, "ocpmd.sock", err, errlen))
+    unsigned d = 0;
+    if (conf_derive(c->db_path, sizeof c->db_path, c->state_dir, "ocpm.db", err, errlen, &d, 0) ||
+        conf_derive(c->workspace_root, sizeof c->workspace_root, c->state_dir, "workspaces", err, errlen, &d,
+                    CONF_DERIVED_WORKSPACE_ROOT) ||
+        conf_derive(c->fcgi_socket, sizeof c->fcgi_socket, c->state_dir, "fcgi.sock", err, errlen, &d, 0) ||
+        conf_derive(c->control_socket, sizeof c->control_socket, c->state_dir, "ocpmd.sock", err, errlen, &d, 0) ||
+        conf_derive(c->agent_home, sizeof c->agent_home, c->state_dir, "agent", err, errlen, &d,
+                    CONF_DERIVED_AGENT_HOME))
         return -1;
+    c->derived |= d;
+    if (c->user_queue_max_bytes > c->queue_max_bytes) {
+        snprintf(err, errlen, "invalid value %ld for user_queue_max_bytes: larger than queue_max_bytes (%ld)",
+                 c->user_queue_max_bytes, c->queue_max_bytes);
+        return -1;
+    }
     /* sockaddr_un holds 108 bytes with the NUL. */
     if (strlen(c->fcgi_socket) >= 108 || strlen(c->control_socket) >= 108) {
         snprintf(err, errlen, "socket path too long (max 107 bytes): %s",
@@ -364,7 +424,11 @@ void conf_dump(const conf_t *c, char *buf, size_t size)
         case CT_PATH:
         case CT_STRING:
         case CT_LEVEL:
+        case CT_NAME:
             n = snprintf(buf + o, size - o, "%s = %s\n", k->name, base);
+            break;
+        case CT_PERCENT:
+            n = snprintf(buf + o, size - o, "%s = %ld%%\n", k->name, *(const long *)base);
             break;
         case CT_MODE:
             n = snprintf(buf + o, size - o, "%s = %s\n", k->name, conf_mode_name(*(const int *)base));

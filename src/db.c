@@ -98,6 +98,76 @@ static const char *const db_migrations[] = {
     "CREATE VIEW failures AS"
     "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
     "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
+    /* 3: sessions belong to their owner: ids are chosen per owner (one user's ids tell nothing
+     * about another's), so the key is (owner, id) and executions refer to both. The
+     * unauthenticated owner becomes '' (it was 'anonymous', a name a real user could have). */
+    "CREATE TABLE sessions_v3 ("
+    "  id TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  opencode_session_id TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  last_activity REAL NOT NULL,"
+    "  message_count INTEGER NOT NULL DEFAULT 0,"
+    "  deleted_at REAL,"
+    "  PRIMARY KEY (owner, id)"
+    ");"
+    "INSERT INTO sessions_v3 SELECT id, CASE owner WHEN 'anonymous' THEN '' ELSE owner END, workspace,"
+    "  opencode_session_id, created_at, last_activity, message_count, deleted_at FROM sessions;"
+    "CREATE TABLE executions_v3 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed',"
+    "                                        'timeout','aborted','interrupted')),"
+    "  argv TEXT, pid INTEGER, model TEXT, agent TEXT,"
+    "  queued_at REAL NOT NULL, started_at REAL, finished_at REAL, duration_ms REAL, queue_wait_ms REAL,"
+    "  exit_code INTEGER, signal INTEGER, peak_rss_kb INTEGER, cpu_user_ms REAL, cpu_sys_ms REAL,"
+    "  tokens_in INTEGER, tokens_out INTEGER, cost REAL,"
+    "  prompt TEXT, prompt_bytes INTEGER, prompt_sha256 TEXT,"
+    "  answer TEXT, answer_bytes INTEGER, answer_sha256 TEXT,"
+    "  opencode_session_id TEXT, stderr_tail TEXT, error TEXT,"
+    "  FOREIGN KEY (owner, session_id) REFERENCES sessions_v3(owner, id)"
+    ");"
+    "INSERT INTO executions_v3 SELECT id, session_id, CASE owner WHEN 'anonymous' THEN '' ELSE owner END, mode,"
+    "  status, argv, pid, model, agent, queued_at, started_at, finished_at, duration_ms, queue_wait_ms, exit_code,"
+    "  signal, peak_rss_kb, cpu_user_ms, cpu_sys_ms, tokens_in, tokens_out, cost, prompt, prompt_bytes,"
+    "  prompt_sha256, answer, answer_bytes, answer_sha256, opencode_session_id, stderr_tail, error FROM executions;"
+    "DROP VIEW executions_by_hour;"
+    "DROP VIEW session_summary;"
+    "DROP VIEW failures;"
+    "DROP TABLE executions;"
+    "DROP TABLE sessions;"
+    "ALTER TABLE sessions_v3 RENAME TO sessions;"
+    "ALTER TABLE executions_v3 RENAME TO executions;"
+    "CREATE INDEX executions_session ON executions(owner, session_id, id);"
+    "CREATE INDEX executions_status ON executions(status, id);"
+    "CREATE INDEX executions_queued ON executions(queued_at);"
+    "CREATE INDEX executions_owner ON executions(owner, id);"
+    "CREATE INDEX executions_mode ON executions(mode, id);"
+    "CREATE INDEX executions_duration ON executions(duration_ms, queued_at);"
+    "CREATE INDEX executions_wait ON executions(queue_wait_ms, queued_at);"
+    "CREATE VIEW executions_by_hour AS"
+    "  SELECT strftime('%Y-%m-%d %H:00', queued_at, 'unixepoch') AS hour, count(*) AS runs,"
+    "         sum(status = 'succeeded') AS succeeded,"
+    "         sum(status IN ('failed', 'timeout', 'interrupted')) AS failed,"
+    "         sum(status = 'aborted') AS aborted,"
+    "         round(avg(duration_ms), 1) AS mean_ms, round(max(duration_ms), 1) AS max_ms,"
+    "         sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out"
+    "  FROM executions GROUP BY hour;"
+    "CREATE VIEW session_summary AS"
+    "  SELECT s.id, s.owner, s.workspace, s.opencode_session_id, s.message_count,"
+    "         datetime(s.created_at, 'unixepoch') AS created, datetime(s.last_activity, 'unixepoch') AS last_activity,"
+    "         s.deleted_at IS NOT NULL AS deleted, count(e.id) AS executions,"
+    "         coalesce(sum(e.status = 'succeeded'), 0) AS succeeded,"
+    "         coalesce(sum(e.status IN ('failed', 'timeout', 'interrupted')), 0) AS failed,"
+    "         round(avg(e.duration_ms), 1) AS mean_ms, sum(e.tokens_in) AS tokens_in,"
+    "         sum(e.tokens_out) AS tokens_out, sum(e.cost) AS cost"
+    "  FROM sessions s LEFT JOIN executions e ON e.owner = s.owner AND e.session_id = s.id GROUP BY s.owner, s.id;"
+    "CREATE VIEW failures AS"
+    "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
+    "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
 };
 
 #define DB_NMIGRATIONS ((int)(sizeof db_migrations / sizeof db_migrations[0]))
@@ -142,13 +212,13 @@ static const char *const db_sql[ST_COUNT] = {
     [ST_EVENT] = "INSERT INTO manager_events (at, pid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
     [ST_SESS_INSERT] = "INSERT INTO sessions (id, owner, workspace, opencode_session_id, created_at,"
                        " last_activity, message_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-    [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?2 WHERE id = ?1",
-    [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?2 WHERE id = ?1",
+    [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?3 WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
                      " message_count FROM sessions WHERE deleted_at IS NULL",
-    [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE id = ?1",
-    [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?2, message_count = message_count + 1"
-                     " WHERE id = ?1",
+    [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?3, message_count = message_count + 1"
+                     " WHERE owner = ?1 AND id = ?2",
     [ST_EXEC_INSERT] = "INSERT INTO executions (session_id, owner, mode, status, model, agent, queued_at,"
                        " prompt, prompt_bytes, prompt_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_EXEC_UPDATE] =
@@ -176,8 +246,8 @@ static const char *const db_sql[ST_COUNT] = {
                               " WHERE queue_wait_ms IS NOT NULL AND queued_at >= ?1 AND queued_at < ?2"
                               " ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
     [ST_STATS_BUSIEST] = "SELECT session_id, count(*) AS n, sum(status IN ('failed','timeout','interrupted')),"
-                         " round(avg(duration_ms), 1) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
-                         " GROUP BY session_id ORDER BY n DESC, session_id LIMIT 5",
+                         " round(avg(duration_ms), 1), owner FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                         " GROUP BY owner, session_id ORDER BY n DESC, session_id LIMIT 5",
     /* Retention, in small batches so the loop never stalls. */
     [ST_PRUNE_EXECS] = "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE finished_at < ?1"
                        " AND status NOT IN ('queued', 'running') ORDER BY id LIMIT ?2)",
@@ -346,8 +416,9 @@ static int db_connect(db_t *db, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(db->h, 5000); /* start-up and migrations may wait longer than requests */
     sqlite3_extended_result_codes(db->h, 1);
-    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
-                                          "PRAGMA foreign_keys = ON"};
+    /* foreign_keys comes on after the migrations: a migration that rebuilds a table drops the old
+     * one, which enforcement would refuse while rows refer to it. */
+    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"};
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         if (sqlite3_exec(db->h, pragmas[i], NULL, NULL, NULL) != SQLITE_OK) {
             snprintf(err, errlen, "%s: %s: %s", path, pragmas[i], sqlite3_errmsg(db->h));
@@ -356,6 +427,11 @@ static int db_connect(db_t *db, char *err, size_t errlen)
         }
     }
     if (db_migrate(db, err, errlen) != 0) {
+        db_disconnect(db);
+        return -1;
+    }
+    if (sqlite3_exec(db->h, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: PRAGMA foreign_keys: %s", path, sqlite3_errmsg(db->h));
         db_disconnect(db);
         return -1;
     }
@@ -535,17 +611,19 @@ int db_session_insert(db_t *db, const db_session_t *se)
     return db_run(db, ST_SESS_INSERT);
 }
 
-int db_session_set_oc(db_t *db, const char *id, const char *oc)
+int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *oc)
 {
-    bind_text(db->st[ST_SESS_SET_OC], 1, id);
-    bind_text(db->st[ST_SESS_SET_OC], 2, oc);
+    bind_text(db->st[ST_SESS_SET_OC], 1, owner);
+    bind_text(db->st[ST_SESS_SET_OC], 2, id);
+    bind_text(db->st[ST_SESS_SET_OC], 3, oc);
     return db_run(db, ST_SESS_SET_OC);
 }
 
-int db_session_delete(db_t *db, const char *id, double now)
+int db_session_delete(db_t *db, const char *owner, const char *id, double now)
 {
-    bind_text(db->st[ST_SESS_DELETE], 1, id);
-    sqlite3_bind_double(db->st[ST_SESS_DELETE], 2, now);
+    bind_text(db->st[ST_SESS_DELETE], 1, owner);
+    bind_text(db->st[ST_SESS_DELETE], 2, id);
+    sqlite3_bind_double(db->st[ST_SESS_DELETE], 3, now);
     return db_run(db, ST_SESS_DELETE);
 }
 
@@ -571,12 +649,13 @@ int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int db_session_exists(db_t *db, const char *id)
+int db_session_exists(db_t *db, const char *owner, const char *id)
 {
     if (!db->h)
         return db_failed(db), -1;
     sqlite3_stmt *s = db->st[ST_SESS_EXISTS];
-    bind_text(s, 1, id);
+    bind_text(s, 1, owner);
+    bind_text(s, 2, id);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -668,8 +747,9 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished)
         return rc;
     if (rc == 0) {
         sqlite3_stmt *b = db->st[ST_SESS_BUMP];
-        bind_text(b, 1, e->session_id);
-        sqlite3_bind_double(b, 2, e->finished_at);
+        bind_text(b, 1, e->owner);
+        bind_text(b, 2, e->session_id);
+        sqlite3_bind_double(b, 3, e->finished_at);
         rc = db_run(db, ST_SESS_BUMP);
     }
     if (rc == 0 && db_run(db, ST_COMMIT) == 0)
@@ -741,8 +821,28 @@ static sqlite3_stmt *db_list_stmt(db_t *db, int mask)
     return db->list_st[mask];
 }
 
-json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
+/* An upper bound of the current row's size as JSON: every byte of text at most 6 (\u00XX), the
+ * rest a fixed allowance per column. */
+static size_t db_row_json_bound(sqlite3_stmt *s)
 {
+    size_t n = 2;
+    int cols = sqlite3_column_count(s);
+    for (int i = 0; i < cols; i++) {
+        n += strlen(sqlite3_column_name(s, i)) + 32;
+        if (sqlite3_column_type(s, i) != SQLITE_TEXT)
+            continue;
+        const unsigned char *t = sqlite3_column_text(s, i);
+        int len = sqlite3_column_bytes(s, i);
+        for (int k = 0; k < len; k++)
+            n += t[k] < 0x20 ? 6 : (t[k] == '"' || t[k] == '\\' || t[k] == '/') ? 2 : 1;
+    }
+    return n;
+}
+
+json_object *db_exec_list(db_t *db, const db_exec_filter_t *f, int *more)
+{
+    if (more)
+        *more = 0;
     if (!db->h)
         return db_failed(db), NULL;
     int mask = (f->owner ? LF_OWNER : 0) | (f->session_id ? LF_SESSION : 0) | (f->status ? LF_STATUS : 0) |
@@ -768,14 +868,30 @@ json_object *db_exec_list(db_t *db, const db_exec_filter_t *f)
     sqlite3_bind_int64(s, 8, f->limit > 0 ? f->limit : 50);
     json_object *a = json_object_new_array();
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    long n = 0;
+    size_t bytes = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (f->max_bytes) {
+            size_t b = db_row_json_bound(s);
+            if (n > 0 && bytes + b > f->max_bytes) {
+                if (more)
+                    *more = 1;
+                rc = SQLITE_DONE;
+                break;
+            }
+            bytes += b;
+        }
         json_object_array_add(a, db_row_json(s));
+        n++;
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc != SQLITE_DONE) {
         json_object_put(a);
         return NULL;
     }
+    if (more && n == (f->limit > 0 ? f->limit : 50))
+        *more = 1;
     return a;
 }
 
@@ -874,6 +990,8 @@ json_object *db_stats(db_t *db, double since, double until)
         json_object_object_add(b, "failed", json_object_new_int64(sqlite3_column_int64(s, 2)));
         json_object_object_add(b, "mean_ms", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL
                                                  : json_object_new_double(sqlite3_column_double(s, 3)));
+        const char *owner = (const char *)sqlite3_column_text(s, 4);
+        json_object_object_add(b, "owner", owner && *owner ? json_object_new_string(owner) : NULL);
         json_object_array_add(busy, b);
     }
     sqlite3_reset(s);

@@ -16,7 +16,7 @@ typedef enum { DBQ_EXEC, DBQ_SESS_OC } dbq_kind_t;
 typedef struct dbq_item {
     dbq_kind_t kind;
     db_exec_t rec;    /* DBQ_EXEC: its strings are owned here */
-    char *sid, *oc;   /* DBQ_SESS_OC */
+    char *owner, *sid, *oc; /* DBQ_SESS_OC */
     struct dbq_item *next;
 } dbq_item_t;
 
@@ -40,6 +40,7 @@ static void dbq_item_free(dbq_item_t *it)
     const char **strs[] = DBQ_STRS(&it->rec);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free((char *)*strs[i]);
+    free(it->owner);
     free(it->sid);
     free(it->oc);
     free(it);
@@ -139,15 +140,16 @@ void dbq_exec_final(const db_exec_t *rec)
     dbq_push(it);
 }
 
-void dbq_session_oc(const char *session_id, const char *oc_session_id)
+void dbq_session_oc(const char *owner, const char *session_id, const char *oc_session_id)
 {
     dbq_item_t *it = calloc(1, sizeof *it);
     if (it) {
         it->kind = DBQ_SESS_OC;
+        it->owner = strdup(owner);
         it->sid = strdup(session_id);
         it->oc = strdup(oc_session_id);
     }
-    if (!it || !it->sid || !it->oc) {
+    if (!it || !it->owner || !it->sid || !it->oc) {
         log_error("session mapping lost", "sessionId=%s opencodeSessionId=%s reason=\"out of memory\"", session_id,
                   oc_session_id);
         if (it)
@@ -160,7 +162,7 @@ void dbq_session_oc(const char *session_id, const char *oc_session_id)
 static int dbq_write(const dbq_item_t *it)
 {
     if (it->kind == DBQ_SESS_OC)
-        return db_session_set_oc(qm->db, it->sid, it->oc);
+        return db_session_set_oc(qm->db, it->owner, it->sid, it->oc);
     return db_exec_update(qm->db, &it->rec, 1);
 }
 

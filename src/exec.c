@@ -7,15 +7,28 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
+#include "agent.h"
 #include "dbq.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
+#include "project.h"
 #include "run.h"
 #include "srv.h"
+#include "user.h"
+#include "ws.h"
 
 /* The answer text kept in memory for the reply, beyond which it is cut. */
 #define EXEC_ANSWER_MAX (1u << 20)
+/* An error message from opencode is cut here (it is stored and shown in history pages). */
+#define EXEC_ERROR_MAX 4096
 #define EXEC_WAITERS_MAX 8
+/* What a waiting message costs beyond its text (the record, the queue node). */
+#define EXEC_QUEUED_OVERHEAD 512
+/* How long git may take to make a workspace a repository. */
+#define EXEC_PROJECT_TIMEOUT_MS 30000
 
 struct exec {
     mgr_t *m;
@@ -27,6 +40,10 @@ struct exec {
     size_t answer_len;
     run_t *run;       /* per-session mode */
     srv_msg_t *smsg;  /* server mode */
+    project_job_t *project; /* making the workspace a repository before the start */
+    int ws_fd;        /* the checked workspace (O_PATH), while starting */
+    int route;        /* where it runs: EXEC_ROUTE_* */
+    long queued_bytes; /* counted against the queue bounds while it waits */
     run_stop_t stop_why;
     ctl_conn_t *waiters[EXEC_WAITERS_MAX];
     int waiter_stream[EXEC_WAITERS_MAX];
@@ -36,10 +53,29 @@ struct exec {
 };
 
 static exec_t *qhead, *qtail;
+static long message_capacity;
+
+enum { EXEC_ROUTE_NONE = 0, EXEC_ROUTE_SERVER = 1, EXEC_ROUTE_RUN = 2 };
+
+void exec_set_message_capacity(long cap) { message_capacity = cap; }
+
+json_object *exec_public(json_object *o)
+{
+    static const char *const private_keys[] = {"argv", "pid", "stderr_tail"};
+    for (size_t i = 0; i < sizeof private_keys / sizeof private_keys[0]; i++)
+        json_object_object_del(o, private_keys[i]);
+    json_object *ow;
+    if (json_object_object_get_ex(o, "owner", &ow) && json_object_is_type(ow, json_type_string) &&
+        !*json_object_get_string(ow))
+        json_object_object_add(o, "owner", NULL);
+    return o;
+}
 
 
 static void exec_free(exec_t *e)
 {
+    if (e->ws_fd >= 0)
+        close(e->ws_fd);
     free(e->owner);
     free(e->prompt);
     free(e->model);
@@ -71,7 +107,18 @@ static void exec_set_error(exec_t *e, const char *msg)
 {
     if (e->error || !msg)
         return;
-    e->error = strdup(msg);
+    e->error = strndup(msg, EXEC_ERROR_MAX);
+}
+
+static sess_t *exec_sess(const exec_t *e) { return sess_find(e->owner, e->session_id); }
+
+/* Stop counting e's text against the queue bounds (it started, or left the queue). */
+static void exec_unqueue_bytes(exec_t *e)
+{
+    if (!e->queued_bytes)
+        return;
+    user_add(e->owner, USER_QUEUED_BYTES, -e->queued_bytes);
+    e->queued_bytes = 0;
 }
 
 /* Write the record. A progress write that fails is only logged (the final one rewrites every
@@ -93,12 +140,12 @@ static void exec_store(exec_t *e, int finished)
 /* Store the session's opencode session id; dbq retries it when the database refuses. */
 static void exec_map_oc(exec_t *e, const char *oc_sid)
 {
-    if (db_session_set_oc(e->m->db, e->session_id, oc_sid) == 0)
+    if (db_session_set_oc(e->m->db, e->owner, e->session_id, oc_sid) == 0)
         return;
     log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
               db_errmsg(e->m->db));
     dbq_note_failure("cannot record opencode session id");
-    dbq_session_oc(e->session_id, oc_sid);
+    dbq_session_oc(e->owner, e->session_id, oc_sid);
 }
 
 /* The record as clients see it: the stored row, or (if the store fails) the
@@ -106,7 +153,9 @@ static void exec_map_oc(exec_t *e, const char *oc_sid)
 static json_object *exec_json(exec_t *e)
 {
     json_object *o = e->unsaved ? NULL : db_exec_get(e->m->db, e->rec.id, e->owner);
-    if (!o) {
+    if (o)
+        return exec_public(o);
+    {
         const db_exec_t *r = &e->rec;
         o = json_object_new_object();
         json_object_object_add(o, "id", json_object_new_int64(r->id));
@@ -130,6 +179,7 @@ static void exec_detach(void *ctx, ctl_conn_t *c)
     exec_t *e = ctx;
     for (int i = 0; i < e->nwaiters; i++)
         if (e->waiters[i] == c) {
+            user_add(e->owner, USER_WAITERS, -1);
             e->waiters[i] = e->waiters[e->nwaiters - 1];
             e->waiter_stream[i] = e->waiter_stream[e->nwaiters - 1];
             e->nwaiters--;
@@ -177,6 +227,7 @@ static void exec_answer_waiters(exec_t *e)
             ctl_reply(c, ok ? 200 : 502, b, NULL);
         }
     }
+    user_add(e->owner, USER_WAITERS, -e->nwaiters);
     e->nwaiters = 0;
     json_object_put(rec);
 }
@@ -198,12 +249,13 @@ static void exec_qremove(exec_t *e)
 static void exec_finish(exec_t *e, const char *status)
 {
     mgr_t *m = e->m;
+    exec_unqueue_bytes(e);
     e->rec.status = status;
     e->rec.finished_at = mgr_now();
     exec_store(e, 1);
     metrics_observe(e->rec.mode, status, e->rec.started_at > 0 ? e->rec.finished_at - e->rec.started_at : -1,
                     (e->rec.started_at > 0 ? e->rec.started_at : e->rec.finished_at) - e->rec.queued_at);
-    sess_t *s = sess_find(e->session_id);
+    sess_t *s = exec_sess(e);
     if (s)
         sess_note_message(s, e->rec.finished_at);
     m->finished++;
@@ -219,7 +271,7 @@ static void exec_on_event(void *ctx, const ocev_t *ev)
     exec_t *e = ctx;
     if (ev->session_id && !e->oc_sid) {
         e->oc_sid = strdup(ev->session_id);
-        sess_t *s = sess_find(e->session_id);
+        sess_t *s = exec_sess(e);
         if (s && !sess_oc_id(s)) {
             sess_set_oc_id(s, ev->session_id);
             exec_map_oc(e, ev->session_id);
@@ -268,15 +320,22 @@ static const char *exec_stopped_status(exec_t *e, run_stop_t why)
     return "failed";
 }
 
+/* e no longer holds a run slot (its backend ended, or it never got going). */
+static void exec_release(exec_t *e)
+{
+    e->m->running--;
+    user_add(e->owner, USER_RUNNING, -1);
+    sess_t *s = exec_sess(e);
+    if (s && sess_running(s) == e)
+        sess_set_running(s, NULL);
+}
+
 static void exec_on_done(void *ctx, const run_result_t *r)
 {
     exec_t *e = ctx;
     mgr_t *m = e->m;
     e->run = NULL;
-    m->running--;
-    sess_t *s = sess_find(e->session_id);
-    if (s && sess_running(s) == e)
-        sess_set_running(s, NULL);
+    exec_release(e);
     e->rec.has_exit = r->has_exit;
     e->rec.exit_code = r->exit_code;
     e->rec.signal = r->signal;
@@ -316,7 +375,7 @@ static void exec_srv_session(void *ctx, const char *oc_sid)
     exec_t *e = ctx;
     free(e->oc_sid);
     e->oc_sid = strdup(oc_sid);
-    sess_t *s = sess_find(e->session_id);
+    sess_t *s = exec_sess(e);
     if (s) {
         sess_set_oc_id(s, oc_sid);
         exec_map_oc(e, oc_sid);
@@ -333,10 +392,7 @@ static void exec_srv_done(void *ctx, const srv_result_t *r)
     exec_t *e = ctx;
     mgr_t *m = e->m;
     e->smsg = NULL;
-    m->running--;
-    sess_t *s = sess_find(e->session_id);
-    if (s && sess_running(s) == e)
-        sess_set_running(s, NULL);
+    exec_release(e);
     if (r->text && !e->answer) {
         e->answer = strdup(r->text);
         e->answer_len = e->answer ? strlen(e->answer) : 0;
@@ -359,45 +415,61 @@ static void exec_srv_done(void *ctx, const srv_result_t *r)
     exec_schedule(m);
 }
 
+/* Tell the streaming clients that e started, and how. */
+static void exec_announce(exec_t *e)
+{
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
+    json_object_object_add(d, "mode", json_object_new_string(e->rec.mode));
+    exec_broadcast(e, "started", d);
+    json_object_put(d);
+}
+
 /* Server mode: the message goes to the one opencode server over HTTP. */
-static void exec_start_server(mgr_t *m, exec_t *e, sess_t *s)
+static void exec_launch_server(mgr_t *m, exec_t *e, sess_t *s)
 {
     static const srv_msg_ops_t ops = {exec_srv_session, exec_srv_event, exec_srv_done};
-    e->rec.started_at = mgr_now();
     e->rec.mode = "server";
     e->rec.pid = srv_pid();
     if (sess_oc_id(s))
         e->oc_sid = strdup(sess_oc_id(s));
-    sess_set_running(s, e);
-    m->running++;
-    e->rec.status = "running";
     exec_store(e, 0);
     log_info("Executing OpenCode command (server)",
              "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", e->rec.pid,
              (long long)e->rec.id, e->session_id, m->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
-    json_object *d = json_object_new_object();
-    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
-    json_object_object_add(d, "pid", json_object_new_int64(e->rec.pid));
-    json_object_object_add(d, "mode", json_object_new_string("server"));
-    exec_broadcast(e, "started", d);
-    json_object_put(d);
+    exec_announce(e);
     int streaming = 0;
     for (int i = 0; i < e->nwaiters; i++)
         streaming |= e->waiter_stream[i];
-    e->smsg = srv_send(sess_workspace(s), sess_oc_id(s), e->prompt, e->model, e->agent, m->conf->run_timeout_ms,
+    /* The model always explicit: the server keeps a session's last one, so a message that named
+     * another must not decide what the next one uses. */
+    const char *model = e->model ? e->model : models_default();
+    e->smsg = srv_send(sess_workspace(s), sess_oc_id(s), e->prompt, model, e->agent, m->conf->run_timeout_ms,
                        m->conf->kill_grace_ms, streaming, &ops, e);
     /* srv_send calls back only once it has returned a message; NULL means nothing started. */
     if (!e->smsg) {
-        m->running--;
-        sess_set_running(s, NULL);
+        exec_release(e);
         exec_set_error(e, "cannot send the message to the opencode server");
         exec_finish(e, "failed");
     }
 }
 
-static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
+/* Per message: one `opencode run` as the agent, in the checked workspace. */
+static void exec_launch_run(mgr_t *m, exec_t *e, sess_t *s)
 {
     static const run_ops_t ops = {exec_on_event, exec_on_done};
+    char err[512];
+    agent_launch_t as;
+    /* A run standing in for the server (fallback) continues the server's conversations, so it
+     * uses the server's opencode data; otherwise the owner's own. */
+    if (agent_launch(&as, srv_state() == SRV_OFF ? e->owner : NULL, e->ws_fd, err, sizeof err) != 0) {
+        log_error("OpenCode process manager could not start a run", "executionId=%lld error=\"%s\"",
+                  (long long)e->rec.id, err);
+        exec_release(e);
+        exec_set_error(e, err);
+        exec_finish(e, "failed");
+        return;
+    }
     run_spec_t spec = {
         .bin = m->conf->opencode_bin,
         .workspace = sess_workspace(s),
@@ -405,7 +477,7 @@ static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
         .model = e->model,
         .agent = e->agent,
         .text = e->prompt,
-        .env = m->child_env,
+        .as = &as,
         .timeout_ms = m->conf->run_timeout_ms,
         .grace_ms = m->conf->kill_grace_ms,
         .stderr_tail = (size_t)m->conf->stderr_tail_bytes,
@@ -414,49 +486,128 @@ static void exec_start(mgr_t *m, exec_t *e, sess_t *s)
         /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
         .rlimit_cpu_s = m->conf->run_rlimit_cpu_s > 0 ? (m->conf->run_rlimit_cpu_s + 999) / 1000 : 0,
     };
-    char err[512];
     pid_t pid = 0;
-    e->rec.started_at = mgr_now();
     e->rec.mode = "per-session";
     e->run = run_start(m->loop, &spec, &ops, e, &pid, &e->argv_json, err, sizeof err);
+    agent_launch_done(&as);
     if (!e->run) {
         log_error("OpenCode process manager could not start a run", "executionId=%lld error=\"%s\"",
                   (long long)e->rec.id, err);
+        exec_release(e);
         exec_set_error(e, err);
         exec_finish(e, "failed");
         return;
     }
-    sess_set_running(s, e);
-    m->running++;
     m->spawned++;
     e->rec.pid = pid;
-    e->rec.status = "running";
     exec_store(e, 0);
     log_info("Executing OpenCode command (standalone)",
              "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", (long)pid,
              (long long)e->rec.id, e->session_id, m->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
-    json_object *d = json_object_new_object();
-    json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
-    json_object_object_add(d, "pid", json_object_new_int64(pid));
-    json_object_object_add(d, "mode", json_object_new_string("per-session"));
-    exec_broadcast(e, "started", d);
-    json_object_put(d);
+    exec_announce(e);
 }
 
-/* Where a waiting message may run now: 1 server, 2 a per-message process, 0 nowhere yet. */
+/* The workspace is ready: hand the message to its backend. */
+static void exec_launch(exec_t *e)
+{
+    mgr_t *m = e->m;
+    sess_t *s = exec_sess(e);
+    if (!s) { /* the session went away while its workspace was prepared */
+        exec_release(e);
+        exec_finish(e, "aborted");
+        return;
+    }
+    if (e->route == EXEC_ROUTE_SERVER && srv_state() == SRV_READY)
+        exec_launch_server(m, e, s);
+    else if (e->route == EXEC_ROUTE_SERVER) {
+        exec_release(e);
+        exec_set_error(e, "the opencode server became unavailable before the message started");
+        exec_finish(e, "failed");
+    } else
+        exec_launch_run(m, e, s);
+    if (e->run || e->smsg) {
+        close(e->ws_fd);
+        e->ws_fd = -1;
+    }
+}
+
+static void exec_project_done(void *ctx, int ok, const char *error)
+{
+    exec_t *e = ctx;
+    e->project = NULL;
+    if (!ok) {
+        log_error("cannot prepare a workspace", "executionId=%lld sessionId=%s error=\"%s\"", (long long)e->rec.id,
+                  e->session_id, error);
+        exec_release(e);
+        exec_set_error(e, error);
+        exec_finish(e, "failed");
+    } else {
+        exec_launch(e);
+    }
+    exec_schedule(e->m);
+}
+
+/* Take a slot and start e: check its workspace again (a failed check fails the message, nothing
+ * runs), make it its own project when it is not yet, then launch. */
+static void exec_begin(mgr_t *m, exec_t *e, sess_t *s, int route)
+{
+    exec_unqueue_bytes(e);
+    sess_set_running(s, e);
+    m->running++;
+    user_add(e->owner, USER_RUNNING, 1);
+    e->route = route;
+    e->rec.started_at = mgr_now();
+    e->rec.status = "running";
+    const char *why = NULL;
+    int has_git = 0;
+    e->ws_fd = ws_check(m->conf->workspace_root, sess_workspace(s), &has_git, &why);
+    if (e->ws_fd < 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "workspace check failed: %s; nothing was run", why);
+        log_warn("workspace check failed; the message does not run", "executionId=%lld sessionId=%s reason=\"%s\"",
+                 (long long)e->rec.id, e->session_id, why);
+        exec_release(e);
+        exec_set_error(e, msg);
+        exec_finish(e, "failed");
+        return;
+    }
+    if (has_git) {
+        exec_launch(e);
+        return;
+    }
+    char err[256];
+    e->project = project_prepare(m->loop, m->conf->git_bin, e->owner, e->ws_fd, sess_workspace(s),
+                                 EXEC_PROJECT_TIMEOUT_MS, exec_project_done, e, err, sizeof err);
+    if (!e->project) {
+        exec_release(e);
+        exec_set_error(e, err);
+        exec_finish(e, "failed");
+    }
+}
+
+/* Where a waiting message may run now: the server, a per-message process, or nowhere yet. */
 static int exec_route(mgr_t *m)
 {
     switch (srv_state()) {
     case SRV_OFF:
-        return 2;
+        return EXEC_ROUTE_RUN;
     case SRV_READY:
-        return 1;
+        return EXEC_ROUTE_SERVER;
     case SRV_DRAINING: /* recycling: wait for the fresh server */
     case SRV_STOPPING:
-        return 0;
+        return EXEC_ROUTE_NONE;
     default: /* starting or restarting after a failure */
-        return m->conf->fallback ? 2 : 0;
+        return m->conf->fallback ? EXEC_ROUTE_RUN : EXEC_ROUTE_NONE;
     }
+}
+
+/* May e's owner take one more slot on this route? No user holds more than user_max_share. */
+static int exec_owner_may_run(mgr_t *m, const exec_t *e, int route)
+{
+    long cap = route == EXEC_ROUTE_SERVER && m->conf->server_max_inflight < m->conf->max_concurrent_runs
+                   ? m->conf->server_max_inflight
+                   : m->conf->max_concurrent_runs;
+    return user_count(e->owner, USER_RUNNING) < user_share_of(cap, m->conf->user_max_share);
 }
 
 void exec_schedule(mgr_t *m)
@@ -467,10 +618,10 @@ void exec_schedule(mgr_t *m)
     double now = mgr_now();
     for (exec_t *e = qhead, *next; e; e = next) {
         next = e->qnext;
-        sess_t *s = sess_find(e->session_id);
+        sess_t *s = exec_sess(e);
         if (!s)
             continue;
-        if (route == 0) {
+        if (route == EXEC_ROUTE_NONE) {
             /* fallback = off: wait for the server, but not without end. */
             if (srv_state() != SRV_DRAINING && (now - e->rec.queued_at) * 1000.0 > m->conf->fallback_wait_ms) {
                 exec_qremove(e);
@@ -482,29 +633,52 @@ void exec_schedule(mgr_t *m)
             continue;
         }
         if (m->running >= m->conf->max_concurrent_runs ||
-            (route == 1 && srv_in_flight() >= m->conf->server_max_inflight) ||
-            (route == 2 && srv_state() != SRV_OFF && m->running >= m->conf->fallback_max_runs))
+            (route == EXEC_ROUTE_SERVER && srv_in_flight() >= m->conf->server_max_inflight) ||
+            (route == EXEC_ROUTE_RUN && srv_state() != SRV_OFF && m->running >= m->conf->fallback_max_runs))
             break;
-        if (sess_running(s))
+        if (sess_running(s) || !exec_owner_may_run(m, e, route))
             continue;
         exec_qremove(e);
         sess_unqueue(s, e);
         m->queued--;
-        if (route == 1)
-            exec_start_server(m, e, s);
-        else
-            exec_start(m, e, s);
+        exec_begin(m, e, s, route);
         /* Starting may finish (and free) e, and only removes e: next is intact. */
     }
+}
+
+/* The bounds a new message must pass; answers c and returns -1 when it may not be queued. */
+static int exec_admit(mgr_t *m, sess_t *s, size_t bytes, exec_wait_t how, ctl_conn_t *c)
+{
+    const conf_t *cf = m->conf;
+    const char *owner = sess_owner(s);
+    if ((long)sess_waiting(s) >= cf->session_queue_limit)
+        return ctl_error_retry(c, 429, "queue_full", "this session's queue is full; retry later", "session",
+                               cf->retry_after_s), -1;
+    if (user_count(owner, USER_QUEUED_BYTES) + (long)bytes > cf->user_queue_max_bytes)
+        return ctl_error_retry(c, 429, "queue_full", "your messages waiting to run are over user_queue_max_bytes; "
+                               "retry later", "user", cf->retry_after_s), -1;
+    if (user_total(USER_QUEUED_BYTES) + (long)bytes > cf->queue_max_bytes)
+        return ctl_error_retry(c, 429, "queue_full", "the manager's queue is full (queue_max_bytes); retry later",
+                               "manager", cf->retry_after_s), -1;
+    if (how != EXEC_WAIT_ASYNC && message_capacity > 0 &&
+        user_count(owner, USER_WAITERS) >= user_share_of(message_capacity, cf->user_max_share))
+        return ctl_error_retry(c, 429, "user_busy", "you hold your share of the pool's message capacity "
+                               "(user_max_share); wait for a message to finish, or send with Prefer: respond-async",
+                               NULL, cf->retry_after_s), -1;
+    return 0;
 }
 
 int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const char *agent, ctl_conn_t *c,
                 exec_wait_t how)
 {
+    size_t bytes = strlen(text) + (model ? strlen(model) : 0) + (agent ? strlen(agent) : 0) + EXEC_QUEUED_OVERHEAD;
+    if (exec_admit(m, s, bytes, how, c) != 0)
+        return -1;
     exec_t *e = calloc(1, sizeof *e);
     if (!e)
         return ctl_error(c, 500, "internal", "out of memory"), -1;
     e->m = m;
+    e->ws_fd = -1;
     snprintf(e->session_id, sizeof e->session_id, "%s", sess_id(s));
     e->owner = strdup(sess_owner(s));
     e->prompt = strdup(text);
@@ -524,12 +698,13 @@ int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const 
         exec_free(e);
         return dbq_reply_error(c, "cannot record the execution; nothing was run"), -1;
     }
-    if (sess_enqueue(s, e) != 0) {
-        e->rec.status = "failed";
+    if (sess_enqueue(s, e) != 0 || user_add(e->owner, USER_QUEUED_BYTES, (long)bytes) != 0) {
+        sess_unqueue(s, e);
         exec_set_error(e, "out of memory");
         exec_finish(e, "failed");
         return ctl_error(c, 500, "internal", "out of memory"), -1;
     }
+    e->queued_bytes = (long)bytes;
     e->qprev = qtail;
     if (qtail)
         qtail->qnext = e;
@@ -554,6 +729,7 @@ int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const 
         e->waiters[0] = c;
         e->waiter_stream[0] = how == EXEC_WAIT_STREAM;
         e->nwaiters = 1;
+        user_add(e->owner, USER_WAITERS, 1);
         ctl_set_waiter(c, exec_detach, e);
         if (how == EXEC_WAIT_STREAM) {
             ctl_stream_start(c);
@@ -563,6 +739,22 @@ int exec_submit(mgr_t *m, sess_t *s, const char *text, const char *model, const 
     }
     exec_schedule(m);
     return 0;
+}
+
+/* Stop e wherever it is in its start: its workspace being prepared, its run, its server message. */
+static void exec_stop(exec_t *e, run_stop_t why)
+{
+    if (e->run)
+        run_stop(e->run, why);
+    else if (e->smsg)
+        srv_stop_msg(e->smsg, why);
+    else if (e->project && !e->stop_why) {
+        e->stop_why = why;
+        project_cancel(e->project);
+        e->project = NULL;
+        exec_release(e);
+        exec_finish(e, exec_stopped_status(e, why));
+    }
 }
 
 int exec_abort_session(mgr_t *m, sess_t *s, const char *reason)
@@ -577,12 +769,9 @@ int exec_abort_session(mgr_t *m, sess_t *s, const char *reason)
         n++;
     }
     e = sess_running(s);
-    if (e && (e->run || e->smsg)) {
+    if (e && (e->run || e->smsg || e->project)) {
         exec_set_error(e, reason);
-        if (e->run)
-            run_stop(e->run, RUN_STOP_ABORT);
-        else
-            srv_stop_msg(e->smsg, RUN_STOP_ABORT);
+        exec_stop(e, RUN_STOP_ABORT);
         n++;
     }
     return n;
@@ -610,10 +799,8 @@ static void exec_kill_each(void *ctx, sess_t *s)
 {
     (void)ctx;
     exec_t *e = sess_running(s);
-    if (e && e->run)
-        run_stop(e->run, RUN_STOP_SHUTDOWN);
-    else if (e && e->smsg)
-        srv_stop_msg(e->smsg, RUN_STOP_SHUTDOWN);
+    if (e)
+        exec_stop(e, RUN_STOP_SHUTDOWN);
 }
 
 void exec_shutdown_kill(mgr_t *m)

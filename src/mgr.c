@@ -11,20 +11,25 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <grp.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "ctl.h"
 #include "dbq.h"
 #include "exec.h"
 #include "http.h"
 #include "log.h"
+#include "models.h"
 #include "op.h"
 #include "pool.h"
 #include "proc.h"
 #include "retain.h"
 #include "sess.h"
 #include "srv.h"
+#include "user.h"
+#include "ws.h"
 
 extern char **environ;
 
@@ -187,6 +192,8 @@ static int mgr_lock(const conf_t *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The FastCGI socket, like PHP-FPM's listen.owner/group/mode: ocpmd's, in fcgi_socket_group (the
+ * web server's; never the agent's, agent_setup checked), with fcgi_socket_mode. */
 static int mgr_fcgi_listen(const conf_t *c, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -196,14 +203,42 @@ static int mgr_fcgi_listen(const conf_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
+    gid_t group = getegid();
+    if (c->fcgi_socket_group[0]) {
+        struct group *g = getgrnam(c->fcgi_socket_group);
+        if (!g) {
+            snprintf(err, errlen, "fcgi_socket_group %s does not exist", c->fcgi_socket_group);
+            close(fd);
+            return -1;
+        }
+        group = g->gr_gid;
+    }
     unlink(c->fcgi_socket);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(c->fcgi_socket, (mode_t)c->fcgi_socket_mode) != 0 ||
-        listen(fd, 1024) != 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chown(c->fcgi_socket, geteuid(), group) != 0 ||
+        chmod(c->fcgi_socket, (mode_t)c->fcgi_socket_mode) != 0 || listen(fd, 1024) != 0) {
         snprintf(err, errlen, "FastCGI socket %s: %s", c->fcgi_socket, strerror(errno));
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Run opencode with argv as the agent (the shared server's home) and capture its output.
+ * Blocking, at start-up only. */
+static int mgr_probe_run(mgr_t *m, char *const *argv, char *out, size_t outlen)
+{
+    agent_launch_t as;
+    char err[256];
+    if (agent_launch(&as, NULL, -1, err, sizeof err) != 0) {
+        log_error("cannot prepare the agent for a probe", "error=\"%s\"", err);
+        return -1;
+    }
+    proc_spec_t ps = {PROC_SPEC_INIT, .file = m->conf->opencode_bin, .argv = argv, .cwd = m->conf->workspace_root,
+                      .keep_fd = -1};
+    agent_apply(&as, &ps);
+    int st = proc_run_capture(&ps, MGR_PROBE_TIMEOUT_MS, out, outlen);
+    agent_launch_done(&as);
+    return st;
 }
 
 /* Ask opencode for its version and whether `serve` exists. Blocking, at
@@ -212,7 +247,7 @@ static void mgr_probe(mgr_t *m)
 {
     char out[512];
     char *vargv[] = {(char *)m->conf->opencode_bin, "--version", NULL};
-    int st = proc_run_capture(m->conf->opencode_bin, vargv, m->child_env, MGR_PROBE_TIMEOUT_MS, out, sizeof out);
+    int st = mgr_probe_run(m, vargv, out, sizeof out);
     if (st == 0) {
         out[strcspn(out, "\r\n")] = '\0';
         snprintf(m->version, sizeof m->version, "%s", out);
@@ -223,16 +258,39 @@ static void mgr_probe(mgr_t *m)
         return;
     }
     char *sargv[] = {(char *)m->conf->opencode_bin, "serve", "--help", NULL};
-    st = proc_run_capture(m->conf->opencode_bin, sargv, m->child_env, MGR_PROBE_TIMEOUT_MS, out, sizeof out);
+    st = mgr_probe_run(m, sargv, out, sizeof out);
     m->serve_supported = st == 0;
+}
+
+typedef struct mgr_load {
+    const conf_t *conf;
+    int n;
+} mgr_load_t;
+
+/* The models opencode offers (per-session mode; a server reports its own when it is ready). */
+static void mgr_probe_models(mgr_t *m)
+{
+    static char out[1 << 16];
+    char *argv[] = {(char *)m->conf->opencode_bin, "models", NULL};
+    if (!m->available)
+        return;
+    int st = mgr_probe_run(m, argv, out, sizeof out);
+    int n = st == 0 ? models_set_lines(out) : -1;
+    if (n < 0)
+        log_warn("cannot list opencode's models; messages naming a model are refused until it can",
+                 "status=%d", st);
+    else
+        log_info("opencode models listed", "count=%d default=\"%s\"", n,
+                 models_default() ? models_default() : "");
 }
 
 static void mgr_load_session(void *ctx, const db_session_t *s)
 {
-    int *n = ctx;
-    if (sess_add(s->id, s->owner, s->workspace, s->oc_session_id, s->created_at, s->last_activity,
-                 s->message_count))
-        (*n)++;
+    mgr_load_t *l = ctx;
+    if (sess_add(s->id, s->owner, s->workspace, ws_name(l->conf->workspace_root, s->owner, s->workspace),
+                 s->oc_session_id, s->created_at, s->last_activity, s->message_count) &&
+        user_add(s->owner, USER_SESSIONS, 1) == 0)
+        l->n++;
 }
 
 /* auto: try the server and keep it if it becomes healthy within server_start_timeout;
@@ -272,6 +330,7 @@ static int mgr_choose_mode(mgr_t *m, char *err, size_t errlen)
         log_info("OpenCode does not support server mode, will use per-session approach", "reason=\"%s\"", why);
     else
         log_info("per-session mode by configuration", NULL);
+    mgr_probe_models(m);
     mgr_event(m, "mode", "per-session");
     return 0;
 }
@@ -279,20 +338,29 @@ static int mgr_choose_mode(mgr_t *m, char *err, size_t errlen)
 static int mgr_init(mgr_t *m, char *err, size_t errlen)
 {
     const conf_t *c = m->conf;
-    if (mkdir(c->state_dir, 0750) != 0 && errno != EEXIST) {
+    if (mkdir(c->state_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create state_dir %s: %s", c->state_dir, strerror(errno));
         return -1;
     }
     if (mgr_lock(c, err, errlen) != 0)
         return -1;
-    if (mkdir(c->workspace_root, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create workspace_root %s: %s", c->workspace_root, strerror(errno));
+    m->child_env = proc_env_filter(environ, c->pass_env);
+    if (!m->child_env) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (agent_init(c, m->child_env, err, errlen) != 0)
+        return -1;
     m->db = db_open(c->db_path, c->store_prompts, c->stored_text_limit, err, errlen);
     if (!m->db)
         return -1;
-    chmod(c->db_path, 0600);
+    /* Prompts live in these files: ocpmd's alone (a file made before umask 077 is brought in line). */
+    static const char *const sides[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        char p[PATH_MAX + 8];
+        snprintf(p, sizeof p, "%s%s", c->db_path, sides[i]);
+        chmod(p, 0600);
+    }
     db_set_busy_timeout(m->db, c->db_busy_timeout_ms);
     int interrupted = 0;
     if (db_mark_interrupted(m->db, mgr_now(), &interrupted) != 0) {
@@ -306,17 +374,13 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int loaded = 0;
-    if (db_session_each(m->db, mgr_load_session, &loaded) != 0) {
+    mgr_load_t load = {.conf = c};
+    if (db_session_each(m->db, mgr_load_session, &load) != 0) {
         snprintf(err, errlen, "cannot load sessions: %s", db_errmsg(m->db));
         return -1;
     }
+    int loaded = load.n;
     m->sessions = loaded;
-    m->child_env = proc_env_filter(environ, c->pass_env);
-    if (!m->child_env) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (size_t i = 0; i < MGR_NSIG; i++) {
         uv_signal_init(m->loop, &sig_handles[i]);
         sig_handles[i].data = m;
@@ -337,6 +401,7 @@ static int mgr_init(mgr_t *m, char *err, size_t errlen)
         return -1;
     if (pool_start(m, fcgi_fd, err, errlen) != 0)
         return -1;
+    exec_set_message_capacity(pool_message_capacity());
     retain_init(m);
     dbq_init(m);
     log_info("sessions loaded", "count=%d", loaded);
@@ -350,6 +415,9 @@ int mgr_run(const conf_t *conf, const char *exe)
     snprintf(m.exe, sizeof m.exe, "%s", exe);
     m.started_at = m.last_activity = mgr_now();
     signal(SIGPIPE, SIG_IGN);
+    /* Nothing ocpmd writes is for anyone else (the database holds every prompt); the few files
+     * that are (sockets, the agent's directories) get their modes explicitly. */
+    umask(077);
     /* A write past RLIMIT_FSIZE must fail with EFBIG (the database reports it), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
     log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=\"%s\"", OCPM_VERSION,
@@ -394,6 +462,9 @@ int mgr_run(const conf_t *conf, const char *exe)
     dbq_final();
     pool_free();
     sess_table_free();
+    user_table_free();
+    agent_free();
+    models_free();
     proc_env_free(m.child_env);
     db_close(m.db);
     /* The lock file stays: unlinking it would let two managers lock two files. */

@@ -192,7 +192,10 @@ static int cmd_sessions(ctl_opts_t *o, int argc, char **argv)
     db_t *db = open_db(o);
     if (!db)
         return 1;
-    json_object *rows = db_query_json(db, "SELECT * FROM session_summary ORDER BY last_activity DESC");
+    json_object *rows = db_query_json(db, "SELECT id, iif(owner = '', '(anonymous)', owner) AS owner, workspace, opencode_session_id,"
+                                         " message_count, created, last_activity, deleted, executions, succeeded,"
+                                         " failed, mean_ms, tokens_in, tokens_out, cost"
+                                         " FROM session_summary ORDER BY last_activity DESC");
     int rc = rows ? 0 : fail("cannot read sessions: %s%s", db_errmsg(db), "");
     if (rows && o->json)
         print_json(rows);
@@ -217,7 +220,7 @@ static int cmd_history(ctl_opts_t *o, int argc, char **argv)
     db_t *db = open_db(o);
     if (!db)
         return 1;
-    json_object *rows = db_exec_list(db, &f);
+    json_object *rows = db_exec_list(db, &f, NULL);
     int rc = rows ? 0 : fail("cannot read history: %s%s", db_errmsg(db), "");
     if (rows) {
         /* Readable times. */

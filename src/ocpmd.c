@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "conf.h"
 #include "log.h"
 #include "mgr.h"
@@ -71,7 +72,8 @@ int main(int argc, char **argv)
     char err[1024];
     conf_defaults(&conf);
     if ((file && *file && conf_load_file(&conf, file, err, sizeof err) != 0) ||
-        conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0) {
+        conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0 ||
+        agent_setup(&conf, err, sizeof err) != 0) {
         fprintf(stderr, "ocpmd: configuration error: %s\n", err);
         if (test)
             fprintf(stderr, "ocpmd: configuration %s test failed\n", file && *file ? file : "(defaults)");

@@ -8,16 +8,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "dbq.h"
 #include "exec.h"
 #include "log.h"
 #include "metrics.h"
+#include "models.h"
 #include "retain.h"
 #include "pool.h"
 #include "sess.h"
 #include "srv.h"
+#include "user.h"
 #include "valid.h"
 #include "ws.h"
+
+/* A history page ends early past this many bytes of JSON (its cursor continues), so no page comes
+ * near the reply frame whatever the rows hold. */
+#define OP_PAGE_BYTES (4u << 20)
 
 typedef struct op_req {
     const char *user;
@@ -36,11 +43,12 @@ static const char *op_arg(const op_req_t *r, const char *key)
                : NULL;
 }
 
-/* A session the user may see, or NULL after answering 404. */
+/* A session the user may see, or NULL after answering 404. Ids are the user's own: another user's
+ * session of the same id is simply not there. */
 static sess_t *op_session(ctl_conn_t *c, const op_req_t *r)
 {
-    sess_t *s = r->id ? sess_find(r->id) : NULL;
-    if (!s || strcmp(sess_owner(s), r->user) != 0) {
+    sess_t *s = r->id ? sess_find(r->user, r->id) : NULL;
+    if (!s) {
         ctl_error(c, 404, "session_not_found", "no such session");
         return NULL;
     }
@@ -86,6 +94,8 @@ json_object *op_status_json(mgr_t *m)
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
     json_object_object_add(x, "responders", pool_status_json());
     json_object_object_add(x, "database", dbq_status_json());
+    json_object_object_add(x, "agentIsolation", agent_status_json());
+    json_object_object_add(x, "modelsKnown", models_count() >= 0 ? json_object_new_int64(models_count()) : NULL);
     /* Heap in use as glibc's malloc sees it (RSS also holds what malloc keeps for reuse); null where
      * another allocator answers (AddressSanitizer's reports 0). */
     struct mallinfo2 mi = mallinfo2();
@@ -134,22 +144,17 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     }
     char path[4096];
     const char *why = NULL;
-    sess_t *s = sess_find(id);
+    sess_t *s = sess_find(r->user, id);
     if (s) {
-        /* Idempotent repeat, or a conflict. The workspace is compared as resolved. */
-        if (strcmp(sess_owner(s), r->user) != 0) {
-            ctl_error(c, 409, "session_exists", "a session with this id exists");
-            return;
-        }
-        if (ws_resolve(m->conf->workspace_root, wsname, path, sizeof path, &why) != 0 ||
-            strcmp(path, sess_workspace(s)) != 0) {
+        /* Idempotent repeat, or a conflict (within the user's own sessions). */
+        if (strcmp(wsname, sess_workspace_name(s)) != 0) {
             ctl_error(c, 409, "session_conflict", "this session id is bound to another workspace");
             return;
         }
         ctl_reply(c, 200, sess_json(s), NULL);
         return;
     }
-    int exists = db_session_exists(m->db, id);
+    int exists = db_session_exists(m->db, r->user, id);
     if (exists < 0) {
         dbq_reply_error(c, "cannot read sessions");
         return;
@@ -158,7 +163,11 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
         ctl_error(c, 409, "session_deleted", "this session id belonged to a deleted session");
         return;
     }
-    if (ws_resolve(m->conf->workspace_root, wsname, path, sizeof path, &why) != 0) {
+    if (user_count(r->user, USER_SESSIONS) >= m->conf->user_max_sessions) {
+        ctl_error(c, 429, "too_many_sessions", "you have user_max_sessions sessions; delete one first");
+        return;
+    }
+    if (ws_resolve(m->conf->workspace_root, r->user, wsname, path, sizeof path, &why) != 0) {
         ctl_error(c, 400, "invalid_workspace", why);
         return;
     }
@@ -169,8 +178,8 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
         dbq_reply_error(c, "cannot record the session");
         return;
     }
-    s = sess_add(id, r->user, path, NULL, now, now, 0);
-    if (!s) {
+    s = sess_add(id, r->user, path, wsname, NULL, now, now, 0);
+    if (!s || user_add(r->user, USER_SESSIONS, 1) != 0) {
         ctl_error(c, 500, "internal", "out of memory");
         return;
     }
@@ -181,25 +190,24 @@ static void op_session_create(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     ctl_reply(c, 201, sess_json(s), NULL);
 }
 
-typedef struct op_list_ctx {
-    const char *user;
-    json_object *arr;
-} op_list_ctx_t;
+static double op_num(const op_req_t *r, const char *key, double def);
 
-static void op_list_one(void *ctx, sess_t *s)
-{
-    op_list_ctx_t *l = ctx;
-    if (strcmp(sess_owner(s), l->user) == 0)
-        json_object_array_add(l->arr, sess_json(s));
-}
-
+/* The caller's sessions, in id order, a page at a time: next_cursor is the `after` of the next. */
 static void op_session_list(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
 {
     (void)m;
-    op_list_ctx_t l = {r->user, json_object_new_array()};
-    sess_each(op_list_one, &l);
+    const char *after = op_arg(r, "after");
+    int more = 0;
+    json_object *a = sess_page(r->user, after ? after : "", (long)op_num(r, "limit", 100), &more);
+    if (!a) {
+        ctl_error(c, 500, "internal", "out of memory");
+        return;
+    }
+    size_t n = json_object_array_length(a);
+    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "sessions", l.arr);
+    json_object_object_add(o, "sessions", a);
+    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
     ctl_reply(c, 200, o, NULL);
 }
 
@@ -216,7 +224,7 @@ static void op_session_delete(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     sess_t *s = op_session(c, r);
     if (!s)
         return;
-    if (db_session_delete(m->db, sess_id(s), mgr_now()) != 0) {
+    if (db_session_delete(m->db, sess_owner(s), sess_id(s), mgr_now()) != 0) {
         dbq_reply_error(c, "cannot record the deletion");
         return;
     }
@@ -226,6 +234,7 @@ static void op_session_delete(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
     json_object_object_add(o, "deleted", json_object_new_boolean(1));
     json_object_object_add(o, "aborted", json_object_new_int(n));
     log_info("Session deleted", "sessionId=%s aborted=%d", sess_id(s), n);
+    user_add(sess_owner(s), USER_SESSIONS, -1);
     sess_remove(s);
     m->sessions = (long)sess_count();
     ctl_reply(c, 200, o, NULL);
@@ -257,9 +266,15 @@ static void op_message(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
         ctl_error(c, 400, "missing_field", "body field \"text\" is required");
         return;
     }
-    if ((long)sess_waiting(s) >= m->conf->session_queue_limit) {
-        ctl_error_retry(c, 429, "queue_full", "this session's queue is full; retry later", NULL,
-                        m->conf->retry_after_s);
+    const char *model = op_arg(r, "model");
+    int known = model ? models_known(model) : 1;
+    if (known < 0) {
+        ctl_error_retry(c, 503, "models_unavailable", "opencode's list of models is not known yet; retry shortly",
+                        NULL, m->conf->retry_after_s);
+        return;
+    }
+    if (!known) {
+        ctl_error(c, 400, "unknown_model", "opencode offers no such model");
         return;
     }
     exec_submit(m, s, text, op_arg(r, "model"), op_arg(r, "agent"), c,
@@ -275,22 +290,28 @@ static double op_num(const op_req_t *r, const char *key, double def)
                : def;
 }
 
-/* History, newest first, with a cursor: next_cursor is the `before` of the next page. */
+/* History, newest first, with a cursor: next_cursor is the `before` of the next page. A page ends
+ * at `limit` rows or OP_PAGE_BYTES, whichever comes first. Users see their own rows without
+ * server details; operators (owner NULL) see everyone's whole rows. */
 static void op_exec_list_for(mgr_t *m, ctl_conn_t *c, const op_req_t *r, const char *owner)
 {
     db_exec_filter_t f = {.owner = owner, .session_id = op_arg(r, "session"), .status = op_arg(r, "status"),
                           .mode = op_arg(r, "mode"), .since = op_num(r, "since", 0), .until = op_num(r, "until", 0),
-                          .before = (long long)op_num(r, "before", 0), .limit = (long)op_num(r, "limit", 50)};
-    json_object *a = db_exec_list(m->db, &f);
+                          .before = (long long)op_num(r, "before", 0), .limit = (long)op_num(r, "limit", 50),
+                          .max_bytes = OP_PAGE_BYTES};
+    int more = 0;
+    json_object *a = db_exec_list(m->db, &f, &more);
     if (!a) {
         dbq_reply_error(c, "cannot read executions");
         return;
     }
     json_object *o = json_object_new_object();
     size_t n = json_object_array_length(a);
+    for (size_t i = 0; owner && i < n; i++)
+        exec_public(json_object_array_get_idx(a, i));
     json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
     json_object_object_add(o, "executions", a);
-    json_object_object_add(o, "next_cursor", (long)n == f.limit && last ? json_object_get(last) : NULL);
+    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
     ctl_reply(c, 200, o, NULL);
 }
 
@@ -420,7 +441,7 @@ static void op_exec_get(mgr_t *m, ctl_conn_t *c, const op_req_t *r)
         ctl_error(c, 404, "execution_not_found", "no such execution");
         return;
     }
-    ctl_reply(c, 200, o, NULL);
+    ctl_reply(c, 200, exec_public(o), NULL);
 }
 
 static const struct {

@@ -55,6 +55,7 @@ static int pool_alive(void)
 }
 
 long pool_restarts(void) { return restarts; }
+long pool_message_capacity(void) { return cap_msg; }
 
 json_object *pool_status_json(void)
 {
@@ -174,12 +175,11 @@ static void pool_spawn(pool_slot_t *s)
     snprintf(hb, sizeof hb, "%ld", c->sse_heartbeat_ms);
     char *argv[] = {pool_mgr->exe, "--responder", "--index", idx, "--control", (char *)c->control_socket,
                     "--threads", threads, "--max-body", body, "--max-message", msg,
-                    "--workspace-root", (char *)c->workspace_root, "--heartbeat-ms", hb,
+                    "--heartbeat-ms", hb,
                     "--log-level", (char *)c->log_level, "--slots", slots_s, "--capacity", all_s,
                     "--message-capacity", msg_s, NULL};
-    proc_spec_t ps = {.file = pool_mgr->exe, .argv = argv, .stdin_fd = -2, .keep_fd = pool_listen_fd,
-                      .fd3 = inflight_fd,
-                      .stdout_fd = -1, .stderr_fd = log_wfd, .new_pgroup = 0, .pdeathsig = SIGTERM};
+    proc_spec_t ps = {PROC_SPEC_INIT, .file = pool_mgr->exe, .argv = argv, .stdin_fd = -2, .keep_fd = pool_listen_fd,
+                      .fd3 = inflight_fd, .stdout_fd = -1, .stderr_fd = log_wfd, .new_pgroup = 0, .pdeathsig = SIGTERM};
     char err[256];
     pid_t pid = proc_spawn(&ps, err, sizeof err);
     if (pid < 0) {

@@ -1,9 +1,12 @@
 #define _GNU_SOURCE
 #include "proc.h"
 
+#include "sandbox.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,7 +27,7 @@ static proc_watch_ent_t *watch;
 static size_t nwatch, capwatch;
 
 /* What the child was doing when it failed, reported with errno through the pipe. */
-enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2 };
+enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2, PROC_STAGE_USER = 3, PROC_STAGE_SANDBOX = 4 };
 
 static void proc_child_fail(int fd, int err)
 {
@@ -80,12 +83,6 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (spec->new_pgroup && setpgid(0, 0) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        if (spec->pdeathsig) {
-            if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-            if (getppid() != parent) /* the parent died before prctl */
-                _exit(127);
-        }
         /* Move fds out of 0..2 first so dup2 order cannot clobber them. */
         int in = spec->stdin_fd == -2 ? spec->keep_fd : spec->stdin_fd;
         int fds[3] = {in, spec->stdout_fd, spec->stderr_fd};
@@ -118,8 +115,20 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
             if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
                 proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
         }
+        if (spec->uid >= 0 && (setgroups(0, NULL) != 0 || setresgid((gid_t)spec->gid, (gid_t)spec->gid, (gid_t)spec->gid) != 0 ||
+                               setresuid((uid_t)spec->uid, (uid_t)spec->uid, (uid_t)spec->uid) != 0))
+            proc_child_fail(pfd[1], errno | PROC_STAGE_USER << 16);
+        /* After the switch of user: a change of credentials clears the parent-death signal. */
+        if (spec->pdeathsig) {
+            if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
+            if (getppid() != parent) /* the parent died before prctl */
+                _exit(127);
+        }
         if (spec->cwd && chdir(spec->cwd) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
+        if (spec->sandbox_fd >= 0 && sandbox_enter(spec->sandbox_fd) != 0)
+            proc_child_fail(pfd[1], errno | PROC_STAGE_SANDBOX << 16);
         if (spec->envp)
             execvpe(spec->file, spec->argv, spec->envp);
         else
@@ -140,6 +149,11 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         int stage = child_err >> 16, e = child_err & 0xffff;
         if (stage == PROC_STAGE_CHDIR)
             snprintf(err, errlen, "cannot enter %s: %s", spec->cwd, strerror(e));
+        else if (stage == PROC_STAGE_USER)
+            snprintf(err, errlen, "cannot switch to uid %ld gid %ld for %s: %s", spec->uid, spec->gid, spec->file,
+                     strerror(e));
+        else if (stage == PROC_STAGE_SANDBOX)
+            snprintf(err, errlen, "cannot enter the sandbox for %s: %s", spec->file, strerror(e));
         else if (stage == PROC_STAGE_SETUP)
             snprintf(err, errlen, "cannot set up the child for %s: %s", spec->file, strerror(e));
         else
@@ -275,15 +289,18 @@ static long proc_now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-int proc_run_capture(const char *file, char *const *argv, char *const *envp, int timeout_ms, char *out,
-                     size_t outlen)
+int proc_run_capture(const proc_spec_t *base, int timeout_ms, char *out, size_t outlen)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0)
         return -1;
     char err[256];
-    proc_spec_t spec = {.file = file, .argv = argv, .envp = envp, .stdin_fd = -1, .stdout_fd = p[1],
-                        .stderr_fd = -1, .keep_fd = -1, .new_pgroup = 1, .pdeathsig = SIGKILL};
+    proc_spec_t spec = *base;
+    spec.stdin_fd = -1;
+    spec.stdout_fd = p[1];
+    spec.stderr_fd = -1;
+    spec.new_pgroup = 1;
+    spec.pdeathsig = SIGKILL;
     pid_t pid = proc_spawn(&spec, err, sizeof err);
     close(p[1]);
     if (pid < 0) {

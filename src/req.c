@@ -53,6 +53,20 @@ int req_urldecode(char *s)
     return 0;
 }
 
+/* Numbers in a query string: decimal digits only (no sign, space, hex, exponent, inf or nan), with
+ * one fraction for times. */
+static int req_decimal(const char *s, int fraction)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 18)
+        return 0;
+    if (s[n] == '.' && fraction) {
+        size_t f = strspn(s + n + 1, "0123456789");
+        return f > 0 && f <= 9 && s[n + 1 + f] == '\0';
+    }
+    return s[n] == '\0';
+}
+
 /* Check one value against its field kind. Returns NULL when fine, else why. */
 static const char *req_check_value(const field_t *f, json_object *v, const req_limits_t *lim)
 {
@@ -80,7 +94,7 @@ static const char *req_check_value(const field_t *f, json_object *v, const req_l
     case FIELD_ID:
         return valid_id(s) ? NULL : "must match [A-Za-z0-9_-]{1,64}";
     case FIELD_WORKSPACE:
-        return valid_workspace(s, lim->workspace_root, &why) ? NULL : why;
+        return valid_workspace(s, &why) ? NULL : why;
     case FIELD_TEXT:
         if (len == 0)
             return "must not be empty";
@@ -172,7 +186,7 @@ static json_object *req_parse_query(const route_t *r, const char *query, const r
             char *end;
             errno = 0;
             long long n = strtoll(val, &end, 10);
-            if (errno || *end || end == val) {
+            if (!req_decimal(val, 0) || errno || *end || end == val) {
                 free(copy);
                 json_object_put(q);
                 return req_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
@@ -182,7 +196,7 @@ static json_object *req_parse_query(const route_t *r, const char *query, const r
             char *end;
             errno = 0;
             double t = strtod(val, &end);
-            if (errno || *end || end == val || t != t) {
+            if (!req_decimal(val, 1) || errno || *end || end == val || t != t) {
                 free(copy);
                 json_object_put(q);
                 return req_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
@@ -286,6 +300,11 @@ json_object *req_build(const req_in_t *in, const req_limits_t *lim, req_err_t *e
         return req_fail(err, 400, "bad_request", "missing method or path");
     if (!valid_utf8(in->path, strlen(in->path)))
         return req_fail(err, 400, "invalid_path", "path must be UTF-8");
+    if (in->raw_uri) {
+        size_t n = strcspn(in->raw_uri, "?");
+        if (n != strlen(in->path) || strncmp(in->raw_uri, in->path, n) != 0)
+            return req_fail(err, 404, "not_found", "no such endpoint");
+    }
     char id[VALID_ID_MAX + 1];
     const route_t *r;
     int rc = route_match(in->method, in->path, &r, id, sizeof id, err->allow, sizeof err->allow);
@@ -298,8 +317,8 @@ json_object *req_build(const req_in_t *in, const req_limits_t *lim, req_err_t *e
         return req_fail(err, 400, "invalid_id", "ids must match [A-Za-z0-9_-]{1,64}");
     if ((long)in->body_len > lim->max_body_bytes)
         return req_fail(err, 413, "body_too_large", "body is larger than %ld bytes", lim->max_body_bytes);
-    const char *user = in->remote_user && *in->remote_user ? in->remote_user : "anonymous";
-    if (!valid_token(user, REQ_USER_MAX))
+    const char *user = in->remote_user ? in->remote_user : "";
+    if (*user && !valid_token(user, REQ_USER_MAX))
         return req_fail(err, 400, "invalid_user", "REMOTE_USER is not a valid user name");
 
     json_object *query = req_parse_query(r, in->query, lim, err);

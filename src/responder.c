@@ -54,8 +54,6 @@ int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, 
             o->index = atoi(v);
         else if (strcmp(a, "--control") == 0)
             o->control_socket = v;
-        else if (strcmp(a, "--workspace-root") == 0)
-            o->workspace_root = v;
         else if (strcmp(a, "--threads") == 0)
             o->threads = atol(v);
         else if (strcmp(a, "--max-body") == 0)
@@ -79,8 +77,8 @@ int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, 
             return -1;
         }
     }
-    if (!o->control_socket || !o->workspace_root || o->threads < 1) {
-        snprintf(err, errlen, "responder needs --control, --workspace-root and --threads");
+    if (!o->control_socket || o->threads < 1) {
+        snprintf(err, errlen, "responder needs --control and --threads");
         return -1;
     }
     return 0;
@@ -304,6 +302,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     req_in_t in = {
         .method = method,
         .path = path,
+        .raw_uri = FCGX_GetParam("REQUEST_URI", env),
         .query = FCGX_GetParam("QUERY_STRING", env),
         .content_type = FCGX_GetParam("CONTENT_TYPE", env),
         .accept = FCGX_GetParam("HTTP_ACCEPT", env),
@@ -312,7 +311,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
         .body = body,
         .body_len = (size_t)len,
     };
-    req_limits_t lim = {opts->max_body_bytes, opts->max_message_bytes, opts->workspace_root};
+    req_limits_t lim = {opts->max_body_bytes, opts->max_message_bytes};
     req_err_t err;
     json_object *frame = req_build(&in, &lim, &err);
     free(body);

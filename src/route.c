@@ -30,6 +30,11 @@ static const field_t exec_list_query[] = {
     {"limit", FIELD_LIMIT, false},
     {NULL, 0, false},
 };
+static const field_t session_list_query[] = {
+    {"after", FIELD_ID, false},
+    {"limit", FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
 static const field_t stats_query[] = {
     {"since", FIELD_TIME, false},
     {"until", FIELD_TIME, false},
@@ -40,7 +45,7 @@ static const route_t routes[] = {
     {"GET", "/api/opencode/status", "status", NULL, NULL},
     {"GET", "/api/health", "health", NULL, NULL},
     {"POST", "/api/sessions", "session.create", session_create_body, NULL},
-    {"GET", "/api/sessions", "session.list", NULL, NULL},
+    {"GET", "/api/sessions", "session.list", NULL, session_list_query},
     {"GET", "/api/sessions/{id}", "session.get", NULL, NULL},
     {"DELETE", "/api/sessions/{id}", "session.delete", NULL, NULL},
     {"POST", "/api/sessions/{id}/messages", "message", message_body, NULL},
@@ -92,9 +97,7 @@ static bool route_path_matches(const char *pattern, const char *path, char *id, 
         p++;
         s++;
     }
-    /* A single trailing slash is tolerated. */
-    if (!*p && s[0] == '/' && s[1] == '\0')
-        return true;
+    /* One spelling only (no trailing slash): what nginx's locations match is what runs. */
     return !*p && !*s;
 }
 

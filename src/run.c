@@ -25,9 +25,11 @@ struct run {
     run_ops_t ops;
     void *ctx;
     pid_t pid;
-    uv_pipe_t out, err;
+    uv_pipe_t out, err, in;
     uv_timer_t timer;      /* run timeout, then kill grace, then drain */
-    int open_handles;      /* out, err, timer not yet closed */
+    uv_write_t in_req;
+    char *prompt;          /* written to stdin, then the pipe is closed */
+    int open_handles;      /* out, err, in, timer not yet closed */
     int out_open, err_open;
     int exited;
     int done_called;
@@ -46,6 +48,7 @@ static void run_handle_closed(uv_handle_t *h)
 {
     run_t *r = h->data;
     if (--r->open_handles == 0) {
+        free(r->prompt);
         free(r->line);
         free(r->tail);
         free(r);
@@ -230,11 +233,20 @@ static void run_on_timeout(uv_timer_t *t)
     run_stop(t->data, RUN_STOP_TIMEOUT);
 }
 
-static char *run_argv_json(char *const *argv, size_t msg_index)
+/* The message is on its way (or the run went away first): stdin is closed either way, which is
+ * the end of the message for opencode. */
+static void run_in_written(uv_write_t *w, int status)
+{
+    (void)status;
+    run_t *r = w->data;
+    uv_close((uv_handle_t *)&r->in, run_handle_closed);
+}
+
+static char *run_argv_json(char *const *argv)
 {
     json_object *a = json_object_new_array();
     for (size_t i = 0; argv[i]; i++)
-        json_object_array_add(a, json_object_new_string(i == msg_index ? "<message>" : argv[i]));
+        json_object_array_add(a, json_object_new_string(argv[i]));
     char *s = strdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(a);
     return s;
@@ -263,44 +275,46 @@ run_t *run_start(uv_loop_t *loop, const run_spec_t *spec, const run_ops_t *ops, 
         argv[n++] = "--agent";
         argv[n++] = spec->agent;
     }
-    argv[n++] = "--";
-    size_t msg_index = n;
-    argv[n++] = spec->text;
     argv[n] = NULL;
 
     run_t *r = calloc(1, sizeof *r);
-    if (!r || (spec->stderr_tail && !(r->tail = malloc(spec->stderr_tail + 1)))) {
+    if (!r || (spec->stderr_tail && !(r->tail = malloc(spec->stderr_tail + 1))) || !(r->prompt = strdup(spec->text))) {
+        if (r) {
+            free(r->tail);
+            free(r->prompt);
+        }
         free(r);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     r->tail_max = spec->stderr_tail;
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
-        free(r->tail);
-        free(r);
-        return NULL;
-    }
-    if (pipe2(pe, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
-        close(po[0]);
-        close(po[1]);
-        free(r->tail);
-        free(r);
-        return NULL;
-    }
-    proc_spec_t ps = {.file = spec->bin, .argv = (char *const *)argv, .envp = spec->env, .cwd = spec->workspace,
-                      .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1,
+    /* stdin, stdout, stderr: [i][0] is the read end. */
+    int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    for (int i = 0; i < 3; i++)
+        if (pipe2(p[i], O_CLOEXEC) != 0) {
+            snprintf(err, errlen, "pipe: %s", strerror(errno));
+            for (int k = 0; k < i; k++)
+                close(p[k][0]), close(p[k][1]);
+            free(r->tail);
+            free(r->prompt);
+            free(r);
+            return NULL;
+        }
+    proc_spec_t ps = {PROC_SPEC_INIT, .file = spec->bin, .argv = (char *const *)argv, .cwd = spec->workspace,
+                      .stdin_fd = p[0][0], .stdout_fd = p[1][1], .stderr_fd = p[2][1], .keep_fd = -1,
                       .new_pgroup = 1, .pdeathsig = SIGKILL, .rlimit_as = spec->rlimit_as,
                       .rlimit_nofile = spec->rlimit_nofile, .rlimit_cpu = spec->rlimit_cpu_s};
+    agent_apply(spec->as, &ps);
     r->pid = proc_spawn(&ps, err, errlen);
-    close(po[1]);
-    close(pe[1]);
+    close(p[0][0]);
+    close(p[1][1]);
+    close(p[2][1]);
     if (r->pid < 0) {
-        close(po[0]);
-        close(pe[0]);
+        close(p[0][1]);
+        close(p[1][0]);
+        close(p[2][0]);
         free(r->tail);
+        free(r->prompt);
         free(r);
         return NULL;
     }
@@ -310,17 +324,23 @@ run_t *run_start(uv_loop_t *loop, const run_spec_t *spec, const run_ops_t *ops, 
     r->grace_ms = spec->grace_ms;
     uv_pipe_init(loop, &r->out, 0);
     uv_pipe_init(loop, &r->err, 0);
+    uv_pipe_init(loop, &r->in, 0);
     uv_timer_init(loop, &r->timer);
-    r->out.data = r->err.data = r->timer.data = r;
-    r->open_handles = 3;
-    uv_pipe_open(&r->out, po[0]);
-    uv_pipe_open(&r->err, pe[0]);
+    r->out.data = r->err.data = r->in.data = r->timer.data = r->in_req.data = r;
+    r->open_handles = 4;
+    uv_pipe_open(&r->out, p[1][0]);
+    uv_pipe_open(&r->err, p[2][0]);
+    uv_pipe_open(&r->in, p[0][1]);
     r->out_open = r->err_open = 1;
+    /* The message: written as the pipe takes it (a large one does not block the loop). */
+    uv_buf_t msg = uv_buf_init(r->prompt, (unsigned)strlen(r->prompt));
+    if (uv_write(&r->in_req, (uv_stream_t *)&r->in, &msg, 1, run_in_written) != 0)
+        uv_close((uv_handle_t *)&r->in, run_handle_closed);
     uv_read_start((uv_stream_t *)&r->out, run_alloc, run_on_out);
     uv_read_start((uv_stream_t *)&r->err, run_alloc, run_on_err);
     uv_timer_start(&r->timer, run_on_timeout, (uint64_t)spec->timeout_ms, 0);
     proc_watch(r->pid, run_on_exit, r);
     *pid = r->pid;
-    *argv_json = run_argv_json((char *const *)argv, msg_index);
+    *argv_json = run_argv_json((char *const *)argv);
     return r;
 }

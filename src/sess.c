@@ -13,7 +13,7 @@ typedef struct qnode {
 
 struct sess {
     char id[VALID_ID_MAX + 1];
-    char *owner, *workspace, *oc_id;
+    char *owner, *workspace, *wsname, *oc_id;
     double created_at, last_activity;
     long message_count;
     struct exec *running;
@@ -25,10 +25,13 @@ struct sess {
 static sess_t **buckets;
 static size_t nbuckets, nsess;
 
-static size_t sess_hash(const char *s)
+static size_t sess_hash(const char *owner, const char *id)
 {
     size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
+    for (const char *s = owner; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL; /* a byte no owner holds: ("ab","c") differs from ("a","bc") */
+    for (const char *s = id; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h % nbuckets;
 }
@@ -49,6 +52,7 @@ static void sess_free(sess_t *s)
     }
     free(s->owner);
     free(s->workspace);
+    free(s->wsname);
     free(s->oc_id);
     free(s);
 }
@@ -66,8 +70,8 @@ void sess_table_free(void)
     nbuckets = nsess = 0;
 }
 
-sess_t *sess_add(const char *id, const char *owner, const char *workspace, const char *oc, double created_at,
-                 double last_activity, long message_count)
+sess_t *sess_add(const char *id, const char *owner, const char *workspace, const char *wsname, const char *oc,
+                 double created_at, double last_activity, long message_count)
 {
     sess_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -75,34 +79,35 @@ sess_t *sess_add(const char *id, const char *owner, const char *workspace, const
     strncpy(s->id, id, VALID_ID_MAX);
     s->owner = strdup(owner);
     s->workspace = strdup(workspace);
+    s->wsname = strdup(wsname);
     s->oc_id = oc ? strdup(oc) : NULL;
-    if (!s->owner || !s->workspace || (oc && !s->oc_id)) {
+    if (!s->owner || !s->workspace || !s->wsname || (oc && !s->oc_id)) {
         sess_free(s);
         return NULL;
     }
     s->created_at = created_at;
     s->last_activity = last_activity;
     s->message_count = message_count;
-    size_t h = sess_hash(id);
+    size_t h = sess_hash(owner, id);
     s->next = buckets[h];
     buckets[h] = s;
     nsess++;
     return s;
 }
 
-sess_t *sess_find(const char *id)
+sess_t *sess_find(const char *owner, const char *id)
 {
     if (!buckets)
         return NULL;
-    for (sess_t *s = buckets[sess_hash(id)]; s; s = s->next)
-        if (strcmp(s->id, id) == 0)
+    for (sess_t *s = buckets[sess_hash(owner, id)]; s; s = s->next)
+        if (strcmp(s->id, id) == 0 && strcmp(s->owner, owner) == 0)
             return s;
     return NULL;
 }
 
 void sess_remove(sess_t *s)
 {
-    sess_t **pp = &buckets[sess_hash(s->id)];
+    sess_t **pp = &buckets[sess_hash(s->owner, s->id)];
     while (*pp && *pp != s)
         pp = &(*pp)->next;
     if (*pp) {
@@ -126,6 +131,7 @@ void sess_each(void (*fn)(void *ctx, sess_t *s), void *ctx)
 const char *sess_id(const sess_t *s) { return s->id; }
 const char *sess_owner(const sess_t *s) { return s->owner; }
 const char *sess_workspace(const sess_t *s) { return s->workspace; }
+const char *sess_workspace_name(const sess_t *s) { return s->wsname; }
 const char *sess_oc_id(const sess_t *s) { return s->oc_id; }
 
 int sess_set_oc_id(sess_t *s, const char *oc)
@@ -200,8 +206,8 @@ json_object *sess_json(const sess_t *s)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(s->id));
-    json_object_object_add(o, "owner", json_object_new_string(s->owner));
-    json_object_object_add(o, "workspace", json_object_new_string(s->workspace));
+    json_object_object_add(o, "owner", s->owner[0] ? json_object_new_string(s->owner) : NULL);
+    json_object_object_add(o, "workspace", json_object_new_string(s->wsname));
     json_object_object_add(o, "opencode_session_id", s->oc_id ? json_object_new_string(s->oc_id) : NULL);
     json_object_object_add(o, "created_at", json_object_new_double(s->created_at));
     json_object_object_add(o, "last_activity", json_object_new_double(s->last_activity));
@@ -209,4 +215,40 @@ json_object *sess_json(const sess_t *s)
     json_object_object_add(o, "busy", json_object_new_boolean(s->running != NULL));
     json_object_object_add(o, "queued", json_object_new_int64((int64_t)s->waiting));
     return o;
+}
+
+static int sess_cmp_id(const void *a, const void *b)
+{
+    return strcmp((*(sess_t *const *)a)->id, (*(sess_t *const *)b)->id);
+}
+
+json_object *sess_page(const char *owner, const char *after, long limit, int *more)
+{
+    size_t n = 0, cap = 64;
+    sess_t **v = malloc(cap * sizeof *v);
+    *more = 0;
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < nbuckets; i++)
+        for (sess_t *s = buckets[i]; s; s = s->next) {
+            if (strcmp(s->owner, owner) != 0 || strcmp(s->id, after) <= 0)
+                continue;
+            if (n == cap) {
+                sess_t **nv = realloc(v, 2 * cap * sizeof *v);
+                if (!nv) {
+                    free(v);
+                    return NULL;
+                }
+                v = nv;
+                cap *= 2;
+            }
+            v[n++] = s;
+        }
+    qsort(v, n, sizeof *v, sess_cmp_id);
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < n && (long)i < limit; i++)
+        json_object_array_add(a, sess_json(v[i]));
+    *more = (long)n > limit;
+    free(v);
+    return a;
 }

@@ -12,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "http.h"
 #include "log.h"
+#include "models.h"
 #include "proc.h"
 #include "sse.h"
 
@@ -375,6 +377,15 @@ static void srv_open_pipe(int fd, int is_err)
     uv_read_start((uv_stream_t *)&p->pipe, srv_out_alloc, srv_out_read);
 }
 
+/* The server could not be started: the exit path applies the backoff. */
+static void srv_spawn_failed(const char *err)
+{
+    S.pid = 0;
+    log_error("cannot start the opencode server", "error=\"%s\"", err);
+    S.state = SRV_STARTING;
+    srv_on_exit(NULL, 0, 127 << 8, &(struct rusage){0});
+}
+
 static void srv_spawn(void)
 {
     const conf_t *c = S.m->conf;
@@ -390,18 +401,30 @@ static void srv_spawn(void)
     snprintf(S.base, sizeof S.base, "http://127.0.0.1:%d", S.port);
     char port[16];
     snprintf(port, sizeof port, "%d", S.port);
-    /* The child environment plus the password and user (both replaced, never inherited). */
+    /* The server is the agent too: its user, its sandbox (every workspace, the server's home), its
+     * environment plus the password and user (both replaced, never inherited). */
+    agent_launch_t as;
+    char err[256];
+    if (agent_launch(&as, NULL, -1, err, sizeof err) != 0) {
+        srv_spawn_failed(err);
+        return;
+    }
     size_t n = 0;
-    while (S.m->child_env[n])
+    while (as.env[n])
         n++;
     char **env = calloc(n + 3, sizeof *env);
     char pwvar[80];
     snprintf(pwvar, sizeof pwvar, "OPENCODE_SERVER_PASSWORD=%s", S.password);
     size_t o = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(S.m->child_env[i], "OPENCODE_SERVER_PASSWORD=", 25) != 0 &&
-            strncmp(S.m->child_env[i], "OPENCODE_SERVER_USERNAME=", 25) != 0)
-            env[o++] = S.m->child_env[i];
+    for (size_t i = 0; env && i < n; i++)
+        if (strncmp(as.env[i], "OPENCODE_SERVER_PASSWORD=", 25) != 0 &&
+            strncmp(as.env[i], "OPENCODE_SERVER_USERNAME=", 25) != 0)
+            env[o++] = as.env[i];
+    if (!env) {
+        agent_launch_done(&as);
+        srv_spawn_failed("out of memory");
+        return;
+    }
     env[o++] = pwvar;
     env[o++] = "OPENCODE_SERVER_USERNAME=opencode";
     env[o] = NULL;
@@ -409,27 +432,27 @@ static void srv_spawn(void)
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
         free(env);
-        log_error("cannot create pipes for the opencode server", "error=\"%s\"", strerror(errno));
+        agent_launch_done(&as);
+        srv_spawn_failed(strerror(errno));
         return;
     }
-    proc_spec_t ps = {.file = c->opencode_bin, .argv = argv, .envp = env, .cwd = c->workspace_root,
-                      .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL, .rlimit_as = c->run_rlimit_as,
-                      .rlimit_nofile = c->run_rlimit_nofile,
+    proc_spec_t ps = {PROC_SPEC_INIT, .file = c->opencode_bin, .argv = argv, .cwd = c->workspace_root,
+                      .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1, .new_pgroup = 1,
+                      .pdeathsig = SIGKILL,
+                      .rlimit_as = c->run_rlimit_as, .rlimit_nofile = c->run_rlimit_nofile,
                       .rlimit_cpu = c->run_rlimit_cpu_s > 0 ? (c->run_rlimit_cpu_s + 999) / 1000 : 0};
-    char err[256];
+    agent_apply(&as, &ps);
+    ps.envp = env;
     S.pid = proc_spawn(&ps, err, sizeof err);
     free(env);
+    agent_launch_done(&as);
     explicit_bzero(pwvar, sizeof pwvar);
     close(po[1]);
     close(pe[1]);
     if (S.pid < 0) {
         close(po[0]);
         close(pe[0]);
-        S.pid = 0;
-        log_error("cannot start the opencode server", "error=\"%s\"", err);
-        S.state = SRV_STARTING; /* so the exit path applies the backoff */
-        srv_on_exit(NULL, 0, 127 << 8, &(struct rusage){0});
+        srv_spawn_failed(err);
         return;
     }
     S.started_at = mgr_now();
@@ -486,6 +509,54 @@ static void srv_maybe_recycle(void)
     }
 }
 
+/* The server's models (GET /config/providers, then GET /config for the default): asked each time a
+ * server becomes ready, so the list follows the configuration it runs with. */
+static json_object *srv_providers;
+
+static void srv_config_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
+{
+    (void)ctx;
+    (void)len;
+    json_object *cfg = !err && status == 200 ? json_tokener_parse(body) : NULL;
+    int n = srv_providers ? models_set_providers(srv_providers, cfg) : -1;
+    if (n < 0)
+        log_warn("cannot read the opencode server's models", "status=%ld error=\"%s\"", status, err ? errmsg : "");
+    else
+        log_info("opencode models listed", "count=%d default=\"%s\"", n, models_default() ? models_default() : "");
+    json_object_put(cfg);
+    json_object_put(srv_providers);
+    srv_providers = NULL;
+}
+
+static void srv_providers_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
+{
+    (void)ctx;
+    (void)len;
+    json_object_put(srv_providers);
+    srv_providers = !err && status == 200 ? json_tokener_parse(body) : NULL;
+    if (!srv_providers) {
+        log_warn("cannot read the opencode server's models", "status=%ld error=\"%s\"", status, err ? errmsg : "");
+        return;
+    }
+    char url[96];
+    snprintf(url, sizeof url, "%s/config", S.base);
+    http_opts_t o = {.method = "GET", .url = url, .userpwd = S.userpwd, .timeout_ms = 30000,
+                     .max_body = 4u << 20, .done = srv_config_done};
+    if (!http_request(&o)) {
+        json_object_put(srv_providers);
+        srv_providers = NULL;
+    }
+}
+
+static void srv_fetch_models(void)
+{
+    char url[96];
+    snprintf(url, sizeof url, "%s/config/providers", S.base);
+    http_opts_t o = {.method = "GET", .url = url, .userpwd = S.userpwd, .timeout_ms = 30000,
+                     .max_body = 16u << 20, .done = srv_providers_done};
+    http_request(&o);
+}
+
 static void srv_health_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
 {
     (void)ctx;
@@ -511,6 +582,7 @@ static void srv_health_done(void *ctx, int err, const char *errmsg, long status,
                      S.last_latency_ms);
             mgr_event(S.m, "server_ready", NULL);
             srv_subscribe();
+            srv_fetch_models();
             srv_set_state(SRV_READY);
         }
         srv_maybe_recycle();
@@ -1082,6 +1154,8 @@ int srv_start(mgr_t *m, char *err, size_t errlen)
 static void srv_close_timers(void)
 {
     srv_close_pipes();
+    json_object_put(srv_providers);
+    srv_providers = NULL;
     if (!S.timers_init)
         return;
     uv_timer_t *ts[] = {&S.health_timer, &S.start_timer, &S.backoff_timer, &S.dispose_timer, &S.resub_timer,

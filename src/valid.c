@@ -62,24 +62,18 @@ static bool valid_segment_char(char c)
            c == '-' || c == '.';
 }
 
-bool valid_workspace(const char *s, const char *root, const char **why)
+bool valid_workspace(const char *s, const char **why)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > VALID_WORKSPACE_MAX + (s[0] == '/' ? strlen(root) + 1 : 0)) {
+    if (n == 0 || n > VALID_WORKSPACE_MAX) {
         *why = n ? "workspace name too long" : "workspace must not be empty";
         return false;
     }
-    const char *p = s;
     if (s[0] == '/') {
-        size_t rl = strlen(root);
-        while (rl > 1 && root[rl - 1] == '/')
-            rl--;
-        if (strncmp(s, root, rl) != 0 || s[rl] != '/' || s[rl + 1] == '\0') {
-            *why = "absolute workspace outside workspace_root";
-            return false;
-        }
-        p = s + rl + 1;
+        *why = "workspace must be a relative name (not a server path)";
+        return false;
     }
+    const char *p = s;
     /* Walk segments. */
     while (*p) {
         const char *e = strchr(p, '/');

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A fake `opencode` for ocpm's tests: fast, and with fault knobs the real one lacks.
 
-Implements `--version` and `run --format json --dir DIR [--session S] [--model M] [--agent A] -- MESSAGE`,
-printing the same JSON lines as the real one (step_start, text, step_finish, error), each with sessionID.
-`serve` runs the fake server of fake_serve.py (unless OPENCODE_FAKE_NO_SERVE=1, which makes this an
-opencode without server mode).
+Implements `--version`, `models` (the names in OPENCODE_FAKE_MODELS, default "fake/default prov/model-1
+prov/model-2") and `run --format json --dir DIR [--session S] [--model M] [--agent A] [-- MESSAGE]`, which
+reads the message from stdin when none is given (as the real one does), printing the same JSON lines as
+the real one (step_start, text, step_finish, error), each with sessionID. `serve` runs the fake server of
+fake_serve.py (unless OPENCODE_FAKE_NO_SERVE=1, which makes this an opencode without server mode).
 
 Knobs ride inside the message so that concurrent tests do not disturb each other:
     [[delay=MS]]     sleep MS ms before answering (events before and after)
@@ -17,7 +18,10 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[hang]]         sleep forever
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
     [[orphan]]       leave a child process behind (in the same process group)
-When OPENCODE_FAKE_LOG names a file, each invocation appends its argv and cwd as one JSON line.
+    [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
+                     for each "ACTION:PATH" in OPENCODE_FAKE_PROBE (read, write, list, connect, signal
+                     with a pid) whether it worked
+When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
 import json
 import os
@@ -29,6 +33,37 @@ import sys
 import time
 
 VERSION = "0.0.0-fake"
+MODELS = (os.environ.get("OPENCODE_FAKE_MODELS") or "fake/default prov/model-1 prov/model-2").split()
+
+
+def probe():
+    """What this process may do: the agent's view, for the isolation tests."""
+    import socket
+    out = {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "checks": {}}
+    for item in (os.environ.get("OPENCODE_FAKE_PROBE") or "").split():
+        action, _, path = item.partition(":")
+        try:
+            if action == "read":
+                with open(path, "rb") as f:
+                    f.read(1)
+            elif action == "write":
+                with open(path, "ab") as f:
+                    f.write(b"")
+            elif action == "list":
+                os.listdir(path)
+            elif action == "connect":
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(2)
+                s.connect(path)
+                s.close()
+            elif action == "signal":
+                os.kill(int(path), 0)
+            else:
+                raise ValueError("unknown probe " + action)
+            out["checks"][item] = "ok"
+        except Exception as e:  # noqa: BLE001 - the kind of failure is the answer
+            out["checks"][item] = type(e).__name__
+    return json.dumps(out, sort_keys=True)
 
 
 def knob(msg, name):
@@ -71,13 +106,16 @@ def main(argv):
     if log:
         with open(log, "a") as f:
             import resource
-            f.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(),
+            f.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "uid": os.getuid(),
                                 "env": sorted(os.environ.keys()),
                                 "rlimits": {"as": resource.getrlimit(resource.RLIMIT_AS)[0],
                                             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                                             "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0]}}) + "\n")
     if argv[:1] in (["--version"], ["-v"]):
         print(VERSION)
+        return 0
+    if argv[:1] == ["models"]:
+        print("\n".join(MODELS))
         return 0
     if argv[:1] == ["serve"]:
         if os.environ.get("OPENCODE_FAKE_NO_SERVE"):
@@ -103,6 +141,12 @@ def main(argv):
         sys.stderr.write("fake opencode: unexpected argument %r (a message must follow --)\n" % a)
         return 1
     if message is None:
+        message = sys.stdin.read()  # like the real one: no message argument, the message is stdin
+    log = os.environ.get("OPENCODE_FAKE_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"message": message, "pid": os.getpid()}) + "\n")
+    if not message:
         sys.stderr.write("fake opencode: no message\n")
         return 1
     if opts["--format"] != "json":
@@ -160,6 +204,11 @@ def main(argv):
         sys.stderr.write("Error: fake provider failure\n")
         return 1
     hist = history_load(sid)
+    if knob(message, "probe"):
+        emit({"type": "text", "timestamp": now(), "sessionID": sid, "part": {"type": "text", "text": probe()}})
+        emit({"type": "step_finish", "timestamp": now(), "sessionID": sid,
+              "part": {"type": "step-finish", "reason": "stop", "tokens": {"input": 1, "output": 1}, "cost": 0}})
+        return 0
     text = "fake answer to: %s" % message
     if opts["--session"]:
         text += " (continued %s)" % opts["--session"]

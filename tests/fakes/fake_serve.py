@@ -8,6 +8,10 @@ Routes (HTTP Basic auth with OPENCODE_SERVER_PASSWORD on every one, health inclu
   POST /session/{id}/abort                 true
   POST /instance/dispose?directory=D       true
   POST /global/dispose                     true
+  GET  /config/providers                   the models of OPENCODE_FAKE_MODELS (fake_opencode.MODELS)
+  GET  /config                             {"model": the first of them}
+A session keeps the last model a message named (as opencode does): a model the server does not offer
+answers HTTP 500, and so does every later message of that session that names none.
 
 Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (until aborted),
 [[crash]] (the server dies mid-message), [[provider_error]] (HTTP 200 with info.error),
@@ -97,6 +101,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"healthy": True, "version": VERSION})
         if u.path == "/global/event":
             return self.events()
+        import fake_opencode
+        if u.path == "/config/providers":
+            provs = {}
+            for name in fake_opencode.MODELS:
+                p, _, m = name.partition("/")
+                provs.setdefault(p, {})[m] = {"id": m, "name": m}
+            return self.send_json(200, {"providers": [{"id": p, "models": ms} for p, ms in provs.items()],
+                                        "default": {p: next(iter(ms)) for p, ms in provs.items()}})
+        if u.path == "/config":
+            return self.send_json(200, {"model": fake_opencode.MODELS[0]})
         self.send_json(404, {"error": "not found"})
 
     def events(self):
@@ -173,7 +187,17 @@ class Handler(BaseHTTPRequestHandler):
         return self.message(sid, s, directory or s["directory"], self.body())
 
     def message(self, sid, s, directory, req):
+        import fake_opencode
         text = "".join(p.get("text", "") for p in req.get("parts", []) if p.get("type") == "text")
+        log = os.environ.get("OPENCODE_FAKE_LOG")
+        if log:
+            with LOCK, open(log, "a") as f:
+                f.write(json.dumps({"message": text, "model": req.get("model")}) + "\n")
+        model = req.get("model") or {}
+        if model:
+            s["model"] = "%s/%s" % (model.get("providerID"), model.get("modelID"))
+        if s.get("model", fake_opencode.MODELS[0]) not in fake_opencode.MODELS:
+            return self.send_json(500, {"error": "unknown model %s" % s["model"]})
         with LOCK:
             INSTANCES.add(directory)
         s["abort"].clear()
@@ -191,9 +215,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(s["history"]) > 1:
             answer += ", earlier: %s" % s["history"][-2]
         answer += ")"
-        model = req.get("model") or {}
-        if model:
-            answer += " (model %s/%s)" % (model.get("providerID"), model.get("modelID"))
+        if s.get("model", fake_opencode.MODELS[0]) != fake_opencode.MODELS[0]:
+            answer += " (model %s)" % s["model"]
         info = {"id": mid, "sessionID": sid, "role": "assistant", "time": {"created": int(time.time() * 1000)},
                 "tokens": {"input": len(text.split()) + 5, "output": len(answer.split()), "reasoning": 0,
                            "cache": {"read": 0, "write": 0}}, "cost": 0.002}

@@ -90,7 +90,9 @@ class Handler(BaseHTTPRequestHandler):
         msgs = req.get("messages") or []
         if self.server.log_path:
             with LOG_LOCK, open(self.server.log_path, "a") as f:
-                f.write(json.dumps({"t": time.time(), "users": user_texts(msgs)}) + "\n")
+                # "raw": the user turns exactly as received (no stripping), for byte-exact checks.
+                raw_users = [text_of(m.get("content")) for m in msgs if m.get("role") == "user"]
+                f.write(json.dumps({"t": time.time(), "users": user_texts(msgs), "raw": raw_users}) + "\n")
         users = user_texts(msgs)
         last = users[-1] if users else ""
         if "[[fail]]" in last:

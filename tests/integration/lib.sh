@@ -50,13 +50,23 @@ t_real_opencode() {
 }
 
 # t_start [ocpmd args]: a private stack with the fake opencode (OCPM_* settings from the caller's env).
+# The fake runs as the agent (its own user when the tests run as root, inside its sandbox): it is
+# copied where that user may read it, and its log is a file the sandbox lets it write.
 t_start() {
     TDIR=$(mktemp -d /tmp/ocpm-test-XXXXXX)
     chmod 0755 "$TDIR"
     stack_init "$TDIR/state"
+    mkdir -p "$TDIR/fakes"
+    cp "$SRC"/tests/fakes/*.py "$TDIR/fakes/"
+    chmod 0755 "$TDIR/fakes" "$TDIR"/fakes/*.py
+    [ "${OCPM_OPENCODE_BIN:-}" = "$FAKE_OPENCODE" ] && OCPM_OPENCODE_BIN="$TDIR/fakes/fake_opencode.py"
+    FAKE_OPENCODE="$TDIR/fakes/fake_opencode.py"
     export OCPM_OPENCODE_BIN=${OCPM_OPENCODE_BIN:-$FAKE_OPENCODE}
     export OCPM_LOG_LEVEL=${OCPM_LOG_LEVEL:-debug}
     export OPENCODE_FAKE_LOG="$TDIR/fake.jsonl"
+    : >"$OPENCODE_FAKE_LOG"
+    chmod 0666 "$OPENCODE_FAKE_LOG"
+    export OCPM_AGENT_WRITE_PATHS="$OPENCODE_FAKE_LOG${OCPM_AGENT_WRITE_PATHS:+ $OCPM_AGENT_WRITE_PATHS}"
     if [ -n "${T_WITH_MODEL:-}" ]; then
         stack_start_model || { echo "Bail out! the offline model did not start"; exit 1; }
     fi

@@ -29,8 +29,8 @@ is "$STATUS" 200 "health is 200 while the manager answers"
 req POST /api/sessions '{"id":"s1"}'
 is "$STATUS" 201 "create session: 201"
 is "$(j .id)" s1 "created session has the id"
-like "$(j .workspace)" "/workspaces/s1$" "workspace defaults to the session id under workspace_root"
-check "workspace directory was created" test -d "$STACK_DIR/workspaces/s1"
+is "$(j .workspace)" s1 "workspace defaults to the session id, shown by its name (no server path)"
+check "workspace directory was created in the owner's tree" test -d "$STACK_DIR/workspaces/carol/s1"
 req POST /api/sessions '{"id":"s1"}'
 is "$STATUS" 200 "repeating the same create is idempotent (200)"
 req POST /api/sessions '{"id":"s1","workspace":"other"}'
@@ -42,10 +42,10 @@ like "$(j .id)" '^[A-Za-z0-9_-]{1,64}$' "generated id is a valid id"
 GEN=$(j .id)
 req POST /api/sessions '{"id":"s2","workspace":"team/proj"}'
 is "$STATUS" 201 "nested workspace name accepted"
-req POST /api/sessions "{\"id\":\"s3\",\"workspace\":\"$STACK_DIR/workspaces/abs\"}"
-is "$STATUS" 201 "absolute workspace inside the root accepted"
+req POST /api/sessions "{\"id\":\"s3\",\"workspace\":\"$STACK_DIR/workspaces/carol/abs\"}"
+is "$STATUS/$(j .error.code)" 400/invalid_field "a server path is not a workspace name, even inside the root"
 req GET /api/sessions
-is "$(j '.sessions | map(.id) | sort | join(",")')" "$(printf '%s\n' s1 s2 s3 "$GEN" | sort | paste -sd,)" \
+is "$(j '.sessions | map(.id) | sort | join(",")')" "$(printf '%s\n' s1 s2 "$GEN" | sort | paste -sd,)" \
     "list shows every session"
 req GET /api/sessions/s1
 is "$STATUS" 200 "get one session"
@@ -73,7 +73,7 @@ bad "id with a space" 400 invalid_field POST /api/sessions '{"id":"a b"}'
 bad "id over 64 chars" 400 invalid_field POST /api/sessions "{\"id\":\"$(printf 'x%.0s' {1..65})\"}"
 bad "workspace with .." 400 invalid_field POST /api/sessions '{"id":"s9","workspace":"../escape"}'
 bad "absolute workspace outside the root" 400 invalid_field POST /api/sessions '{"id":"s9","workspace":"/etc"}'
-ln -s /tmp "$STACK_DIR/workspaces/link-out"
+ln -s /tmp "$STACK_DIR/workspaces/carol/link-out"
 bad "workspace escaping through a symlink" 400 invalid_workspace POST /api/sessions \
     '{"id":"s9","workspace":"link-out/x"}'
 check "nothing was created through the symlink" test ! -e /tmp/x-ocpm-never
@@ -113,9 +113,10 @@ is "$STATUS" 404 "bob cannot abort alice's session"
 req DELETE /api/sessions/alices '' "${B[@]}"
 is "$STATUS" 404 "bob cannot delete alice's session"
 req POST /api/sessions '{"id":"alices"}' "${B[@]}"
-is "$STATUS" 409 "bob cannot take over alice's session id"
+is "$STATUS/$(j .workspace)" 201/alices "ids are per user: bob's alices is a session of his own (alice's tells him nothing)"
+check "in a workspace of his own" test -d "$STACK_DIR/workspaces/bob/alices"
 req GET /api/sessions "" "${B[@]}"
-is "$(j '.sessions|length')" 0 "bob lists none of alice's sessions"
+is "$(j '[.sessions[].owner] | unique | join(",")')" bob "bob lists only his own sessions"
 req POST /api/sessions/alices/messages '{"text":"for alice"}' "${A[@]}"
 is "$STATUS" 200 "alice messages her session"
 EID=$(j .execution.id)
@@ -135,7 +136,7 @@ req GET /api/sessions/alices '' "${A[@]}"
 is "$STATUS" 404 "a deleted session is gone from the API"
 req GET "/api/executions/$EID" "" "${A[@]}"
 is "$STATUS" 200 "its history stays"
-is "$(sql "select deleted_at is not null from sessions where id='alices'")" 1 "the row is marked deleted, not removed"
+is "$(sql "select deleted_at is not null from sessions where id='alices' and owner='alice'")" 1 "the row is marked deleted, not removed"
 req POST /api/sessions '{"id":"alices"}' "${A[@]}"
 is "$STATUS" 409 "a deleted session's id is not reused"
 

@@ -11,7 +11,7 @@
 
 #include "req.h"
 
-static const req_limits_t lim = {.max_body_bytes = 1024, .max_message_bytes = 64, .workspace_root = "/srv/ws"};
+static const req_limits_t lim = {.max_body_bytes = 1024, .max_message_bytes = 64};
 
 static json_object *build(const char *method, const char *path, const char *query, const char *body,
                           req_err_t *err)

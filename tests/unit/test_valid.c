@@ -50,19 +50,19 @@ static void test_workspaces(void **state)
 {
     (void)state;
     const char *why = NULL;
-    assert_true(valid_workspace("proj", "/srv/ws", &why));
-    assert_true(valid_workspace("team/proj-1.v2", "/srv/ws", &why));
-    assert_true(valid_workspace("/srv/ws/proj", "/srv/ws", &why));
-    assert_false(valid_workspace("/srv/other", "/srv/ws", &why));
-    assert_false(valid_workspace("/srv/wsx/p", "/srv/ws", &why));
-    assert_false(valid_workspace("/srv/ws/", "/srv/ws", &why));
-    assert_false(valid_workspace("../etc", "/srv/ws", &why));
-    assert_false(valid_workspace("a/../../b", "/srv/ws", &why));
-    assert_false(valid_workspace("a/./b", "/srv/ws", &why));
-    assert_false(valid_workspace("a//b", "/srv/ws", &why));
-    assert_false(valid_workspace("a/", "/srv/ws", &why));
-    assert_false(valid_workspace("", "/srv/ws", &why));
-    assert_false(valid_workspace("a b", "/srv/ws", &why));
+    assert_true(valid_workspace("proj", &why));
+    assert_true(valid_workspace("team/proj-1.v2", &why));
+    assert_false(valid_workspace("/srv/ws/proj", &why)); /* a server path is never a name */
+    assert_false(valid_workspace("/srv/other", &why));
+    assert_false(valid_workspace("/srv/wsx/p", &why));
+    assert_false(valid_workspace("/srv/ws/", &why));
+    assert_false(valid_workspace("../etc", &why));
+    assert_false(valid_workspace("a/../../b", &why));
+    assert_false(valid_workspace("a/./b", &why));
+    assert_false(valid_workspace("a//b", &why));
+    assert_false(valid_workspace("a/", &why));
+    assert_false(valid_workspace("", &why));
+    assert_false(valid_workspace("a b", &why));
     assert_non_null(why);
 }
 

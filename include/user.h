@@ -1,0 +1,21 @@
+/* user: what each user holds right now, for the bounds one user may not pass.
+ *
+ * Counters per owner (the unauthenticated owner "" included): sessions, executions running, bytes
+ * of messages waiting in memory, and messages whose client holds a responder thread while it waits
+ * (synchronous and streaming ones). An entry exists while any counter is above zero. O(1) per
+ * call; the table grows with the number of users holding something. */
+#ifndef OCPM_USER_H
+#define OCPM_USER_H
+
+typedef enum { USER_SESSIONS, USER_RUNNING, USER_QUEUED_BYTES, USER_WAITERS, USER_NCOUNTERS } user_counter_t;
+
+long user_count(const char *owner, user_counter_t k);
+/* Add delta (negative to release). Returns -1 when out of memory (nothing counted). */
+int user_add(const char *owner, user_counter_t k, long delta);
+/* The total over every user. */
+long user_total(user_counter_t k);
+/* share (percent) of capacity, at least 1: the most one user may hold. */
+long user_share_of(long capacity, long share_percent);
+void user_table_free(void);
+
+#endif
