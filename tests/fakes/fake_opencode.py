@@ -17,7 +17,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[stderr=BYTES]] write BYTES to stderr
     [[hang]]         sleep forever
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
-    [[orphan]]       leave a child process behind (in the same process group)
+    [[orphan]]       leave a child process behind (in the same process group; its pid is logged)
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" in OPENCODE_FAKE_PROBE (read, write, list, connect, signal
                      with a pid) whether it worked
@@ -101,16 +101,25 @@ def emit(obj):
     sys.stdout.flush()
 
 
-def main(argv):
+def log_invocation(argv, message=None):
     log = os.environ.get("OPENCODE_FAKE_LOG")
-    if log:
-        with open(log, "a") as f:
-            import resource
-            f.write(json.dumps({"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "uid": os.getuid(),
-                                "env": sorted(os.environ.keys()),
-                                "rlimits": {"as": resource.getrlimit(resource.RLIMIT_AS)[0],
-                                            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                                            "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0]}}) + "\n")
+    if not log:
+        return
+    import resource
+    entry = {"argv": argv, "cwd": os.getcwd(), "pid": os.getpid(), "uid": os.getuid(),
+             "env": sorted(os.environ.keys()),
+             "rlimits": {"as": resource.getrlimit(resource.RLIMIT_AS)[0],
+                         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                         "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0]}}
+    if message is not None:
+        entry["message"] = message
+    with open(log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def main(argv):
+    if argv[:1] != ["run"]:
+        log_invocation(argv)
     if argv[:1] in (["--version"], ["-v"]):
         print(VERSION)
         return 0
@@ -142,10 +151,7 @@ def main(argv):
         return 1
     if message is None:
         message = sys.stdin.read()  # like the real one: no message argument, the message is stdin
-    log = os.environ.get("OPENCODE_FAKE_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(json.dumps({"message": message, "pid": os.getpid()}) + "\n")
+    log_invocation(argv, message)
     if not message:
         sys.stderr.write("fake opencode: no message\n")
         return 1
@@ -163,7 +169,13 @@ def main(argv):
     sid = opts["--session"] or "ses_fake" + "".join(random.choice(string.ascii_letters) for _ in range(16))
     now = lambda: int(time.time() * 1000)
     if knob(message, "orphan"):
-        if os.fork() == 0:
+        child = os.fork()
+        if child:
+            log = os.environ.get("OPENCODE_FAKE_LOG")
+            if log:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"orphan": child}) + "\n")
+        if child == 0:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)

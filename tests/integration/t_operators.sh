@@ -74,11 +74,11 @@ like "$(cat "$TDIR/metrics")" 'ocpm_processes_spawned_total 4' "spawned processe
 
 # --- known data for stats and pagination ------------------------------------------------------
 # 100 executions queued in [1000, 1100): durations 10, 20, ... 1000 ms; every 10th failed; two modes.
-sqlite3 "$DB" "INSERT INTO sessions (id, owner, workspace, created_at, last_activity) VALUES ('known', 'anonymous', '/w', 1000, 1000);
+sqlite3 "$DB" "INSERT INTO sessions (id, owner, workspace, created_at, last_activity) VALUES ('known', '', '/w', 1000, 1000);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
 INSERT INTO executions (session_id, owner, mode, status, queued_at, started_at, finished_at, duration_ms, queue_wait_ms,
     peak_rss_kb, tokens_in, tokens_out, cost)
-SELECT 'known', 'anonymous', CASE WHEN i % 2 THEN 'server' ELSE 'per-session' END,
+SELECT 'known', '', CASE WHEN i % 2 THEN 'server' ELSE 'per-session' END,
        CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, 1000 + i * 0.5, 1000 + i * 0.5, 1000 + i * 0.5 + i / 100.0,
        i * 10.0, i * 1.0, i * 1000, i, 2 * i, 0.01 FROM n;"
 req GET '/api/stats?since=1000&until=1100'
@@ -134,7 +134,7 @@ is "$("$OCPMCTL" --json history --session known --status failed | jq length)" 10
 is "$("$OCPMCTL" --json stats --since 999 | jq -r '.total >= 100')" true "ocpmctl stats --since"
 EID=$(sql "select max(id) from executions where session_id='op'")
 like "$("$OCPMCTL" show "$EID")" 'status +failed' "ocpmctl show prints one execution"
-like "$("$OCPMCTL" sessions)" 'known +anonymous +100' "ocpmctl sessions"
+like "$("$OCPMCTL" sessions)" 'known +\(anonymous\) +100' "ocpmctl sessions (the unauthenticated owner shown as such)"
 sqlite3 -readonly "$DB" ".backup '$TDIR/copy.db'"
 is "$("$OCPMCTL" --db "$TDIR/copy.db" --json stats | jq -r .by_status.succeeded)" \
     "$(sql "select count(*) from executions where status='succeeded'")" "ocpmctl reads a copy of the database"
@@ -153,7 +153,7 @@ is "$(sql "select count(*) from executions where session_id='op'")" 4 "recent on
 # --- retention by the manager's timer ---------------------------------------------------------------
 stack_stop_ocpmd
 sqlite3 "$DB" "INSERT INTO executions (session_id, owner, mode, status, queued_at, finished_at)
-  VALUES ('op', 'anonymous', 'server', 'succeeded', 10, 11), ('op', 'anonymous', 'server', 'succeeded', 12, 13);"
+  VALUES ('op', '', 'server', 'succeeded', 10, 11), ('op', '', 'server', 'succeeded', 12, 13);"
 OCPM_HISTORY_RETENTION=1d stack_start_ocpmd
 gone() { [ "$(sqlite3 -readonly "$DB" "select count(*) from executions where queued_at < 100")" = 0 ]; }
 check "history_retention prunes old rows on a timer" wait_until 10 gone

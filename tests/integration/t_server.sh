@@ -7,7 +7,8 @@ export OCPM_MODE=auto OCPM_HEARTBEAT_INTERVAL=300ms OCPM_HEALTH_TIMEOUT=300ms OC
 export OCPM_RUN_TIMEOUT=3s OCPM_KILL_GRACE=500ms OCPM_INSTANCE_IDLE_TIMEOUT=1s OCPM_RESTART_BACKOFF_MAX=2s
 export OCPM_SERVER_START_TIMEOUT=8s OCPM_FALLBACK_MAX_RUNS=1
 CTL=$(mktemp -d /tmp/ocpm-ctl-XXXXXX)
-export OPENCODE_FAKE_CONTROL_DIR=$CTL
+chmod 0755 "$CTL" # the fake server runs as the agent: it must read its switches there
+export OPENCODE_FAKE_CONTROL_DIR=$CTL OCPM_AGENT_READ_PATHS=$CTL
 t_start
 
 mk() { req POST /api/sessions "{\"id\":\"$1\"}"; }
@@ -36,13 +37,13 @@ req POST /api/sessions/a/messages '{"text":"hello"}'
 is "$STATUS" 200 "a message through the server answers 200"
 is "$(j .text)" "fake server answer to: hello (turn 1)" "with the server's answer"
 is "$(j .execution.mode)" server "recorded with mode server"
-is "$(j .execution.pid)" "$SPID" "and the server's pid"
+is "$(sql "select pid from executions where id=$(j .execution.id)")" "$SPID" "and the server's pid (for operators)"
 is "$(j '.execution.tokens_in > 0 and .execution.cost > 0')" true "tokens and cost recorded"
 OCS=$(j .execution.opencode_session_id)
 like "$OCS" '^ses_' "the opencode session id is recorded"
 is "$(sql "select opencode_session_id from sessions where id='a'")" "$OCS" "and mapped to the session"
-req POST /api/sessions/a/messages '{"text":"again","model":"prov/m1"}'
-is "$(j .text)" "fake server answer to: again (turn 2, earlier: hello) (model prov/m1)" \
+req POST /api/sessions/a/messages '{"text":"again","model":"prov/model-1"}'
+is "$(j .text)" "fake server answer to: again (turn 2, earlier: hello) (model prov/model-1)" \
     "the second message continues the same opencode session, with the model"
 is "$(grep -c '"serve": "POST", "path": "/session?directory=' "$TDIR/fake.jsonl")" 1 "the opencode session was created once (lazily)"
 is "$(grep '"serve"' "$TDIR/fake.jsonl" | grep -c '"auth": false')" 0 "every request to the server carried Basic auth"
@@ -87,7 +88,9 @@ req POST /api/sessions/ab/messages '{"text":"[[hang]]"}' -H 'Prefer: respond-asy
 AB1=$(j .execution_id)
 req POST /api/sessions/ab/messages '{"text":"behind"}' -H 'Prefer: respond-async'
 AB2=$(j .execution_id)
+# Running, and its prompt in the server (before that there is nothing to ask the server to abort).
 check "the hanging prompt runs" wait_until 5 sql_is "select status from executions where id=$AB1" running
+check "the server has the hanging prompt" wait_until 5 grep -q '"message": "\[\[hang\]\]"' "$TDIR/fake.jsonl"
 req POST /api/sessions/ab/abort ''
 is "$(j .aborted)" 2 "abort counts both"
 check "abort ends the prompt" wait_until 5 finished "$AB1"
@@ -101,7 +104,7 @@ is "$(j .execution.status)" failed "and is recorded as failed"
 like "$(j .execution.error)" 'APIError: fake provider failure' "with the provider's message"
 
 # --- idle disposal ------------------------------------------------------------------------
-check "an idle workspace is disposed in the server" wait_until 10 grep -q "\"disposed\": \"$STACK_DIR/workspaces/a\"" "$TDIR/fake.jsonl"
+check "an idle workspace is disposed in the server" wait_until 10 grep -q "\"disposed\": \"$STACK_DIR/workspaces/@anonymous/a\"" "$TDIR/fake.jsonl"
 
 # --- crash mid-message, restart, fallback on ---------------------------------------------------
 mk cr
