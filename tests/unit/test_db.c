@@ -52,9 +52,13 @@ static void test_lifecycle(void **state)
     db_session_t s = {.id = "s1", .owner = "alice", .workspace = "/w/s1", .created_at = 1, .last_activity = 1};
     assert_int_equal(db_session_insert(db, &s), 0);
     assert_int_equal(db_session_insert(db, &s), -1); /* duplicate id */
-    assert_int_equal(db_session_exists(db, "s1"), 1);
-    assert_int_equal(db_session_exists(db, "s2"), 0);
-    assert_int_equal(db_session_set_oc(db, "s1", "ses_abc"), 0);
+    /* Ids are per owner: bob may have an s1 of his own, and alice's tells him nothing. */
+    db_session_t b = {.id = "s1", .owner = "bob", .workspace = "/w/bob/s1", .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(db, &b), 0);
+    assert_int_equal(db_session_exists(db, "alice", "s1"), 1);
+    assert_int_equal(db_session_exists(db, "alice", "s2"), 0);
+    assert_int_equal(db_session_exists(db, "carol", "s1"), 0);
+    assert_int_equal(db_session_set_oc(db, "alice", "s1", "ses_abc"), 0);
 
     db_exec_t e = {.session_id = "s1", .owner = "alice", .mode = "per-session", .status = "queued",
                    .prompt = "abcdefgé and a long prompt", .queued_at = 100};
@@ -87,8 +91,10 @@ static void test_lifecycle(void **state)
                    .prompt = "x", .prompt_len = 1, .queued_at = 200};
     assert_int_equal(db_exec_insert(db, &q), 0);
     db_exec_filter_t f = {.owner = "alice", .status = "queued", .limit = 10};
-    json_object *list = db_exec_list(db, &f);
+    int more = -1;
+    json_object *list = db_exec_list(db, &f, &more);
     assert_int_equal(json_object_array_length(list), 1);
+    assert_int_equal(more, 0);
     json_object_put(list);
     int n = 0;
     assert_int_equal(db_mark_interrupted(db, 300, &n), 0);
@@ -97,7 +103,8 @@ static void test_lifecycle(void **state)
     assert_string_equal(json_object_get_string(json_object_object_get(row, "status")), "interrupted");
     json_object_put(row);
     assert_int_equal(db_event(db, 1, "manager_start", "test"), 0);
-    assert_int_equal(db_session_delete(db, "s1", 400), 0);
+    assert_int_equal(db_session_delete(db, "alice", "s1", 400), 0);
+    assert_int_equal(db_session_delete(db, "bob", "s1", 400), 0);
     db_close(db);
 
     /* Reopening applies no migration twice and keeps everything. */
@@ -106,10 +113,16 @@ static void test_lifecycle(void **state)
     int live = 0;
     assert_int_equal(db_session_each(db, count_cb, &live), 0);
     assert_int_equal(live, 0); /* deleted sessions are not loaded */
-    assert_int_equal(db_session_exists(db, "s1"), 1);
+    assert_int_equal(db_session_exists(db, "alice", "s1"), 1);
     f.status = NULL;
-    list = db_exec_list(db, &f);
+    list = db_exec_list(db, &f, NULL);
     assert_int_equal(json_object_array_length(list), 2);
+    json_object_put(list);
+    /* A page bounded by bytes ends early (never before its first row) and says more follow. */
+    f.max_bytes = 1;
+    list = db_exec_list(db, &f, &more);
+    assert_int_equal(json_object_array_length(list), 1);
+    assert_int_equal(more, 1);
     json_object_put(list);
     db_close(db);
 }

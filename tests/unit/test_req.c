@@ -43,7 +43,9 @@ static void test_routes(void **state)
     expect("GET", "/api/opencode/status", NULL, NULL, 0, NULL);
     expect("GET", "/api/health", NULL, NULL, 0, NULL);
     expect("GET", "/api/sessions/abc", NULL, NULL, 0, NULL);
-    expect("GET", "/api/sessions/abc/", NULL, NULL, 0, NULL);
+    /* One spelling per route: no trailing slash (nginx's locations must match what runs). */
+    expect("GET", "/api/sessions/abc/", NULL, NULL, 404, "not_found");
+    expect("GET", "/api/opencode/status/", NULL, NULL, 404, "not_found");
     expect("GET", "/api/nope", NULL, NULL, 404, "not_found");
     expect("GET", "/api/sessions/a/b", NULL, NULL, 404, "not_found");
     expect("PUT", "/api/sessions", NULL, NULL, 405, "method_not_allowed");
@@ -54,6 +56,18 @@ static void test_routes(void **state)
     req_err_t err;
     assert_null(build("DELETE", "/api/executions", NULL, NULL, &err));
     assert_string_equal(err.allow, "GET");
+    /* The client's own spelling must be the normalised one: no dot segment, no encoded slash. */
+    static const char *const raw[] = {"/api/opencode/./status", "/api/opencode/status%2F", "/api//opencode/status",
+                                      "/api/opencode/%73tatus"};
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        req_in_t in = {.method = "GET", .path = "/api/opencode/status", .raw_uri = raw[i], .body = ""};
+        assert_null(req_build(&in, &lim, &err));
+        assert_int_equal(err.status, 404);
+    }
+    req_in_t ok = {.method = "GET", .path = "/api/opencode/status", .raw_uri = "/api/opencode/status?", .body = ""};
+    json_object *f = req_build(&ok, &lim, &err);
+    assert_non_null(f);
+    json_object_put(f);
 }
 
 static void test_message_frame(void **state)
@@ -75,7 +89,8 @@ static void test_message_frame(void **state)
     in.accept = NULL;
     in.prefer = "respond-async";
     f = req_build(&in, &lim, &err);
-    assert_string_equal(json_object_get_string(json_object_object_get(f, "user")), "anonymous");
+    /* Nobody authenticated: the owner is "", which no user name can be. */
+    assert_string_equal(json_object_get_string(json_object_object_get(f, "user")), "");
     assert_true(json_object_get_boolean(json_object_object_get(f, "async")));
     json_object_put(f);
 }
@@ -138,7 +153,16 @@ static void test_query(void **state)
     expect("GET", p, "limit=1&limit=2", NULL, 400, "invalid_parameter");
     expect("GET", p, "session", NULL, 400, "invalid_parameter"); /* a key without = (fuzz_req once crashed on it) */
     expect("GET", p, "&&", NULL, 0, NULL);
-    expect("GET", "/api/sessions", "x=1", NULL, 400, "unknown_parameter");
+    expect("GET", "/api/sessions", "x=1", NULL, 400, "unknown_field");
+    expect("GET", "/api/sessions", "after=s1&limit=10", NULL, 0, NULL);
+    expect("GET", "/api/health", "x=1", NULL, 400, "unknown_parameter");
+    /* Numbers are decimal only, and finite. */
+    static const char *const bad_numbers[] = {"since=0x10", "since=inf", "since=nan", "since=1e3", "since=-1",
+                                              "since=+1", "since= 1", "limit=0x10", "limit=+5", "limit=%205",
+                                              "before=1.5", "until=1."};
+    for (size_t i = 0; i < sizeof bad_numbers / sizeof bad_numbers[0]; i++)
+        expect("GET", p, bad_numbers[i], NULL, 400, "invalid_parameter");
+    expect("GET", p, "since=1795000000.25&until=1795000001&limit=5&before=9", NULL, 0, NULL);
     /* An agent becomes an argument of opencode: it may not look like an option. */
     expect("POST", "/api/sessions/s1/messages", NULL, "{\"text\":\"x\",\"agent\":\"--yolo\"}", 400, "invalid_field");
     expect("POST", "/api/sessions/s1/messages", NULL, "{\"text\":\"x\",\"agent\":\"build\"}", 0, NULL);
