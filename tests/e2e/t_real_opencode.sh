@@ -24,7 +24,7 @@ req POST /api/sessions/e1/messages '{"text":"and a second message"}'
 is "$STATUS" 200 "the second message answers"
 like "$(j .text)" 'user turns: 2, earlier: .*hello from the e2e test' "the model received the earlier turn"
 is "$(j .execution.opencode_session_id)" "$OCS" "the same opencode session continued"
-like "$(j .execution.argv)" "\"--session\",\"$OCS\"" "with --session"
+like "$(sql "select argv from executions where id=$(j .execution.id)")" "\"--session\",\"$OCS\"" "with --session"
 
 req POST /api/sessions/e1/messages '{"text":"--version"}'
 like "$(j .text)" 'you said .*--version' "a message that looks like an option reaches the model"

@@ -19,7 +19,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
     [[orphan]]       leave a child process behind (in the same process group; its pid is logged)
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
-                     for each "ACTION:PATH" in OPENCODE_FAKE_PROBE (read, write, list, connect, signal
+                     for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
                      with a pid) whether it worked
 When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
@@ -36,11 +36,11 @@ VERSION = "0.0.0-fake"
 MODELS = (os.environ.get("OPENCODE_FAKE_MODELS") or "fake/default prov/model-1 prov/model-2").split()
 
 
-def probe():
+def probe(message):
     """What this process may do: the agent's view, for the isolation tests."""
     import socket
     out = {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "checks": {}}
-    for item in (os.environ.get("OPENCODE_FAKE_PROBE") or "").split():
+    for item in message.split("[[probe]]", 1)[1].split():
         action, _, path = item.partition(":")
         try:
             if action == "read":
@@ -217,7 +217,7 @@ def main(argv):
         return 1
     hist = history_load(sid)
     if knob(message, "probe"):
-        emit({"type": "text", "timestamp": now(), "sessionID": sid, "part": {"type": "text", "text": probe()}})
+        emit({"type": "text", "timestamp": now(), "sessionID": sid, "part": {"type": "text", "text": probe(message)}})
         emit({"type": "step_finish", "timestamp": now(), "sessionID": sid,
               "part": {"type": "step-finish", "reason": "stop", "tokens": {"input": 1, "output": 1}, "cost": 0}})
         return 0

@@ -5,11 +5,13 @@
 . "$(dirname "$0")/../integration/lib.sh"
 export STACK_CLIENT_MAX_BODY=2m STACK_HEADER_TIMEOUT=2s STACK_BODY_TIMEOUT=2s
 export OCPM_RESPONDERS=2 OCPM_RESPONDER_THREADS=4
+# One user (the unauthenticated one) sends everything here: the per-user share is lifted.
+export OCPM_USER_MAX_SHARE=100%
 t_start
 
 req POST /api/sessions '{"id":"target"}'
 is "$STATUS" 201 "the target session exists"
-ln -s /tmp "$STACK_DIR/workspaces/link-out"
+ln -s /tmp "$STACK_DIR/workspaces/@anonymous/link-out"
 sessions() { sql "select id || ' ' || owner || ' ' || workspace || ' ' || message_count from sessions order by id"; }
 BEFORE_SESSIONS=$(sessions)
 BEFORE_EXECS=$(sql "select count(*) from executions")
@@ -32,12 +34,14 @@ expected=$( (printf '%s\n' "$BEFORE_SESSIONS" | grep -v '^target '; for id in "$
     sed 's/ .*//' | sort)
 got=$(sql "select id from sessions where id != 'target' order by id" | sort)
 is "$got" "$expected" "sessions: exactly the ones before and the valid cases' new ones"
-is "$(sql "select count(*) from sessions where owner != 'anonymous'")" 0 "no session got an owner from a header"
+is "$(sql "select count(*) from sessions where owner != ''")" 0 "no session got an owner from a header"
 is "$(sql "select count(*) from executions")" "$((BEFORE_EXECS + 2))" "executions: only the two valid messages"
 is "$(sql "select group_concat(prompt, '|') from (select prompt from executions order by id)")" '--version|-m x/y' \
     "which were the option-like texts, stored as text"
-is "$(jq -c 'select(.argv[0]? == "run") | .argv[-2:]' "$TDIR/fake.jsonl" | tr '\n' ' ')" '["--","--version"] ["--","-m x/y"] ' \
-    "and reached opencode after --, as one argument each"
+is "$(jq -c 'select(.argv[0]? == "run") | .message' "$TDIR/fake.jsonl" | tr '\n' ' ')" '"--version" "-m x/y" ' \
+    "and reached opencode as its message (stdin), exactly"
+is "$(jq -c 'select(.argv[0]? == "run") | .argv | map(select(. == "--version" or . == "-m x/y")) | length' \
+    "$TDIR/fake.jsonl" | sort -u)" 0 "never as an argument"
 check "nothing was created through the symlink" test ! -e /tmp/ocpm-never
 is "$(sql 'pragma integrity_check')" ok "the database passes integrity_check"
 

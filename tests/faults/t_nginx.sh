@@ -5,6 +5,9 @@
 # down behind nginx (JSON 502), then back; the drop-in ocpm.conf checked and serving.
 . "$(dirname "$0")/../integration/lib.sh"
 export OCPM_RESPONDERS=2 OCPM_RESPONDER_THREADS=16 OCPM_MAX_CONCURRENT_RUNS=4 OCPM_SSE_HEARTBEAT=500ms
+# The pool's own limit is what this test floods: one user (anonymous) sends everything, so the
+# per-user share of it (tests/integration/t_trust.sh) is lifted.
+export OCPM_USER_MAX_SHARE=100%
 t_start
 LONG=24 # messages at once: 2 x 16 threads, less a reserve of 8
 
@@ -98,6 +101,17 @@ st=$(curl -s -o "$TDIR/d.json" -w '%{http_code}' -H 'Content-Type: application/j
 is "$st" 201 "a session is created through the drop-in"
 st=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DPORT/status/")
 is "$st" 200 "the status page is served by the drop-in"
+# From an address that is not local (127.0.0.2: loopback, but not 127.0.0.1), every spelling of an
+# operator route is refused by nginx, as ocpm's JSON; from the local address only the exact one runs.
+for p in /api/opencode/status /api/opencode/status/ /api/opencode/./status/ /api/opencode/status%2F \
+    /api/opencode//status /api/admin/executions /api/stats/ /metrics /api/health; do
+    st=$(curl -s --interface 127.0.0.2 -o "$TDIR/d.json" -w '%{http_code}' "http://127.0.0.1:$DPORT$p")
+    is "$st/$(jq -r .error.code "$TDIR/d.json")" 403/forbidden "drop-in: $p from a remote address is refused"
+done
+st=$(curl -s -o "$TDIR/d.json" -w '%{http_code}' "http://127.0.0.1:$DPORT/api/opencode/status/")
+is "$st/$(jq -r .error.code "$TDIR/d.json")" 404/not_found "drop-in: locally, a second spelling of a route is 404"
+st=$(curl -s -o "$TDIR/d.json" -w '%{http_code}' "http://127.0.0.1:$DPORT/api/opencode/status")
+is "$st/$(jq -r .available "$TDIR/d.json")" 200/true "and the exact one answers"
 kill -QUIT "$DPID"
 wait "$DPID" 2>/dev/null
 t_done

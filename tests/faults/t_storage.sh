@@ -139,7 +139,11 @@ if [ "$(id -u)" = 0 ]; then # root ignores directory modes: run the manager as n
 else
     MANAGER=$OCPMD
 fi
+# The fake runs as the agent (ocpmd's own user here, in its sandbox): its log must be one it may write.
 export OPENCODE_FAKE_LOG="$STACK_DIR/fake-unprivileged.jsonl"
+: >"$OPENCODE_FAKE_LOG"
+chmod 0666 "$OPENCODE_FAKE_LOG"
+export OCPM_AGENT_WRITE_PATHS="$OPENCODE_FAKE_LOG"
 OCPMD=$MANAGER stack_start_ocpmd || { echo "Bail out! the unprivileged ocpmd did not start"; exit 1; }
 req POST /api/sessions/s2/messages '{"text":"unprivileged"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "an unprivileged manager serves messages"
