@@ -46,6 +46,16 @@ req POST /api/sessions/a/messages '{"text":"again","model":"prov/model-1"}'
 is "$(j .text)" "fake server answer to: again (turn 2, earlier: hello) (model prov/model-1)" \
     "the second message continues the same opencode session, with the model"
 is "$(grep -c '"serve": "POST", "path": "/session?directory=' "$TDIR/fake.jsonl")" 1 "the opencode session was created once (lazily)"
+# opencode's server keeps a session's last model (the fake does too): ocpm names the default itself
+# when the client names none, so one message's model never decides the next one's.
+req POST /api/sessions/a/messages '{"text":"third"}'
+is "$(j .text)" "fake server answer to: third (turn 3, earlier: again)" "a message naming no model is not held to the last one's"
+is "$(grep '"message": "third"' "$TDIR/fake.jsonl" | jq -c .model)" '{"providerID":"fake","modelID":"default"}' \
+    "the server was sent the default model explicitly"
+req POST /api/sessions/a/messages '{"text":"x","model":"../../etc"}'
+is "$STATUS/$(j .error.code)" 400/unknown_model "a model the server does not offer is refused before it reaches it"
+req POST /api/sessions/a/messages '{"text":"fourth"}'
+is "$STATUS" 200 "and the session stays usable"
 is "$(grep '"serve"' "$TDIR/fake.jsonl" | grep -c '"auth": false')" 0 "every request to the server carried Basic auth"
 req GET /api/opencode/status
 check "the password is not in the status" sh -c "! curl -s $BASE/api/opencode/status | grep -q $PW"
