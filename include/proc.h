@@ -62,6 +62,6 @@ void proc_env_free(char **env);
 /* Run a command (spec: what to run, as whom; its stdout is captured) to completion, capturing up
  * to outlen-1 bytes of stdout, for start-up probes only (it blocks). Returns the exit status as
  * from waitpid, or -1 on spawn failure or timeout (the child is then killed). */
-int proc_run_capture(const proc_spec_t *spec, int timeout_ms, char *out, size_t outlen);
+int proc_run_capture(const proc_spec_t *spec, int timeout_ms, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

@@ -272,7 +272,9 @@ static int agent_mkdirs(const char *dir, char *err, size_t errlen)
         char *slash = strchr(p, '/');
         if (slash)
             *slash = '\0';
-        if (mkdir(path, 0711) != 0 && errno != EEXIST) {
+        if (mkdir(path, 0711) == 0) {
+            chmod(path, 0711); /* the manager's umask (077) would leave it closed to the agent */
+        } else if (errno != EEXIST) {
             snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
             return -1;
         }

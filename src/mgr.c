@@ -236,8 +236,10 @@ static int mgr_probe_run(mgr_t *m, char *const *argv, char *out, size_t outlen)
     proc_spec_t ps = {PROC_SPEC_INIT, .file = m->conf->opencode_bin, .argv = argv, .cwd = m->conf->workspace_root,
                       .keep_fd = -1};
     agent_apply(&as, &ps);
-    int st = proc_run_capture(&ps, MGR_PROBE_TIMEOUT_MS, out, outlen);
+    int st = proc_run_capture(&ps, MGR_PROBE_TIMEOUT_MS, out, outlen, err, sizeof err);
     agent_launch_done(&as);
+    if (st < 0)
+        log_error("cannot run opencode", "command=%s error=\"%s\"", argv[1], err);
     return st;
 }
 

@@ -289,19 +289,21 @@ static long proc_now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-int proc_run_capture(const proc_spec_t *base, int timeout_ms, char *out, size_t outlen)
+int proc_run_capture(const proc_spec_t *base, int timeout_ms, char *out, size_t outlen, char *err, size_t errlen)
 {
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
+    snprintf(err, errlen, "timed out");
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
-    char err[256];
+    }
     proc_spec_t spec = *base;
     spec.stdin_fd = -1;
     spec.stdout_fd = p[1];
     spec.stderr_fd = -1;
     spec.new_pgroup = 1;
     spec.pdeathsig = SIGKILL;
-    pid_t pid = proc_spawn(&spec, err, sizeof err);
+    pid_t pid = proc_spawn(&spec, err, errlen);
     close(p[1]);
     if (pid < 0) {
         close(p[0]);
