@@ -385,6 +385,18 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
         return -1;
     agent_open_state_dir(c, c->agent_home);
     agent_open_state_dir(c, c->workspace_root);
+    /* Say now, not at the first message, when the agent cannot walk to its directories. */
+    const char *mine[] = {c->agent_home, c->workspace_root};
+    for (size_t i = 0; A.switching && i < 2; i++) {
+        char blocker[PATH_MAX], sub[PATH_MAX + 2];
+        gid_t g[1] = {A.gid};
+        snprintf(sub, sizeof sub, "%s/x", mine[i]);
+        if (!agent_reaches(sub, A.uid, g, 1, blocker, sizeof blocker)) {
+            snprintf(err, errlen, "the agent user %s cannot reach %s: %s is not searchable by it", A.name, mine[i],
+                     blocker);
+            return -1;
+        }
+    }
     if (agent_mkdir(c->agent_home, AGENT_DIR_OCPM, 0711, &why) != 0 ||
         agent_mkdir(c->workspace_root, AGENT_DIR_OCPM, 0711, &why) != 0) {
         snprintf(err, errlen, "agent_home or workspace_root: %s", why);
