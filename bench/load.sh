@@ -7,6 +7,8 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 FAKE="$SRC/tests/fakes/fake_opencode.py"
+# One client plays every user here: the per-user bounds would measure fairness, not the stack.
+export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
 export OCPM_OPENCODE_BIN=$FAKE OCPM_LOG_LEVEL=warn OCPM_MODE=server OCPM_RESPONDERS=4 OCPM_RESPONDER_THREADS=64
 export OCPM_MAX_CONCURRENT_RUNS=256 OCPM_RUN_TIMEOUT=10m
 DPW=bench-$RANDOM$RANDOM

@@ -34,7 +34,7 @@ def call(port, method, path, body=None):
 
 
 # The same environment ocpmd gives opencode (its default pass_env), so the baseline is fair.
-PASS_ENV = "PATH HOME USER LOGNAME LANG LC_* TZ TMPDIR XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS".split()
+PASS_ENV = "PATH HOME LANG LC_* TZ XDG_* OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS".split()
 CHILD_ENV = {k: v for k, v in os.environ.items() if any(fnmatch.fnmatchcase(k, p) for p in PASS_ENV)}
 
 
@@ -43,13 +43,14 @@ def main():
     rss_start = rss_kb(pid)
     call(port, "POST", "/api/sessions", {"id": "bench"})
     # Warm both paths once.
-    subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "warm"], stdin=subprocess.DEVNULL,
+    # The message on stdin, as ocpmd gives it.
+    subprocess.run([fake, "run", "--format", "json", "--dir", ws], input=b"warm",
                    stdout=subprocess.DEVNULL, check=True, env=CHILD_ENV, cwd=ws)
     call(port, "POST", "/api/sessions/bench/messages", {"text": "warm"})
     direct, stack, overhead = [], [], []
     for i in range(n):
         t0 = time.perf_counter()
-        subprocess.run([fake, "run", "--format", "json", "--dir", ws, "--", "msg %d" % i], stdin=subprocess.DEVNULL,
+        subprocess.run([fake, "run", "--format", "json", "--dir", ws], input=b"msg %d" % i,
                        stdout=subprocess.DEVNULL, check=True, env=CHILD_ENV, cwd=ws)
         direct.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
