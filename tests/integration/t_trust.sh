@@ -261,6 +261,27 @@ req GET /api/sessions/a1 ''
 is "$STATUS/$(j .error.code)" 401/unauthorized "nginx's own 401 is ocpm's JSON"
 like "$HEADERS" 'WWW-Authenticate: Basic' "and still asks for a login"
 
+# --- a state directory the agent cannot reach (a clone under /root): ocpm puts the agent's files elsewhere
+if [ "$ROOT" = 1 ]; then
+    PRIV=$(mktemp -d /tmp/ocpm-private-XXXXXX) # 0700: only root may enter, like /root
+    (
+        unset OCPM_FCGI_SOCKET OCPM_CONTROL_SOCKET
+        export OCPM_STATE_DIR="$PRIV/state" OCPM_LOG_LEVEL=info
+        exec "$OCPMD" >"$PRIV/ocpmd.log" 2>&1
+    ) &
+    PPID_OCPMD=$!
+    ready() { [ -S "$PRIV/state/fcgi.sock" ] && grep -q 'OpenCode process manager initialized' "$PRIV/ocpmd.log"; }
+    check "ocpmd starts with its state under a directory only root may enter" wait_until 30 ready
+    moved=$(sed -n 's/.*agent files moved.* workspace_root="\([^"]*\)".*/\1/p' "$PRIV/ocpmd.log")
+    like "$moved" '/lib/ocpm-agent/[0-9a-f]{16}/workspaces$' "and puts the agent's workspaces where the agent may reach them"
+    python3 "$FCGI_CLIENT" "$PRIV/state/fcgi.sock" POST /api/sessions "" '{"id":"q"}' >/dev/null
+    out=$(python3 "$FCGI_CLIENT" "$PRIV/state/fcgi.sock" POST /api/sessions/q/messages "" '{"text":"from a private clone"}')
+    like "$out" '"status":"succeeded"' "a message runs there, as the agent"
+    kill -TERM "$PPID_OCPMD"
+    wait "$PPID_OCPMD"
+    rm -rf "$PRIV" "$(dirname "$moved")"
+fi
+
 # --- no server paths, pids or argv in what users see ----------------------------------------------
 for path in /api/sessions /api/sessions/a1 '/api/executions?limit=100'; do
     req GET "$path" '' "${A[@]}"
