@@ -46,8 +46,6 @@ typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusa
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen);
 /* Call fn once when pid exits. Returns 0 or -1 (out of memory). */
 int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx);
-/* Forget pid (its owner no longer cares); it is still reaped. */
-void proc_unwatch_ctx(void *ctx);
 /* Reap every watched child that has exited. */
 void proc_reap(void);
 /* Signal a whole process group; ESRCH counts as success. */

@@ -6,8 +6,9 @@
  * state and never touch SQLite. Streams are relayed as SSE with a heartbeat
  * comment whenever the manager has been quiet for heartbeat_ms.
  *
- * SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to a
- * grace period), exit 0. Threads blocked in accept() are not woken (they
+ * SIGTERM (from the manager): stop accepting, let requests in flight finish (up
+ * to a grace period), exit 0. SIGINT (a terminal's Ctrl-C) is ignored: the
+ * manager alone decides when responders stop. Threads blocked in accept() are not woken (they
  * share the listening socket with the other responders, so it is not shut
  * down); they end with the process. */
 #ifndef OCPM_RESPONDER_H

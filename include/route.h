@@ -44,9 +44,6 @@ typedef struct route {
 int route_match(const char *method, const char *path, const route_t **out, char *id, size_t idlen,
                 char *allow, size_t allowlen);
 
-/* The table, for the tests and for the docs. */
-const route_t *route_table(size_t *count);
-
 /* Execution statuses, in lifecycle order. */
 extern const char *const route_statuses[];
 bool route_is_status(const char *s);

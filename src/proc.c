@@ -177,15 +177,6 @@ int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx)
     return 0;
 }
 
-void proc_unwatch_ctx(void *ctx)
-{
-    for (size_t i = 0; i < nwatch; i++)
-        if (watch[i].ctx == ctx) {
-            watch[i].fn = NULL;
-            watch[i].ctx = NULL;
-        }
-}
-
 void proc_reap(void)
 {
     for (size_t i = 0; i < nwatch;) {

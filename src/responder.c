@@ -416,10 +416,12 @@ int responder_main(const responder_opts_t *o)
         log_error("responder has no FastCGI socket on fd 0", "responder=%d", o->index);
         return 78;
     }
+    /* The terminal's Ctrl-C reaches the whole process group: the manager alone decides when the
+     * responders stop (it sends SIGTERM), so they ignore SIGINT. */
+    signal(SIGINT, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_attr_t attr;

@@ -58,12 +58,6 @@ static const route_t routes[] = {
     {"GET", "/metrics", "metrics", NULL, NULL},
 };
 
-const route_t *route_table(size_t *count)
-{
-    *count = sizeof routes / sizeof routes[0];
-    return routes;
-}
-
 bool route_is_status(const char *s)
 {
     for (int i = 0; route_statuses[i]; i++)

@@ -73,6 +73,10 @@ BEFORE=$(sql "select count(*) from executions")
 bg_message s3 "[[delay=1500]] finishes on a full disk"
 FID=$(running_id s3)
 like "$FID" '^[0-9]+$' "a run is in flight when the disk fills"
+# The run's first event maps the session to its opencode session (one more write): let it land
+# before the disk fills, or that write would be a second pending record (the race this test had).
+check "the session's opencode mapping is stored first" \
+    wait_until 10 sql_is "select opencode_session_id is not null from sessions where id='s3'" 1
 prlimit --pid "$MPID" --fsize=1:
 req POST /api/sessions '{"id":"full1"}'
 is "$STATUS/$(j .error.reason)" "503/full" "a new session on a full disk: 503, reason full"
