@@ -3,19 +3,19 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ocev.h"
+#include "oc_event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ocev_t ev;
-    if (ocev_parse((const char *)data, size, &ev) == 0) {
+    oc_event_t ev;
+    if (oc_event_parse((const char *)data, size, &ev) == 0) {
         if (!ev.type)
             __builtin_trap();
         if (ev.text)
             (void)strlen(ev.text);
         if (ev.error)
             (void)strlen(ev.error);
-        ocev_free(&ev);
+        oc_event_free(&ev);
     }
     return 0;
 }

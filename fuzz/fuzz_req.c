@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "req.h"
+#include "request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *body = malloc(blen + 1);
     memcpy(body, nul ? nul + 1 : data, blen);
     body[blen] = '\0';
-    req_in_t in = {
+    request_in_t in = {
         .method = methods[sel & 3],
         .path = paths[(sel >> 2) % 6],
         .query = query,
@@ -35,9 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .body = body,
         .body_len = blen,
     };
-    req_limits_t lim = {.max_body_bytes = 4096, .max_message_bytes = 1024};
-    req_err_t err;
-    json_object *f = req_build(&in, &lim, &err);
+    request_limits_t lim = {.max_body_bytes = 4096, .max_message_bytes = 1024};
+    request_err_t err;
+    json_object *f = request_build(&in, &lim, &err);
     if (!f && (err.status < 400 || err.status > 499 || !err.code || !err.message[0]))
         abort(); /* every refusal is a 4xx with a code and a message */
     json_object_put(f);

@@ -51,10 +51,10 @@ typedef struct agent_launch {
     char home[PATH_MAX];
 } agent_launch_t;
 
-/* Prepare to start an agent process. owner: whose home (NULL: the shared server's). ws_fd: the
+/* Prepare to start an agent process. owner: whose home (NULL: the shared server's). workspace_fd: the
  * workspace it may write (an fd the caller checked, so the sandbox binds to that directory), or
  * -1 for the whole workspace_root (the shared server). Creates the home when missing. */
-int agent_launch(agent_launch_t *l, const char *owner, int ws_fd, char *err, size_t errlen);
+int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen);
 /* Put the launch's identity, sandbox and environment into a spawn spec. */
 void agent_apply(const agent_launch_t *l, proc_spec_t *ps);
 void agent_launch_done(agent_launch_t *l);

@@ -5,11 +5,11 @@
 #ifndef OCPM_METRICS_H
 #define OCPM_METRICS_H
 
-#include "mgr.h"
+#include "manager.h"
 
 /* One finished execution. */
 void metrics_observe(const char *mode, const char *status, double duration_s, double queue_wait_s);
 /* The exposition text (malloc'd, NUL-terminated) or NULL. */
-char *metrics_render(mgr_t *m);
+char *metrics_render(manager_t *m);
 
 #endif

@@ -5,12 +5,12 @@
 
 #include <json-c/json.h>
 
-#include "ctl.h"
-#include "mgr.h"
+#include "control.h"
+#include "manager.h"
 
 /* The ctl request handler: looks up frame.op and runs it. */
-void op_dispatch(mgr_t *m, ctl_conn_t *c, json_object *frame);
+void op_dispatch(manager_t *m, control_conn_t *c, json_object *frame);
 /* The status document (also used by the tests of shape). */
-json_object *op_status_json(mgr_t *m);
+json_object *op_status_json(manager_t *m);
 
 #endif

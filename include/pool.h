@@ -11,12 +11,12 @@
 
 #include <json-c/json.h>
 
-#include "mgr.h"
+#include "manager.h"
 
-int pool_start(mgr_t *m, int listen_fd, char *err, size_t errlen);
+int pool_start(manager_t *m, int listen_fd, char *err, size_t errlen);
 /* SIGTERM every responder; call done once all have exited (SIGKILL after
  * a grace period). */
-void pool_stop(mgr_t *m, void (*done)(mgr_t *m));
+void pool_stop(manager_t *m, void (*done)(manager_t *m));
 json_object *pool_status_json(void);
 long pool_restarts(void);
 /* The pool's capacity for messages: responders x threads less the reserve kept for the rest. */

@@ -1,7 +1,7 @@
 /* responder: a FastCGI responder process (libfcgi, re-entrant API).
  *
  * `threads` threads each accept requests on fd 0 (the listening socket the
- * manager passed), check them with req_build(), and forward them over their
+ * manager passed), check them with request_build(), and forward them over their
  * own persistent connection to the manager's control socket. They hold no
  * state and never touch SQLite. Streams are relayed as SSE with a heartbeat
  * comment whenever the manager has been quiet for heartbeat_ms.

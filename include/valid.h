@@ -14,7 +14,7 @@ bool valid_id(const char *s);
  * with no NUL byte anywhere in the len bytes. */
 bool valid_utf8(const char *s, size_t len);
 /* A workspace name: relative segments of [A-Za-z0-9._-] joined by '/', no
- * empty, "." or ".." segment. Never a path of the server's (ws.h places names per owner).
+ * empty, "." or ".." segment. Never a path of the server's (workspace.h places names per owner).
  * On failure *why says why. */
 bool valid_workspace(const char *s, const char **why);
 /* provider/model: [A-Za-z0-9._:/@+-]{1,128} with one '/' at least. */

@@ -26,14 +26,14 @@
 #include "db.h"
 #include "frame.h"
 
-typedef struct ctl_opts {
+typedef struct control_opts {
     conf_t conf;
     int json;
     const char *session, *status, *mode, *since, *older_than;
     long limit;
-} ctl_opts_t;
+} control_opts_t;
 
-typedef int (*cmd_fn)(ctl_opts_t *o, int argc, char **argv);
+typedef int (*cmd_fn)(control_opts_t *o, int argc, char **argv);
 
 static double now_s(void)
 {
@@ -67,7 +67,7 @@ static int parse_time(const char *s, double *out)
     return 0;
 }
 
-static db_t *open_db(ctl_opts_t *o)
+static db_t *open_db(control_opts_t *o)
 {
     char err[1200];
     if (access(o->conf.db_path, F_OK) != 0) {
@@ -81,7 +81,7 @@ static db_t *open_db(ctl_opts_t *o)
 }
 
 /* One request frame to the manager's control socket and its reply frame. */
-static json_object *ask_manager(ctl_opts_t *o, json_object *req)
+static json_object *ask_manager(control_opts_t *o, json_object *req)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -164,7 +164,7 @@ static void print_pairs(json_object *obj, const char *prefix)
     }
 }
 
-static int cmd_status(ctl_opts_t *o, int argc, char **argv)
+static int cmd_status(control_opts_t *o, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
@@ -185,7 +185,7 @@ static int cmd_status(ctl_opts_t *o, int argc, char **argv)
     return ok ? 0 : 1;
 }
 
-static int cmd_sessions(ctl_opts_t *o, int argc, char **argv)
+static int cmd_sessions(control_opts_t *o, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
@@ -209,7 +209,7 @@ static int cmd_sessions(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-static int cmd_history(ctl_opts_t *o, int argc, char **argv)
+static int cmd_history(control_opts_t *o, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
@@ -246,7 +246,7 @@ static int cmd_history(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-static int cmd_show(ctl_opts_t *o, int argc, char **argv)
+static int cmd_show(control_opts_t *o, int argc, char **argv)
 {
     if (argc < 1)
         return fail("show needs an execution id%s%s", "", ""), 2;
@@ -268,7 +268,7 @@ static int cmd_show(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-static int cmd_stats(ctl_opts_t *o, int argc, char **argv)
+static int cmd_stats(control_opts_t *o, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
@@ -289,7 +289,7 @@ static int cmd_stats(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-static int cmd_prune(ctl_opts_t *o, int argc, char **argv)
+static int cmd_prune(control_opts_t *o, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
@@ -338,7 +338,7 @@ static int usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    ctl_opts_t o = {0};
+    control_opts_t o = {0};
     const char *file = getenv("OCPM_CONFIG"), *db = NULL, *sock = NULL;
     char *rest[64];
     int nrest = 0;

@@ -14,7 +14,7 @@
 #include "agent.h"
 #include "conf.h"
 #include "log.h"
-#include "mgr.h"
+#include "manager.h"
 #include "responder.h"
 
 static void usage(FILE *f)
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
         return 1;
     }
     exe[n] = '\0';
-    rc = mgr_run(&conf, exe);
+    rc = manager_run(&conf, exe);
     log_close();
     return rc;
 }

@@ -1,0 +1,349 @@
+#define _GNU_SOURCE
+#include "request.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "route.h"
+#include "valid.h"
+
+/* JSON bodies deeper than this are refused: no request needs more than 2. */
+#define REQUEST_JSON_DEPTH 8
+#define REQUEST_USER_MAX 256
+
+static json_object *request_fail(request_err_t *err, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static json_object *request_fail(request_err_t *err, int status, const char *code, const char *fmt, ...)
+{
+    err->status = status;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+int request_urldecode(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (*s == '+') {
+            *o++ = ' ';
+        } else if (*s == '%') {
+            char hex[3] = {s[1], s[1] ? s[2] : 0, 0};
+            char *end;
+            if (!hex[0] || !hex[1])
+                return -1;
+            long v = strtol(hex, &end, 16);
+            if (*end || v == 0) /* %00 would cut the value short */
+                return -1;
+            *o++ = (char)v;
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return 0;
+}
+
+/* Numbers in a query string: decimal digits only (no sign, space, hex, exponent, inf or nan), with
+ * one fraction for times. */
+static int request_decimal(const char *s, int fraction)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 18)
+        return 0;
+    if (s[n] == '.' && fraction) {
+        size_t f = strspn(s + n + 1, "0123456789");
+        return f > 0 && f <= 9 && s[n + 1 + f] == '\0';
+    }
+    return s[n] == '\0';
+}
+
+/* Check one value against its field kind. Returns NULL when fine, else why. */
+static const char *request_check_value(const field_t *f, json_object *v, const request_limits_t *lim)
+{
+    if (f->kind == FIELD_LIMIT || f->kind == FIELD_CURSOR) {
+        if (!json_object_is_type(v, json_type_int))
+            return "must be an integer";
+        int64_t n = json_object_get_int64(v);
+        if (f->kind == FIELD_CURSOR)
+            return n >= 1 ? NULL : "must be a positive execution id";
+        return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
+    }
+    if (f->kind == FIELD_TIME) {
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+            return "must be unix seconds";
+        return json_object_get_double(v) >= 0 ? NULL : "must not be negative";
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return "must be a string";
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (strlen(s) != len || !valid_utf8(s, len))
+        return "must be valid UTF-8 without NUL bytes";
+    const char *why = NULL;
+    switch (f->kind) {
+    case FIELD_ID:
+        return valid_id(s) ? NULL : "must match [A-Za-z0-9_-]{1,64}";
+    case FIELD_WORKSPACE:
+        return valid_workspace(s, &why) ? NULL : why;
+    case FIELD_TEXT:
+        if (len == 0)
+            return "must not be empty";
+        return (long)len <= lim->max_message_bytes ? NULL : "is longer than max_message_bytes";
+    case FIELD_MODEL:
+        return valid_model(s) ? NULL : "must look like provider/model";
+    case FIELD_AGENT:
+        return valid_id(s) && s[0] != '-' ? NULL : "must match [A-Za-z0-9_][A-Za-z0-9_-]{0,63}";
+    case FIELD_STATUS:
+        return route_is_status(s) ? NULL : "is not an execution status";
+    case FIELD_MODE:
+        return strcmp(s, "server") == 0 || strcmp(s, "per-session") == 0 ? NULL : "must be server or per-session";
+    case FIELD_LIMIT:
+    case FIELD_TIME:
+    case FIELD_CURSOR:
+        break;
+    }
+    return NULL;
+}
+
+/* Validate obj's members against fields; unknown members are refused. */
+static json_object *request_check_fields(const field_t *fields, json_object *obj, const request_limits_t *lim,
+                                     const char *where, request_err_t *err)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        const field_t *f = NULL;
+        for (const field_t *p = fields; p && p->name; p++)
+            if (strcmp(p->name, key) == 0)
+                f = p;
+        if (!f) {
+            char k[64];
+            snprintf(k, sizeof k, "%s", key);
+            for (char *c = k; *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                    *c = '?';
+            return request_fail(err, 400, "unknown_field", "unknown %s field \"%s\"", where, k);
+        }
+        const char *why = request_check_value(f, val, lim);
+        if (why)
+            return request_fail(err, 400, "invalid_field", "%s field \"%s\" %s", where, f->name, why);
+    }
+    for (const field_t *p = fields; p && p->name; p++)
+        if (p->required && !json_object_object_get_ex(obj, p->name, NULL))
+            return request_fail(err, 400, "missing_field", "%s field \"%s\" is required", where, p->name);
+    return obj;
+}
+
+/* Parse the query string into an object of strings (limit becomes an int). */
+static json_object *request_parse_query(const route_t *r, const char *query, const request_limits_t *lim,
+                                    request_err_t *err)
+{
+    json_object *q = json_object_new_object();
+    if (!query || !*query)
+        return q;
+    if (!r->query) {
+        json_object_put(q);
+        return request_fail(err, 400, "unknown_parameter", "this endpoint takes no query parameters");
+    }
+    char *copy = strdup(query);
+    if (!copy) {
+        json_object_put(q);
+        return request_fail(err, 500, "internal", "out of memory");
+    }
+    char *save = NULL;
+    for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            free(copy);
+            json_object_put(q);
+            return request_fail(err, 400, "invalid_parameter", "a query parameter has no '=' and value");
+        }
+        char *val = eq + 1;
+        *eq = '\0';
+        if (request_urldecode(kv) != 0 || request_urldecode(val) != 0 || !valid_utf8(kv, strlen(kv)) ||
+            !valid_utf8(val, strlen(val))) {
+            free(copy);
+            json_object_put(q);
+            return request_fail(err, 400, "invalid_parameter", "query string is not valid percent-encoded UTF-8");
+        }
+        if (!*val)
+            continue; /* "?session=" means no filter */
+        json_object *v = NULL;
+        const field_t *fk = NULL;
+        for (const field_t *p = r->query; p->name; p++)
+            if (strcmp(p->name, kv) == 0)
+                fk = p;
+        if (fk && (fk->kind == FIELD_LIMIT || fk->kind == FIELD_CURSOR)) {
+            char *end;
+            errno = 0;
+            long long n = strtoll(val, &end, 10);
+            if (!request_decimal(val, 0) || errno || *end || end == val) {
+                free(copy);
+                json_object_put(q);
+                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
+            }
+            v = json_object_new_int64(n);
+        } else if (fk && fk->kind == FIELD_TIME) {
+            char *end;
+            errno = 0;
+            double t = strtod(val, &end);
+            if (!request_decimal(val, 1) || errno || *end || end == val || t != t) {
+                free(copy);
+                json_object_put(q);
+                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
+            }
+            v = json_object_new_double(t);
+        } else {
+            v = json_object_new_string(val);
+        }
+        if (json_object_object_get_ex(q, kv, NULL)) {
+            json_object_put(v);
+            free(copy);
+            json_object_put(q);
+            return request_fail(err, 400, "invalid_parameter", "query parameter repeated");
+        }
+        json_object_object_add(q, kv, v);
+    }
+    free(copy);
+    if (!request_check_fields(r->query, q, lim, "query", err)) {
+        json_object_put(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* Content types a JSON body may arrive with. Besides JSON itself: none, and
+ * the two that `curl -d` and plain fetch() send by default, so a quick
+ * command line works; multipart forms and the like are refused (415). */
+static int request_json_type(const char *ct)
+{
+    static const char *const ok[] = {"application/json", "text/plain", "application/x-www-form-urlencoded"};
+    if (!ct || !*ct)
+        return 1;
+    size_t n = strcspn(ct, "; ");
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (n == strlen(ok[i]) && strncasecmp(ct, ok[i], n) == 0)
+            return 1;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && strncasecmp(ct, "application/", 12) == 0;
+}
+
+static json_object *request_parse_body(const route_t *r, const request_in_t *in, const request_limits_t *lim,
+                                   request_err_t *err)
+{
+    size_t n = in->body_len;
+    /* Leading/trailing white space alone counts as no body. */
+    const char *b = in->body;
+    while (n && (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n')) {
+        b++;
+        n--;
+    }
+    if (n == 0) {
+        if (r->body) {
+            for (const field_t *p = r->body; p->name; p++)
+                if (p->required)
+                    return request_fail(err, 400, "missing_body", "a JSON object body is required");
+        }
+        return json_object_new_object();
+    }
+    if (!request_json_type(in->content_type))
+        return request_fail(err, 415, "unsupported_media_type", "body must be application/json");
+    if (!valid_utf8(in->body, in->body_len))
+        return request_fail(err, 400, "invalid_utf8", "body must be UTF-8 without NUL bytes");
+    json_tokener *tok = json_tokener_new_ex(REQUEST_JSON_DEPTH);
+    if (!tok)
+        return request_fail(err, 500, "internal", "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *obj = json_tokener_parse_ex(tok, b, (int)n);
+    enum json_tokener_error je = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (obj && je == json_tokener_success) {
+        while (end < n && (b[end] == ' ' || b[end] == '\t' || b[end] == '\r' || b[end] == '\n'))
+            end++;
+    }
+    if (!obj || je != json_tokener_success || end != n) {
+        json_object_put(obj);
+        if (je == json_tokener_error_depth)
+            return request_fail(err, 400, "invalid_json", "body JSON is nested too deeply");
+        return request_fail(err, 400, "invalid_json", "body is not valid JSON%s%s",
+                        je != json_tokener_success ? ": " : "",
+                        je != json_tokener_success ? json_tokener_error_desc(je) : " (trailing data)");
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        return request_fail(err, 400, "invalid_json", "body must be a JSON object");
+    }
+    if (!r->body && json_object_object_length(obj) > 0) {
+        json_object_put(obj);
+        return request_fail(err, 400, "unknown_field", "this endpoint takes no body fields");
+    }
+    if (r->body && !request_check_fields(r->body, obj, lim, "body", err)) {
+        json_object_put(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_object *request_build(const request_in_t *in, const request_limits_t *lim, request_err_t *err)
+{
+    memset(err, 0, sizeof *err);
+    if (!in->method || !in->path)
+        return request_fail(err, 400, "bad_request", "missing method or path");
+    if (!valid_utf8(in->path, strlen(in->path)))
+        return request_fail(err, 400, "invalid_path", "path must be UTF-8");
+    if (in->raw_uri) {
+        size_t n = strcspn(in->raw_uri, "?");
+        if (n != strlen(in->path) || strncmp(in->raw_uri, in->path, n) != 0)
+            return request_fail(err, 404, "not_found", "no such endpoint");
+    }
+    char id[VALID_ID_MAX + 1];
+    const route_t *r;
+    int rc = route_match(in->method, in->path, &r, id, sizeof id, err->allow, sizeof err->allow);
+    if (rc == 404)
+        return request_fail(err, 404, "not_found", "no such endpoint");
+    if (rc == 405)
+        return request_fail(err, 405, "method_not_allowed", "method %s is not allowed here",
+                        strlen(in->method) < 16 && valid_token(in->method, 16) ? in->method : "?");
+    if (rc == 400)
+        return request_fail(err, 400, "invalid_id", "ids must match [A-Za-z0-9_-]{1,64}");
+    if ((long)in->body_len > lim->max_body_bytes)
+        return request_fail(err, 413, "body_too_large", "body is larger than %ld bytes", lim->max_body_bytes);
+    const char *user = in->remote_user ? in->remote_user : "";
+    if (*user && !valid_token(user, REQUEST_USER_MAX))
+        return request_fail(err, 400, "invalid_user", "REMOTE_USER is not a valid user name");
+
+    json_object *query = request_parse_query(r, in->query, lim, err);
+    if (!query)
+        return NULL;
+    json_object *body = request_parse_body(r, in, lim, err);
+    if (!body) {
+        json_object_put(query);
+        return NULL;
+    }
+    /* Merge query into args; routes never take both. */
+    json_object_object_foreach(query, k, v) json_object_object_add(body, k, json_object_get(v));
+    json_object_put(query);
+
+    json_object *f = json_object_new_object();
+    json_object_object_add(f, "op", json_object_new_string(r->op));
+    json_object_object_add(f, "user", json_object_new_string(user));
+    if (*id)
+        json_object_object_add(f, "id", json_object_new_string(id));
+    json_object_object_add(f, "args", body);
+    if (strcmp(r->op, "message") == 0) {
+        if (in->accept && strstr(in->accept, "text/event-stream"))
+            json_object_object_add(f, "stream", json_object_new_boolean(1));
+        else if (in->prefer && strstr(in->prefer, "respond-async"))
+            json_object_object_add(f, "async", json_object_new_boolean(1));
+    }
+    return f;
+}

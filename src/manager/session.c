@@ -1,0 +1,254 @@
+#define _GNU_SOURCE
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "valid.h"
+
+typedef struct qnode {
+    struct execution *e;
+    struct qnode *next;
+} qnode_t;
+
+struct session {
+    char id[VALID_ID_MAX + 1];
+    char *owner, *workspace, *wsname, *oc_id;
+    double created_at, last_activity;
+    long message_count;
+    struct execution *running;
+    qnode_t *head, *tail;
+    size_t waiting;
+    session_t *next; /* hash chain */
+};
+
+static session_t **buckets;
+static size_t nbuckets, nsess;
+
+static size_t session_hash(const char *owner, const char *id)
+{
+    size_t h = 1469598103934665603ULL;
+    for (const char *s = owner; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL; /* a byte no owner holds: ("ab","c") differs from ("a","bc") */
+    for (const char *s = id; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h % nbuckets;
+}
+
+int session_table_init(size_t n)
+{
+    nbuckets = n ? n : 1024;
+    buckets = calloc(nbuckets, sizeof *buckets);
+    return buckets ? 0 : -1;
+}
+
+static void session_free(session_t *s)
+{
+    while (s->head) {
+        qnode_t *q = s->head;
+        s->head = q->next;
+        free(q);
+    }
+    free(s->owner);
+    free(s->workspace);
+    free(s->wsname);
+    free(s->oc_id);
+    free(s);
+}
+
+void session_table_free(void)
+{
+    for (size_t i = 0; i < nbuckets; i++)
+        while (buckets[i]) {
+            session_t *s = buckets[i];
+            buckets[i] = s->next;
+            session_free(s);
+        }
+    free(buckets);
+    buckets = NULL;
+    nbuckets = nsess = 0;
+}
+
+session_t *session_add(const char *id, const char *owner, const char *workspace, const char *wsname, const char *oc,
+                 double created_at, double last_activity, long message_count)
+{
+    session_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    strncpy(s->id, id, VALID_ID_MAX);
+    s->owner = strdup(owner);
+    s->workspace = strdup(workspace);
+    s->wsname = strdup(wsname);
+    s->oc_id = oc ? strdup(oc) : NULL;
+    if (!s->owner || !s->workspace || !s->wsname || (oc && !s->oc_id)) {
+        session_free(s);
+        return NULL;
+    }
+    s->created_at = created_at;
+    s->last_activity = last_activity;
+    s->message_count = message_count;
+    size_t h = session_hash(owner, id);
+    s->next = buckets[h];
+    buckets[h] = s;
+    nsess++;
+    return s;
+}
+
+session_t *session_find(const char *owner, const char *id)
+{
+    if (!buckets)
+        return NULL;
+    for (session_t *s = buckets[session_hash(owner, id)]; s; s = s->next)
+        if (strcmp(s->id, id) == 0 && strcmp(s->owner, owner) == 0)
+            return s;
+    return NULL;
+}
+
+void session_remove(session_t *s)
+{
+    session_t **pp = &buckets[session_hash(s->owner, s->id)];
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = s->next;
+        nsess--;
+    }
+    session_free(s);
+}
+
+size_t session_count(void) { return nsess; }
+
+void session_each(void (*fn)(void *ctx, session_t *s), void *ctx)
+{
+    for (size_t i = 0; i < nbuckets; i++)
+        for (session_t *s = buckets[i], *n; s; s = n) {
+            n = s->next; /* fn may remove s */
+            fn(ctx, s);
+        }
+}
+
+const char *session_id(const session_t *s) { return s->id; }
+const char *session_owner(const session_t *s) { return s->owner; }
+const char *session_workspace(const session_t *s) { return s->workspace; }
+const char *session_workspace_name(const session_t *s) { return s->wsname; }
+const char *session_oc_id(const session_t *s) { return s->oc_id; }
+
+int session_set_oc_id(session_t *s, const char *oc)
+{
+    char *n = strdup(oc);
+    if (!n)
+        return -1;
+    free(s->oc_id);
+    s->oc_id = n;
+    return 0;
+}
+
+void session_note_message(session_t *s, double at)
+{
+    s->last_activity = at;
+    s->message_count++;
+}
+
+struct execution *session_running(const session_t *s) { return s->running; }
+void session_set_running(session_t *s, struct execution *e) { s->running = e; }
+size_t session_waiting(const session_t *s) { return s->waiting; }
+
+int session_enqueue(session_t *s, struct execution *e)
+{
+    qnode_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->e = e;
+    if (s->tail)
+        s->tail->next = q;
+    else
+        s->head = q;
+    s->tail = q;
+    s->waiting++;
+    return 0;
+}
+
+struct execution *session_dequeue(session_t *s)
+{
+    qnode_t *q = s->head;
+    if (!q)
+        return NULL;
+    s->head = q->next;
+    if (!s->head)
+        s->tail = NULL;
+    s->waiting--;
+    struct execution *e = q->e;
+    free(q);
+    return e;
+}
+
+int session_unqueue(session_t *s, struct execution *e)
+{
+    qnode_t *prev = NULL;
+    for (qnode_t *q = s->head; q; prev = q, q = q->next) {
+        if (q->e != e)
+            continue;
+        if (prev)
+            prev->next = q->next;
+        else
+            s->head = q->next;
+        if (s->tail == q)
+            s->tail = prev;
+        s->waiting--;
+        free(q);
+        return 1;
+    }
+    return 0;
+}
+
+json_object *session_json(const session_t *s)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(s->id));
+    json_object_object_add(o, "owner", s->owner[0] ? json_object_new_string(s->owner) : NULL);
+    json_object_object_add(o, "workspace", json_object_new_string(s->wsname));
+    json_object_object_add(o, "opencode_session_id", s->oc_id ? json_object_new_string(s->oc_id) : NULL);
+    json_object_object_add(o, "created_at", json_object_new_double(s->created_at));
+    json_object_object_add(o, "last_activity", json_object_new_double(s->last_activity));
+    json_object_object_add(o, "message_count", json_object_new_int64(s->message_count));
+    json_object_object_add(o, "busy", json_object_new_boolean(s->running != NULL));
+    json_object_object_add(o, "queued", json_object_new_int64((int64_t)s->waiting));
+    return o;
+}
+
+static int session_cmp_id(const void *a, const void *b)
+{
+    return strcmp((*(session_t *const *)a)->id, (*(session_t *const *)b)->id);
+}
+
+json_object *session_page(const char *owner, const char *after, long limit, int *more)
+{
+    size_t n = 0, cap = 64;
+    session_t **v = malloc(cap * sizeof *v);
+    *more = 0;
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < nbuckets; i++)
+        for (session_t *s = buckets[i]; s; s = s->next) {
+            if (strcmp(s->owner, owner) != 0 || strcmp(s->id, after) <= 0)
+                continue;
+            if (n == cap) {
+                session_t **nv = realloc(v, 2 * cap * sizeof *v);
+                if (!nv) {
+                    free(v);
+                    return NULL;
+                }
+                v = nv;
+                cap *= 2;
+            }
+            v[n++] = s;
+        }
+    qsort(v, n, sizeof *v, session_cmp_id);
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < n && (long)i < limit; i++)
+        json_object_array_add(a, session_json(v[i]));
+    *more = (long)n > limit;
+    free(v);
+    return a;
+}

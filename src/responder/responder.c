@@ -1,0 +1,465 @@
+#define _GNU_SOURCE
+#include "responder.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+#include <json-c/json.h>
+
+#include "frame.h"
+#include "inflight.h"
+#include "log.h"
+#include "request.h"
+
+/* How long in-flight requests may take to finish after SIGTERM. */
+#define RESP_STOP_GRACE_S 30
+
+static const responder_opts_t *opts;
+static atomic_int busy;
+static atomic_int stopping;
+
+typedef struct resp_thread {
+    int ctl;
+    frame_decoder_t *dec;
+} resp_thread_t;
+
+int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, unsigned long errlen)
+{
+    memset(o, 0, sizeof *o);
+    o->threads = 16;
+    o->max_body_bytes = 1 << 20;
+    o->max_message_bytes = 256 << 10;
+    o->heartbeat_ms = 10000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--responder") == 0)
+            continue;
+        if (i + 1 >= argc) {
+            snprintf(err, errlen, "%s needs a value", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--index") == 0)
+            o->index = atoi(v);
+        else if (strcmp(a, "--control") == 0)
+            o->control_socket = v;
+        else if (strcmp(a, "--threads") == 0)
+            o->threads = atol(v);
+        else if (strcmp(a, "--max-body") == 0)
+            o->max_body_bytes = atol(v);
+        else if (strcmp(a, "--max-message") == 0)
+            o->max_message_bytes = atol(v);
+        else if (strcmp(a, "--heartbeat-ms") == 0)
+            o->heartbeat_ms = atol(v);
+        else if (strcmp(a, "--slots") == 0)
+            o->slots = atoi(v);
+        else if (strcmp(a, "--capacity") == 0)
+            o->capacity = atol(v);
+        else if (strcmp(a, "--message-capacity") == 0)
+            o->message_capacity = atol(v);
+        else if (strcmp(a, "--log-level") == 0) {
+            log_level_t l;
+            if (log_level_parse(v, &l) == 0)
+                log_set_level(l);
+        } else {
+            snprintf(err, errlen, "unknown responder option %s", a);
+            return -1;
+        }
+    }
+    if (!o->control_socket || o->threads < 1) {
+        snprintf(err, errlen, "responder needs --control and --threads");
+        return -1;
+    }
+    return 0;
+}
+
+static int resp_connect(resp_thread_t *t)
+{
+    if (t->ctl >= 0)
+        return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", opts->control_socket);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    t->ctl = fd;
+    frame_decoder_free(t->dec);
+    t->dec = frame_decoder_new(FRAME_MAX);
+    if (!t->dec) {
+        close(fd);
+        t->ctl = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void resp_disconnect(resp_thread_t *t)
+{
+    if (t->ctl >= 0)
+        close(t->ctl);
+    t->ctl = -1;
+    frame_decoder_free(t->dec);
+    t->dec = NULL;
+}
+
+/* libfcgi's own FCGX_FPrintF knows fewer formats than libc: format here. */
+static void resp_printf(FCGX_Stream *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void resp_printf(FCGX_Stream *out, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        FCGX_PutStr(buf, n < (int)sizeof buf ? n : (int)sizeof buf - 1, out);
+}
+
+static const char *resp_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "";
+    }
+}
+
+/* Write one whole JSON response. headers may be NULL. */
+static void resp_write_json(FCGX_Request *r, int status, json_object *headers, json_object *body)
+{
+    resp_printf(r->out, "Status: %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n", status,
+                 resp_reason(status));
+    if (headers && json_object_is_type(headers, json_type_object)) {
+        json_object_object_foreach(headers, k, v)
+        {
+            const char *s = json_object_get_string(v);
+            /* Header names and values come from the manager; refuse line breaks all the same. */
+            if (!strpbrk(k, "\r\n:") && s && !strpbrk(s, "\r\n"))
+                resp_printf(r->out, "%s: %s\r\n", k, s);
+        }
+    }
+    size_t n;
+    const char *text = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    resp_printf(r->out, "Content-Length: %zu\r\n\r\n", n + 1);
+    FCGX_PutStr(text, (int)n, r->out);
+    FCGX_PutS("\n", r->out);
+}
+
+/* An error answer; header (e.g. "Allow") with its value when both are given. */
+static void resp_error_h(FCGX_Request *r, int status, const char *code, const char *message, const char *header,
+                         const char *value)
+{
+    json_object *b = json_object_new_object(), *e = json_object_new_object(), *h = NULL;
+    json_object_object_add(e, "code", json_object_new_string(code));
+    json_object_object_add(e, "message", json_object_new_string(message));
+    json_object_object_add(b, "error", e);
+    if (header && value && *value) {
+        h = json_object_new_object();
+        json_object_object_add(h, header, json_object_new_string(value));
+    }
+    resp_write_json(r, status, h, b);
+    json_object_put(b);
+    json_object_put(h);
+}
+
+static void resp_error(FCGX_Request *r, int status, const char *code, const char *message, const char *allow)
+{
+    resp_error_h(r, status, code, message, "Allow", allow);
+}
+
+/* The pool is full: say so at once (the spare thread's job). */
+static void resp_busy(FCGX_Request *r, const char *what)
+{
+    resp_error_h(r, 503, "server_busy", what, "Retry-After", "1");
+}
+
+static const char *resp_frame_str(json_object *f, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(f, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* Relay a stream: events as SSE, heartbeats while quiet. Returns when the
+ * manager ends it, the manager goes away, or the client does. */
+static void resp_stream(FCGX_Request *r, resp_thread_t *t)
+{
+    resp_printf(r->out, "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                         "X-Accel-Buffering: no\r\n\r\n");
+    FCGX_PutS(": stream open\n\n", r->out);
+    if (FCGX_FFlush(r->out) != 0) {
+        resp_disconnect(t); /* the manager drops the waiter when the conn closes */
+        return;
+    }
+    for (;;) {
+        json_object *f = NULL;
+        frame_rc_t rc = frame_read_fd(t->ctl, t->dec, &f, (int)opts->heartbeat_ms);
+        if (rc == FRAME_AGAIN) {
+            FCGX_PutS(": heartbeat\n\n", r->out);
+            if (FCGX_FFlush(r->out) != 0) {
+                log_info("client went away during a stream", NULL);
+                resp_disconnect(t);
+                return;
+            }
+            continue;
+        }
+        if (rc == FRAME_ERROR) {
+            FCGX_PutS("event: error\ndata: {\"error\":{\"code\":\"manager_unavailable\",\"message\":\"the manager "
+                      "closed the stream\"}}\n\n",
+                      r->out);
+            FCGX_FFlush(r->out);
+            resp_disconnect(t);
+            return;
+        }
+        const char *type = resp_frame_str(f, "t");
+        if (type && strcmp(type, "end") == 0) {
+            json_object_put(f);
+            return;
+        }
+        const char *ev = resp_frame_str(f, "event");
+        json_object *data = NULL;
+        json_object_object_get_ex(f, "data", &data);
+        if (type && strcmp(type, "event") == 0 && ev && !strpbrk(ev, "\r\n")) {
+            const char *d = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : "null";
+            resp_printf(r->out, "event: %s\ndata: ", ev);
+            FCGX_PutS(d, r->out);
+            FCGX_PutS("\n\n", r->out);
+        }
+        json_object_put(f);
+        if (FCGX_FFlush(r->out) != 0) {
+            log_info("client went away during a stream", NULL);
+            resp_disconnect(t);
+            return;
+        }
+    }
+}
+
+/* Serve one request. *is_message says whether it was counted as a message (inflight). */
+static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
+{
+    char **env = r->envp;
+    const char *method = FCGX_GetParam("REQUEST_METHOD", env);
+    const char *path = FCGX_GetParam("DOCUMENT_URI", env);
+    if (!path)
+        path = FCGX_GetParam("SCRIPT_NAME", env);
+    const char *clen = FCGX_GetParam("CONTENT_LENGTH", env);
+    long len = 0;
+    if (clen && *clen) {
+        char *end;
+        errno = 0;
+        len = strtol(clen, &end, 10);
+        if (errno || *end || len < 0) {
+            resp_error(r, 400, "bad_request", "invalid Content-Length", NULL);
+            return;
+        }
+    }
+    if (len > opts->max_body_bytes) {
+        char m[96];
+        snprintf(m, sizeof m, "body is larger than %ld bytes", opts->max_body_bytes);
+        resp_error(r, 413, "body_too_large", m, NULL);
+        return;
+    }
+    char *body = malloc((size_t)len + 1);
+    if (!body) {
+        resp_error(r, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    int got = len ? FCGX_GetStr(body, (int)len, r->in) : 0;
+    if (got != len) {
+        free(body);
+        resp_error(r, 400, "incomplete_body", "the body ended before Content-Length bytes", NULL);
+        return;
+    }
+    body[len] = '\0';
+    request_in_t in = {
+        .method = method,
+        .path = path,
+        .raw_uri = FCGX_GetParam("REQUEST_URI", env),
+        .query = FCGX_GetParam("QUERY_STRING", env),
+        .content_type = FCGX_GetParam("CONTENT_TYPE", env),
+        .accept = FCGX_GetParam("HTTP_ACCEPT", env),
+        .prefer = FCGX_GetParam("HTTP_PREFER", env),
+        .remote_user = FCGX_GetParam("REMOTE_USER", env),
+        .body = body,
+        .body_len = (size_t)len,
+    };
+    request_limits_t lim = {opts->max_body_bytes, opts->max_message_bytes};
+    request_err_t err;
+    json_object *frame = request_build(&in, &lim, &err);
+    free(body);
+    if (!frame) {
+        resp_error(r, err.status, err.code, err.message, err.allow);
+        return;
+    }
+    json_object *op;
+    if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
+        if (inflight_promote(opts->index, opts->message_capacity) != 0) {
+            json_object_put(frame);
+            resp_busy(r, "every responder thread for messages is busy; retry shortly");
+            return;
+        }
+        *is_message = 1;
+    }
+    /* Send; a connection the manager closed earlier is retried once. */
+    int sent = -1;
+    for (int attempt = 0; attempt < 2 && sent != 0; attempt++) {
+        if (resp_connect(t) != 0)
+            break;
+        sent = frame_write_fd(t->ctl, frame);
+        if (sent != 0)
+            resp_disconnect(t);
+    }
+    json_object_put(frame);
+    if (sent != 0) {
+        resp_error(r, 503, "manager_unavailable", "the manager is not answering", NULL);
+        return;
+    }
+    json_object *f = NULL;
+    if (frame_read_fd(t->ctl, t->dec, &f, -1) != FRAME_OK) {
+        resp_disconnect(t);
+        resp_error(r, 503, "manager_unavailable", "the manager closed the connection", NULL);
+        return;
+    }
+    const char *type = resp_frame_str(f, "t");
+    if (type && strcmp(type, "stream") == 0) {
+        json_object_put(f);
+        resp_stream(r, t);
+        return;
+    }
+    json_object *status, *headers = NULL, *b = NULL, *text, *ctype;
+    if (type && strcmp(type, "reply") == 0 && json_object_object_get_ex(f, "status", &status) &&
+        json_object_object_get_ex(f, "text", &text) && json_object_object_get_ex(f, "content_type", &ctype)) {
+        const char *ct = json_object_get_string(ctype);
+        int n = json_object_get_string_len(text);
+        resp_printf(r->out, "Status: %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\nContent-Length: %d\r\n\r\n",
+                    json_object_get_int(status), resp_reason(json_object_get_int(status)),
+                    strpbrk(ct, "\r\n") ? "text/plain" : ct, n);
+        FCGX_PutStr(json_object_get_string(text), n, r->out);
+        json_object_put(f);
+        return;
+    }
+    if (!type || strcmp(type, "reply") != 0 || !json_object_object_get_ex(f, "status", &status) ||
+        !json_object_object_get_ex(f, "body", &b)) {
+        json_object_put(f);
+        resp_disconnect(t);
+        resp_error(r, 502, "bad_manager_reply", "the manager sent an unexpected frame", NULL);
+        return;
+    }
+    json_object_object_get_ex(f, "headers", &headers);
+    resp_write_json(r, json_object_get_int(status), headers, b);
+    json_object_put(f);
+}
+
+static void *resp_thread_main(void *arg)
+{
+    (void)arg;
+    resp_thread_t t = {.ctl = -1};
+    FCGX_Request req;
+    if (FCGX_InitRequest(&req, 0, 0) != 0)
+        return NULL;
+    while (!atomic_load(&stopping)) {
+        if (FCGX_Accept_r(&req) < 0)
+            break;
+        atomic_fetch_add(&busy, 1);
+        int message = 0;
+        if (atomic_load(&stopping)) {
+            resp_error(&req, 503, "shutting_down", "the responder is stopping", NULL);
+        } else if (inflight_enter(opts->index, opts->capacity) != 0) {
+            resp_busy(&req, "every responder thread is busy; retry shortly");
+        } else {
+            resp_handle(&req, &t, &message);
+            inflight_leave(opts->index, message);
+        }
+        FCGX_Finish_r(&req);
+        atomic_fetch_sub(&busy, 1);
+    }
+    resp_disconnect(&t);
+    FCGX_Free(&req, 1);
+    return NULL;
+}
+
+int responder_main(const responder_opts_t *o)
+{
+    opts = o;
+    log_set_component("responder");
+    signal(SIGPIPE, SIG_IGN);
+    if (FCGX_Init() != 0 || FCGX_IsCGI()) {
+        /* FCGX_IsCGI() is true when fd 0 is not a socket: nothing to serve. */
+        log_error("responder has no FastCGI socket on fd 0", "responder=%d", o->index);
+        return 78;
+    }
+    /* The terminal's Ctrl-C reaches the whole process group: the manager alone decides when the
+     * responders stop (it sends SIGTERM), so they ignore SIGINT. */
+    signal(SIGINT, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* The in-flight page (fd 3) and one spare thread, which answers 503 when the pool is full. */
+    long nthreads = o->threads;
+    if (o->slots > 0 && o->capacity > 0) {
+        if (inflight_attach(3, o->slots) != 0) {
+            log_error("responder cannot map the in-flight page on fd 3", "responder=%d", o->index);
+            return 78;
+        }
+        nthreads++;
+    }
+    for (long i = 0; i < nthreads; i++) {
+        pthread_t th;
+        if (pthread_create(&th, &attr, resp_thread_main, NULL) != 0) {
+            log_error("cannot start responder thread", "responder=%d thread=%ld", o->index, i);
+            return 1;
+        }
+    }
+    pthread_attr_destroy(&attr);
+    log_debug("responder ready", "responder=%d threads=%ld", o->index, o->threads);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            continue;
+        break;
+    }
+    atomic_store(&stopping, 1);
+    FCGX_ShutdownPending();
+    /* Let requests in flight finish; idle threads stay blocked in accept(). */
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    for (int i = 0; i < RESP_STOP_GRACE_S * 50 && atomic_load(&busy) > 0; i++)
+        nanosleep(&tick, NULL);
+    log_debug("responder stopped", "responder=%d busy=%d", o->index, atomic_load(&busy));
+    return 0;
+}
