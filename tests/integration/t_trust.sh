@@ -110,7 +110,7 @@ CID=$(j .execution_id)
 check "the canary message reached opencode" wait_until 10 grep -q "\"message\": \"$CANARY" "$TDIR/fake.jsonl"
 seen=0
 for f in /proc/[0-9]*/cmdline; do # read by the shell itself: no scanning process holds the canary
-    c=$(tr '\0' ' ' <"$f" 2>/dev/null)
+    { c=$(tr '\0' ' ' <"$f"); } 2>/dev/null # a process may end meanwhile
     [[ "$c" == *"$CANARY"* ]] && seen=$((seen + 1))
 done
 is "$seen" 0 "no process's command line holds the prompt (ps shows nothing)"
@@ -199,7 +199,12 @@ big_post bob:bpw g1
 is "$STATUS/$(j .error.reason)" 429/manager "then the manager's bound refuses him too"
 RSS1=$(rss)
 echo "# manager RSS: ${RSS0} kB at start, ${RSS1} kB with the flood queued"
-check "the manager stays under 48 MB with 2 x 12 sessions x 16 x 256 KiB thrown at it" test "$RSS1" -lt 49152
+req GET /api/opencode/status
+if [ "$(j .ocpm.heapInUseBytes)" = null ]; then # another allocator than glibc's: AddressSanitizer
+    skip "the manager stays under 48 MB with the flood queued" "AddressSanitizer's allocator keeps freed memory"
+else
+    check "the manager stays under 48 MB with 2 x 12 sessions x 16 x 256 KiB thrown at it" test "$RSS1" -lt 49152
+fi
 for s in $(seq 1 12); do
     req DELETE "/api/sessions/f$s" '' "${A[@]}"
     req DELETE "/api/sessions/g$s" '' "${B[@]}"
