@@ -37,8 +37,6 @@ typedef struct manager {
     char exe[4096];      /* this binary, for spawning responders */
 } manager_t;
 
-/* Wall clock as unix seconds with sub-second precision. */
-double manager_now(void);
 /* Record a manager event in the log and in manager_events. */
 void manager_event(manager_t *m, const char *kind, const char *detail);
 /* Note activity for lastActivity/idleTime. */

@@ -19,6 +19,7 @@
 #include "oc_server.h"
 #include "user.h"
 #include "workspace.h"
+#include "clock.h"
 
 /* The answer text kept in memory for the reply, beyond which it is cut. */
 #define EXECUTION_ANSWER_MAX (1u << 20)
@@ -251,7 +252,7 @@ static void execution_finish(execution_t *e, const char *status)
     manager_t *m = e->m;
     execution_unqueue_bytes(e);
     e->rec.status = status;
-    e->rec.finished_at = manager_now();
+    e->rec.finished_at = clock_now();
     execution_store(e, 1);
     metrics_observe(e->rec.mode, status, e->rec.started_at > 0 ? e->rec.finished_at - e->rec.started_at : -1,
                     (e->rec.started_at > 0 ? e->rec.started_at : e->rec.finished_at) - e->rec.queued_at);
@@ -358,7 +359,7 @@ static void execution_on_done(void *ctx, const oc_run_result_t *r)
             snprintf(msg, sizeof msg, "opencode was killed by signal %d (%s)", r->signal, strsignal(r->signal));
         execution_set_error(e, msg);
     }
-    double dur = (manager_now() - e->rec.started_at) * 1000.0;
+    double dur = (clock_now() - e->rec.started_at) * 1000.0;
     char pidbuf[32];
     snprintf(pidbuf, sizeof pidbuf, "%ld", e->rec.pid);
     log_info("OpenCode command completed",
@@ -409,7 +410,7 @@ static void execution_srv_done(void *ctx, const oc_server_result_t *r)
         execution_set_error(e, r->error);
     log_info("OpenCode command completed",
              "processId=%ld executionId=%lld sessionId=%s mode=server status=%s duration=%.0f activeProcesses=%ld",
-             e->rec.pid, (long long)e->rec.id, e->session_id, status, (manager_now() - e->rec.started_at) * 1000.0,
+             e->rec.pid, (long long)e->rec.id, e->session_id, status, (clock_now() - e->rec.started_at) * 1000.0,
              m->running);
     execution_finish(e, status);
     execution_schedule(m);
@@ -556,7 +557,7 @@ static void execution_begin(manager_t *m, execution_t *e, session_t *s, int rout
     m->running++;
     user_add(e->owner, USER_RUNNING, 1);
     e->route = route;
-    e->rec.started_at = manager_now();
+    e->rec.started_at = clock_now();
     e->rec.status = "running";
     const char *why = NULL;
     int has_git = 0;
@@ -615,7 +616,7 @@ void execution_schedule(manager_t *m)
     if (m->stopping)
         return;
     int route = execution_route(m);
-    double now = manager_now();
+    double now = clock_now();
     for (execution_t *e = qhead, *next; e; e = next) {
         next = e->qnext;
         session_t *s = execution_sess(e);
@@ -691,7 +692,7 @@ int execution_submit(manager_t *m, session_t *s, const char *text, const char *m
     e->rec.prompt_len = strlen(text);
     e->rec.status = "queued";
     e->rec.mode = "per-session";
-    e->rec.queued_at = manager_now();
+    e->rec.queued_at = clock_now();
     execution_sync_rec(e);
     if (db_exec_insert(m->db, &e->rec) != 0) {
         log_error("cannot record execution", "sessionId=%s error=\"%s\"", e->session_id, db_errmsg(m->db));

@@ -30,23 +30,17 @@
 #include "oc_server.h"
 #include "user.h"
 #include "workspace.h"
+#include "clock.h"
 
 extern char **environ;
 
 #define MANAGER_PROBE_TIMEOUT_MS 30000
 
-double manager_now(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-void manager_touch(manager_t *m) { m->last_activity = manager_now(); }
+void manager_touch(manager_t *m) { m->last_activity = clock_now(); }
 
 void manager_event(manager_t *m, const char *kind, const char *detail)
 {
-    if (m->db && db_event(m->db, manager_now(), kind, detail) != 0)
+    if (m->db && db_event(m->db, clock_now(), kind, detail) != 0)
         log_error("cannot record manager event", "kind=%s error=\"%s\"", kind, db_errmsg(m->db));
 }
 
@@ -124,7 +118,7 @@ static void manager_drain_tick(uv_timer_t *t)
 {
     manager_t *m = t->data;
     if (m->running > 0) {
-        if (!killed_runs && manager_now() >= shutdown_deadline) {
+        if (!killed_runs && clock_now() >= shutdown_deadline) {
             killed_runs = 1;
             log_warn("shutdown_timeout passed; killing running opencode processes", "running=%ld", m->running);
             execution_shutdown_kill(m);
@@ -150,7 +144,7 @@ static void manager_on_stop(manager_t *m, int signum)
              signum == SIGTERM ? "SIGTERM" : "SIGINT", m->running, m->queued);
     manager_event(m, "manager_stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     execution_shutdown_cancel(m);
-    shutdown_deadline = manager_now() + m->conf->shutdown_timeout_ms / 1000.0;
+    shutdown_deadline = clock_now() + m->conf->shutdown_timeout_ms / 1000.0;
     drain_timer.data = m;
     uv_timer_start(&drain_timer, manager_drain_tick, 0, 50);
 }
@@ -365,7 +359,7 @@ static int manager_init(manager_t *m, char *err, size_t errlen)
     }
     db_set_busy_timeout(m->db, c->db_busy_timeout_ms);
     int interrupted = 0;
-    if (db_mark_interrupted(m->db, manager_now(), &interrupted) != 0) {
+    if (db_mark_interrupted(m->db, clock_now(), &interrupted) != 0) {
         snprintf(err, errlen, "cannot recover executions: %s", db_errmsg(m->db));
         return -1;
     }
@@ -415,7 +409,7 @@ int manager_run(const conf_t *conf, const char *exe)
     manager_t m = {.conf = conf};
     uv_loop_t loop;
     snprintf(m.exe, sizeof m.exe, "%s", exe);
-    m.started_at = m.last_activity = manager_now();
+    m.started_at = m.last_activity = clock_now();
     signal(SIGPIPE, SIG_IGN);
     /* Nothing ocpmd writes is for anyone else (the database holds every prompt); the few files
      * that are (sockets, the agent's directories) get their modes explicitly. */

@@ -21,6 +21,7 @@
 #include "user.h"
 #include "valid.h"
 #include "workspace.h"
+#include "clock.h"
 
 /* A history page ends early past this many bytes of JSON (its cursor continues), so no page comes
  * near the reply frame whatever the rows hold. */
@@ -57,7 +58,7 @@ static session_t *op_session(control_conn_t *c, const op_req_t *r)
 
 json_object *op_status_json(manager_t *m)
 {
-    double now = manager_now();
+    double now = clock_now();
     json_object *o = json_object_new_object();
     json_object_object_add(o, "available", json_object_new_boolean(m->available));
     json_object_object_add(o, "version", m->available ? json_object_new_string(m->version) : NULL);
@@ -171,7 +172,7 @@ static void op_session_create(manager_t *m, control_conn_t *c, const op_req_t *r
         control_error(c, 400, "invalid_workspace", why);
         return;
     }
-    double now = manager_now();
+    double now = clock_now();
     db_session_t row = {.id = id, .owner = r->user, .workspace = path, .created_at = now, .last_activity = now};
     if (db_session_insert(m->db, &row) != 0) {
         log_error("cannot record session", "sessionId=%s error=\"%s\"", id, db_errmsg(m->db));
@@ -224,7 +225,7 @@ static void op_session_delete(manager_t *m, control_conn_t *c, const op_req_t *r
     session_t *s = op_session(c, r);
     if (!s)
         return;
-    if (db_session_delete(m->db, session_owner(s), session_id(s), manager_now()) != 0) {
+    if (db_session_delete(m->db, session_owner(s), session_id(s), clock_now()) != 0) {
         storage_retry_reply_error(c, "cannot record the deletion");
         return;
     }
@@ -370,7 +371,7 @@ static void op_stats(manager_t *m, control_conn_t *c, const op_req_t *r)
     }
     j->c = c;
     j->since = op_num(r, "since", 0);
-    j->until = op_num(r, "until", manager_now() + 1);
+    j->until = op_num(r, "until", clock_now() + 1);
     snprintf(j->path, sizeof j->path, "%s", m->conf->db_path);
     j->work.data = j;
     if (uv_queue_work(m->loop, &j->work, op_stats_work, op_stats_after) != 0) {

@@ -13,6 +13,7 @@
 #include "inflight.h"
 #include "log.h"
 #include "proc.h"
+#include "clock.h"
 
 #define POOL_BACKOFF_MIN_MS 100
 #define POOL_BACKOFF_MAX_MS 30000
@@ -148,7 +149,7 @@ static void pool_on_exit(void *ctx, pid_t pid, int status, const struct rusage *
         manager_event(pool_mgr, "responder_fatal", detail);
         return;
     }
-    double lived_ms = (manager_now() - s->started) * 1000.0;
+    double lived_ms = (clock_now() - s->started) * 1000.0;
     if (lived_ms >= POOL_STABLE_MS)
         s->backoff_ms = POOL_BACKOFF_MIN_MS;
     else
@@ -191,7 +192,7 @@ static void pool_spawn(pool_slot_t *s)
         return;
     }
     s->pid = pid;
-    s->started = manager_now();
+    s->started = clock_now();
     proc_watch(pid, pool_on_exit, s);
     log_debug("responder started", "responder=%d pid=%ld", s->index, (long)pid);
 }

@@ -18,6 +18,7 @@
 #include "oc_models.h"
 #include "proc.h"
 #include "sse.h"
+#include "clock.h"
 
 #define OC_SERVER_BACKOFF_MIN_MS 1000
 /* A server that lived this long was healthy: its next death restarts the backoff. */
@@ -181,7 +182,7 @@ static void oc_server_out_report(uv_timer_t *t)
 
 static void oc_server_out_line(oc_server_pipe_t *p, char *line)
 {
-    double now = manager_now();
+    double now = clock_now();
     if (now - out_rate.window >= 1.0) {
         out_rate.window = now;
         out_rate.logged = 0;
@@ -317,7 +318,7 @@ static void oc_server_on_exit(void *ctx, pid_t pid, int status, const struct rus
         oc_server_spawn();
         return;
     }
-    double lived_ms = (manager_now() - S.started_at) * 1000.0;
+    double lived_ms = (clock_now() - S.started_at) * 1000.0;
     if (lived_ms >= OC_SERVER_STABLE_MS)
         S.backoff_ms = OC_SERVER_BACKOFF_MIN_MS;
     else
@@ -455,7 +456,7 @@ static void oc_server_spawn(void)
         oc_server_spawn_failed(err);
         return;
     }
-    S.started_at = manager_now();
+    S.started_at = clock_now();
     S.messages = 0;
     S.healthy = 0;
     S.failures = 0;
@@ -562,7 +563,7 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
     (void)ctx;
     (void)len;
     S.health_req = NULL;
-    S.last_health = manager_now();
+    S.last_health = clock_now();
     S.last_latency_ms = (S.last_health - S.health_sent) * 1000.0;
     int ok = 0;
     if (!err && status == 200) {
@@ -587,7 +588,7 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
         }
         oc_server_maybe_recycle();
     } else if (S.state == OC_SERVER_READY && S.in_flight > 0 &&
-               (manager_now() - S.last_event_at) * 1000.0 < S.m->conf->health_timeout_ms) {
+               (clock_now() - S.last_event_at) * 1000.0 < S.m->conf->health_timeout_ms) {
         /* Busy, not hung: a saturated server answers health checks late while its event stream
          * still shows prompts progressing. Killing it would fail every prompt in flight. */
         log_warn("opencode server health check slow; its event stream shows progress", "pid=%ld inFlight=%ld error=\"%s\"",
@@ -614,7 +615,7 @@ static void oc_server_health_check(void)
     http_opts_t o = {.method = "GET", .url = url, .userpwd = S.userpwd, .timeout_ms = S.m->conf->health_timeout_ms,
                      .connect_timeout_ms = S.m->conf->health_timeout_ms, .max_body = 65536,
                      .done = oc_server_health_done};
-    S.health_sent = manager_now();
+    S.health_sent = clock_now();
     S.health_req = http_request(&o);
 }
 
@@ -692,7 +693,7 @@ static void oc_server_dispose_tick(uv_timer_t *t)
     (void)t;
     if (S.state != OC_SERVER_READY)
         return;
-    double now = manager_now();
+    double now = clock_now();
     for (oc_server_dir_t **pd = &S.dirs, *d; (d = *pd);) {
         int idle = (now - d->last_used) * 1000.0 >= S.m->conf->instance_idle_timeout_ms;
         if (oc_server_dir_busy(d->path) || (d->loaded && !idle)) {
@@ -775,7 +776,7 @@ static void oc_server_on_sse(void *ctx, const char *event, const char *data, siz
 static int oc_server_events_data(void *ctx, const char *data, size_t len)
 {
     (void)ctx;
-    S.last_event_at = manager_now();
+    S.last_event_at = clock_now();
     return S.sse ? sse_feed(S.sse, data, len) : -1;
 }
 
@@ -844,7 +845,7 @@ static void oc_server_msg_finish(oc_server_msg_t *msg, const oc_server_result_t 
     oc_server_msg_unlink(msg);
     oc_server_dir_t *d = oc_server_dir(msg->workspace);
     if (d)
-        d->last_used = manager_now();
+        d->last_used = clock_now();
     uv_timer_stop(&msg->timer);
     msg->ops.done(msg->ctx, r);
     uv_close((uv_handle_t *)&msg->timer, oc_server_msg_closed);
@@ -1095,7 +1096,7 @@ oc_server_msg_t *oc_server_send(const char *workspace, const char *oc_sid, const
     oc_server_dir_t *d = oc_server_dir(workspace);
     if (d) {
         d->loaded = 1;
-        d->last_used = manager_now();
+        d->last_used = clock_now();
     }
     if (!msg->workspace || !msg->body || (oc_sid && !msg->oc_sid)) {
         oc_server_msg_discard(msg);

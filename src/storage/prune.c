@@ -2,6 +2,7 @@
 #include "prune.h"
 
 #include "log.h"
+#include "clock.h"
 
 /* Prune every minute, or more often for a short retention (a quarter of it, at least 100 ms). */
 #define PRUNE_TICK_MAX_MS 60000
@@ -59,7 +60,7 @@ static void prune_tick(uv_timer_t *t)
 {
     (void)t;
     if (rm->conf->history_retention_ms > 0)
-        prune_prune(rm, manager_now() - rm->conf->history_retention_ms / 1000.0, NULL, NULL);
+        prune_prune(rm, clock_now() - rm->conf->history_retention_ms / 1000.0, NULL, NULL);
 }
 
 void prune_init(manager_t *m)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "clock.h"
 
 #define STORAGE_RETRY_TICK_MS 1000
 /* Repeat the same complaint at most this often. */
@@ -79,7 +80,7 @@ static void storage_retry_push(storage_retry_item_t *it)
 void storage_retry_note_failure(const char *what)
 {
     nfailures++;
-    last_error_at = manager_now();
+    last_error_at = clock_now();
     snprintf(last_error, sizeof last_error, "%s: %s", what, qm ? db_errmsg(qm->db) : "?");
 }
 
@@ -170,7 +171,7 @@ static int storage_retry_write(const storage_retry_item_t *it)
  * the operator (ocpmd goes on writing to the file it has open and says so). */
 static void storage_retry_watch(void)
 {
-    double now = manager_now();
+    double now = clock_now();
     db_moved_t where = db_moved(qm->db);
     file_in_place = where == DB_IN_PLACE;
     switch (where) {
@@ -217,7 +218,7 @@ static size_t storage_retry_flush(void)
     while (head) {
         if (storage_retry_write(head) != 0) {
             storage_retry_note_failure("pending write");
-            double now = manager_now();
+            double now = clock_now();
             if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
                 last_logged = now;
                 log_error("database still refuses writes", "pending=%zu error=\"%s\"", npending,
@@ -238,7 +239,7 @@ static size_t storage_retry_flush(void)
     }
     if (written && !head) {
         last_logged = 0;
-        recovered_at = manager_now();
+        recovered_at = clock_now();
     }
     return npending;
 }
@@ -263,7 +264,7 @@ json_object *storage_retry_status_json(void)
     /* Not ok while records wait, the file is not in place, or a write failed in the last two
      * seconds and nothing has recovered since. */
     int ok = npending == 0 && file_in_place &&
-             (last_error_at <= recovered_at || manager_now() - last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
+             (last_error_at <= recovered_at || clock_now() - last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
     json_object_object_add(o, "ok", json_object_new_boolean(ok));
     json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)npending));
     json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)nfailures));

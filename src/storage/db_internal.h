@@ -1,0 +1,77 @@
+/* db_internal: what the files of the storage module share (db.c: the connection and its faults;
+ * db_schema.c: migrations and statements; db_sessions.c, db_executions.c, db_stats.c: the queries).
+ * Not for other modules: they use db.h. */
+#ifndef OCPM_DB_INTERNAL_H
+#define OCPM_DB_INTERNAL_H
+
+#include <limits.h>
+
+#include <sqlite3.h>
+
+#include "db.h"
+
+/* Schema migrations, applied in order; user_version = number applied. Never edit a shipped step:
+ * add a new one. */
+extern const char *const db_migrations[];
+extern const int db_nmigrations;
+/* Above this many rows in a stats range, percentiles walk the covering index. */
+#define DB_STATS_WALK 50000
+
+/* The prepared statements, by purpose. */
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_INTERRUPT,
+    ST_EVENT,
+    ST_SESS_INSERT,
+    ST_SESS_SET_OC,
+    ST_SESS_DELETE,
+    ST_SESS_EACH,
+    ST_SESS_EXISTS,
+    ST_SESS_BUMP,
+    ST_EXEC_INSERT,
+    ST_EXEC_UPDATE,
+    ST_EXEC_GET,
+    ST_STATS_COUNTS,
+    ST_STATS_TOTALS,
+    ST_STATS_DURATION_AT,
+    ST_STATS_WAIT_AT,
+    ST_STATS_DURATION_AT_WALK,
+    ST_STATS_WAIT_AT_WALK,
+    ST_STATS_BUSIEST,
+    ST_PRUNE_EXECS,
+    ST_PRUNE_EVENTS,
+    ST_COUNT
+};
+
+extern const char *const db_sql[ST_COUNT];
+
+/* History filters; each combination gets its own statement (prepared on first use), so
+ * SQLite picks the index that fits it. */
+enum { LF_OWNER = 1, LF_SESSION = 2, LF_STATUS = 4, LF_MODE = 8, LF_SINCE = 16, LF_UNTIL = 32, LF_BEFORE = 64, LF_ALL = 128 };
+
+struct db {
+    sqlite3 *h; /* NULL only between a failed reopen (db_restore) and the next good one */
+    sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *list_st[LF_ALL];
+    int store_prompts;
+    long text_limit;
+    long busy_ms;
+    char path[PATH_MAX];
+    /* The last failure, kept because a later ROLLBACK would overwrite SQLite's own. */
+    int err_code, err_errno;
+    char err_msg[256];
+};
+
+/* Remember why the last call failed (SQLite's code and message). */
+void db_failed(db_t *db);
+/* Bind helpers: NULL or 0 meaning "no value" become SQL NULL. */
+void db_bind_text(sqlite3_stmt *s, int i, const char *v);
+void db_bind_time(sqlite3_stmt *s, int i, double t);
+/* Step a write statement to completion and reset it. Returns 0 or -1 (db_failed noted why). */
+int db_run(db_t *db, int st);
+/* The current row of s as a JSON object keyed by column name. */
+json_object *db_row_json(sqlite3_stmt *s);
+
+#endif

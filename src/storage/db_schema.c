@@ -1,0 +1,214 @@
+#define _GNU_SOURCE
+#include "db_internal.h"
+
+/* Schema migrations, applied in order; user_version = number applied. Never
+ * edit a shipped step: add a new one. */
+const char *const db_migrations[] = {
+    /* 1: sessions, executions, manager events. Times are unix seconds (REAL). */
+    "CREATE TABLE sessions ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  opencode_session_id TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  last_activity REAL NOT NULL,"
+    "  message_count INTEGER NOT NULL DEFAULT 0,"
+    "  deleted_at REAL"
+    ");"
+    "CREATE TABLE executions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id TEXT NOT NULL REFERENCES sessions(id),"
+    "  owner TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed',"
+    "                                        'timeout','aborted','interrupted')),"
+    "  argv TEXT,"
+    "  pid INTEGER,"
+    "  model TEXT,"
+    "  agent TEXT,"
+    "  queued_at REAL NOT NULL,"
+    "  started_at REAL,"
+    "  finished_at REAL,"
+    "  duration_ms REAL,"
+    "  queue_wait_ms REAL,"
+    "  exit_code INTEGER,"
+    "  signal INTEGER,"
+    "  peak_rss_kb INTEGER,"
+    "  cpu_user_ms REAL,"
+    "  cpu_sys_ms REAL,"
+    "  tokens_in INTEGER,"
+    "  tokens_out INTEGER,"
+    "  cost REAL,"
+    "  prompt TEXT,"
+    "  prompt_bytes INTEGER,"
+    "  prompt_sha256 TEXT,"
+    "  answer TEXT,"
+    "  answer_bytes INTEGER,"
+    "  answer_sha256 TEXT,"
+    "  opencode_session_id TEXT,"
+    "  stderr_tail TEXT,"
+    "  error TEXT"
+    ");"
+    "CREATE INDEX executions_session ON executions(session_id, id);"
+    "CREATE INDEX executions_status ON executions(status, id);"
+    "CREATE INDEX executions_queued ON executions(queued_at);"
+    "CREATE TABLE manager_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at REAL NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  detail TEXT"
+    ");",
+    /* 2: indexes and views for operators' questions. */
+    "CREATE INDEX executions_owner ON executions(owner, id);"
+    "CREATE INDEX executions_mode ON executions(mode, id);"
+    /* Covering (value, time) indexes: a percentile over a long range walks one of them. */
+    "CREATE INDEX executions_duration ON executions(duration_ms, queued_at);"
+    "CREATE INDEX executions_wait ON executions(queue_wait_ms, queued_at);"
+    "CREATE INDEX manager_events_at ON manager_events(at);"
+    "CREATE VIEW executions_by_hour AS"
+    "  SELECT strftime('%Y-%m-%d %H:00', queued_at, 'unixepoch') AS hour, count(*) AS runs,"
+    "         sum(status = 'succeeded') AS succeeded,"
+    "         sum(status IN ('failed', 'timeout', 'interrupted')) AS failed,"
+    "         sum(status = 'aborted') AS aborted,"
+    "         round(avg(duration_ms), 1) AS mean_ms, round(max(duration_ms), 1) AS max_ms,"
+    "         sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out"
+    "  FROM executions GROUP BY hour;"
+    "CREATE VIEW session_summary AS"
+    "  SELECT s.id, s.owner, s.workspace, s.opencode_session_id, s.message_count,"
+    "         datetime(s.created_at, 'unixepoch') AS created, datetime(s.last_activity, 'unixepoch') AS last_activity,"
+    "         s.deleted_at IS NOT NULL AS deleted, count(e.id) AS executions,"
+    "         coalesce(sum(e.status = 'succeeded'), 0) AS succeeded,"
+    "         coalesce(sum(e.status IN ('failed', 'timeout', 'interrupted')), 0) AS failed,"
+    "         round(avg(e.duration_ms), 1) AS mean_ms, sum(e.tokens_in) AS tokens_in,"
+    "         sum(e.tokens_out) AS tokens_out, sum(e.cost) AS cost"
+    "  FROM sessions s LEFT JOIN executions e ON e.session_id = s.id GROUP BY s.id;"
+    "CREATE VIEW failures AS"
+    "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
+    "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
+    /* 3: sessions belong to their owner: ids are chosen per owner (one user's ids tell nothing
+     * about another's), so the key is (owner, id) and executions refer to both. The
+     * unauthenticated owner becomes '' (it was 'anonymous', a name a real user could have). */
+    "CREATE TABLE sessions_v3 ("
+    "  id TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  opencode_session_id TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  last_activity REAL NOT NULL,"
+    "  message_count INTEGER NOT NULL DEFAULT 0,"
+    "  deleted_at REAL,"
+    "  PRIMARY KEY (owner, id)"
+    ");"
+    "INSERT INTO sessions_v3 SELECT id, CASE owner WHEN 'anonymous' THEN '' ELSE owner END, workspace,"
+    "  opencode_session_id, created_at, last_activity, message_count, deleted_at FROM sessions;"
+    "CREATE TABLE executions_v3 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed',"
+    "                                        'timeout','aborted','interrupted')),"
+    "  argv TEXT, pid INTEGER, model TEXT, agent TEXT,"
+    "  queued_at REAL NOT NULL, started_at REAL, finished_at REAL, duration_ms REAL, queue_wait_ms REAL,"
+    "  exit_code INTEGER, signal INTEGER, peak_rss_kb INTEGER, cpu_user_ms REAL, cpu_sys_ms REAL,"
+    "  tokens_in INTEGER, tokens_out INTEGER, cost REAL,"
+    "  prompt TEXT, prompt_bytes INTEGER, prompt_sha256 TEXT,"
+    "  answer TEXT, answer_bytes INTEGER, answer_sha256 TEXT,"
+    "  opencode_session_id TEXT, stderr_tail TEXT, error TEXT,"
+    "  FOREIGN KEY (owner, session_id) REFERENCES sessions_v3(owner, id)"
+    ");"
+    "INSERT INTO executions_v3 SELECT id, session_id, CASE owner WHEN 'anonymous' THEN '' ELSE owner END, mode,"
+    "  status, argv, pid, model, agent, queued_at, started_at, finished_at, duration_ms, queue_wait_ms, exit_code,"
+    "  signal, peak_rss_kb, cpu_user_ms, cpu_sys_ms, tokens_in, tokens_out, cost, prompt, prompt_bytes,"
+    "  prompt_sha256, answer, answer_bytes, answer_sha256, opencode_session_id, stderr_tail, error FROM executions;"
+    "DROP VIEW executions_by_hour;"
+    "DROP VIEW session_summary;"
+    "DROP VIEW failures;"
+    "DROP TABLE executions;"
+    "DROP TABLE sessions;"
+    "ALTER TABLE sessions_v3 RENAME TO sessions;"
+    "ALTER TABLE executions_v3 RENAME TO executions;"
+    "CREATE INDEX executions_session ON executions(owner, session_id, id);"
+    "CREATE INDEX executions_status ON executions(status, id);"
+    "CREATE INDEX executions_queued ON executions(queued_at);"
+    "CREATE INDEX executions_owner ON executions(owner, id);"
+    "CREATE INDEX executions_mode ON executions(mode, id);"
+    "CREATE INDEX executions_duration ON executions(duration_ms, queued_at);"
+    "CREATE INDEX executions_wait ON executions(queue_wait_ms, queued_at);"
+    "CREATE VIEW executions_by_hour AS"
+    "  SELECT strftime('%Y-%m-%d %H:00', queued_at, 'unixepoch') AS hour, count(*) AS runs,"
+    "         sum(status = 'succeeded') AS succeeded,"
+    "         sum(status IN ('failed', 'timeout', 'interrupted')) AS failed,"
+    "         sum(status = 'aborted') AS aborted,"
+    "         round(avg(duration_ms), 1) AS mean_ms, round(max(duration_ms), 1) AS max_ms,"
+    "         sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out"
+    "  FROM executions GROUP BY hour;"
+    "CREATE VIEW session_summary AS"
+    "  SELECT s.id, s.owner, s.workspace, s.opencode_session_id, s.message_count,"
+    "         datetime(s.created_at, 'unixepoch') AS created, datetime(s.last_activity, 'unixepoch') AS last_activity,"
+    "         s.deleted_at IS NOT NULL AS deleted, count(e.id) AS executions,"
+    "         coalesce(sum(e.status = 'succeeded'), 0) AS succeeded,"
+    "         coalesce(sum(e.status IN ('failed', 'timeout', 'interrupted')), 0) AS failed,"
+    "         round(avg(e.duration_ms), 1) AS mean_ms, sum(e.tokens_in) AS tokens_in,"
+    "         sum(e.tokens_out) AS tokens_out, sum(e.cost) AS cost"
+    "  FROM sessions s LEFT JOIN executions e ON e.owner = s.owner AND e.session_id = s.id GROUP BY s.owner, s.id;"
+    "CREATE VIEW failures AS"
+    "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
+    "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
+};
+
+const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
+
+const char *const db_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INTERRUPT] = "UPDATE executions SET status = 'interrupted', finished_at = ?1,"
+                     " error = coalesce(error, 'manager stopped before the run ended')"
+                     " WHERE status IN ('queued', 'running')",
+    [ST_EVENT] = "INSERT INTO manager_events (at, pid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    [ST_SESS_INSERT] = "INSERT INTO sessions (id, owner, workspace, opencode_session_id, created_at,"
+                       " last_activity, message_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+    [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?3 WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?3 WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
+                     " message_count FROM sessions WHERE deleted_at IS NULL",
+    [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?3, message_count = message_count + 1"
+                     " WHERE owner = ?1 AND id = ?2",
+    [ST_EXEC_INSERT] = "INSERT INTO executions (session_id, owner, mode, status, model, agent, queued_at,"
+                       " prompt, prompt_bytes, prompt_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_EXEC_UPDATE] =
+        "UPDATE executions SET mode = ?2, status = ?3, argv = ?4, pid = ?5, started_at = ?6,"
+        " finished_at = ?7, duration_ms = ?8, queue_wait_ms = ?9, exit_code = ?10, signal = ?11,"
+        " peak_rss_kb = ?12, cpu_user_ms = ?13, cpu_sys_ms = ?14, tokens_in = ?15, tokens_out = ?16,"
+        " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
+        " stderr_tail = ?22, error = ?23 WHERE id = ?1",
+    [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
+    [ST_STATS_COUNTS] = "SELECT mode, status, count(*) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                        " GROUP BY mode, status",
+    [ST_STATS_TOTALS] = "SELECT count(*), count(duration_ms), avg(duration_ms), count(queue_wait_ms),"
+                        " avg(queue_wait_ms), max(peak_rss_kb), avg(peak_rss_kb), sum(tokens_in), sum(tokens_out),"
+                        " sum(cost) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2",
+    /* The k-th smallest (0-based ?3): exact percentiles by offset. */
+    [ST_STATS_DURATION_AT] = "SELECT duration_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                             " AND duration_ms IS NOT NULL ORDER BY duration_ms LIMIT 1 OFFSET ?3",
+    [ST_STATS_WAIT_AT] = "SELECT queue_wait_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                         " AND queue_wait_ms IS NOT NULL ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
+    /* The same over a long range: walk the covering index instead of sorting the range. */
+    [ST_STATS_DURATION_AT_WALK] = "SELECT duration_ms FROM executions INDEXED BY executions_duration"
+                                  " WHERE duration_ms IS NOT NULL AND queued_at >= ?1 AND queued_at < ?2"
+                                  " ORDER BY duration_ms LIMIT 1 OFFSET ?3",
+    [ST_STATS_WAIT_AT_WALK] = "SELECT queue_wait_ms FROM executions INDEXED BY executions_wait"
+                              " WHERE queue_wait_ms IS NOT NULL AND queued_at >= ?1 AND queued_at < ?2"
+                              " ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
+    [ST_STATS_BUSIEST] = "SELECT session_id, count(*) AS n, sum(status IN ('failed','timeout','interrupted')),"
+                         " round(avg(duration_ms), 1), owner FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
+                         " GROUP BY owner, session_id ORDER BY n DESC, session_id LIMIT 5",
+    /* Retention, in small batches so the loop never stalls. */
+    [ST_PRUNE_EXECS] = "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE finished_at < ?1"
+                       " AND status NOT IN ('queued', 'running') ORDER BY id LIMIT ?2)",
+    [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"
+                        " ORDER BY id LIMIT ?2)",
+};

@@ -1,0 +1,67 @@
+#define _GNU_SOURCE
+#include "db.h"
+
+#include "db_internal.h"
+
+int db_session_insert(db_t *db, const db_session_t *se)
+{
+    sqlite3_stmt *s = db->st[ST_SESS_INSERT];
+    db_bind_text(s, 1, se->id);
+    db_bind_text(s, 2, se->owner);
+    db_bind_text(s, 3, se->workspace);
+    db_bind_text(s, 4, se->oc_session_id);
+    sqlite3_bind_double(s, 5, se->created_at);
+    sqlite3_bind_double(s, 6, se->last_activity);
+    return db_run(db, ST_SESS_INSERT);
+}
+
+int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *oc)
+{
+    db_bind_text(db->st[ST_SESS_SET_OC], 1, owner);
+    db_bind_text(db->st[ST_SESS_SET_OC], 2, id);
+    db_bind_text(db->st[ST_SESS_SET_OC], 3, oc);
+    return db_run(db, ST_SESS_SET_OC);
+}
+
+int db_session_delete(db_t *db, const char *owner, const char *id, double now)
+{
+    db_bind_text(db->st[ST_SESS_DELETE], 1, owner);
+    db_bind_text(db->st[ST_SESS_DELETE], 2, id);
+    sqlite3_bind_double(db->st[ST_SESS_DELETE], 3, now);
+    return db_run(db, ST_SESS_DELETE);
+}
+
+int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx)
+{
+    if (!db->h)
+        return db_failed(db), -1;
+    sqlite3_stmt *s = db->st[ST_SESS_EACH];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        db_session_t se = {
+            .id = (const char *)sqlite3_column_text(s, 0),
+            .owner = (const char *)sqlite3_column_text(s, 1),
+            .workspace = (const char *)sqlite3_column_text(s, 2),
+            .oc_session_id = (const char *)sqlite3_column_text(s, 3),
+            .created_at = sqlite3_column_double(s, 4),
+            .last_activity = sqlite3_column_double(s, 5),
+            .message_count = (long)sqlite3_column_int64(s, 6),
+        };
+        fn(ctx, &se);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int db_session_exists(db_t *db, const char *owner, const char *id)
+{
+    if (!db->h)
+        return db_failed(db), -1;
+    sqlite3_stmt *s = db->st[ST_SESS_EXISTS];
+    db_bind_text(s, 1, owner);
+    db_bind_text(s, 2, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
