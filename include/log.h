@@ -31,6 +31,13 @@ void log_raw(const char *line, size_t len);
 /* Quote `s` for a logfmt value into buf: always "..." with \" \\ \n escaped
  * and control bytes dropped; truncated to fit. Returns buf. */
 const char *log_quote(char *buf, size_t size, const char *s);
+/* The same into one of LOG_Q_SLOTS thread-local buffers (each LOG_Q_MAX bytes), used in turn: for
+ * the values of one log call (at most LOG_Q_SLOTS of them). Every value that comes from outside
+ * (a client, opencode, git, SQLite, the file system) goes through it: log_info("x", "error=%s",
+ * log_q(err)). NULL becomes "". */
+#define LOG_Q_SLOTS 8
+#define LOG_Q_MAX 1024
+const char *log_q(const char *s);
 
 #define log_debug(msg, ...) log_emit(LOGL_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_emit(LOGL_INFO, msg, __VA_ARGS__)

@@ -35,7 +35,7 @@ int main(int argc, char **argv)
         char err[256];
         if (responder_parse_args(argc, argv, &o, err, sizeof err) != 0) {
             log_set_component("responder");
-            log_error("bad responder arguments", "error=\"%s\"", err);
+            log_error("bad responder arguments", "error=%s", log_q(err));
             return 78;
         }
         return responder_main(&o);

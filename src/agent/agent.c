@@ -143,8 +143,8 @@ static int agent_relocate(conf_t *c, const gid_t *groups, int ngroups, char *err
         return -1;
     }
     log_info("agent files moved where the agent user can reach them",
-             "state_dir=\"%s\" blocked_at=\"%s\" workspace_root=\"%s\" agent_home=\"%s\"", c->state_dir, blocker,
-             c->workspace_root, c->agent_home);
+             "state_dir=%s blocked_at=%s workspace_root=%s agent_home=%s", log_q(c->state_dir), log_q(blocker),
+             log_q(c->workspace_root), log_q(c->agent_home));
     return 0;
 }
 
@@ -377,8 +377,8 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
     if (c->agent_sandbox && !A.sandbox)
         log_warn("Landlock is not available in this kernel; the agent runs without a file-system sandbox", NULL);
     if (!A.switching)
-        log_warn("the agent runs as ocpmd's own user", "user=%s reason=\"%s\" sandbox=%s", A.name,
-                 A.why_self ? A.why_self : "", A.sandbox ? "landlock" : "off");
+        log_warn("the agent runs as ocpmd's own user", "user=%s reason=%s sandbox=%s", A.name,
+                 log_q(A.why_self ? A.why_self : ""), A.sandbox ? "landlock" : "off");
     char dir[PATH_MAX + 32];
     const char *why = NULL;
     if (agent_mkdirs(c->agent_home, err, errlen) != 0 || agent_mkdirs(c->workspace_root, err, errlen) != 0)
@@ -429,9 +429,9 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=\"%s\"", A.name,
+    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=%s", A.name,
              (long)A.uid, (long)A.gid, A.switching ? "yes" : "no", A.sandbox ? "landlock" : "off", sandbox_abi(),
-             c->agent_home);
+             log_q(c->agent_home));
     return 0;
 }
 

@@ -175,7 +175,7 @@ project_job_t *project_prepare(uv_loop_t *loop, const char *git_bin, const char 
         return NULL;
     }
     uv_timer_start(&j->timer, project_timeout, (uint64_t)timeout_ms, 0);
-    log_debug("making a workspace its own project", "workspace=\"%s\"", workspace_path);
+    log_debug("making a workspace its own project", "workspace=%s", log_q(workspace_path));
     return j;
 }
 

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "request.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,7 +39,8 @@ int request_urldecode(char *s)
         } else if (*s == '%') {
             char hex[3] = {s[1], s[1] ? s[2] : 0, 0};
             char *end;
-            if (!hex[0] || !hex[1])
+            /* Two hex digits exactly (strtol alone would take a sign or a space). */
+            if (!isxdigit((unsigned char)hex[0]) || !isxdigit((unsigned char)hex[1]))
                 return -1;
             long v = strtol(hex, &end, 16);
             if (*end || v == 0) /* %00 would cut the value short */

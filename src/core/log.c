@@ -103,6 +103,14 @@ const char *log_quote(char *buf, size_t size, const char *s)
     return buf;
 }
 
+const char *log_q(const char *s)
+{
+    static __thread char ring[LOG_Q_SLOTS][LOG_Q_MAX];
+    static __thread unsigned next;
+    char *buf = ring[next++ % LOG_Q_SLOTS];
+    return log_quote(buf, LOG_Q_MAX, s ? s : "");
+}
+
 static void log_write_all(const char *p, size_t n)
 {
     while (n > 0) {

@@ -91,7 +91,7 @@ static void control_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (rc == FRAME_AGAIN)
             return;
         if (rc == FRAME_ERROR) {
-            log_warn("malformed frame, closing connection", "reason=\"%s\"", why);
+            log_warn("malformed frame, closing connection", "reason=%s", log_q(why));
             control_conn_close(c);
             return;
         }

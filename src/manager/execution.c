@@ -129,8 +129,8 @@ static void execution_store(execution_t *e, int finished)
     execution_sync_rec(e);
     if (db_exec_update(e->m->db, &e->rec, finished) == 0)
         return;
-    log_error("cannot record execution", "executionId=%lld finished=%d error=\"%s\"", (long long)e->rec.id,
-              finished, db_errmsg(e->m->db));
+    log_error("cannot record execution", "executionId=%lld finished=%d error=%s", (long long)e->rec.id,
+              finished, log_q(db_errmsg(e->m->db)));
     storage_retry_note_failure("cannot record execution");
     if (finished) {
         e->unsaved = 1;
@@ -143,8 +143,8 @@ static void execution_map_oc(execution_t *e, const char *oc_sid)
 {
     if (db_session_set_oc(e->m->db, e->owner, e->session_id, oc_sid) == 0)
         return;
-    log_error("cannot record opencode session id", "sessionId=%s error=\"%s\"", e->session_id,
-              db_errmsg(e->m->db));
+    log_error("cannot record opencode session id", "sessionId=%s error=%s", e->session_id,
+              log_q(db_errmsg(e->m->db)));
     storage_retry_note_failure("cannot record opencode session id");
     storage_retry_session_oc(e->owner, e->session_id, oc_sid);
 }
@@ -464,8 +464,8 @@ static void execution_launch_run(manager_t *m, execution_t *e, session_t *s)
     /* A run standing in for the server (fallback) continues the server's conversations, so it
      * uses the server's opencode data; otherwise the owner's own. */
     if (agent_launch(&as, oc_server_state() == OC_SERVER_OFF ? e->owner : NULL, e->workspace_fd, err, sizeof err) != 0) {
-        log_error("OpenCode process manager could not start a run", "executionId=%lld error=\"%s\"",
-                  (long long)e->rec.id, err);
+        log_error("OpenCode process manager could not start a run", "executionId=%lld error=%s",
+                  (long long)e->rec.id, log_q(err));
         execution_release(e);
         execution_set_error(e, err);
         execution_finish(e, "failed");
@@ -492,8 +492,8 @@ static void execution_launch_run(manager_t *m, execution_t *e, session_t *s)
     e->run = oc_run_start(m->loop, &spec, &ops, e, &pid, &e->argv_json, err, sizeof err);
     agent_launch_done(&as);
     if (!e->run) {
-        log_error("OpenCode process manager could not start a run", "executionId=%lld error=\"%s\"",
-                  (long long)e->rec.id, err);
+        log_error("OpenCode process manager could not start a run", "executionId=%lld error=%s",
+                  (long long)e->rec.id, log_q(err));
         execution_release(e);
         execution_set_error(e, err);
         execution_finish(e, "failed");
@@ -537,8 +537,8 @@ static void execution_project_done(void *ctx, int ok, const char *error)
     execution_t *e = ctx;
     e->project = NULL;
     if (!ok) {
-        log_error("cannot prepare a workspace", "executionId=%lld sessionId=%s error=\"%s\"", (long long)e->rec.id,
-                  e->session_id, error);
+        log_error("cannot prepare a workspace", "executionId=%lld sessionId=%s error=%s", (long long)e->rec.id,
+                  e->session_id, log_q(error));
         execution_release(e);
         execution_set_error(e, error);
         execution_finish(e, "failed");
@@ -565,8 +565,8 @@ static void execution_begin(manager_t *m, execution_t *e, session_t *s, int rout
     if (e->workspace_fd < 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "workspace check failed: %s; nothing was run", why);
-        log_warn("workspace check failed; the message does not run", "executionId=%lld sessionId=%s reason=\"%s\"",
-                 (long long)e->rec.id, e->session_id, why);
+        log_warn("workspace check failed; the message does not run", "executionId=%lld sessionId=%s reason=%s",
+                 (long long)e->rec.id, e->session_id, log_q(why));
         execution_release(e);
         execution_set_error(e, msg);
         execution_finish(e, "failed");
@@ -695,7 +695,7 @@ int execution_submit(manager_t *m, session_t *s, const char *text, const char *m
     e->rec.queued_at = clock_now();
     execution_sync_rec(e);
     if (db_exec_insert(m->db, &e->rec) != 0) {
-        log_error("cannot record execution", "sessionId=%s error=\"%s\"", e->session_id, db_errmsg(m->db));
+        log_error("cannot record execution", "sessionId=%s error=%s", e->session_id, log_q(db_errmsg(m->db)));
         execution_free(e);
         return storage_retry_reply_error(c, "cannot record the execution; nothing was run"), -1;
     }

@@ -41,7 +41,7 @@ void manager_touch(manager_t *m) { m->last_activity = clock_now(); }
 void manager_event(manager_t *m, const char *kind, const char *detail)
 {
     if (m->db && db_event(m->db, clock_now(), kind, detail) != 0)
-        log_error("cannot record manager event", "kind=%s error=\"%s\"", kind, db_errmsg(m->db));
+        log_error("cannot record manager event", "kind=%s error=%s", kind, log_q(db_errmsg(m->db)));
 }
 
 /* The signals the manager handles, and what each does. Handlers only note
@@ -84,9 +84,9 @@ static void manager_on_hup(manager_t *m, int signum)
     (void)signum;
     int rc = log_reopen();
     if (rc != 0)
-        log_error("cannot reopen log file", "file=\"%s\" error=\"%s\"", m->conf->log_file, strerror(-rc));
+        log_error("cannot reopen log file", "file=%s error=%s", log_q(m->conf->log_file), log_q(strerror(-rc)));
     else
-        log_info("log file reopened", "file=\"%s\"", m->conf->log_file);
+        log_info("log file reopened", "file=%s", log_q(m->conf->log_file));
 }
 
 static void manager_close_handle(uv_handle_t *h, void *arg)
@@ -224,7 +224,7 @@ static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t 
     agent_launch_t as;
     char err[256];
     if (agent_launch(&as, NULL, -1, err, sizeof err) != 0) {
-        log_error("cannot prepare the agent for a probe", "error=\"%s\"", err);
+        log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
         return -1;
     }
     proc_spec_t ps = {PROC_SPEC_INIT, .file = m->conf->opencode_bin, .argv = argv, .cwd = m->conf->workspace_root,
@@ -233,7 +233,7 @@ static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t 
     int st = proc_run_capture(&ps, MANAGER_PROBE_TIMEOUT_MS, out, outlen, err, sizeof err);
     agent_launch_done(&as);
     if (st < 0)
-        log_error("cannot run opencode", "command=%s error=\"%s\"", argv[1], err);
+        log_error("cannot run opencode", "command=%s error=%s", argv[1], log_q(err));
     return st;
 }
 
@@ -250,7 +250,7 @@ static void manager_probe(manager_t *m)
         m->available = 1;
     } else {
         log_error("OpenCode process manager initialization failed",
-                  "reason=\"opencode --version failed\" opencode_bin=\"%s\" status=%d", m->conf->opencode_bin, st);
+                  "reason=\"opencode --version failed\" opencode_bin=%s status=%d", log_q(m->conf->opencode_bin), st);
         return;
     }
     char *sargv[] = {(char *)m->conf->opencode_bin, "serve", "--help", NULL};
@@ -276,8 +276,8 @@ static void manager_probe_models(manager_t *m)
         log_warn("cannot list opencode's models; messages naming a model are refused until it can",
                  "status=%d", st);
     else
-        log_info("opencode models listed", "count=%d default=\"%s\"", n,
-                 oc_models_default() ? oc_models_default() : "");
+        log_info("opencode models listed", "count=%d default=%s", n,
+                 log_q(oc_models_default() ? oc_models_default() : ""));
 }
 
 static void manager_load_session(void *ctx, const db_session_t *s)
@@ -323,7 +323,7 @@ static int manager_choose_mode(manager_t *m, char *err, size_t errlen)
     }
     oc_server_disable();
     if (c->mode == MODE_AUTO)
-        log_info("OpenCode does not support server mode, will use per-session approach", "reason=\"%s\"", why);
+        log_info("OpenCode does not support server mode, will use per-session approach", "reason=%s", log_q(why));
     else
         log_info("per-session mode by configuration", NULL);
     manager_probe_models(m);
@@ -416,8 +416,8 @@ int manager_run(const conf_t *conf, const char *exe)
     umask(077);
     /* A write past RLIMIT_FSIZE must fail with EFBIG (the database reports it), not kill us. */
     signal(SIGXFSZ, SIG_IGN);
-    log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=\"%s\"", OCPM_VERSION,
-             (long)getpid(), conf->state_dir);
+    log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=%s", OCPM_VERSION,
+             (long)getpid(), log_q(conf->state_dir));
     if (uv_loop_init(&loop) != 0) {
         log_error("OpenCode process manager initialization failed", "reason=\"cannot create event loop\"");
         return 1;
@@ -439,11 +439,11 @@ int manager_run(const conf_t *conf, const char *exe)
     } else {
         m.ready = 1;
         log_info("OpenCode process manager initialized",
-                 "mode=%s available=%s version=\"%s\" serverModeSupported=%s responders=%ld threads=%ld "
-                 "maxConcurrentRuns=%ld fcgiSocket=\"%s\"",
-                 oc_server_state() != OC_SERVER_OFF ? "server" : "per-session", m.available ? "true" : "false", m.version,
+                 "mode=%s available=%s version=%s serverModeSupported=%s responders=%ld threads=%ld "
+                 "maxConcurrentRuns=%ld fcgiSocket=%s",
+                 oc_server_state() != OC_SERVER_OFF ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
                  m.serve_supported ? "true" : "false", conf->responders,
-                 conf->responder_threads, conf->max_concurrent_runs, conf->fcgi_socket);
+                 conf->responder_threads, conf->max_concurrent_runs, log_q(conf->fcgi_socket));
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == 0) {

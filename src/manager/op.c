@@ -175,7 +175,7 @@ static void op_session_create(manager_t *m, control_conn_t *c, const op_req_t *r
     double now = clock_now();
     db_session_t row = {.id = id, .owner = r->user, .workspace = path, .created_at = now, .last_activity = now};
     if (db_session_insert(m->db, &row) != 0) {
-        log_error("cannot record session", "sessionId=%s error=\"%s\"", id, db_errmsg(m->db));
+        log_error("cannot record session", "sessionId=%s error=%s", id, log_q(db_errmsg(m->db)));
         storage_retry_reply_error(c, "cannot record the session");
         return;
     }
@@ -349,7 +349,7 @@ static void op_stats_after(uv_work_t *w, int status)
         control_reply(j->c, 200, j->result, NULL);
         j->result = NULL;
     } else if (j->c) {
-        log_error("cannot compute statistics", "error=\"%s\"", j->err);
+        log_error("cannot compute statistics", "error=%s", log_q(j->err));
         control_error(j->c, 503, "storage_unavailable", "cannot compute statistics");
     }
     json_object_put(j->result);

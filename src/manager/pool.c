@@ -187,7 +187,7 @@ static void pool_spawn(pool_slot_t *s)
         s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : POOL_BACKOFF_MIN_MS;
         if (s->backoff_ms > POOL_BACKOFF_MAX_MS)
             s->backoff_ms = POOL_BACKOFF_MAX_MS;
-        log_error("cannot start responder", "responder=%d error=\"%s\" retryMs=%ld", s->index, err, s->backoff_ms);
+        log_error("cannot start responder", "responder=%d error=%s retryMs=%ld", s->index, log_q(err), s->backoff_ms);
         uv_timer_start(&s->timer, pool_respawn_cb, (uint64_t)s->backoff_ms, 0);
         return;
     }

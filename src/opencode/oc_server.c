@@ -18,6 +18,7 @@
 #include "oc_models.h"
 #include "proc.h"
 #include "sse.h"
+#include "valid.h"
 #include "clock.h"
 
 #define OC_SERVER_BACKOFF_MIN_MS 1000
@@ -382,7 +383,7 @@ static void oc_server_open_pipe(int fd, int is_err)
 static void oc_server_spawn_failed(const char *err)
 {
     S.pid = 0;
-    log_error("cannot start the opencode server", "error=\"%s\"", err);
+    log_error("cannot start the opencode server", "error=%s", log_q(err));
     S.state = OC_SERVER_STARTING;
     oc_server_on_exit(NULL, 0, 127 << 8, &(struct rusage){0});
 }
@@ -521,9 +522,9 @@ static void oc_server_config_done(void *ctx, int err, const char *errmsg, long s
     json_object *cfg = !err && status == 200 ? json_tokener_parse(body) : NULL;
     int n = oc_server_providers ? oc_models_set_providers(oc_server_providers, cfg) : -1;
     if (n < 0)
-        log_warn("cannot read the opencode server's models", "status=%ld error=\"%s\"", status, err ? errmsg : "");
+        log_warn("cannot read the opencode server's models", "status=%ld error=%s", status, log_q(err ? errmsg : ""));
     else
-        log_info("opencode models listed", "count=%d default=\"%s\"", n, oc_models_default() ? oc_models_default() : "");
+        log_info("opencode models listed", "count=%d default=%s", n, log_q(oc_models_default() ? oc_models_default() : ""));
     json_object_put(cfg);
     json_object_put(oc_server_providers);
     oc_server_providers = NULL;
@@ -536,7 +537,7 @@ static void oc_server_providers_done(void *ctx, int err, const char *errmsg, lon
     json_object_put(oc_server_providers);
     oc_server_providers = !err && status == 200 ? json_tokener_parse(body) : NULL;
     if (!oc_server_providers) {
-        log_warn("cannot read the opencode server's models", "status=%ld error=\"%s\"", status, err ? errmsg : "");
+        log_warn("cannot read the opencode server's models", "status=%ld error=%s", status, log_q(err ? errmsg : ""));
         return;
     }
     char url[96];
@@ -591,13 +592,13 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
                (clock_now() - S.last_event_at) * 1000.0 < S.m->conf->health_timeout_ms) {
         /* Busy, not hung: a saturated server answers health checks late while its event stream
          * still shows prompts progressing. Killing it would fail every prompt in flight. */
-        log_warn("opencode server health check slow; its event stream shows progress", "pid=%ld inFlight=%ld error=\"%s\"",
-                 (long)S.pid, S.in_flight, err ? errmsg : "unhealthy answer");
+        log_warn("opencode server health check slow; its event stream shows progress", "pid=%ld inFlight=%ld error=%s",
+                 (long)S.pid, S.in_flight, log_q(err ? errmsg : "unhealthy answer"));
     } else {
         S.healthy = 0;
         S.failures++;
-        log_warn("opencode server health check failed", "pid=%ld failures=%d status=%ld error=\"%s\"", (long)S.pid,
-                 S.failures, status, err ? errmsg : "unhealthy answer");
+        log_warn("opencode server health check failed", "pid=%ld failures=%d status=%ld error=%s", (long)S.pid,
+                 S.failures, status, log_q(err ? errmsg : "unhealthy answer"));
         if (S.state == OC_SERVER_READY && S.failures >= S.m->conf->health_failures) {
             log_error("opencode server unhealthy; killing it", "pid=%ld failures=%d", (long)S.pid, S.failures);
             oc_server_kill("health", SIGKILL);
@@ -652,8 +653,8 @@ static void oc_server_dispose_done(void *ctx, int err, const char *errmsg, long 
     char *path = ctx;
     char q[600];
     if (err || status != 200)
-        log_warn("cannot dispose an idle workspace", "workspace=%s status=%ld error=\"%s\"",
-                 log_quote(q, sizeof q, path), status, err ? errmsg : "");
+        log_warn("cannot dispose an idle workspace", "workspace=%s status=%ld error=%s",
+                 log_quote(q, sizeof q, path), status, log_q(err ? errmsg : ""));
     else
         log_info("idle workspace disposed in the opencode server", "workspace=%s", log_quote(q, sizeof q, path));
     free(path);
@@ -793,8 +794,8 @@ static void oc_server_events_done(void *ctx, int err, const char *errmsg, long s
     (void)body;
     (void)len;
     S.events_req = NULL;
-    log_warn("opencode event stream ended; resubscribing", "status=%ld error=\"%s\"", status,
-             err ? errmsg : "closed");
+    log_warn("opencode event stream ended; resubscribing", "status=%ld error=%s", status,
+             log_q(err ? errmsg : "closed"));
     uv_timer_start(&S.resub_timer, oc_server_resub_cb, OC_SERVER_RESUBSCRIBE_MS, 0);
 }
 
@@ -994,6 +995,9 @@ static void oc_server_session_created(void *ctx, int err, const char *errmsg, lo
     msg->req = NULL;
     json_object *o = (!err && status == 200) ? json_tokener_parse(body) : NULL, *id;
     const char *sid = o && json_object_object_get_ex(o, "id", &id) ? json_object_get_string(id) : NULL;
+    /* The id goes into URLs and logs: only a plain one is taken (the server is the agent too). */
+    if (sid && !valid_id(sid))
+        sid = NULL;
     if (!sid || msg->stopped) {
         char buf[256];
         snprintf(buf, sizeof buf, "cannot create an opencode session: %s",
@@ -1028,8 +1032,8 @@ static void oc_server_abort_done(void *ctx, int err, const char *errmsg, long st
     (void)len;
     char *oc_sid = ctx;
     if (err || status != 200)
-        log_warn("the opencode server refused an abort", "opencodeSessionId=%s status=%ld error=\"%s\"", oc_sid,
-                 status, err ? errmsg : "");
+        log_warn("the opencode server refused an abort", "opencodeSessionId=%s status=%ld error=%s", oc_sid,
+                 status, log_q(err ? errmsg : ""));
     else
         log_debug("abort sent to the opencode server", "opencodeSessionId=%s", oc_sid);
     free(oc_sid);

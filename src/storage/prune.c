@@ -30,7 +30,7 @@ static void prune_step(uv_timer_t *t)
     (void)t;
     long n = 0;
     if (db_prune(rm->db, cutoff, PRUNE_BATCH, &n) != 0) {
-        log_error("cannot prune history", "error=\"%s\"", db_errmsg(rm->db));
+        log_error("cannot prune history", "error=%s", log_q(db_errmsg(rm->db)));
         prune_finish(1);
         return;
     }

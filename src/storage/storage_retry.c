@@ -51,15 +51,15 @@ static void storage_retry_item_free(storage_retry_item_t *it)
 static void storage_retry_log_lost(const storage_retry_item_t *it, const char *why)
 {
     if (it->kind == STORAGE_RETRY_SESS_OC) {
-        log_error("session mapping lost", "sessionId=%s opencodeSessionId=%s reason=\"%s\"", it->sid, it->oc, why);
+        log_error("session mapping lost", "sessionId=%s opencodeSessionId=%s reason=%s", it->sid, it->oc, log_q(why));
         return;
     }
     const db_exec_t *r = &it->rec;
     log_error("execution record lost",
               "executionId=%lld sessionId=%s owner=%s mode=%s status=%s queuedAt=%.3f startedAt=%.3f "
-              "finishedAt=%.3f exitCode=%d signal=%d tokensIn=%lld tokensOut=%lld error=\"%s\" reason=\"%s\"",
+              "finishedAt=%.3f exitCode=%d signal=%d tokensIn=%lld tokensOut=%lld error=%s reason=%s",
               (long long)r->id, r->session_id, r->owner, r->mode, r->status, r->queued_at, r->started_at,
-              r->finished_at, r->exit_code, r->signal, r->tokens_in, r->tokens_out, r->error ? r->error : "", why);
+              r->finished_at, r->exit_code, r->signal, r->tokens_in, r->tokens_out, log_q(r->error ? r->error : ""), log_q(why));
 }
 
 static void storage_retry_push(storage_retry_item_t *it)
@@ -181,7 +181,7 @@ static void storage_retry_watch(void)
         if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
             last_logged = now;
             log_error("database file replaced while open; writes go to the open file until ocpmd restarts",
-                      "db_path=\"%s\"", qm->conf->db_path);
+                      "db_path=%s", log_q(qm->conf->db_path));
         }
         return;
     case DB_GONE:
@@ -190,7 +190,7 @@ static void storage_retry_watch(void)
     char err[512];
     if (db_restore(qm->db, err, sizeof err) == 0) {
         log_warn("database file was removed while open; restored from the open connection",
-                 "db_path=\"%s\"", qm->conf->db_path);
+                 "db_path=%s", log_q(qm->conf->db_path));
         db_set_busy_timeout(qm->db, qm->conf->db_busy_timeout_ms);
         manager_event(qm, "database_restored", qm->conf->db_path);
         last_logged = 0;
@@ -203,8 +203,8 @@ static void storage_retry_watch(void)
     snprintf(last_error, sizeof last_error, "database file removed; cannot restore it: %s", err);
     if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
         last_logged = now;
-        log_error("database file removed; cannot restore it yet", "db_path=\"%s\" error=\"%s\"", qm->conf->db_path,
-                  err);
+        log_error("database file removed; cannot restore it yet", "db_path=%s error=%s", log_q(qm->conf->db_path),
+                  log_q(err));
     }
 }
 
@@ -221,8 +221,8 @@ static size_t storage_retry_flush(void)
             double now = clock_now();
             if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
                 last_logged = now;
-                log_error("database still refuses writes", "pending=%zu error=\"%s\"", npending,
-                          db_errmsg(qm->db));
+                log_error("database still refuses writes", "pending=%zu error=%s", npending,
+                          log_q(db_errmsg(qm->db)));
             }
             break;
         }
