@@ -48,6 +48,7 @@ typedef struct agent_launch {
     char **env;
     int sandbox_fd; /* -1: none */
     long uid, gid;  /* -1: ocpmd's own */
+    long rlimit_as, rlimit_nofile, rlimit_cpu_s, rlimit_nproc, rlimit_fsize; /* run_rlimit_*; 0: inherited */
     char home[PATH_MAX];
 } agent_launch_t;
 
@@ -55,7 +56,7 @@ typedef struct agent_launch {
  * workspace it may write (an fd the caller checked, so the sandbox binds to that directory), or
  * -1 for the whole workspace_root (the shared server). Creates the home when missing. */
 int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen);
-/* Put the launch's identity, sandbox and environment into a spawn spec. */
+/* Put the launch's identity, limits, sandbox and environment into a spawn spec. */
 void agent_apply(const agent_launch_t *l, proc_spec_t *ps);
 void agent_launch_done(agent_launch_t *l);
 

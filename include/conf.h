@@ -62,12 +62,13 @@ typedef struct conf {
     long server_max_messages;
     long server_max_rss;
     long server_max_inflight;
-    long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s;
+    long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s, run_rlimit_nproc, run_rlimit_fsize;
     /* bounds per user and overall */
     long queue_max_bytes;
     long user_queue_max_bytes;
     long user_max_share;      /* percent of the run slots and of the pool's message capacity */
     long user_max_sessions;
+    long user_max_workspaces;
     char git_bin[PATH_MAX];
     /* Which of the paths conf_finish derived from state_dir (CONF_DERIVED_*): those, and only
      * those, may be moved where the agent can reach them (agent.h). */

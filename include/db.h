@@ -83,6 +83,9 @@ int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *o
 int db_session_delete(db_t *db, const char *owner, const char *id, double now);
 /* Calls fn for every session not deleted. */
 int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);
+/* How many workspaces owner's sessions have made (deleted sessions' included: their directories
+ * stay), and whether path is one of them. Returns 0 or -1. */
+int db_session_workspaces(db_t *db, const char *owner, const char *path, long *count, int *known);
 /* Is the owner's id taken by any session of theirs, deleted ones included? Returns 1, 0 or -1. */
 int db_session_exists(db_t *db, const char *owner, const char *id);
 

@@ -2,7 +2,7 @@
  *
  * Spawns, without a shell, in its own process group, with PDEATHSIG, as the agent (agent.h: its
  * user, environment and sandbox):
- *   opencode run --format json --dir WS [--session S] [--model M] [--agent A]
+ *   opencode run --format json [--session S] [--model M] [--agent A]   (in the workspace)
  * The message goes to its stdin, which opencode reads to the end: so it never appears in the
  * process table (argv is world-readable in /proc), and the model receives it byte for byte (given
  * as an argument, opencode wraps a message of several words in quotes). Reads stdout as JSON
@@ -25,11 +25,11 @@ typedef struct oc_run oc_run_t;
 typedef enum { RUN_STOP_ABORT = 1, RUN_STOP_TIMEOUT, RUN_STOP_SHUTDOWN } oc_run_stop_t;
 
 typedef struct run_spec {
-    const char *bin, *workspace, *oc_session, *model, *agent, *text;
+    const char *bin, *oc_session, *model, *agent, *text;
+    int workspace_fd; /* the checked workspace (O_PATH): the run's working directory */
     const agent_launch_t *as; /* who runs it: identity, environment, sandbox */
     long timeout_ms, grace_ms;
     size_t stderr_tail;
-    long rlimit_as, rlimit_nofile, rlimit_cpu_s;
 } oc_run_spec_t;
 
 typedef struct run_result {

@@ -19,6 +19,7 @@ typedef struct proc_spec {
     char *const *argv;
     char *const *envp;  /* NULL: inherit */
     const char *cwd;    /* NULL: inherit */
+    int cwd_fd;         /* > 0: fchdir to it instead (an O_PATH descriptor will do); 0: cwd applies */
     int stdin_fd;       /* -1: /dev/null */
     int stdout_fd;      /* -1: /dev/null */
     int stderr_fd;      /* -1: /dev/null */
@@ -27,7 +28,7 @@ typedef struct proc_spec {
     int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
     /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
-    long rlimit_as, rlimit_nofile, rlimit_cpu;
+    long rlimit_as, rlimit_nofile, rlimit_cpu, rlimit_nproc, rlimit_fsize;
     /* Run as this user and group (supplementary groups dropped) when uid >= 0; needs root or
      * CAP_SETUID/CAP_SETGID. The parent-death signal is set after the switch (a change of
      * credentials clears it). */
@@ -46,8 +47,15 @@ typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusa
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen);
 /* Call fn once when pid exits. Returns 0 or -1 (out of memory). */
 int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx);
-/* Reap every watched child that has exited. */
+/* Reap every child that has exited: a watched one calls its callback; any other (a process the
+ * agent left behind, adopted by ocpmd as subreaper) is only reaped. */
 void proc_reap(void);
+/* Make ocpmd the subreaper of everything it starts: a process that escapes its run's group (a
+ * double fork, setsid) is adopted by ocpmd instead of init when its parent ends. Returns 0 or -1. */
+int proc_become_subreaper(void);
+/* Kill every child of ocpmd it does not watch (what the agent left behind and ocpmd adopted),
+ * with its process group when it leads one. Scans /proc: O(processes). Returns how many. */
+int proc_sweep(void);
 /* Signal a whole process group; ESRCH counts as success. */
 int proc_kill_group(pid_t pgid, int sig);
 

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+/* Where owner's workspace `name` is (or would be), without making anything. Returns 0 or -1 with why. */
+int workspace_path(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why);
 /* Make (or find) owner's workspace `name`. Returns 0 and its absolute path in out, or -1 with why
  * (a sentence for the client). */
 int workspace_resolve(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why);

@@ -557,6 +557,14 @@ int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *e
     l->sandbox_fd = -1;
     l->uid = A.switching ? (long)A.uid : -1;
     l->gid = A.switching ? (long)A.gid : -1;
+    const conf_t *c = A.conf;
+    l->rlimit_as = c->run_rlimit_as;
+    l->rlimit_nofile = c->run_rlimit_nofile;
+    /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
+    l->rlimit_cpu_s = c->run_rlimit_cpu_s > 0 ? (c->run_rlimit_cpu_s + 999) / 1000 : 0;
+    /* Counted per user: as ocpmd's own user it would count ocpmd and everything else of that user. */
+    l->rlimit_nproc = A.switching ? c->run_rlimit_nproc : 0;
+    l->rlimit_fsize = c->run_rlimit_fsize;
     if (agent_make_home(owner, l->home, sizeof l->home, err, errlen) != 0)
         return -1;
     if (agent_build_env(l) != 0) {
@@ -575,6 +583,11 @@ void agent_apply(const agent_launch_t *l, proc_spec_t *ps)
 {
     ps->uid = l->uid;
     ps->gid = l->gid;
+    ps->rlimit_as = l->rlimit_as;
+    ps->rlimit_nofile = l->rlimit_nofile;
+    ps->rlimit_cpu = l->rlimit_cpu_s;
+    ps->rlimit_nproc = l->rlimit_nproc;
+    ps->rlimit_fsize = l->rlimit_fsize;
     ps->sandbox_fd = l->sandbox_fd;
     ps->envp = l->env;
 }

@@ -22,6 +22,19 @@ static int workspace_real_root(const char *root, char *out, const char **why)
     return 0;
 }
 
+int workspace_path(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why)
+{
+    char real[PATH_MAX], od[80];
+    if (workspace_real_root(root, real, why) != 0)
+        return -1;
+    agent_owner_dir(owner, od, sizeof od);
+    if ((size_t)snprintf(out, outlen, "%s/%s/%s", real, od, name) >= outlen) {
+        *why = "workspace path too long";
+        return -1;
+    }
+    return 0;
+}
+
 int workspace_resolve(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why)
 {
     char cur[PATH_MAX], od[80];

@@ -90,6 +90,11 @@ static const conf_key_t conf_keys[] = {
     {"run_rlimit_as", CT_SIZE, N(run_rlimit_as), "0", 0, 1L << 50},
     {"run_rlimit_nofile", CT_INT, N(run_rlimit_nofile), "0", 0, 1048576},
     {"run_rlimit_cpu", CT_DURATION, N(run_rlimit_cpu_s), "0", 0, 100L * 86400000L},
+    /* Processes (and threads) of the agent's user at once: a fork bomb stops here. Counted over every
+     * process of that user, so it bounds all agents together. */
+    {"run_rlimit_nproc", CT_INT, N(run_rlimit_nproc), "4096", 0, 1048576},
+    /* The largest file an agent process may write (0: inherited); disk quotas bound the sum. */
+    {"run_rlimit_fsize", CT_SIZE, N(run_rlimit_fsize), "0", 0, 1L << 50},
     /* The agent: every opencode process runs as agent_user (empty: "ocpm-agent" when ocpmd may
      * switch users, ocpmd's own user otherwise; "self": ocpmd's own user, on purpose). */
     {"agent_user", CT_NAME, S(agent_user), "", 0, 0},
@@ -110,6 +115,8 @@ static const conf_key_t conf_keys[] = {
     {"user_max_share", CT_PERCENT, N(user_max_share), "50%", 1, 100},
     /* Sessions (not deleted) one user may have. */
     {"user_max_sessions", CT_INT, N(user_max_sessions), "1000", 1, 100000000L},
+    /* Workspace directories one user may have made (a deleted session's stays, with its files). */
+    {"user_max_workspaces", CT_INT, N(user_max_workspaces), "1000", 1, 100000000L},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0},
     {"log_file", CT_PATH, S(log_file), "", 0, 0},
 };

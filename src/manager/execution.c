@@ -28,6 +28,10 @@
 #define EXECUTION_WAITERS_MAX 8
 /* What a waiting message costs beyond its text (the record, the queue node). */
 #define EXECUTION_QUEUED_OVERHEAD 512
+/* What a client reads when ocpm itself failed to start a run (the details, which name server paths
+ * and tools' output, are in the manager's log). */
+#define EXECUTION_ERR_START "the agent could not be started; the manager's log says why"
+#define EXECUTION_ERR_PROJECT "the workspace could not be made its own project; the manager's log says why"
 /* How long git may take to make a workspace a repository. */
 #define EXECUTION_PROJECT_TIMEOUT_MS 30000
 
@@ -467,13 +471,13 @@ static void execution_launch_run(manager_t *m, execution_t *e, session_t *s)
         log_error("OpenCode process manager could not start a run", "executionId=%lld error=%s",
                   (long long)e->rec.id, log_q(err));
         execution_release(e);
-        execution_set_error(e, err);
+        execution_set_error(e, EXECUTION_ERR_START);
         execution_finish(e, "failed");
         return;
     }
     oc_run_spec_t spec = {
         .bin = m->conf->opencode_bin,
-        .workspace = session_workspace(s),
+        .workspace_fd = e->workspace_fd,
         .oc_session = session_oc_id(s),
         .model = e->model,
         .agent = e->agent,
@@ -482,10 +486,6 @@ static void execution_launch_run(manager_t *m, execution_t *e, session_t *s)
         .timeout_ms = m->conf->run_timeout_ms,
         .grace_ms = m->conf->kill_grace_ms,
         .stderr_tail = (size_t)m->conf->stderr_tail_bytes,
-        .rlimit_as = m->conf->run_rlimit_as,
-        .rlimit_nofile = m->conf->run_rlimit_nofile,
-        /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
-        .rlimit_cpu_s = m->conf->run_rlimit_cpu_s > 0 ? (m->conf->run_rlimit_cpu_s + 999) / 1000 : 0,
     };
     pid_t pid = 0;
     e->rec.mode = "per-session";
@@ -495,7 +495,7 @@ static void execution_launch_run(manager_t *m, execution_t *e, session_t *s)
         log_error("OpenCode process manager could not start a run", "executionId=%lld error=%s",
                   (long long)e->rec.id, log_q(err));
         execution_release(e);
-        execution_set_error(e, err);
+        execution_set_error(e, EXECUTION_ERR_START);
         execution_finish(e, "failed");
         return;
     }
@@ -540,7 +540,7 @@ static void execution_project_done(void *ctx, int ok, const char *error)
         log_error("cannot prepare a workspace", "executionId=%lld sessionId=%s error=%s", (long long)e->rec.id,
                   e->session_id, log_q(error));
         execution_release(e);
-        execution_set_error(e, error);
+        execution_set_error(e, EXECUTION_ERR_PROJECT);
         execution_finish(e, "failed");
     } else {
         execution_launch(e);
@@ -580,8 +580,10 @@ static void execution_begin(manager_t *m, execution_t *e, session_t *s, int rout
     e->project = project_prepare(m->loop, m->conf->git_bin, e->owner, e->workspace_fd, session_workspace(s),
                                  EXECUTION_PROJECT_TIMEOUT_MS, execution_project_done, e, err, sizeof err);
     if (!e->project) {
+        log_error("cannot prepare a workspace", "executionId=%lld sessionId=%s error=%s", (long long)e->rec.id,
+                  e->session_id, log_q(err));
         execution_release(e);
-        execution_set_error(e, err);
+        execution_set_error(e, EXECUTION_ERR_PROJECT);
         execution_finish(e, "failed");
     }
 }

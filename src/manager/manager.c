@@ -66,6 +66,17 @@ static const struct {
 static uv_signal_t sig_handles[MANAGER_NSIG];
 
 static uv_timer_t drain_timer;
+/* How often to look for processes the agent left behind (adopted by ocpmd, the subreaper). */
+#define MANAGER_SWEEP_MS 2000
+static uv_timer_t sweep_timer;
+
+static void manager_sweep_tick(uv_timer_t *t)
+{
+    (void)t;
+    int n = proc_sweep();
+    if (n > 0)
+        log_warn("killed processes the agent left behind", "count=%d", n);
+}
 static int fcgi_fd = -1;
 static int lock_fd = -1;
 static char lock_path[4200];
@@ -383,6 +394,12 @@ static int manager_init(manager_t *m, char *err, size_t errlen)
         uv_signal_start(&sig_handles[i], manager_signal_cb, manager_signals[i].signum);
     }
     uv_timer_init(m->loop, &drain_timer);
+    /* A process that escapes its run (setsid, a double fork) comes back to ocpmd, not to init,
+     * and the sweep ends it: nothing the agent starts outlives its run. */
+    if (proc_become_subreaper() != 0)
+        log_warn("cannot become the subreaper of the agent's processes", "error=%s", log_q(strerror(errno)));
+    uv_timer_init(m->loop, &sweep_timer);
+    uv_timer_start(&sweep_timer, manager_sweep_tick, MANAGER_SWEEP_MS, MANAGER_SWEEP_MS);
     if (http_init(m->loop) != 0) {
         snprintf(err, errlen, "cannot initialise libcurl");
         return -1;

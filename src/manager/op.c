@@ -168,6 +168,20 @@ static void op_session_create(manager_t *m, control_conn_t *c, const op_req_t *r
         control_error(c, 429, "too_many_sessions", "you have user_max_sessions sessions; delete one first");
         return;
     }
+    long nws = 0;
+    int known = 0;
+    if (workspace_path(m->conf->workspace_root, r->user, wsname, path, sizeof path, &why) != 0) {
+        control_error(c, 400, "invalid_workspace", why);
+        return;
+    }
+    if (db_session_workspaces(m->db, r->user, path, &nws, &known) != 0) {
+        storage_retry_reply_error(c, "cannot read sessions");
+        return;
+    }
+    if (!known && nws >= m->conf->user_max_workspaces) {
+        control_error(c, 429, "too_many_workspaces", "you have user_max_workspaces workspaces; reuse one by name");
+        return;
+    }
     if (workspace_resolve(m->conf->workspace_root, r->user, wsname, path, sizeof path, &why) != 0) {
         control_error(c, 400, "invalid_workspace", why);
         return;

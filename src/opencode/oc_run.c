@@ -261,8 +261,6 @@ oc_run_t *oc_run_start(uv_loop_t *loop, const oc_run_spec_t *spec, const oc_run_
     argv[n++] = "run";
     argv[n++] = "--format";
     argv[n++] = "json";
-    argv[n++] = "--dir";
-    argv[n++] = spec->workspace;
     if (spec->oc_session) {
         argv[n++] = "--session";
         argv[n++] = spec->oc_session;
@@ -300,10 +298,11 @@ oc_run_t *oc_run_start(uv_loop_t *loop, const oc_run_spec_t *spec, const oc_run_
             free(r);
             return NULL;
         }
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = spec->bin, .argv = (char *const *)argv, .cwd = spec->workspace,
+    /* The working directory is the workspace ocpm checked (its descriptor, not its path), and
+     * opencode takes its directory from there: no path in argv for others to read in /proc. */
+    proc_spec_t ps = {PROC_SPEC_INIT, .file = spec->bin, .argv = (char *const *)argv, .cwd_fd = spec->workspace_fd,
                       .stdin_fd = p[0][0], .stdout_fd = p[1][1], .stderr_fd = p[2][1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL, .rlimit_as = spec->rlimit_as,
-                      .rlimit_nofile = spec->rlimit_nofile, .rlimit_cpu = spec->rlimit_cpu_s};
+                      .new_pgroup = 1, .pdeathsig = SIGKILL};
     agent_apply(spec->as, &ps);
     r->pid = proc_spawn(&ps, err, errlen);
     close(p[0][0]);

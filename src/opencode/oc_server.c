@@ -440,9 +440,7 @@ static void oc_server_spawn(void)
     }
     proc_spec_t ps = {PROC_SPEC_INIT, .file = c->opencode_bin, .argv = argv, .cwd = c->workspace_root,
                       .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1, .new_pgroup = 1,
-                      .pdeathsig = SIGKILL,
-                      .rlimit_as = c->run_rlimit_as, .rlimit_nofile = c->run_rlimit_nofile,
-                      .rlimit_cpu = c->run_rlimit_cpu_s > 0 ? (c->run_rlimit_cpu_s + 999) / 1000 : 0};
+                      .pdeathsig = SIGKILL};
     agent_apply(&as, &ps);
     ps.envp = env;
     S.pid = proc_spawn(&ps, err, sizeof err);

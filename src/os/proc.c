@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -109,7 +110,9 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         const struct {
             int res;
             long v;
-        } lims[] = {{RLIMIT_AS, spec->rlimit_as}, {RLIMIT_NOFILE, spec->rlimit_nofile}, {RLIMIT_CPU, spec->rlimit_cpu}};
+        } lims[] = {{RLIMIT_AS, spec->rlimit_as},       {RLIMIT_NOFILE, spec->rlimit_nofile},
+                    {RLIMIT_CPU, spec->rlimit_cpu},     {RLIMIT_NPROC, spec->rlimit_nproc},
+                    {RLIMIT_FSIZE, spec->rlimit_fsize}};
         for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
             struct rlimit rl = {(rlim_t)lims[i].v, (rlim_t)lims[i].v};
             if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
@@ -125,7 +128,7 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
             if (getppid() != parent) /* the parent died before prctl */
                 _exit(127);
         }
-        if (spec->cwd && chdir(spec->cwd) != 0)
+        if ((spec->cwd_fd > 0 && fchdir(spec->cwd_fd) != 0) || (spec->cwd_fd <= 0 && spec->cwd && chdir(spec->cwd) != 0))
             proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
         if (spec->sandbox_fd >= 0 && sandbox_enter(spec->sandbox_fd) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_SANDBOX << 16);
@@ -148,7 +151,7 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
             ;
         int stage = child_err >> 16, e = child_err & 0xffff;
         if (stage == PROC_STAGE_CHDIR)
-            snprintf(err, errlen, "cannot enter %s: %s", spec->cwd, strerror(e));
+            snprintf(err, errlen, "cannot enter %s: %s", spec->cwd ? spec->cwd : "its directory", strerror(e));
         else if (stage == PROC_STAGE_USER)
             snprintf(err, errlen, "cannot switch to uid %ld gid %ld for %s: %s", spec->uid, spec->gid, spec->file,
                      strerror(e));
@@ -177,30 +180,94 @@ int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx)
     return 0;
 }
 
+static proc_watch_ent_t *proc_watched(pid_t pid)
+{
+    for (size_t i = 0; i < nwatch; i++)
+        if (watch[i].pid == pid)
+            return &watch[i];
+    return NULL;
+}
+
 void proc_reap(void)
 {
-    for (size_t i = 0; i < nwatch;) {
-        int status;
-        struct rusage ru;
-        pid_t r = wait4(watch[i].pid, &status, WNOHANG, &ru);
-        if (r == 0 || (r < 0 && errno == EINTR)) {
-            i++;
-            continue;
+    for (;;) {
+        /* Which child is done (without reaping it), so a watched one is reaped with its rusage. */
+        siginfo_t si = {0};
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* ECHILD: no child at all */
         }
-        proc_watch_ent_t e = watch[i];
-        watch[i] = watch[--nwatch];
+        if (si.si_pid == 0)
+            break;
+        int status = 0;
+        struct rusage ru;
+        proc_watch_ent_t *w = proc_watched(si.si_pid);
+        pid_t r = wait4(si.si_pid, &status, 0, &ru);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (!w)
+            continue; /* adopted and ended: reaped, nothing to tell */
+        proc_watch_ent_t e = *w;
+        *w = watch[--nwatch];
         if (r < 0) /* ECHILD: someone else reaped it; report a vanished child */
             status = -1, memset(&ru, 0, sizeof ru);
         if (e.fn)
             e.fn(e.ctx, e.pid, status, &ru);
-        /* The callback may have watched new pids; restart the scan. */
-        i = 0;
     }
     if (nwatch == 0) {
         free(watch);
         watch = NULL;
         capwatch = 0;
     }
+}
+
+int proc_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -1; }
+
+/* Parent and process group of pid from /proc/PID/stat (after the command, which may hold spaces
+ * or parentheses: the last ')' ends it). Returns 0 or -1. */
+static int proc_stat_ids(pid_t pid, pid_t *ppid, pid_t *pgrp)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    char state;
+    long pp, pg;
+    if (!p || sscanf(p + 1, " %c %ld %ld", &state, &pp, &pg) != 3)
+        return -1;
+    *ppid = (pid_t)pp;
+    *pgrp = (pid_t)pg;
+    return 0;
+}
+
+int proc_sweep(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    pid_t self = getpid();
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        pid_t ppid, pgrp;
+        if (*end || pid <= 1 || proc_stat_ids((pid_t)pid, &ppid, &pgrp) != 0 || ppid != self ||
+            proc_watched((pid_t)pid))
+            continue;
+        kill(pgrp == pid ? -(pid_t)pid : (pid_t)pid, SIGKILL);
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int proc_kill_group(pid_t pgid, int sig)

@@ -175,6 +175,8 @@ const char *const db_sql[ST_COUNT] = {
     [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
                      " message_count FROM sessions WHERE deleted_at IS NULL",
     [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_WORKSPACES] = "SELECT count(DISTINCT workspace), coalesce(max(workspace = ?2), 0) FROM sessions"
+                           " WHERE owner = ?1",
     [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?3, message_count = message_count + 1"
                      " WHERE owner = ?1 AND id = ?2",
     [ST_EXEC_INSERT] = "INSERT INTO executions (session_id, owner, mode, status, model, agent, queued_at,"

@@ -65,3 +65,22 @@ int db_session_exists(db_t *db, const char *owner, const char *id)
     sqlite3_clear_bindings(s);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
+
+int db_session_workspaces(db_t *db, const char *owner, const char *path, long *count, int *known)
+{
+    if (!db->h)
+        return db_failed(db), -1;
+    sqlite3_stmt *s = db->st[ST_SESS_WORKSPACES];
+    db_bind_text(s, 1, owner);
+    db_bind_text(s, 2, path);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *count = (long)sqlite3_column_int64(s, 0);
+        *known = sqlite3_column_int(s, 1);
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_ROW)
+        db_failed(db);
+    return rc == SQLITE_ROW ? 0 : -1;
+}

@@ -2,7 +2,7 @@
 """A fake `opencode` for ocpm's tests: fast, and with fault knobs the real one lacks.
 
 Implements `--version`, `models` (the names in OPENCODE_FAKE_MODELS, default "fake/default prov/model-1
-prov/model-2") and `run --format json --dir DIR [--session S] [--model M] [--agent A] [-- MESSAGE]`, which
+prov/model-2") and `run --format json [--dir DIR] [--session S] [--model M] [--agent A] [-- MESSAGE]`, which
 reads the message from stdin when none is given (as the real one does), printing the same JSON lines as
 the real one (step_start, text, step_finish, error), each with sessionID. `serve` runs the fake server of
 fake_serve.py (unless OPENCODE_FAKE_NO_SERVE=1, which makes this an opencode without server mode).
@@ -18,6 +18,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[hang]]         sleep forever
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
     [[orphan]]       leave a child process behind (in the same process group; its pid is logged)
+    [[escape]]       leave a process behind that escapes the group (double fork and setsid; pid logged)
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
                      with a pid) whether it worked
@@ -158,8 +159,8 @@ def main(argv):
     if opts["--format"] != "json":
         sys.stderr.write("fake opencode: --format json expected\n")
         return 1
-    d = opts["--dir"]
-    if not d or not os.path.isdir(d):
+    d = opts["--dir"] or os.getcwd()  # like the real one: the working directory by default
+    if not os.path.isdir(d):
         sys.stderr.write("fake opencode: bad --dir %r\n" % d)
         return 1
     if sys.stdin.isatty():
@@ -168,6 +169,26 @@ def main(argv):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sid = opts["--session"] or "ses_fake" + "".join(random.choice(string.ascii_letters) for _ in range(16))
     now = lambda: int(time.time() * 1000)
+    if knob(message, "escape"):
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(r)
+                os.write(w, str(os.getpid()).encode())
+                os.close(w)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                time.sleep(300)
+            os._exit(0)
+        os.close(w)
+        escaped = os.read(r, 32).decode()
+        os.close(r)
+        log = os.environ.get("OPENCODE_FAKE_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"escaped": int(escaped)}) + "\n")
     if knob(message, "orphan"):
         child = os.fork()
         if child:

@@ -30,8 +30,9 @@ like "$(j .execution.cpu_user_ms)" '^[0-9.]+$' "user CPU recorded"
 like "$(j .execution.duration_ms)" '^[0-9.]+$' "duration recorded"
 is "$(j '.execution.tokens_in > 0 and .execution.tokens_out > 0')" true "tokens recorded from step_finish"
 is "$(j .execution.cost)" 0.001 "cost recorded"
-like "$(sql "select argv from executions where id=$EID1")" '"--format","json","--dir",".*/workspaces/@anonymous/s1"\]' \
-    "argv recorded without a shell, without the message"
+is "$(sql "select argv from executions where id=$EID1")" "[\"$OCPM_OPENCODE_BIN\",\"run\",\"--format\",\"json\"]" \
+    "argv recorded without a shell, without the message or any path (the workspace is its working directory)"
+is "$(tail -n 1 "$TDIR/fake.jsonl" | jq -r .cwd)" "$STACK_DIR/workspaces/@anonymous/s1" "which is the session's workspace"
 is "$(tail -n 1 "$TDIR/fake.jsonl" | jq -r .message)" "hello world" "the message reached opencode on its stdin"
 SID=$(j .execution.opencode_session_id)
 like "$SID" '^ses_fake' "the first sessionID is kept"

@@ -116,6 +116,14 @@ done
 is "$seen" 0 "no process's command line holds the prompt (ps shows nothing)"
 check "the canary run finishes" wait_until 10 exec_done "$CID"
 
+# --- nothing the agent starts outlives its run ---------------------------------------------------------
+req POST /api/sessions/a1/messages '{"text":"[[escape]] and leave something behind"}' "${A[@]}"
+is "$STATUS" 200 "a run that leaves a process behind (a double fork and setsid) ends normally"
+ESC=$(jq -r 'select(.escaped) | .escaped' "$TDIR/fake.jsonl" | tail -n 1)
+like "$ESC" '^[0-9]+$' "the escaped process's pid is known"
+check "ocpmd adopts it and kills it (nothing outlives its run)" wait_until 10 sh -c "! kill -0 $ESC 2>/dev/null"
+check "and says so in its log" grep -q 'killed processes the agent left behind' "$LOG"
+
 # --- nothing with a prompt in it is readable by others ------------------------------------------------
 for f in "$DB" "$DB-wal" "$DB-shm"; do
     is "$(stat -c %a "$f" 2>/dev/null)" 600 "$(basename "$f") is 0600"
@@ -161,6 +169,18 @@ req POST /api/sessions/b1/messages '{"text":"bob still gets in"}' "${B[@]}"
 is "$STATUS" 200 "bob's synchronous message is served"
 bg_wait
 is "$STATUS" 200 "alice's held message ends normally"
+
+# --- a user makes a bounded number of workspaces (a deleted session's stays on disk) ---------------------
+stack_stop_ocpmd
+OCPM_USER_MAX_WORKSPACES=3 stack_start_ocpmd || { echo "Bail out! ocpmd did not restart"; exit 1; }
+# bob has two workspaces (b1, and his a1); a third is allowed, then no more, deleted sessions or not.
+mk ch1 "${B[@]}"
+is "$STATUS" 201 "bob's third workspace"
+req DELETE /api/sessions/ch1 '' "${B[@]}"
+req POST /api/sessions '{"id":"ch2"}' "${B[@]}"
+is "$STATUS/$(j .error.code)" 429/too_many_workspaces "creating and deleting sessions cannot fill the disk with workspaces"
+req POST /api/sessions '{"id":"ch5","workspace":"ch1"}' "${B[@]}"
+is "$STATUS" 201 "an existing workspace is reused by name"
 
 # --- queued messages are bounded in memory, per user and overall ---------------------------------------
 stack_stop_ocpmd
@@ -255,7 +275,7 @@ while :; do
     cursor=$(j '.next_cursor // empty')
     [ -z "$cursor" ] || [ "$pages" -gt 10 ] && break
 done
-is "$(echo $all)" "b1 b2 p1 p2 p3 p4 p5" "sessions come a page at a time, in id order, with a cursor"
+is "$(echo $all)" "b1 b2 ch5 p1 p2 p3 p4 p5" "sessions come a page at a time, in id order, with a cursor"
 if [ "$ROOT" = 1 ]; then
     python3 "$FCGI_CLIENT" "$STACK_DIR/fcgi.sock" POST /api/sessions "" '{"id":"nobodys"}' >/dev/null
     out=$(python3 "$FCGI_CLIENT" "$STACK_DIR/fcgi.sock" GET /api/sessions anonymous)
