@@ -14,17 +14,19 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#define PROC_NFDS 5
+#define PROC_DEVNULL (-1)
+#define PROC_NONE (-2)
+
 typedef struct proc_spec {
     const char *file;   /* looked up in PATH when it has no '/' */
     char *const *argv;
     char *const *envp;  /* NULL: inherit */
     const char *cwd;    /* NULL: inherit */
-    int cwd_fd;         /* > 0: fchdir to it instead (an O_PATH descriptor will do); 0: cwd applies */
-    int stdin_fd;       /* -1: /dev/null */
-    int stdout_fd;      /* -1: /dev/null */
-    int stderr_fd;      /* -1: /dev/null */
-    int keep_fd;        /* another fd to keep open in the child as fd 0 when stdin_fd == -2, else -1 */
-    int fd3;            /* > 0: handed to the child as fd 3 (0: nothing) */
+    int cwd_fd;         /* >= 0: fchdir to it instead (an O_PATH descriptor will do) */
+    /* Every descriptor the child gets, by its number: a descriptor of ours (made the child's fd
+     * i), PROC_DEVNULL or PROC_NONE (not open in the child). proc_spec_init: 0..2 /dev/null. */
+    int fd[PROC_NFDS];
     int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
     /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
@@ -37,9 +39,9 @@ typedef struct proc_spec {
     int sandbox_fd;
 } proc_spec_t;
 
-/* The defaults of the fields most spawns leave alone: no identity change, no sandbox. (The fds
- * are always spelled out by the caller.) */
-#define PROC_SPEC_INIT .uid = -1, .gid = -1, .sandbox_fd = -1
+/* A spec with nothing set but its defaults: stdin, stdout and stderr on /dev/null, no other
+ * descriptor, no working directory, no identity change, no sandbox. */
+void proc_spec_init(proc_spec_t *spec, const char *file, char *const *argv);
 
 typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusage *ru);
 
@@ -47,6 +49,8 @@ typedef void (*proc_exit_fn)(void *ctx, pid_t pid, int status, const struct rusa
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen);
 /* Call fn once when pid exits. Returns 0 or -1 (out of memory). */
 int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx);
+/* Forget pid's watch (its owner goes away first); the child is still reaped. */
+void proc_unwatch(pid_t pid);
 /* Reap every child that has exited: a watched one calls its callback; any other (a process the
  * agent left behind, adopted by ocpmd as subreaper) is only reaped. */
 void proc_reap(void);

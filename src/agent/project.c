@@ -117,9 +117,12 @@ static int project_step(project_job_t *j, char *err, size_t errlen)
     memcpy(env, l.env, n * sizeof *env);
     env[n] = "GIT_CONFIG_NOSYSTEM=1";
     env[n + 1] = "GIT_TERMINAL_PROMPT=0";
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = j->git, .argv = j->step ? commit : init, .cwd = j->path,
-                      .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = p[1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL};
+    proc_spec_t ps;
+    proc_spec_init(&ps, j->git, j->step ? commit : init);
+    ps.cwd_fd = j->workspace_fd;
+    ps.fd[2] = p[1];
+    ps.new_pgroup = 1;
+    ps.pdeathsig = SIGKILL;
     agent_apply(&l, &ps);
     ps.envp = env;
     j->pid = proc_spawn(&ps, err, errlen);

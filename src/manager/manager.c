@@ -238,8 +238,9 @@ static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t 
         log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
         return -1;
     }
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = m->conf->opencode_bin, .argv = argv, .cwd = m->conf->workspace_root,
-                      .keep_fd = -1};
+    proc_spec_t ps;
+    proc_spec_init(&ps, m->conf->opencode_bin, argv);
+    ps.cwd = m->conf->workspace_root;
     agent_apply(&as, &ps);
     int st = proc_run_capture(&ps, MANAGER_PROBE_TIMEOUT_MS, out, outlen, err, sizeof err);
     agent_launch_done(&as);

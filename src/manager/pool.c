@@ -179,8 +179,12 @@ static void pool_spawn(pool_slot_t *s)
                     "--heartbeat-ms", hb,
                     "--log-level", (char *)c->log_level, "--slots", slots_s, "--capacity", all_s,
                     "--message-capacity", msg_s, NULL};
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = pool_mgr->exe, .argv = argv, .stdin_fd = -2, .keep_fd = pool_listen_fd,
-                      .fd3 = inflight_fd, .stdout_fd = -1, .stderr_fd = log_wfd, .new_pgroup = 0, .pdeathsig = SIGTERM};
+    proc_spec_t ps;
+    proc_spec_init(&ps, pool_mgr->exe, argv);
+    ps.fd[0] = pool_listen_fd; /* libfcgi's convention: the listening socket as fd 0 */
+    ps.fd[2] = log_wfd;
+    ps.fd[3] = inflight_fd;
+    ps.pdeathsig = SIGTERM;
     char err[256];
     pid_t pid = proc_spawn(&ps, err, sizeof err);
     if (pid < 0) {

@@ -300,9 +300,13 @@ oc_run_t *oc_run_start(uv_loop_t *loop, const oc_run_spec_t *spec, const oc_run_
         }
     /* The working directory is the workspace ocpm checked (its descriptor, not its path), and
      * opencode takes its directory from there: no path in argv for others to read in /proc. */
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = spec->bin, .argv = (char *const *)argv, .cwd_fd = spec->workspace_fd,
-                      .stdin_fd = p[0][0], .stdout_fd = p[1][1], .stderr_fd = p[2][1], .keep_fd = -1,
-                      .new_pgroup = 1, .pdeathsig = SIGKILL};
+    proc_spec_t ps;
+    proc_spec_init(&ps, spec->bin, (char *const *)argv);
+    ps.cwd_fd = spec->workspace_fd;
+    for (int i = 0; i < 3; i++)
+        ps.fd[i] = p[i][i == 0 ? 0 : 1];
+    ps.new_pgroup = 1;
+    ps.pdeathsig = SIGKILL;
     agent_apply(spec->as, &ps);
     r->pid = proc_spawn(&ps, err, errlen);
     close(p[0][0]);

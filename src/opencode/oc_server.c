@@ -438,9 +438,13 @@ static void oc_server_spawn(void)
         oc_server_spawn_failed(strerror(errno));
         return;
     }
-    proc_spec_t ps = {PROC_SPEC_INIT, .file = c->opencode_bin, .argv = argv, .cwd = c->workspace_root,
-                      .stdin_fd = -1, .stdout_fd = po[1], .stderr_fd = pe[1], .keep_fd = -1, .new_pgroup = 1,
-                      .pdeathsig = SIGKILL};
+    proc_spec_t ps;
+    proc_spec_init(&ps, c->opencode_bin, argv);
+    ps.cwd = c->workspace_root;
+    ps.fd[1] = po[1];
+    ps.fd[2] = pe[1];
+    ps.new_pgroup = 1;
+    ps.pdeathsig = SIGKILL;
     agent_apply(&as, &ps);
     ps.envp = env;
     S.pid = proc_spawn(&ps, err, sizeof err);

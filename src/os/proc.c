@@ -39,11 +39,11 @@ static void proc_child_fail(int fd, int err)
     _exit(127);
 }
 
-/* Put fd at target in the child; fd -1 means /dev/null. */
+/* Put fd at target in the child; PROC_DEVNULL means /dev/null. */
 static int proc_child_dup(int fd, int target)
 {
     if (fd < 0) {
-        fd = open("/dev/null", O_RDWR);
+        fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (fd < 0)
             return -1;
     }
@@ -55,6 +55,13 @@ static int proc_child_dup(int fd, int target)
         if (errno != EINTR)
             return -1;
     return 0;
+}
+
+void proc_spec_init(proc_spec_t *spec, const char *file, char *const *argv)
+{
+    *spec = (proc_spec_t){.file = file, .argv = argv, .cwd_fd = -1, .uid = -1, .gid = -1, .sandbox_fd = -1};
+    for (int i = 0; i < PROC_NFDS; i++)
+        spec->fd[i] = i < 3 ? PROC_DEVNULL : PROC_NONE;
 }
 
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
@@ -84,29 +91,30 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (spec->new_pgroup && setpgid(0, 0) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        /* Move fds out of 0..2 first so dup2 order cannot clobber them. */
-        int in = spec->stdin_fd == -2 ? spec->keep_fd : spec->stdin_fd;
-        int fds[3] = {in, spec->stdout_fd, spec->stderr_fd};
-        for (int i = 0; i < 3; i++)
-            if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
-                int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+        /* Every descriptor the child gets moves above them all first, so that no dup2 below can
+         * clobber one still to be placed; the error pipe too. */
+        int fds[PROC_NFDS];
+        int top = PROC_NFDS;
+        for (int i = 0; i < PROC_NFDS; i++) {
+            fds[i] = spec->fd[i];
+            if (fds[i] >= 0 && fds[i] < PROC_NFDS && fds[i] != i) {
+                int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, top);
                 if (nfd < 0)
                     proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
                 fds[i] = nfd;
             }
-        for (int i = 0; i < 3; i++)
-            if (proc_child_dup(fds[i], i) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        if (spec->fd3 > 0) {
-            if (pfd[1] == 3) { /* the error pipe must not be overwritten */
-                int nfd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 4);
-                if (nfd < 0)
-                    _exit(127);
-                pfd[1] = nfd;
-            }
-            if (proc_child_dup(spec->fd3, 3) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
         }
+        if (pfd[1] < PROC_NFDS) {
+            int nfd = fcntl(pfd[1], F_DUPFD_CLOEXEC, top);
+            if (nfd < 0)
+                _exit(127);
+            pfd[1] = nfd;
+        }
+        for (int i = 0; i < PROC_NFDS; i++)
+            if (fds[i] == PROC_NONE)
+                close(i);
+            else if (proc_child_dup(fds[i], i) != 0)
+                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
         const struct {
             int res;
             long v;
@@ -128,7 +136,7 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
             if (getppid() != parent) /* the parent died before prctl */
                 _exit(127);
         }
-        if ((spec->cwd_fd > 0 && fchdir(spec->cwd_fd) != 0) || (spec->cwd_fd <= 0 && spec->cwd && chdir(spec->cwd) != 0))
+        if ((spec->cwd_fd >= 0 && fchdir(spec->cwd_fd) != 0) || (spec->cwd_fd < 0 && spec->cwd && chdir(spec->cwd) != 0))
             proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
         if (spec->sandbox_fd >= 0 && sandbox_enter(spec->sandbox_fd) != 0)
             proc_child_fail(pfd[1], errno | PROC_STAGE_SANDBOX << 16);
@@ -186,6 +194,15 @@ static proc_watch_ent_t *proc_watched(pid_t pid)
         if (watch[i].pid == pid)
             return &watch[i];
     return NULL;
+}
+
+void proc_unwatch(pid_t pid)
+{
+    proc_watch_ent_t *w = proc_watched(pid);
+    if (w) {
+        w->fn = NULL;
+        w->ctx = NULL;
+    }
 }
 
 void proc_reap(void)
@@ -356,9 +373,8 @@ int proc_run_capture(const proc_spec_t *base, int timeout_ms, char *out, size_t 
         return -1;
     }
     proc_spec_t spec = *base;
-    spec.stdin_fd = -1;
-    spec.stdout_fd = p[1];
-    spec.stderr_fd = -1;
+    spec.fd[0] = spec.fd[2] = PROC_DEVNULL;
+    spec.fd[1] = p[1];
     spec.new_pgroup = 1;
     spec.pdeathsig = SIGKILL;
     pid_t pid = proc_spawn(&spec, err, errlen);
