@@ -176,5 +176,6 @@ req GET /api/opencode/status
 is "$(j .available)" false "status says opencode is not available"
 req POST /api/sessions/k/messages '{"text":"hello"}'
 is "$STATUS" 502 "a message fails clearly"
-like "$(j .execution.error)" "cannot execute" "with the reason"
+like "$(j .execution.error)" "could not be started; the manager's log says why" "saying so, without server paths"
+check "and the log has the reason" grep -q 'could not start a run.*cannot execute /nonexistent/opencode' "$LOG"
 t_done
