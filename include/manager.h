@@ -20,6 +20,7 @@ typedef struct manager {
     const conf_t *conf;
     db_t *db;
     char **child_env; /* allowlisted environment for opencode */
+    struct pool *pool; /* the FastCGI responders */
     char version[128];
     int available;       /* opencode --version worked */
     int serve_supported; /* opencode serve exists */

@@ -71,7 +71,7 @@ oc_server_msg_t *oc_server_send(const char *workspace, const char *oc_session_id
 /* Abort (or time out, or shut down) a message: POST .../abort, then give up after the grace. */
 void oc_server_stop_msg(oc_server_msg_t *msg, oc_run_stop_t why);
 /* Stop the server (manager shutdown); done is called once it has exited. */
-void oc_server_stop(void (*done)(manager_t *m));
+void oc_server_stop(manager_t *m, void (*done)(manager_t *m));
 json_object *oc_server_status_json(void);
 
 #endif

@@ -1,27 +1,44 @@
 /* pool: the manager's pool of FastCGI responder processes.
  *
- * Each responder is this binary re-executed with --responder, the FastCGI
- * listening socket as its fd 0 (libfcgi's convention) and its stderr on a
- * pipe the manager relays into its own log (so SIGHUP's reopen covers it).
- * A responder that dies is respawned after a delay that doubles while it
- * keeps dying young (100 ms up to 30 s), so a crash loop cannot become a
- * fork storm; one that exits with 78 (EX_CONFIG) is not respawned. */
+ * Each responder is this binary re-executed as `ocpmd --responder INDEX`, with the FastCGI
+ * listening socket as its fd 0 (libfcgi's convention), the shared in-flight page (inflight.h) as
+ * fd 3 and its settings as fd 4: the manager's parsed settings in a sealed memory file, read as
+ * they are (like nginx's workers inheriting the cycle: nothing printed to argv and parsed again).
+ * Its stderr is relayed line by line into the manager's log (so SIGHUP's reopen covers it).
+ * Each responder has a supervisor (supervisor.h): one that dies is respawned after a delay that
+ * doubles while it keeps dying young (100 ms up to 30 s), so a crash loop cannot become a fork
+ * storm; one that exits with 78 (EX_CONFIG) is not respawned. */
 #ifndef OCPM_POOL_H
 #define OCPM_POOL_H
 
 #include <json-c/json.h>
+#include <uv.h>
 
-#include "manager.h"
+#include "conf.h"
 
-int pool_start(manager_t *m, int listen_fd, char *err, size_t errlen);
-/* SIGTERM every responder; call done once all have exited (SIGKILL after
- * a grace period). */
-void pool_stop(manager_t *m, void (*done)(manager_t *m));
-json_object *pool_status_json(void);
-long pool_restarts(void);
+typedef struct pool pool_t;
+
+/* Told of what operators should find in manager_events (a respawn, a fatal exit). */
+typedef void (*pool_event_fn)(void *ctx, const char *kind, const char *detail);
+
+typedef struct pool_config {
+    uv_loop_t *loop;
+    const conf_t *conf;
+    const char *exe;   /* this binary */
+    int listen_fd;     /* the FastCGI socket */
+    pool_event_fn event;
+    void *event_ctx;
+} pool_config_t;
+
+/* Start every responder. NULL with err when the pool cannot be set up. */
+pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen);
+/* SIGTERM every responder; done(ctx) once all have exited (SIGKILL after a grace period). */
+void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx);
+/* Close what is left (after pool_stop's done, or when the loop is torn down early). */
+void pool_free(pool_t *p);
+json_object *pool_status_json(const pool_t *p);
+long pool_restarts(const pool_t *p);
 /* The pool's capacity for messages: responders x threads less the reserve kept for the rest. */
-long pool_message_capacity(void);
-/* Free what is left after the loop has ended. */
-void pool_free(void);
+long pool_message_capacity(const pool_t *p);
 
 #endif

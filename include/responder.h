@@ -4,7 +4,7 @@
  * manager passed), check them with request_build(), and forward them over their
  * own persistent connection to the manager's control socket. They hold no
  * state and never touch SQLite. Streams are relayed as SSE with a heartbeat
- * comment whenever the manager has been quiet for heartbeat_ms.
+ * comment whenever the manager has been quiet for sse_heartbeat.
  *
  * SIGTERM (from the manager): stop accepting, let requests in flight finish (up
  * to a grace period), exit 0. SIGINT (a terminal's Ctrl-C) is ignored: the
@@ -14,17 +14,18 @@
 #ifndef OCPM_RESPONDER_H
 #define OCPM_RESPONDER_H
 
-typedef struct responder_opts {
-    int index;
-    const char *control_socket;
-    long threads, max_body_bytes, max_message_bytes, heartbeat_ms;
-    int slots;                        /* responders in the pool (slots of the in-flight page on fd 3) */
-    long capacity, message_capacity;  /* the pool's limits (inflight.h); 0: none */
-} responder_opts_t;
+#include "conf.h"
 
-/* Parse the --responder command line. Returns 0 or -1 with err. */
-int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, unsigned long errlen);
-/* Serve until told to stop; returns the exit status. */
-int responder_main(const responder_opts_t *o);
+/* What a responder reads from its fd 4 (pool.h): the manager's parsed settings, as they are, and
+ * its place in the pool. */
+typedef struct responder_settings {
+    conf_t conf;
+    int slots;                       /* responders in the pool (slots of the in-flight page, fd 3) */
+    long capacity, message_capacity; /* the pool's limits (inflight.h) */
+} responder_settings_t;
+
+/* Serve until told to stop: the listening socket on fd 0, the in-flight page on fd 3, the settings
+ * on settings_fd. Returns the exit status (78, EX_CONFIG, when one of them is missing). */
+int responder_main(int index, int settings_fd);
 
 #endif

@@ -31,14 +31,15 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--responder") == 0) {
-        responder_opts_t o;
-        char err[256];
-        if (responder_parse_args(argc, argv, &o, err, sizeof err) != 0) {
+        /* Started by the manager (pool.h): its settings are on fd 4, not in argv. */
+        char *end = NULL;
+        long index = argc == 3 ? strtol(argv[2], &end, 10) : -1;
+        if (index < 0 || !end || *end) {
             log_set_component("responder");
-            log_error("bad responder arguments", "error=%s", log_q(err));
+            log_error("bad responder arguments", "expected=%s", log_q("--responder INDEX"));
             return 78;
         }
-        return responder_main(&o);
+        return responder_main((int)index, 4);
     }
     const char *file = getenv("OCPM_CONFIG");
     int test = 0, dump = 0, opt;

@@ -108,19 +108,22 @@ static void manager_close_handle(uv_handle_t *h, void *arg)
 }
 
 /* Last phase: responders are gone; close every handle so uv_run returns. */
-static void manager_after_pool(manager_t *m)
+static void manager_after_pool(void *ctx)
 {
+    manager_t *m = ctx;
     log_info("responders stopped", NULL);
     control_close_all();
     http_shutdown();
     prune_close();
     storage_retry_close();
+    pool_free(m->pool);
+    m->pool = NULL;
     uv_walk(m->loop, manager_close_handle, NULL);
 }
 
 static void manager_after_server(manager_t *m)
 {
-    pool_stop(m, manager_after_pool);
+    pool_stop(m->pool, manager_after_pool, m);
 }
 
 /* Poll (every 50 ms) until the in-flight runs are done, killing them once
@@ -137,7 +140,7 @@ static void manager_drain_tick(uv_timer_t *t)
         return;
     }
     uv_timer_stop(t);
-    oc_server_stop(manager_after_server);
+    oc_server_stop(m, manager_after_server);
 }
 
 static void manager_on_stop(manager_t *m, int signum)
@@ -343,6 +346,11 @@ static int manager_choose_mode(manager_t *m, char *err, size_t errlen)
     return 0;
 }
 
+static void manager_pool_event(void *ctx, const char *kind, const char *detail)
+{
+    manager_event(ctx, kind, detail);
+}
+
 static int manager_init(manager_t *m, char *err, size_t errlen)
 {
     const conf_t *c = m->conf;
@@ -413,9 +421,12 @@ static int manager_init(manager_t *m, char *err, size_t errlen)
         return -1;
     if (control_listen(m, c->control_socket, op_dispatch, err, errlen) != 0)
         return -1;
-    if (pool_start(m, fcgi_fd, err, errlen) != 0)
+    pool_config_t pc = {.loop = m->loop, .conf = c, .exe = m->exe, .listen_fd = fcgi_fd, .event = manager_pool_event,
+                        .event_ctx = m};
+    m->pool = pool_start(&pc, err, errlen);
+    if (!m->pool)
         return -1;
-    execution_set_message_capacity(pool_message_capacity());
+    execution_set_message_capacity(pool_message_capacity(m->pool));
     prune_init(m);
     storage_retry_init(m);
     log_info("sessions loaded", "count=%d", loaded);
@@ -451,6 +462,7 @@ int manager_run(const conf_t *conf, const char *exe)
         rc = 1;
         control_close_all();
         http_shutdown();
+            m.pool = NULL;
         uv_walk(&loop, manager_close_handle, NULL);
         if (fcgi_fd >= 0) /* we held the lock, so the socket is ours */
             unlink(conf->fcgi_socket);
@@ -474,7 +486,7 @@ int manager_run(const conf_t *conf, const char *exe)
         close(fcgi_fd);
     uv_loop_close(&loop);
     storage_retry_final();
-    pool_free();
+    pool_free(m.pool);
     session_table_free();
     user_table_free();
     agent_free();

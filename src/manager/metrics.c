@@ -145,7 +145,7 @@ char *metrics_render(manager_t *m)
     meta(&o, "ocpm_requests_total", "counter", "Requests the manager answered.");
     put(&o, "ocpm_requests_total %llu\n", (unsigned long long)m->requests);
     meta(&o, "ocpm_responder_restarts_total", "counter", "FastCGI responders respawned after dying.");
-    put(&o, "ocpm_responder_restarts_total %ld\n", pool_restarts());
+    put(&o, "ocpm_responder_restarts_total %ld\n", pool_restarts(m->pool));
     meta(&o, "ocpm_responder_requests_in_flight", "gauge", "Requests the responder pool is serving now.");
     put(&o, "ocpm_responder_requests_in_flight %ld\n", inflight_total());
     meta(&o, "ocpm_responder_refused_total", "counter", "Requests answered 503 because the pool was full.");

@@ -93,7 +93,7 @@ json_object *op_status_json(manager_t *m)
     json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)m->finished));
     json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)m->failed));
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)m->requests));
-    json_object_object_add(x, "responders", pool_status_json());
+    json_object_object_add(x, "responders", pool_status_json(m->pool));
     json_object_object_add(x, "database", storage_retry_status_json());
     json_object_object_add(x, "agentIsolation", agent_status_json());
     json_object_object_add(x, "modelsKnown", oc_models_count() >= 0 ? json_object_new_int64(oc_models_count()) : NULL);

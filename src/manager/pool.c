@@ -7,136 +7,90 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "inflight.h"
 #include "log.h"
-#include "proc.h"
-#include "clock.h"
+#include "responder.h"
+#include "supervisor.h"
 
-#define POOL_BACKOFF_MIN_MS 100
-#define POOL_BACKOFF_MAX_MS 30000
-/* A responder that lived this long is healthy: its next death restarts the backoff. */
-#define POOL_STABLE_MS 10000
-#define POOL_STOP_GRACE_MS 5000
 #define POOL_EX_CONFIG 78
 
+/* How responders are kept alive. */
+static const supervisor_policy_t pool_policy = {
+    .backoff_min_ms = 100,
+    .backoff_max_ms = 30000,
+    .stable_ms = 10000, /* a responder that lived this long is healthy: its next death starts over */
+    .fatal_exit = POOL_EX_CONFIG,
+    .stop_grace_ms = 5000,
+    .own_group = 0,     /* in the manager's group: a terminal's Ctrl-C they ignore (responder.h) */
+    .relay_stdout = 0,
+    .line_max = 4096,   /* responders' log lines stay below PIPE_BUF */
+    .lines_per_s = 0,
+};
+
 typedef struct pool_slot {
+    struct pool *pool;
     int index;
-    pid_t pid;
-    double started;
-    long backoff_ms;
-    uv_timer_t timer;
+    char index_s[16];
+    char *argv[4];
+    supervisor_t *sup;
 } pool_slot_t;
 
-static manager_t *pool_mgr;
-static pool_slot_t *slots;
-static int nslots;
-static int pool_listen_fd = -1;
-static int log_wfd = -1;
-static uv_pipe_t log_pipe;
-static char log_buf[8192];
-static size_t log_len;
-static long restarts;
-static int stopping;
-static void (*stop_done)(manager_t *);
-static uv_timer_t stop_timer;
-static int inflight_fd = -1;
-static long cap_all, cap_msg;
+struct pool {
+    pool_config_t cfg;
+    pool_slot_t *slots;
+    int nslots;
+    int inflight_fd, settings_fd;
+    long cap_all, cap_msg;
+    int stopping, alive_stops;
+    void (*stop_done)(void *ctx);
+    void *stop_ctx;
+};
 
-static void pool_spawn(pool_slot_t *s);
-
-static int pool_alive(void)
+static int pool_build(void *ctx, proc_spec_t *spec, char *err, size_t errlen)
 {
-    int n = 0;
-    for (int i = 0; i < nslots; i++)
-        n += slots[i].pid > 0;
-    return n;
-}
-
-long pool_restarts(void) { return restarts; }
-long pool_message_capacity(void) { return cap_msg; }
-
-json_object *pool_status_json(void)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "configured", json_object_new_int(nslots));
-    json_object_object_add(o, "alive", json_object_new_int(pool_alive()));
-    json_object_object_add(o, "threads", json_object_new_int64(pool_mgr ? pool_mgr->conf->responder_threads : 0));
-    json_object_object_add(o, "restarts", json_object_new_int64(restarts));
-    json_object_object_add(o, "capacity", json_object_new_int64(cap_all));
-    json_object_object_add(o, "messageCapacity", json_object_new_int64(cap_msg));
-    json_object_object_add(o, "inFlight", json_object_new_int64(inflight_total()));
-    json_object_object_add(o, "messagesInFlight", json_object_new_int64(inflight_messages()));
-    json_object_object_add(o, "refused", json_object_new_int64(inflight_refused()));
-    return o;
-}
-
-static void pool_log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    (void)suggested;
-    buf->base = log_buf + log_len;
-    buf->len = sizeof log_buf - log_len;
-}
-
-/* Relay whole lines from responders into the manager's log. */
-static void pool_log_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    (void)st;
-    (void)buf;
-    if (n <= 0) {
-        if (n < 0)
-            uv_read_stop(st);
-        return;
-    }
-    log_len += (size_t)n;
-    char *start = log_buf, *nl;
-    while ((nl = memchr(start, '\n', log_len - (size_t)(start - log_buf)))) {
-        log_raw(start, (size_t)(nl - start + 1));
-        start = nl + 1;
-    }
-    log_len -= (size_t)(start - log_buf);
-    memmove(log_buf, start, log_len);
-    if (log_len == sizeof log_buf) { /* a line with no end: flush it as is */
-        log_raw(log_buf, log_len);
-        log_len = 0;
-    }
-}
-
-static void pool_check_stopped(void)
-{
-    if (stopping && pool_alive() == 0 && stop_done) {
-        void (*fn)(manager_t *) = stop_done;
-        stop_done = NULL;
-        uv_timer_stop(&stop_timer);
-        uv_close((uv_handle_t *)&stop_timer, NULL);
-        for (int i = 0; i < nslots; i++)
-            uv_close((uv_handle_t *)&slots[i].timer, NULL);
-        if (log_wfd >= 0)
-            close(log_wfd);
-        log_wfd = -1;
-        /* The read end is drained and closed once EOF arrives; close it now. */
-        uv_close((uv_handle_t *)&log_pipe, NULL);
-        fn(pool_mgr);
-    }
-}
-
-static void pool_respawn_cb(uv_timer_t *t)
-{
-    pool_spawn(t->data);
-}
-
-static void pool_on_exit(void *ctx, pid_t pid, int status, const struct rusage *ru)
-{
-    (void)ru;
+    (void)err;
+    (void)errlen;
     pool_slot_t *s = ctx;
-    s->pid = 0;
+    spec->file = s->pool->cfg.exe;
+    spec->argv = s->argv;
+    spec->fd[0] = s->pool->cfg.listen_fd;
+    spec->fd[3] = s->pool->inflight_fd;
+    spec->fd[4] = s->pool->settings_fd;
+    return 0;
+}
+
+static void pool_line(void *ctx, int is_stderr, const char *line, size_t len, int cut)
+{
+    (void)ctx;
+    (void)is_stderr;
+    (void)cut;
+    /* A responder's lines are already whole log lines: pass them on as they are. */
+    char buf[4200];
+    if (len >= sizeof buf - 1)
+        len = sizeof buf - 2;
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    log_raw(buf, len + 1);
+}
+
+static void pool_started(void *ctx, pid_t pid)
+{
+    pool_slot_t *s = ctx;
+    log_debug("responder started", "responder=%d pid=%ld", s->index, (long)pid);
+}
+
+static supervisor_restart_t pool_exited(void *ctx, pid_t pid, int status, const char *err, long delay_ms)
+{
+    pool_slot_t *s = ctx;
+    pool_t *p = s->pool;
     inflight_reset(s->index); /* what it was serving died with it */
-    if (stopping) {
-        pool_check_stopped();
-        return;
+    if (pid == 0) {
+        log_error("cannot start responder", "responder=%d error=%s retryMs=%ld", s->index, log_q(err), delay_ms);
+        return SUPERVISOR_RESTART_BACKOFF;
     }
     char detail[128];
     if (status >= 0 && WIFSIGNALED(status))
@@ -146,127 +100,146 @@ static void pool_on_exit(void *ctx, pid_t pid, int status, const struct rusage *
                  status >= 0 ? WEXITSTATUS(status) : -1);
     if (status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == POOL_EX_CONFIG) {
         log_error("responder exited with a configuration error; not respawning", "%s", detail);
-        manager_event(pool_mgr, "responder_fatal", detail);
-        return;
+        if (p->cfg.event)
+            p->cfg.event(p->cfg.event_ctx, "responder_fatal", detail);
+        return SUPERVISOR_RESTART_NEVER;
     }
-    double lived_ms = (clock_now() - s->started) * 1000.0;
-    if (lived_ms >= POOL_STABLE_MS)
-        s->backoff_ms = POOL_BACKOFF_MIN_MS;
-    else
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : POOL_BACKOFF_MIN_MS;
-    if (s->backoff_ms > POOL_BACKOFF_MAX_MS)
-        s->backoff_ms = POOL_BACKOFF_MAX_MS;
-    restarts++;
-    log_warn("responder died; respawning", "%s delayMs=%ld", detail, s->backoff_ms);
-    manager_event(pool_mgr, "responder_respawn", detail);
-    uv_timer_start(&s->timer, pool_respawn_cb, (uint64_t)s->backoff_ms, 0);
+    log_warn("responder died; respawning", "%s delayMs=%ld", detail, delay_ms);
+    if (p->cfg.event)
+        p->cfg.event(p->cfg.event_ctx, "responder_respawn", detail);
+    return SUPERVISOR_RESTART_BACKOFF;
 }
 
-static void pool_spawn(pool_slot_t *s)
-{
-    const conf_t *c = pool_mgr->conf;
-    char idx[16], threads[16], body[32], msg[32], hb[32], slots_s[16], all_s[32], msg_s[32];
-    snprintf(idx, sizeof idx, "%d", s->index);
-    snprintf(slots_s, sizeof slots_s, "%d", nslots);
-    snprintf(all_s, sizeof all_s, "%ld", cap_all);
-    snprintf(msg_s, sizeof msg_s, "%ld", cap_msg);
-    snprintf(threads, sizeof threads, "%ld", c->responder_threads);
-    snprintf(body, sizeof body, "%ld", c->max_body_bytes);
-    snprintf(msg, sizeof msg, "%ld", c->max_message_bytes);
-    snprintf(hb, sizeof hb, "%ld", c->sse_heartbeat_ms);
-    char *argv[] = {pool_mgr->exe, "--responder", "--index", idx, "--control", (char *)c->control_socket,
-                    "--threads", threads, "--max-body", body, "--max-message", msg,
-                    "--heartbeat-ms", hb,
-                    "--log-level", (char *)c->log_level, "--slots", slots_s, "--capacity", all_s,
-                    "--message-capacity", msg_s, NULL};
-    proc_spec_t ps;
-    proc_spec_init(&ps, pool_mgr->exe, argv);
-    ps.fd[0] = pool_listen_fd; /* libfcgi's convention: the listening socket as fd 0 */
-    ps.fd[2] = log_wfd;
-    ps.fd[3] = inflight_fd;
-    ps.pdeathsig = SIGTERM;
-    char err[256];
-    pid_t pid = proc_spawn(&ps, err, sizeof err);
-    if (pid < 0) {
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : POOL_BACKOFF_MIN_MS;
-        if (s->backoff_ms > POOL_BACKOFF_MAX_MS)
-            s->backoff_ms = POOL_BACKOFF_MAX_MS;
-        log_error("cannot start responder", "responder=%d error=%s retryMs=%ld", s->index, log_q(err), s->backoff_ms);
-        uv_timer_start(&s->timer, pool_respawn_cb, (uint64_t)s->backoff_ms, 0);
-        return;
-    }
-    s->pid = pid;
-    s->started = clock_now();
-    proc_watch(pid, pool_on_exit, s);
-    log_debug("responder started", "responder=%d pid=%ld", s->index, (long)pid);
-}
+static const supervisor_ops_t pool_ops = {
+    .build = pool_build, .started = pool_started, .exited = pool_exited, .line = pool_line};
 
-int pool_start(manager_t *m, int listen_fd, char *err, size_t errlen)
+/* The settings every responder reads from fd 4: sealed, so none can change them for the others. */
+static int pool_settings_fd(const pool_t *p)
 {
-    pool_mgr = m;
-    pool_listen_fd = listen_fd;
-    nslots = (int)m->conf->responders;
-    slots = calloc((size_t)nslots, sizeof *slots);
-    int p[2];
-    if (!slots || pipe2(p, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "cannot set up responders: %s", strerror(errno));
+    responder_settings_t rs = {.conf = *p->cfg.conf, .slots = p->nslots, .capacity = p->cap_all,
+                               .message_capacity = p->cap_msg};
+    int fd = memfd_create("ocpm-responder-settings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    if (write(fd, &rs, sizeof rs) != (ssize_t)sizeof rs ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        close(fd);
         return -1;
     }
-    log_wfd = p[1];
+    return fd;
+}
+
+pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen)
+{
+    pool_t *p = calloc(1, sizeof *p);
+    int n = (int)cfg->conf->responders;
+    if (!p || !(p->slots = calloc((size_t)n, sizeof *p->slots))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->cfg = *cfg;
+    p->nslots = n;
     /* The pool's capacity, and a reserve kept free of messages for status, health, history and
      * aborts: a quarter of it, at most 8. */
-    cap_all = m->conf->responders * m->conf->responder_threads;
-    long reserve = cap_all / 4 > 8 ? 8 : cap_all / 4;
-    cap_msg = cap_all - reserve;
-    inflight_fd = inflight_create(nslots);
-    if (inflight_fd < 0) {
-        snprintf(err, errlen, "cannot create the shared in-flight counters: %s", strerror(errno));
-        return -1;
+    p->cap_all = cfg->conf->responders * cfg->conf->responder_threads;
+    long reserve = p->cap_all / 4 > 8 ? 8 : p->cap_all / 4;
+    p->cap_msg = p->cap_all - reserve;
+    p->inflight_fd = inflight_create(n);
+    p->settings_fd = p->inflight_fd >= 0 ? pool_settings_fd(p) : -1;
+    if (p->settings_fd < 0) {
+        snprintf(err, errlen, "cannot create the responders' shared pages: %s", strerror(errno));
+        if (p->inflight_fd >= 0)
+            close(p->inflight_fd);
+        free(p->slots);
+        free(p);
+        return NULL;
     }
-    uv_pipe_init(m->loop, &log_pipe, 0);
-    uv_pipe_open(&log_pipe, p[0]);
-    uv_read_start((uv_stream_t *)&log_pipe, pool_log_alloc, pool_log_read);
-    uv_timer_init(m->loop, &stop_timer);
-    for (int i = 0; i < nslots; i++) {
-        slots[i].index = i;
-        uv_timer_init(m->loop, &slots[i].timer);
-        slots[i].timer.data = &slots[i];
-        pool_spawn(&slots[i]);
-    }
-    return 0;
-}
-
-static void pool_stop_timeout(uv_timer_t *t)
-{
-    (void)t;
-    for (int i = 0; i < nslots; i++)
-        if (slots[i].pid > 0) {
-            log_warn("responder did not stop in time; killing", "responder=%d pid=%ld", i, (long)slots[i].pid);
-            kill(slots[i].pid, SIGKILL);
+    for (int i = 0; i < n; i++) {
+        pool_slot_t *s = &p->slots[i];
+        s->pool = p;
+        s->index = i;
+        snprintf(s->index_s, sizeof s->index_s, "%d", i);
+        s->argv[0] = (char *)cfg->exe;
+        s->argv[1] = "--responder";
+        s->argv[2] = s->index_s;
+        s->argv[3] = NULL;
+        char name[32];
+        snprintf(name, sizeof name, "responder %d", i);
+        s->sup = supervisor_new(cfg->loop, name, &pool_policy, &pool_ops, s);
+        if (!s->sup) {
+            snprintf(err, errlen, "out of memory");
+            pool_free(p);
+            return NULL;
         }
-}
-
-void pool_stop(manager_t *m, void (*done)(manager_t *))
-{
-    (void)m;
-    stopping = 1;
-    stop_done = done;
-    for (int i = 0; i < nslots; i++) {
-        uv_timer_stop(&slots[i].timer);
-        if (slots[i].pid > 0)
-            kill(slots[i].pid, SIGTERM);
+        supervisor_start(s->sup);
     }
-    uv_timer_start(&stop_timer, pool_stop_timeout, POOL_STOP_GRACE_MS, 0);
-    pool_check_stopped();
+    return p;
 }
 
-void pool_free(void)
+static int pool_alive(const pool_t *p)
 {
+    int n = 0;
+    for (int i = 0; i < p->nslots; i++)
+        n += p->slots[i].sup && supervisor_pid(p->slots[i].sup) > 0;
+    return n;
+}
+
+static void pool_slot_stopped(void *ctx)
+{
+    pool_t *p = ((pool_slot_t *)ctx)->pool;
+    if (--p->alive_stops == 0 && p->stop_done)
+        p->stop_done(p->stop_ctx);
+}
+
+void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx)
+{
+    p->stopping = 1;
+    p->stop_done = done;
+    p->stop_ctx = ctx;
+    p->alive_stops = p->nslots + 1;
+    for (int i = 0; i < p->nslots; i++)
+        supervisor_stop(p->slots[i].sup, pool_slot_stopped);
+    /* The +1 above keeps done from running before every supervisor was asked. */
+    pool_slot_stopped(&p->slots[0]);
+}
+
+void pool_free(pool_t *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->nslots; i++)
+        supervisor_free(p->slots[i].sup);
     inflight_detach();
-    if (inflight_fd >= 0)
-        close(inflight_fd);
-    inflight_fd = -1;
-    free(slots);
-    slots = NULL;
-    nslots = 0;
+    if (p->inflight_fd >= 0)
+        close(p->inflight_fd);
+    if (p->settings_fd >= 0)
+        close(p->settings_fd);
+    free(p->slots);
+    free(p);
+}
+
+long pool_restarts(const pool_t *p)
+{
+    long n = 0;
+    for (int i = 0; i < p->nslots; i++)
+        n += supervisor_restarts(p->slots[i].sup);
+    return n;
+}
+
+long pool_message_capacity(const pool_t *p) { return p->cap_msg; }
+
+json_object *pool_status_json(const pool_t *p)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "configured", json_object_new_int(p->nslots));
+    json_object_object_add(o, "alive", json_object_new_int(pool_alive(p)));
+    json_object_object_add(o, "threads", json_object_new_int64(p->cfg.conf->responder_threads));
+    json_object_object_add(o, "restarts", json_object_new_int64(pool_restarts(p)));
+    json_object_object_add(o, "capacity", json_object_new_int64(p->cap_all));
+    json_object_object_add(o, "messageCapacity", json_object_new_int64(p->cap_msg));
+    json_object_object_add(o, "inFlight", json_object_new_int64(inflight_total()));
+    json_object_object_add(o, "messagesInFlight", json_object_new_int64(inflight_messages()));
+    json_object_object_add(o, "refused", json_object_new_int64(inflight_refused()));
+    return o;
 }

@@ -1196,8 +1196,9 @@ void oc_server_disable(void)
     }
 }
 
-void oc_server_stop(void (*done)(manager_t *m))
+void oc_server_stop(manager_t *m, void (*done)(manager_t *m))
 {
+    S.m = m;
     oc_server_cancel_requests();
     if (S.timers_init) {
         uv_timer_stop(&S.health_timer);

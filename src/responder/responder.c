@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -25,63 +26,27 @@
 /* How long in-flight requests may take to finish after SIGTERM. */
 #define RESP_STOP_GRACE_S 30
 
-static const responder_opts_t *opts;
-static atomic_int busy;
-static atomic_int stopping;
+/* This responder: its place in the pool and the manager's settings (fd 4). */
+typedef struct responder {
+    int index;
+    responder_settings_t s;
+    atomic_int busy;
+    atomic_int stopping;
+} responder_t;
 
 typedef struct resp_thread {
+    responder_t *r;
     int ctl;
     frame_decoder_t *dec;
 } resp_thread_t;
 
-int responder_parse_args(int argc, char **argv, responder_opts_t *o, char *err, unsigned long errlen)
+/* The settings the manager sealed into fd: its own conf_t, as it parsed it (the same binary). */
+static int responder_read_settings(int fd, responder_settings_t *s)
 {
-    memset(o, 0, sizeof *o);
-    o->threads = 16;
-    o->max_body_bytes = 1 << 20;
-    o->max_message_bytes = 256 << 10;
-    o->heartbeat_ms = 10000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--responder") == 0)
-            continue;
-        if (i + 1 >= argc) {
-            snprintf(err, errlen, "%s needs a value", a);
-            return -1;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--index") == 0)
-            o->index = atoi(v);
-        else if (strcmp(a, "--control") == 0)
-            o->control_socket = v;
-        else if (strcmp(a, "--threads") == 0)
-            o->threads = atol(v);
-        else if (strcmp(a, "--max-body") == 0)
-            o->max_body_bytes = atol(v);
-        else if (strcmp(a, "--max-message") == 0)
-            o->max_message_bytes = atol(v);
-        else if (strcmp(a, "--heartbeat-ms") == 0)
-            o->heartbeat_ms = atol(v);
-        else if (strcmp(a, "--slots") == 0)
-            o->slots = atoi(v);
-        else if (strcmp(a, "--capacity") == 0)
-            o->capacity = atol(v);
-        else if (strcmp(a, "--message-capacity") == 0)
-            o->message_capacity = atol(v);
-        else if (strcmp(a, "--log-level") == 0) {
-            log_level_t l;
-            if (log_level_parse(v, &l) == 0)
-                log_set_level(l);
-        } else {
-            snprintf(err, errlen, "unknown responder option %s", a);
-            return -1;
-        }
-    }
-    if (!o->control_socket || o->threads < 1) {
-        snprintf(err, errlen, "responder needs --control and --threads");
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size != (off_t)sizeof *s || pread(fd, s, sizeof *s, 0) != (ssize_t)sizeof *s)
         return -1;
-    }
-    return 0;
+    return s->conf.responder_threads >= 1 && s->slots >= 1 ? 0 : -1;
 }
 
 static int resp_connect(resp_thread_t *t)
@@ -92,7 +57,7 @@ static int resp_connect(resp_thread_t *t)
     if (fd < 0)
         return -1;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", opts->control_socket);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", t->r->s.conf.control_socket);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
@@ -221,7 +186,7 @@ static void resp_stream(FCGX_Request *r, resp_thread_t *t)
     }
     for (;;) {
         json_object *f = NULL;
-        frame_rc_t rc = frame_read_fd(t->ctl, t->dec, &f, (int)opts->heartbeat_ms);
+        frame_rc_t rc = frame_read_fd(t->ctl, t->dec, &f, (int)t->r->s.conf.sse_heartbeat_ms);
         if (rc == FRAME_AGAIN) {
             FCGX_PutS(": heartbeat\n\n", r->out);
             if (FCGX_FFlush(r->out) != 0) {
@@ -281,9 +246,9 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
             return;
         }
     }
-    if (len > opts->max_body_bytes) {
+    if (len > t->r->s.conf.max_body_bytes) {
         char m[96];
-        snprintf(m, sizeof m, "body is larger than %ld bytes", opts->max_body_bytes);
+        snprintf(m, sizeof m, "body is larger than %ld bytes", t->r->s.conf.max_body_bytes);
         resp_error(r, 413, "body_too_large", m, NULL);
         return;
     }
@@ -311,7 +276,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
         .body = body,
         .body_len = (size_t)len,
     };
-    request_limits_t lim = {opts->max_body_bytes, opts->max_message_bytes};
+    request_limits_t lim = {t->r->s.conf.max_body_bytes, t->r->s.conf.max_message_bytes};
     request_err_t err;
     json_object *frame = request_build(&in, &lim, &err);
     free(body);
@@ -321,7 +286,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     }
     json_object *op;
     if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
-        if (inflight_promote(opts->index, opts->message_capacity) != 0) {
+        if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
             json_object_put(frame);
             resp_busy(r, "every responder thread for messages is busy; retry shortly");
             return;
@@ -380,40 +345,50 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
 
 static void *resp_thread_main(void *arg)
 {
-    (void)arg;
-    resp_thread_t t = {.ctl = -1};
+    responder_t *r = arg;
+    resp_thread_t t = {.r = r, .ctl = -1};
     FCGX_Request req;
     if (FCGX_InitRequest(&req, 0, 0) != 0)
         return NULL;
-    while (!atomic_load(&stopping)) {
+    while (!atomic_load(&r->stopping)) {
         if (FCGX_Accept_r(&req) < 0)
             break;
-        atomic_fetch_add(&busy, 1);
+        atomic_fetch_add(&r->busy, 1);
         int message = 0;
-        if (atomic_load(&stopping)) {
+        if (atomic_load(&r->stopping)) {
             resp_error(&req, 503, "shutting_down", "the responder is stopping", NULL);
-        } else if (inflight_enter(opts->index, opts->capacity) != 0) {
+        } else if (inflight_enter(r->index, r->s.capacity) != 0) {
             resp_busy(&req, "every responder thread is busy; retry shortly");
         } else {
             resp_handle(&req, &t, &message);
-            inflight_leave(opts->index, message);
+            inflight_leave(r->index, message);
         }
         FCGX_Finish_r(&req);
-        atomic_fetch_sub(&busy, 1);
+        atomic_fetch_sub(&r->busy, 1);
     }
     resp_disconnect(&t);
     FCGX_Free(&req, 1);
     return NULL;
 }
 
-int responder_main(const responder_opts_t *o)
+int responder_main(int index, int settings_fd)
 {
-    opts = o;
+    static responder_t self; /* the process is this responder */
+    responder_t *r = &self;
+    r->index = index;
     log_set_component("responder");
     signal(SIGPIPE, SIG_IGN);
+    if (responder_read_settings(settings_fd, &r->s) != 0) {
+        log_error("responder has no settings on its descriptor", "responder=%d fd=%d", index, settings_fd);
+        return 78;
+    }
+    close(settings_fd);
+    log_level_t lvl = LOGL_INFO;
+    log_level_parse(r->s.conf.log_level, &lvl);
+    log_set_level(lvl);
     if (FCGX_Init() != 0 || FCGX_IsCGI()) {
         /* FCGX_IsCGI() is true when fd 0 is not a socket: nothing to serve. */
-        log_error("responder has no FastCGI socket on fd 0", "responder=%d", o->index);
+        log_error("responder has no FastCGI socket on fd 0", "responder=%d", index);
         return 78;
     }
     /* The terminal's Ctrl-C reaches the whole process group: the manager alone decides when the
@@ -429,23 +404,20 @@ int responder_main(const responder_opts_t *o)
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* The in-flight page (fd 3) and one spare thread, which answers 503 when the pool is full. */
-    long nthreads = o->threads;
-    if (o->slots > 0 && o->capacity > 0) {
-        if (inflight_attach(3, o->slots) != 0) {
-            log_error("responder cannot map the in-flight page on fd 3", "responder=%d", o->index);
-            return 78;
-        }
-        nthreads++;
+    long threads = r->s.conf.responder_threads;
+    if (inflight_attach(3, r->s.slots) != 0) {
+        log_error("responder cannot map the in-flight page on fd 3", "responder=%d", index);
+        return 78;
     }
-    for (long i = 0; i < nthreads; i++) {
+    for (long i = 0; i < threads + 1; i++) {
         pthread_t th;
-        if (pthread_create(&th, &attr, resp_thread_main, NULL) != 0) {
-            log_error("cannot start responder thread", "responder=%d thread=%ld", o->index, i);
+        if (pthread_create(&th, &attr, resp_thread_main, r) != 0) {
+            log_error("cannot start responder thread", "responder=%d thread=%ld", index, i);
             return 1;
         }
     }
     pthread_attr_destroy(&attr);
-    log_debug("responder ready", "responder=%d threads=%ld", o->index, o->threads);
+    log_debug("responder ready", "responder=%d threads=%ld", index, threads);
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
@@ -454,12 +426,12 @@ int responder_main(const responder_opts_t *o)
             continue;
         break;
     }
-    atomic_store(&stopping, 1);
+    atomic_store(&r->stopping, 1);
     FCGX_ShutdownPending();
     /* Let requests in flight finish; idle threads stay blocked in accept(). */
     struct timespec tick = {0, 20 * 1000 * 1000};
-    for (int i = 0; i < RESP_STOP_GRACE_S * 50 && atomic_load(&busy) > 0; i++)
+    for (int i = 0; i < RESP_STOP_GRACE_S * 50 && atomic_load(&r->busy) > 0; i++)
         nanosleep(&tick, NULL);
-    log_debug("responder stopped", "responder=%d busy=%d", o->index, atomic_load(&busy));
+    log_debug("responder stopped", "responder=%d busy=%d", index, atomic_load(&r->busy));
     return 0;
 }

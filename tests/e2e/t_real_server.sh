@@ -52,7 +52,7 @@ SPID=$(curl -s "$BASE/api/opencode/status" | jq -r .server.pid)
 sample() {
     local n
     # The server's process group, plus any `opencode run` for this test's workspaces.
-    n=$(( $(pgrep -c -g "$SPID" || true) + $(pgrep -fc -- "run .*--dir $STACK_DIR" || true) ))
+    n=$(( $(pgrep -c -g "$SPID" || true) + $(t_pids runs | wc -l) ))
     [ "$n" -gt "$maxprocs" ] && maxprocs=$n
     [ "$(sql "select count(*) from executions where id in ($list) and status not in ('queued','running')")" = 16 ]
 }

@@ -23,7 +23,7 @@ model_fault() {
 for k in fail500 stall; do req POST /api/sessions "{\"id\":\"per-session-$k\"}"; done
 model_fault per-session fail500
 model_fault per-session stall
-check "per-session: no opencode run is left" wait_until 20 sh -c "! pgrep -f '[o]pencode.* run .*model fault'"
+check "per-session: no opencode run is left" wait_until 20 sh -c "[ -z \"\$(python3 $SRC/tests/integration/pids.py $TDIR runs)\" ]"
 req POST /api/sessions/per-session-stall/messages '{"text":"after the faults"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "per-session: the next message succeeds"
 

@@ -61,12 +61,12 @@ curl -sN --max-time 30 -H 'Accept: text/event-stream' -H 'Content-Type: applicat
 CURL=$!
 RKID=$(running_id k)
 check "the stream is open" wait_until 10 grep -q 'message.part.delta' "$TDIR/killed.sse"
-OLDR=$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')
-pkill -9 -f -- "[-]-responder .*$TDIR"
+OLDR=$(t_pids responders | sort | tr '\n' ' ')
+t_pids responders | xargs -r kill -9
 wait "$CURL"
 check "the client's stream is cut, without done" sh -c "! grep -q '^event: done' '$TDIR/killed.sse'"
 check "the run goes on and is recorded" wait_until 20 sql_is "select status from executions where id=$RKID" succeeded
-respawned() { [ "$(pgrep -f -- "[-]-responder .*$TDIR" | wc -l)" -ge 4 ] && [ "$(pgrep -f -- "[-]-responder .*$TDIR" | sort | tr '\n' ' ')" != "$OLDR" ]; }
+respawned() { [ "$(t_pids responders | wc -l)" -ge 4 ] && [ "$(t_pids responders | sort | tr '\n' ' ')" != "$OLDR" ]; }
 check "every responder is respawned" wait_until 15 respawned
 check "activeStreams returns to 0" wait_until 10 sh -c "curl -s $BASE/api/opencode/status | jq -e '.activeStreams == 0'"
 req POST /api/sessions/k/messages '{"text":"after the responders died"}'

@@ -48,9 +48,9 @@ req GET /api/opencode/status
 is "$STATUS" 200 "the manager carries on"
 
 # --- responder respawn ----------------------------------------------------------------
-RPID=$(pgrep -f -- "--responder --index 0 .*$TDIR" | head -1)
+RPID=$(pgrep -P "$STACK_OCPMD_PID" -f -- '--responder 0$' | head -1)
 kill -9 "$RPID"
-check "a killed responder is respawned" wait_until 10 sh -c "pgrep -f -- '--responder --index 0 .*$TDIR' | grep -vx $RPID"
+check "a killed responder is respawned" wait_until 10 sh -c "pgrep -P $STACK_OCPMD_PID -f -- '--responder 0\$' | grep -vx $RPID"
 check "the respawn is logged" grep -q 'responder died; respawning' "$LOG"
 is "$(sql "select count(*) from manager_events where kind='responder_respawn'")" 1 "and recorded in manager_events"
 req GET /api/opencode/status
@@ -103,7 +103,7 @@ is "$(jq -r .execution.status "$TDIR/g1")" succeeded "the in-flight client got i
 is "$(sql "select group_concat(status, ',') from (select status from executions where session_id='g' order by id)")" \
     "succeeded,aborted" "in-flight run recorded as succeeded, queued one as aborted"
 is "$(sql "select kind from manager_events order by id desc limit 1")" manager_stop "manager_stop recorded"
-check "no responder is left" wait_until 10 sh -c "! pgrep -f -- '[-]-responder .*$TDIR'"
+check "no responder is left" wait_until 10 sh -c "[ -z \"\$(python3 $SRC/tests/integration/pids.py $TDIR responders)\" ]"
 
 # --- shutdown_timeout kills what still runs ---------------------------------------------------
 export OCPM_SHUTDOWN_TIMEOUT=500ms
@@ -132,7 +132,7 @@ kill -9 "$STACK_OCPMD_PID"
 wait "$STACK_OCPMD_PID" 2>/dev/null
 STACK_OCPMD_PID=
 check "the orphaned opencode dies with the manager (PDEATHSIG)" wait_until 10 sh -c "! kill -0 $KPID 2>/dev/null"
-check "the responders die with the manager" wait_until 10 sh -c "! pgrep -f -- '[-]-responder .*$TDIR'"
+check "the responders die with the manager" wait_until 10 sh -c "[ -z \"\$(python3 $SRC/tests/integration/pids.py $TDIR responders)\" ]"
 stack_start_ocpmd
 is "$(sql "select status from executions where id=$KID")" interrupted "the row left running becomes interrupted"
 check "the recovery is logged" grep -q 'marked interrupted' "$LOG"

@@ -80,8 +80,9 @@ t_start() {
     trap t_cleanup EXIT
 }
 
-# Processes whose command line names this test's directory (opencode children, responders, ...).
-t_leftovers() { pgrep -f "$TDIR" | grep -v "^$$\$" || true; }
+# Processes of this test's stack (responders, every agent process, the fakes, nginx): pids.py.
+t_pids() { python3 "$SRC/tests/integration/pids.py" "$TDIR" "${1:-all}"; }
+t_leftovers() { t_pids all; }
 
 t_cleanup() {
     trap - EXIT

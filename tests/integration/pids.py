@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""The processes of one test stack, for the tests' checks that nothing is left behind.
+
+pids.py TDIR [responders|runs|all]
+A process belongs to the stack under TDIR when its command line names TDIR (the fake opencode,
+nginx), its HOME lies there (every agent process: ocpm sets HOME in the agent's home), or it is a
+responder (`ocpmd --responder N`) whose environment names the stack's state directory. Prints one
+pid a line; never this process or its parent (the test shell and its subshells share the
+environment, but not those command lines or that HOME)."""
+import os
+import sys
+
+tdir, what = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "all")
+skip = {os.getpid(), os.getppid()}
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) in skip:
+        continue
+    try:
+        with open("/proc/%s/cmdline" % name, "rb") as f:
+            cmd = f.read().decode("utf-8", "replace").split("\0")
+        env = []
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                env = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            pass
+    except OSError:
+        continue
+    responder = "--responder" in cmd and any(e.startswith("OCPM_STATE_DIR=" + tdir) for e in env)
+    agent = any(e.startswith("HOME=" + tdir) for e in env)
+    named = any(tdir in c for c in cmd)
+    run = agent and "run" in cmd
+    if (what == "responders" and responder) or (what == "runs" and run) or \
+            (what == "all" and (responder or agent or named)):
+        print(name)
