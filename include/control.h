@@ -10,22 +10,25 @@
 #define OCPM_CONTROL_H
 
 #include <json-c/json.h>
+#include <uv.h>
 
-#include "manager.h"
-
+typedef struct control control_t;
 typedef struct control_conn control_conn_t;
 
 /* Called with each request frame; the handler must answer it (now or later)
  * with control_reply/control_error, or with control_stream_start ... control_end. */
-typedef void (*control_request_fn)(manager_t *m, control_conn_t *c, json_object *frame);
+typedef void (*control_request_fn)(void *ctx, control_conn_t *c, json_object *frame);
 /* Called when a connection closes while something waits to answer it. */
 typedef void (*control_detach_fn)(void *ctx, control_conn_t *c);
 
-int control_listen(manager_t *m, const char *path, control_request_fn fn, char *err, size_t errlen);
-/* Stop accepting; existing connections stay. */
-void control_stop_listening(void);
-/* Close every connection and the listener. */
-void control_close_all(void);
+/* Listen on path (mode 0600). NULL with err when it cannot. */
+control_t *control_listen(uv_loop_t *loop, const char *path, control_request_fn fn, void *ctx, char *err,
+                          size_t errlen);
+/* Close every connection and the listener; it frees itself once they are closed. */
+void control_free(control_t *ctl);
+/* Clients streaming now, and requests answered since the start. */
+long control_streams(const control_t *ctl);
+unsigned long long control_requests(const control_t *ctl);
 
 /* body is taken over. headers may be NULL (taken over too). */
 int control_reply(control_conn_t *c, int status, json_object *body, json_object *headers);

@@ -12,12 +12,15 @@
 
 #include <json-c/json.h>
 
+#include "exec_status.h"
+
 typedef struct db db_t;
 
 /* One execution as the manager knows it. Strings are borrowed for the call. */
 typedef struct db_exec {
     int64_t id;
-    const char *session_id, *owner, *mode, *status;
+    const char *session_id, *owner, *mode;
+    exec_status_t status;
     const char *argv_json, *model, *agent;
     const char *prompt;
     size_t prompt_len;
@@ -94,6 +97,9 @@ int db_exec_insert(db_t *db, db_exec_t *e);
 /* Write every mutable column of e (by e->id). When finished, also bumps the
  * session's last_activity and message_count in the same transaction. */
 int db_exec_update(db_t *db, const db_exec_t *e, int finished);
+/* The row e becomes once written, as a JSON object, built from memory (the same shape as
+ * db_exec_get's; the text cut and hashed as stored). For the answer to the client who waited. */
+json_object *db_exec_json(const db_t *db, const db_exec_t *e);
 /* The row as a JSON object (owner NULL: anyone's, for operators), or NULL (missing, another owner, or error:
  * db_errmsg tells which when it is an error). */
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner);

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+typedef struct http http_t;
 typedef struct http_req http_req_t;
 
 /* err is 0 on a completed exchange (any status), else a libcurl code with
@@ -35,10 +36,11 @@ typedef struct http_opts {
     void *ctx;
 } http_opts_t;
 
-int http_init(uv_loop_t *loop);
-/* Cancel everything (no callbacks) and free the multi handle. */
-void http_shutdown(void);
-http_req_t *http_request(const http_opts_t *o);
+/* A client: one multi handle driven by loop. NULL when libcurl cannot start. */
+http_t *http_new(uv_loop_t *loop);
+/* Cancel everything (no callbacks) and free the client (its timer closes with the loop's next turn). */
+void http_free_client(http_t *h);
+http_req_t *http_request(http_t *h, const http_opts_t *o);
 void http_cancel(http_req_t *r);
 
 #endif

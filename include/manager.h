@@ -1,41 +1,53 @@
-/* manager: the manager process's shared context and lifecycle.
+/* manager: the manager process (ocpmd): its context and its lifecycle.
  *
- * One manager_t exists per ocpmd. It owns the libuv loop, the settings, the
- * database and the counters the status endpoint reports; the modules that
- * do the work (sess, exec, run, ctl, op, pool) are handed it. Like nginx's
- * cycle it is a context record, so its fields are public; its behaviour
- * lives in the modules. */
+ * One manager_t exists per ocpmd, made by manager_run and passed to whatever serves a request (the
+ * API's handlers, the status page, the metrics). Like nginx's cycle it is a record of the objects
+ * the manager is made of, so its fields are public; their behaviour lives in their own modules,
+ * none of which knows the manager (nothing below this header includes it). */
 #ifndef OCPM_MANAGER_H
 #define OCPM_MANAGER_H
-
-#include <stdint.h>
 
 #include <uv.h>
 
 #include "conf.h"
+#include "control.h"
 #include "db.h"
+#include "http.h"
+#include "metrics.h"
+#include "oc_models.h"
+#include "oc_run.h"
+#include "oc_server.h"
+#include "pool.h"
+#include "prune.h"
+#include "scheduler.h"
+#include "session.h"
+#include "storage_retry.h"
+#include "user.h"
 
 typedef struct manager {
     uv_loop_t *loop;
     const conf_t *conf;
     db_t *db;
-    char **child_env; /* allowlisted environment for opencode */
-    struct pool *pool; /* the FastCGI responders */
-    char version[128];
-    int available;       /* opencode --version worked */
-    int serve_supported; /* opencode serve exists */
-    int ready;           /* initialised and accepting */
-    int stopping;        /* SIGTERM/SIGINT received */
-    double started_at;
-    double last_activity;
-    /* live counts */
-    long running;        /* opencode processes running */
-    long queued;         /* executions waiting */
-    long streams;        /* clients streaming events */
-    long sessions;       /* sessions known, not deleted */
-    /* totals since start */
-    uint64_t spawned, finished, failed, requests;
-    char exe[4096];      /* this binary, for spawning responders */
+    session_table_t *sessions;
+    user_table_t *users;
+    oc_models_t *models;
+    http_t *http;
+    oc_runner_t *runner;    /* `opencode run` per message: the per-session backend, the server's fallback */
+    oc_server_t *server;    /* NULL unless server mode was chosen */
+    scheduler_t *scheduler;
+    storage_retry_t *storage;
+    prune_t *prune;
+    control_t *control;
+    pool_t *pool;           /* the FastCGI responders */
+    metrics_t *metrics;
+    char **child_env;       /* the allowlisted environment for opencode */
+    char version[128];      /* opencode --version */
+    int available;          /* opencode --version worked */
+    int serve_supported;    /* opencode serve exists */
+    int ready;              /* initialised and accepting */
+    int stopping;           /* SIGTERM/SIGINT received */
+    double started_at, last_activity;
+    char exe[4096];         /* this binary, for spawning responders */
 } manager_t;
 
 /* Record a manager event in the log and in manager_events. */
@@ -43,8 +55,9 @@ void manager_event(manager_t *m, const char *kind, const char *detail);
 /* Note activity for lastActivity/idleTime. */
 void manager_touch(manager_t *m);
 
-/* Initialise everything (database, probes, sockets, responders) and run the
- * loop until shutdown completes. Returns 0 on a clean stop. */
-int manager_run(const conf_t *conf, const char *exe);
+/* Initialise everything (database, probes, sockets, responders) and run the loop until shutdown
+ * completes; requests on the control socket go to dispatch, with the manager as its ctx (the API,
+ * api.h: main wires the two, so that neither includes the other). Returns 0 on a clean stop. */
+int manager_run(const conf_t *conf, const char *exe, control_request_fn dispatch);
 
 #endif

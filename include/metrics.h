@@ -1,15 +1,35 @@
-/* metrics: counters and histograms since start, exposed in the Prometheus text format.
+/* metrics: the Prometheus text exposition, from a table.
  *
  * Names start with ocpm_, use base units (seconds, bytes), counters end in _total, and no label
- * carries a per-execution or per-session value (bounded cardinality: mode x status). */
+ * carries a per-execution or per-session value (bounded cardinality: mode x status). A metrics_t
+ * keeps what only it can know (finished executions by mode and status, and the duration and
+ * queue-wait histograms); every other metric is a row of a metric_t table whose read function
+ * takes the value from where it lives, at scrape time. */
 #ifndef OCPM_METRICS_H
 #define OCPM_METRICS_H
 
-#include "manager.h"
+#include <stddef.h>
 
-/* One finished execution. */
-void metrics_observe(const char *mode, const char *status, double duration_s, double queue_wait_s);
-/* The exposition text (malloc'd, NUL-terminated) or NULL. */
-char *metrics_render(manager_t *m);
+#include "exec_status.h"
+
+typedef struct metrics metrics_t;
+
+typedef enum { METRIC_GAUGE, METRIC_COUNTER } metric_type_t;
+
+/* One metric: its name, type and help, and how to read its value from ctx. */
+typedef struct metric {
+    const char *name;
+    metric_type_t type;
+    const char *help;
+    double (*read)(const void *ctx);
+} metric_t;
+
+metrics_t *metrics_new(double started_at);
+void metrics_free(metrics_t *mt);
+/* One finished execution (mode "per-session" or "server"); duration_s < 0 when it never ran. */
+void metrics_observe(metrics_t *mt, const char *mode, exec_status_t status, double duration_s, double queue_wait_s);
+/* The exposition (malloc'd, NUL-terminated) or NULL: build info, start time, the execution
+ * families, then each row of table read from ctx. */
+char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx);
 
 #endif

@@ -10,15 +10,19 @@
 
 #include <json-c/json.h>
 
+typedef struct oc_models oc_models_t;
+
+oc_models_t *oc_models_new(void);
+void oc_models_free(oc_models_t *m);
 /* Replace the list with the "provider/model" lines of `opencode models`. Returns how many. */
-int oc_models_set_lines(const char *text);
+int oc_models_set_lines(oc_models_t *m, const char *text);
 /* Replace the list (and the default) with the server's answers: /config/providers, /config. */
-int oc_models_set_providers(json_object *providers, json_object *config);
+int oc_models_set_providers(oc_models_t *m, json_object *providers, json_object *config);
 /* 1 known, 0 unknown, -1 no list yet. */
-int oc_models_known(const char *model);
+int oc_models_known(const oc_models_t *m, const char *model);
 /* The configured default ("provider/model"), or NULL. */
-const char *oc_models_default(void);
-long oc_models_count(void);
-void oc_models_free(void);
+const char *oc_models_default(const oc_models_t *m);
+/* How many, or -1 before the first list. */
+long oc_models_count(const oc_models_t *m);
 
 #endif

@@ -12,20 +12,21 @@
 #include <json-c/json.h>
 
 typedef struct session session_t;
+typedef struct session_table session_table_t;
 struct execution;
 
-int session_table_init(size_t buckets);
-void session_table_free(void);
+session_table_t *session_table_new(size_t buckets);
+void session_table_free(session_table_t *t);
 
 /* Add a session (from the database or a new create). workspace is its directory, workspace_name
  * what clients see. NULL on no memory. */
-session_t *session_add(const char *id, const char *owner, const char *workspace, const char *workspace_name,
+session_t *session_add(session_table_t *t, const char *id, const char *owner, const char *workspace, const char *workspace_name,
                  const char *oc_session_id, double created_at, double last_activity, long message_count);
-session_t *session_find(const char *owner, const char *id);
+session_t *session_find(const session_table_t *t, const char *owner, const char *id);
 /* Remove from the table and free; the caller has emptied its queue. */
-void session_remove(session_t *s);
-size_t session_count(void);
-void session_each(void (*fn)(void *ctx, session_t *s), void *ctx);
+void session_remove(session_table_t *t, session_t *s);
+size_t session_count(const session_table_t *t);
+void session_each(session_table_t *t, void (*fn)(void *ctx, session_t *s), void *ctx);
 
 const char *session_id(const session_t *s);
 const char *session_owner(const session_t *s);
@@ -49,6 +50,6 @@ int session_unqueue(session_t *s, struct execution *e);
 json_object *session_json(const session_t *s);
 /* One page of owner's sessions in id order, after the id `after` ("" from the start): at most
  * limit, and *more set when others follow. O(sessions) per call. */
-json_object *session_page(const char *owner, const char *after, long limit, int *more);
+json_object *session_page(const session_table_t *t, const char *owner, const char *after, long limit, int *more);
 
 #endif

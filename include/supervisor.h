@@ -47,7 +47,8 @@ typedef struct supervisor_ops {
     /* The child runs (pid). May be NULL. */
     void (*started)(void *ctx, pid_t pid);
     /* The child exited (status as from waitpid, or -1 when it vanished; pid 0 when it could not
-     * be started at all, err saying why). delay_ms is what BACKOFF would wait. Returns what next. */
+     * be started at all, err saying why). delay_ms is what BACKOFF would wait. Returns what next
+     * (ignored while stopping: it is called then too, before the stop's done). */
     supervisor_restart_t (*exited)(void *ctx, pid_t pid, int status, const char *err, long delay_ms);
     /* One line of output. */
     void (*line)(void *ctx, int is_stderr, const char *line, size_t len, int cut);

@@ -9,13 +9,16 @@
 
 typedef enum { USER_SESSIONS, USER_RUNNING, USER_QUEUED_BYTES, USER_WAITERS, USER_NCOUNTERS } user_counter_t;
 
-long user_count(const char *owner, user_counter_t k);
+typedef struct user_table user_table_t;
+
+user_table_t *user_table_new(void);
+void user_table_free(user_table_t *t);
+long user_count(user_table_t *t, const char *owner, user_counter_t k);
 /* Add delta (negative to release). Returns -1 when out of memory (nothing counted). */
-int user_add(const char *owner, user_counter_t k, long delta);
+int user_add(user_table_t *t, const char *owner, user_counter_t k, long delta);
 /* The total over every user. */
-long user_total(user_counter_t k);
+long user_total(const user_table_t *t, user_counter_t k);
 /* share (percent) of capacity, at least 1: the most one user may hold. */
 long user_share_of(long capacity, long share_percent);
-void user_table_free(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "api.h"
 #include "conf.h"
 #include "log.h"
 #include "manager.h"
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
         return 1;
     }
     exe[n] = '\0';
-    rc = manager_run(&conf, exe);
+    rc = manager_run(&conf, exe, api_dispatch);
     log_close();
     return rc;
 }

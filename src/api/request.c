@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "route.h"
+#include "api.h"
 #include "valid.h"
 
 /* JSON bodies deeper than this are refused: no request needs more than 2. */
@@ -69,84 +69,27 @@ static int request_decimal(const char *s, int fraction)
     return s[n] == '\0';
 }
 
-/* Check one value against its field kind. Returns NULL when fine, else why. */
-static const char *request_check_value(const field_t *f, json_object *v, const request_limits_t *lim)
+/* Validate obj's members against fields (api_check_fields); unknown members are refused. */
+static json_object *request_check_fields(const api_field_t *fields, json_object *obj, const request_limits_t *lim,
+                                         const char *where, request_err_t *err)
 {
-    if (f->kind == FIELD_LIMIT || f->kind == FIELD_CURSOR) {
-        if (!json_object_is_type(v, json_type_int))
-            return "must be an integer";
-        int64_t n = json_object_get_int64(v);
-        if (f->kind == FIELD_CURSOR)
-            return n >= 1 ? NULL : "must be a positive execution id";
-        return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
+    const char *name = NULL, *code = NULL;
+    const char *why = api_check_fields(fields, obj, lim->max_message_bytes, &name, &code);
+    if (!why)
+        return obj;
+    if (strcmp(code, "unknown_field") == 0) {
+        char k[64];
+        snprintf(k, sizeof k, "%s", name);
+        for (char *c = k; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                *c = '?';
+        return request_fail(err, 400, code, "unknown %s field \"%s\"", where, k);
     }
-    if (f->kind == FIELD_TIME) {
-        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
-            return "must be unix seconds";
-        return json_object_get_double(v) >= 0 ? NULL : "must not be negative";
-    }
-    if (!json_object_is_type(v, json_type_string))
-        return "must be a string";
-    const char *s = json_object_get_string(v);
-    size_t len = (size_t)json_object_get_string_len(v);
-    if (strlen(s) != len || !valid_utf8(s, len))
-        return "must be valid UTF-8 without NUL bytes";
-    const char *why = NULL;
-    switch (f->kind) {
-    case FIELD_ID:
-        return valid_id(s) ? NULL : "must match [A-Za-z0-9_-]{1,64}";
-    case FIELD_WORKSPACE:
-        return valid_workspace(s, &why) ? NULL : why;
-    case FIELD_TEXT:
-        if (len == 0)
-            return "must not be empty";
-        return (long)len <= lim->max_message_bytes ? NULL : "is longer than max_message_bytes";
-    case FIELD_MODEL:
-        return valid_model(s) ? NULL : "must look like provider/model";
-    case FIELD_AGENT:
-        return valid_id(s) && s[0] != '-' ? NULL : "must match [A-Za-z0-9_][A-Za-z0-9_-]{0,63}";
-    case FIELD_STATUS:
-        return route_is_status(s) ? NULL : "is not an execution status";
-    case FIELD_MODE:
-        return strcmp(s, "server") == 0 || strcmp(s, "per-session") == 0 ? NULL : "must be server or per-session";
-    case FIELD_LIMIT:
-    case FIELD_TIME:
-    case FIELD_CURSOR:
-        break;
-    }
-    return NULL;
-}
-
-/* Validate obj's members against fields; unknown members are refused. */
-static json_object *request_check_fields(const field_t *fields, json_object *obj, const request_limits_t *lim,
-                                     const char *where, request_err_t *err)
-{
-    json_object_object_foreach(obj, key, val)
-    {
-        const field_t *f = NULL;
-        for (const field_t *p = fields; p && p->name; p++)
-            if (strcmp(p->name, key) == 0)
-                f = p;
-        if (!f) {
-            char k[64];
-            snprintf(k, sizeof k, "%s", key);
-            for (char *c = k; *c; c++)
-                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-                    *c = '?';
-            return request_fail(err, 400, "unknown_field", "unknown %s field \"%s\"", where, k);
-        }
-        const char *why = request_check_value(f, val, lim);
-        if (why)
-            return request_fail(err, 400, "invalid_field", "%s field \"%s\" %s", where, f->name, why);
-    }
-    for (const field_t *p = fields; p && p->name; p++)
-        if (p->required && !json_object_object_get_ex(obj, p->name, NULL))
-            return request_fail(err, 400, "missing_field", "%s field \"%s\" is required", where, p->name);
-    return obj;
+    return request_fail(err, 400, code, "%s field \"%s\" %s", where, name, why);
 }
 
 /* Parse the query string into an object of strings (limit becomes an int). */
-static json_object *request_parse_query(const route_t *r, const char *query, const request_limits_t *lim,
+static json_object *request_parse_query(const api_route_t *r, const char *query, const request_limits_t *lim,
                                     request_err_t *err)
 {
     json_object *q = json_object_new_object();
@@ -180,11 +123,11 @@ static json_object *request_parse_query(const route_t *r, const char *query, con
         if (!*val)
             continue; /* "?session=" means no filter */
         json_object *v = NULL;
-        const field_t *fk = NULL;
-        for (const field_t *p = r->query; p->name; p++)
+        const api_field_t *fk = NULL;
+        for (const api_field_t *p = r->query; p->name; p++)
             if (strcmp(p->name, kv) == 0)
                 fk = p;
-        if (fk && (fk->kind == FIELD_LIMIT || fk->kind == FIELD_CURSOR)) {
+        if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR)) {
             char *end;
             errno = 0;
             long long n = strtoll(val, &end, 10);
@@ -194,7 +137,7 @@ static json_object *request_parse_query(const route_t *r, const char *query, con
                 return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
             }
             v = json_object_new_int64(n);
-        } else if (fk && fk->kind == FIELD_TIME) {
+        } else if (fk && fk->kind == API_FIELD_TIME) {
             char *end;
             errno = 0;
             double t = strtod(val, &end);
@@ -238,7 +181,7 @@ static int request_json_type(const char *ct)
     return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && strncasecmp(ct, "application/", 12) == 0;
 }
 
-static json_object *request_parse_body(const route_t *r, const request_in_t *in, const request_limits_t *lim,
+static json_object *request_parse_body(const api_route_t *r, const request_in_t *in, const request_limits_t *lim,
                                    request_err_t *err)
 {
     size_t n = in->body_len;
@@ -250,7 +193,7 @@ static json_object *request_parse_body(const route_t *r, const request_in_t *in,
     }
     if (n == 0) {
         if (r->body) {
-            for (const field_t *p = r->body; p->name; p++)
+            for (const api_field_t *p = r->body; p->name; p++)
                 if (p->required)
                     return request_fail(err, 400, "missing_body", "a JSON object body is required");
         }
@@ -308,15 +251,16 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
             return request_fail(err, 404, "not_found", "no such endpoint");
     }
     char id[VALID_ID_MAX + 1];
-    const route_t *r;
-    int rc = route_match(in->method, in->path, &r, id, sizeof id, err->allow, sizeof err->allow);
+    const api_route_t *r;
+    const char *bad_id = NULL;
+    int rc = api_match(in->method, in->path, &r, id, sizeof id, &bad_id, err->allow, sizeof err->allow);
     if (rc == 404)
         return request_fail(err, 404, "not_found", "no such endpoint");
     if (rc == 405)
         return request_fail(err, 405, "method_not_allowed", "method %s is not allowed here",
                         strlen(in->method) < 16 && valid_token(in->method, 16) ? in->method : "?");
     if (rc == 400)
-        return request_fail(err, 400, "invalid_id", "ids must match [A-Za-z0-9_-]{1,64}");
+        return request_fail(err, 400, "invalid_id", "%s", bad_id);
     if ((long)in->body_len > lim->max_body_bytes)
         return request_fail(err, 413, "body_too_large", "body is larger than %ld bytes", lim->max_body_bytes);
     const char *user = in->remote_user ? in->remote_user : "";
@@ -341,7 +285,7 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
     if (*id)
         json_object_object_add(f, "id", json_object_new_string(id));
     json_object_object_add(f, "args", body);
-    if (strcmp(r->op, "message") == 0) {
+    if (r->flags & API_WAITS) {
         if (in->accept && strstr(in->accept, "text/event-stream"))
             json_object_object_add(f, "stream", json_object_new_boolean(1));
         else if (in->prefer && strstr(in->prefer, "respond-async"))

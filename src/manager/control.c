@@ -12,6 +12,7 @@
 #include "log.h"
 
 struct control_conn {
+    struct control *ctl;
     uv_pipe_t pipe;
     frame_decoder_t *dec;
     int busy;      /* a request is being answered */
@@ -27,17 +28,34 @@ typedef struct control_write {
     char *buf;
 } control_write_t;
 
-static uv_pipe_t listener;
-static int listening;
-static manager_t *control_mgr;
-static control_request_fn control_handler;
-static control_conn_t *conns;
+struct control {
+    uv_pipe_t listener;
+    int listening;
+    control_request_fn handler;
+    void *ctx;
+    control_conn_t *conns;
+    long streams;
+    unsigned long long requests;
+    int freeing, handles; /* the listener and the connections not yet closed */
+};
+
+static void control_maybe_free(control_t *ctl)
+{
+    if (ctl->freeing && ctl->handles == 0)
+        free(ctl);
+}
+
+long control_streams(const control_t *ctl) { return ctl->streams; }
+unsigned long long control_requests(const control_t *ctl) { return ctl->requests; }
 
 static void control_conn_closed(uv_handle_t *h)
 {
     control_conn_t *c = h->data;
+    control_t *ctl = c->ctl;
     frame_decoder_free(c->dec);
     free(c);
+    ctl->handles--;
+    control_maybe_free(ctl);
 }
 
 static void control_conn_close(control_conn_t *c)
@@ -45,8 +63,8 @@ static void control_conn_close(control_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->streaming && control_mgr)
-        control_mgr->streams--;
+    if (c->streaming)
+        c->ctl->streams--;
     c->streaming = 0;
     if (c->detach) {
         control_detach_fn fn = c->detach;
@@ -56,7 +74,7 @@ static void control_conn_close(control_conn_t *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        conns = c->next;
+        c->ctl->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     uv_close((uv_handle_t *)&c->pipe, control_conn_closed);
@@ -102,8 +120,8 @@ static void control_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         c->busy = 1;
-        control_mgr->requests++;
-        control_handler(control_mgr, c, f);
+        c->ctl->requests++;
+        c->ctl->handler(c->ctl->ctx, c, f);
         json_object_put(f);
         if (c->closing)
             return;
@@ -112,59 +130,77 @@ static void control_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void control_accept(uv_stream_t *server, int status)
 {
+    control_t *ctl = server->data;
     if (status < 0)
         return;
     control_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return;
+    c->ctl = ctl;
     c->dec = frame_decoder_new(FRAME_MAX);
     uv_pipe_init(server->loop, &c->pipe, 0);
     c->pipe.data = c;
+    ctl->handles++;
     if (!c->dec || uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
         uv_close((uv_handle_t *)&c->pipe, control_conn_closed);
         return;
     }
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
+    c->next = ctl->conns;
+    if (ctl->conns)
+        ctl->conns->prev = c;
+    ctl->conns = c;
     uv_read_start((uv_stream_t *)&c->pipe, control_alloc, control_read);
 }
 
-int control_listen(manager_t *m, const char *path, control_request_fn fn, char *err, size_t errlen)
+static void control_listener_closed(uv_handle_t *h)
 {
-    control_mgr = m;
-    control_handler = fn;
+    control_t *ctl = h->data;
+    ctl->handles--;
+    control_maybe_free(ctl);
+}
+
+control_t *control_listen(uv_loop_t *loop, const char *path, control_request_fn fn, void *ctx, char *err,
+                          size_t errlen)
+{
+    control_t *ctl = calloc(1, sizeof *ctl);
+    if (!ctl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ctl->handler = fn;
+    ctl->ctx = ctx;
     unlink(path); /* the lock file proved no other ocpmd owns it */
-    uv_pipe_init(m->loop, &listener, 0);
+    uv_pipe_init(loop, &ctl->listener, 0);
+    ctl->listener.data = ctl;
+    ctl->handles = 1;
     mode_t old = umask(0177);
-    int rc = uv_pipe_bind(&listener, path);
+    int rc = uv_pipe_bind(&ctl->listener, path);
     umask(old);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&listener, 256, control_accept);
+        rc = uv_listen((uv_stream_t *)&ctl->listener, 256, control_accept);
     if (rc != 0) {
         snprintf(err, errlen, "control socket %s: %s", path, uv_strerror(rc));
-        uv_close((uv_handle_t *)&listener, NULL);
-        return -1;
+        ctl->freeing = 1;
+        uv_close((uv_handle_t *)&ctl->listener, control_listener_closed);
+        return NULL;
     }
     chmod(path, 0600);
-    listening = 1;
-    return 0;
+    ctl->listening = 1;
+    return ctl;
 }
 
-void control_stop_listening(void)
+void control_free(control_t *ctl)
 {
-    if (listening) {
-        listening = 0;
-        uv_close((uv_handle_t *)&listener, NULL);
+    if (!ctl)
+        return;
+    ctl->freeing = 1;
+    if (ctl->listening) {
+        ctl->listening = 0;
+        uv_close((uv_handle_t *)&ctl->listener, control_listener_closed);
     }
-}
-
-void control_close_all(void)
-{
-    control_stop_listening();
-    while (conns)
-        control_conn_close(conns);
+    while (ctl->conns)
+        control_conn_close(ctl->conns);
+    control_maybe_free(ctl);
 }
 
 static void control_written(uv_write_t *req, int status)
@@ -265,7 +301,7 @@ int control_stream_start(control_conn_t *c)
     json_object_put(f);
     if (rc == 0) {
         c->streaming = 1;
-        control_mgr->streams++;
+        c->ctl->streams++;
     }
     return rc;
 }
@@ -287,7 +323,7 @@ int control_end(control_conn_t *c)
     json_object_object_add(f, "t", json_object_new_string("end"));
     if (c->streaming) {
         c->streaming = 0;
-        control_mgr->streams--;
+        c->ctl->streams--;
     }
     return control_send_final(c, f);
 }

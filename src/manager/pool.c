@@ -88,6 +88,8 @@ static supervisor_restart_t pool_exited(void *ctx, pid_t pid, int status, const 
     pool_slot_t *s = ctx;
     pool_t *p = s->pool;
     inflight_reset(s->index); /* what it was serving died with it */
+    if (p->stopping)
+        return SUPERVISOR_RESTART_NEVER;
     if (pid == 0) {
         log_error("cannot start responder", "responder=%d error=%s retryMs=%ld", s->index, log_q(err), delay_ms);
         return SUPERVISOR_RESTART_BACKOFF;

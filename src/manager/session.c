@@ -22,10 +22,12 @@ struct session {
     session_t *next; /* hash chain */
 };
 
-static session_t **buckets;
-static size_t nbuckets, nsess;
+struct session_table {
+    session_t **buckets;
+    size_t nbuckets, nsess;
+};
 
-static size_t session_hash(const char *owner, const char *id)
+static size_t session_hash(const session_table_t *t, const char *owner, const char *id)
 {
     size_t h = 1469598103934665603ULL;
     for (const char *s = owner; *s; s++)
@@ -33,14 +35,21 @@ static size_t session_hash(const char *owner, const char *id)
     h = (h ^ 0xffu) * 1099511628211ULL; /* a byte no owner holds: ("ab","c") differs from ("a","bc") */
     for (const char *s = id; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h % nbuckets;
+    return h % t->nbuckets;
 }
 
-int session_table_init(size_t n)
+session_table_t *session_table_new(size_t n)
 {
-    nbuckets = n ? n : 1024;
-    buckets = calloc(nbuckets, sizeof *buckets);
-    return buckets ? 0 : -1;
+    session_table_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->nbuckets = n ? n : 1024;
+    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
+    if (!t->buckets) {
+        free(t);
+        return NULL;
+    }
+    return t;
 }
 
 static void session_free(session_t *s)
@@ -57,20 +66,21 @@ static void session_free(session_t *s)
     free(s);
 }
 
-void session_table_free(void)
+void session_table_free(session_table_t *t)
 {
-    for (size_t i = 0; i < nbuckets; i++)
-        while (buckets[i]) {
-            session_t *s = buckets[i];
-            buckets[i] = s->next;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++)
+        while (t->buckets[i]) {
+            session_t *s = t->buckets[i];
+            t->buckets[i] = s->next;
             session_free(s);
         }
-    free(buckets);
-    buckets = NULL;
-    nbuckets = nsess = 0;
+    free(t->buckets);
+    free(t);
 }
 
-session_t *session_add(const char *id, const char *owner, const char *workspace, const char *wsname, const char *oc,
+session_t *session_add(session_table_t *t, const char *id, const char *owner, const char *workspace, const char *wsname, const char *oc,
                  double created_at, double last_activity, long message_count)
 {
     session_t *s = calloc(1, sizeof *s);
@@ -88,41 +98,39 @@ session_t *session_add(const char *id, const char *owner, const char *workspace,
     s->created_at = created_at;
     s->last_activity = last_activity;
     s->message_count = message_count;
-    size_t h = session_hash(owner, id);
-    s->next = buckets[h];
-    buckets[h] = s;
-    nsess++;
+    size_t h = session_hash(t, owner, id);
+    s->next = t->buckets[h];
+    t->buckets[h] = s;
+    t->nsess++;
     return s;
 }
 
-session_t *session_find(const char *owner, const char *id)
+session_t *session_find(const session_table_t *t, const char *owner, const char *id)
 {
-    if (!buckets)
-        return NULL;
-    for (session_t *s = buckets[session_hash(owner, id)]; s; s = s->next)
+    for (session_t *s = t->buckets[session_hash(t, owner, id)]; s; s = s->next)
         if (strcmp(s->id, id) == 0 && strcmp(s->owner, owner) == 0)
             return s;
     return NULL;
 }
 
-void session_remove(session_t *s)
+void session_remove(session_table_t *t, session_t *s)
 {
-    session_t **pp = &buckets[session_hash(s->owner, s->id)];
+    session_t **pp = &t->buckets[session_hash(t, s->owner, s->id)];
     while (*pp && *pp != s)
         pp = &(*pp)->next;
     if (*pp) {
         *pp = s->next;
-        nsess--;
+        t->nsess--;
     }
     session_free(s);
 }
 
-size_t session_count(void) { return nsess; }
+size_t session_count(const session_table_t *t) { return t->nsess; }
 
-void session_each(void (*fn)(void *ctx, session_t *s), void *ctx)
+void session_each(session_table_t *t, void (*fn)(void *ctx, session_t *s), void *ctx)
 {
-    for (size_t i = 0; i < nbuckets; i++)
-        for (session_t *s = buckets[i], *n; s; s = n) {
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (session_t *s = t->buckets[i], *n; s; s = n) {
             n = s->next; /* fn may remove s */
             fn(ctx, s);
         }
@@ -222,15 +230,15 @@ static int session_cmp_id(const void *a, const void *b)
     return strcmp((*(session_t *const *)a)->id, (*(session_t *const *)b)->id);
 }
 
-json_object *session_page(const char *owner, const char *after, long limit, int *more)
+json_object *session_page(const session_table_t *t, const char *owner, const char *after, long limit, int *more)
 {
     size_t n = 0, cap = 64;
     session_t **v = malloc(cap * sizeof *v);
     *more = 0;
     if (!v)
         return NULL;
-    for (size_t i = 0; i < nbuckets; i++)
-        for (session_t *s = buckets[i]; s; s = s->next) {
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (session_t *s = t->buckets[i]; s; s = s->next) {
             if (strcmp(s->owner, owner) != 0 || strcmp(s->id, after) <= 0)
                 continue;
             if (n == cap) {

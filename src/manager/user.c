@@ -12,8 +12,12 @@ typedef struct user {
     struct user *next;
 } user_t;
 
-static user_t *buckets[USER_BUCKETS];
-static long totals[USER_NCOUNTERS];
+struct user_table {
+    user_t *buckets[USER_BUCKETS];
+    long totals[USER_NCOUNTERS];
+};
+
+user_table_t *user_table_new(void) { return calloc(1, sizeof(user_table_t)); }
 
 static size_t user_hash(const char *s)
 {
@@ -23,23 +27,23 @@ static size_t user_hash(const char *s)
     return h % USER_BUCKETS;
 }
 
-static user_t **user_slot(const char *owner)
+static user_t **user_slot(user_table_t *t, const char *owner)
 {
-    user_t **pp = &buckets[user_hash(owner)];
+    user_t **pp = &t->buckets[user_hash(owner)];
     while (*pp && strcmp((*pp)->owner, owner) != 0)
         pp = &(*pp)->next;
     return pp;
 }
 
-long user_count(const char *owner, user_counter_t k)
+long user_count(user_table_t *t, const char *owner, user_counter_t k)
 {
-    user_t *u = *user_slot(owner);
+    user_t *u = *user_slot(t, owner);
     return u ? u->n[k] : 0;
 }
 
-int user_add(const char *owner, user_counter_t k, long delta)
+int user_add(user_table_t *t, const char *owner, user_counter_t k, long delta)
 {
-    user_t **pp = user_slot(owner), *u = *pp;
+    user_t **pp = user_slot(t, owner), *u = *pp;
     if (!u) {
         if (delta <= 0)
             return 0;
@@ -51,7 +55,7 @@ int user_add(const char *owner, user_counter_t k, long delta)
         *pp = u;
     }
     u->n[k] += delta;
-    totals[k] += delta;
+    t->totals[k] += delta;
     for (int i = 0; i < USER_NCOUNTERS; i++)
         if (u->n[i] > 0)
             return 0;
@@ -61,7 +65,7 @@ int user_add(const char *owner, user_counter_t k, long delta)
     return 0;
 }
 
-long user_total(user_counter_t k) { return totals[k]; }
+long user_total(const user_table_t *t, user_counter_t k) { return t->totals[k]; }
 
 long user_share_of(long capacity, long share_percent)
 {
@@ -69,14 +73,16 @@ long user_share_of(long capacity, long share_percent)
     return n < 1 ? 1 : n;
 }
 
-void user_table_free(void)
+void user_table_free(user_table_t *t)
 {
+    if (!t)
+        return;
     for (size_t i = 0; i < USER_BUCKETS; i++)
-        while (buckets[i]) {
-            user_t *u = buckets[i];
-            buckets[i] = u->next;
+        while (t->buckets[i]) {
+            user_t *u = t->buckets[i];
+            t->buckets[i] = u->next;
             free(u->owner);
             free(u);
         }
-    memset(totals, 0, sizeof totals);
+    free(t);
 }

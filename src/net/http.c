@@ -9,6 +9,7 @@
 #include "log.h"
 
 struct http_req {
+    http_t *h;
     CURL *easy;
     struct curl_slist *headers;
     char *body_copy;
@@ -27,24 +28,31 @@ struct http_req {
 typedef struct http_sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    struct http *h;
 } http_sock_t;
 
-static uv_loop_t *http_loop;
-static CURLM *multi;
-static uv_timer_t http_timer;
-static http_req_t *reqs;
-/* libcurl refuses to be called back from its own callbacks (CURLM_RECURSIVE_API_CALL), and a data
- * callback (an SSE event) can finish a message, whose successor then starts a request. While curl
- * runs, new requests and cancellations wait on these lists and are applied when it returns. */
-static int in_curl;
-static http_req_t *pending_add, *pending_free;
+struct http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    http_req_t *reqs;
+    /* libcurl refuses to be called back from its own callbacks (CURLM_RECURSIVE_API_CALL), and a
+     * data callback (an SSE event) can finish a message, whose successor then starts a request.
+     * While curl runs, new requests and cancellations wait on these lists and are applied when it
+     * returns. */
+    int in_curl;
+    http_req_t *pending_add, *pending_free;
+};
+
+/* curl_global_init is for the process, once; every client shares it. */
+static int http_clients;
 
 static void http_unlink(http_req_t *r)
 {
     if (r->prev)
         r->prev->next = r->next;
     else
-        reqs = r->next;
+        r->h->reqs = r->next;
     if (r->next)
         r->next->prev = r->prev;
     r->prev = r->next = NULL;
@@ -53,7 +61,7 @@ static void http_unlink(http_req_t *r)
 static void http_free(http_req_t *r)
 {
     if (r->easy) {
-        curl_multi_remove_handle(multi, r->easy);
+        curl_multi_remove_handle(r->h->multi, r->easy);
         curl_easy_cleanup(r->easy);
     }
     curl_slist_free_all(r->headers);
@@ -62,11 +70,11 @@ static void http_free(http_req_t *r)
     free(r);
 }
 
-static void http_check_done(void)
+static void http_check_done(http_t *h)
 {
     CURLMsg *msg;
     int pending;
-    while ((msg = curl_multi_info_read(multi, &pending))) {
+    while ((msg = curl_multi_info_read(h->multi, &pending))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         http_req_t *r = NULL;
@@ -75,7 +83,7 @@ static void http_check_done(void)
         long status = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         http_unlink(r);
-        curl_multi_remove_handle(multi, r->easy);
+        curl_multi_remove_handle(h->multi, r->easy);
         const char *em = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
         if (r->too_big) {
             rc = CURLE_FILESIZE_EXCEEDED;
@@ -90,18 +98,18 @@ static void http_check_done(void)
 
 /* Apply what was asked while curl ran: cancellations first, then new requests (a request that
  * cannot be added ends in its done callback, as every request does). */
-static void http_flush_deferred(void)
+static void http_flush_deferred(http_t *h)
 {
-    while (pending_free) {
-        http_req_t *r = pending_free;
-        pending_free = r->deferred;
+    while (h->pending_free) {
+        http_req_t *r = h->pending_free;
+        h->pending_free = r->deferred;
         http_free(r);
     }
-    while (pending_add) {
-        http_req_t *r = pending_add;
-        pending_add = r->deferred;
+    while (h->pending_add) {
+        http_req_t *r = h->pending_add;
+        h->pending_add = r->deferred;
         r->deferred = NULL;
-        CURLMcode mc = curl_multi_add_handle(multi, r->easy);
+        CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
         if (mc != CURLM_OK) {
             http_unlink(r);
             r->done(r->ctx, CURLE_FAILED_INIT, curl_multi_strerror(mc), 0, "", 0);
@@ -111,17 +119,17 @@ static void http_flush_deferred(void)
 }
 
 /* Let curl act on a socket (or its timeout), then settle what it finished. */
-static void http_drive(curl_socket_t fd, int flags)
+static void http_drive(http_t *h, curl_socket_t fd, int flags)
 {
     int running;
-    in_curl = 1;
-    curl_multi_socket_action(multi, fd, flags, &running);
-    in_curl = 0;
-    http_flush_deferred();
-    http_check_done();
+    h->in_curl = 1;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    h->in_curl = 0;
+    http_flush_deferred(h);
+    http_check_done(h);
 }
 
-static void http_sock_closed(uv_handle_t *h) { free(h->data); }
+static void http_sock_closed(uv_handle_t *hd) { free(hd->data); }
 
 static void http_on_poll(uv_poll_t *p, int status, int events)
 {
@@ -133,19 +141,19 @@ static void http_on_poll(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    http_drive(s->fd, flags);
+    http_drive(s->h, s->fd, flags);
 }
 
 static int http_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
     (void)easy;
-    (void)userp;
+    http_t *h = userp;
     http_sock_t *s = socketp;
     if (action == CURL_POLL_REMOVE) {
         if (s) {
             uv_poll_stop(&s->poll);
             uv_close((uv_handle_t *)&s->poll, http_sock_closed);
-            curl_multi_assign(multi, fd, NULL);
+            curl_multi_assign(h->multi, fd, NULL);
         }
         return 0;
     }
@@ -154,12 +162,13 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
         if (!s)
             return -1;
         s->fd = fd;
-        if (uv_poll_init_socket(http_loop, &s->poll, fd) != 0) {
+        s->h = h;
+        if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
             free(s);
             return -1;
         }
         s->poll.data = s;
-        curl_multi_assign(multi, fd, s);
+        curl_multi_assign(h->multi, fd, s);
     }
     int ev = 0;
     if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
@@ -172,56 +181,67 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
 
 static void http_on_timer(uv_timer_t *t)
 {
-    (void)t;
-    http_drive(CURL_SOCKET_TIMEOUT, 0);
+    http_drive(t->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int http_on_timeout(CURLM *m, long timeout_ms, void *userp)
 {
     (void)m;
-    (void)userp;
+    http_t *h = userp;
     if (timeout_ms < 0)
-        uv_timer_stop(&http_timer);
+        uv_timer_stop(&h->timer);
     else
-        uv_timer_start(&http_timer, http_on_timer, (uint64_t)(timeout_ms ? timeout_ms : 1), 0);
+        uv_timer_start(&h->timer, http_on_timer, (uint64_t)(timeout_ms ? timeout_ms : 1), 0);
     return 0;
 }
 
-int http_init(uv_loop_t *loop)
+http_t *http_new(uv_loop_t *loop)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-        return -1;
-    http_loop = loop;
-    multi = curl_multi_init();
-    if (!multi)
-        return -1;
-    uv_timer_init(loop, &http_timer);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, http_on_socket);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, http_on_timeout);
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
-    return 0;
+    if (http_clients == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        return NULL;
+    http_t *h = calloc(1, sizeof *h);
+    if (h)
+        h->multi = curl_multi_init();
+    if (!h || !h->multi) {
+        free(h);
+        if (http_clients == 0)
+            curl_global_cleanup();
+        return NULL;
+    }
+    http_clients++;
+    h->loop = loop;
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_on_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_on_timeout);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 64L);
+    return h;
 }
 
-void http_shutdown(void)
+static void http_timer_closed(uv_handle_t *t) { free(t->data); }
+
+void http_free_client(http_t *h)
 {
-    if (!multi)
+    if (!h)
         return;
-    while (pending_free) {
-        http_req_t *r = pending_free;
-        pending_free = r->deferred;
+    while (h->pending_free) {
+        http_req_t *r = h->pending_free;
+        h->pending_free = r->deferred;
         http_free(r);
     }
-    pending_add = NULL; /* they are on reqs too */
-    while (reqs) {
-        http_req_t *r = reqs;
+    h->pending_add = NULL; /* they are on reqs too */
+    while (h->reqs) {
+        http_req_t *r = h->reqs;
         http_unlink(r);
         http_free(r);
     }
-    curl_multi_cleanup(multi);
-    multi = NULL;
-    if (!uv_is_closing((uv_handle_t *)&http_timer))
-        uv_close((uv_handle_t *)&http_timer, NULL);
-    curl_global_cleanup();
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+    uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+    if (--http_clients == 0)
+        curl_global_cleanup();
 }
 
 static size_t http_on_write(char *p, size_t size, size_t n, void *ud)
@@ -251,11 +271,12 @@ static size_t http_on_write(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-http_req_t *http_request(const http_opts_t *o)
+http_req_t *http_request(http_t *h, const http_opts_t *o)
 {
     http_req_t *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->h = h;
     r->easy = curl_easy_init();
     if (!r->easy) {
         free(r);
@@ -295,16 +316,16 @@ http_req_t *http_request(const http_opts_t *o)
     if (strcmp(o->method, "GET") != 0 && strcmp(o->method, "POST") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    r->next = reqs;
-    if (reqs)
-        reqs->prev = r;
-    reqs = r;
-    if (in_curl) {
-        r->deferred = pending_add;
-        pending_add = r;
+    r->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = r;
+    h->reqs = r;
+    if (h->in_curl) {
+        r->deferred = h->pending_add;
+        h->pending_add = r;
         return r;
     }
-    if (curl_multi_add_handle(multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
         http_unlink(r);
         curl_easy_cleanup(e);
         curl_slist_free_all(r->headers);
@@ -319,8 +340,9 @@ void http_cancel(http_req_t *r)
 {
     if (!r)
         return;
+    http_t *h = r->h;
     http_unlink(r);
-    for (http_req_t **pp = &pending_add; *pp; pp = &(*pp)->deferred)
+    for (http_req_t **pp = &h->pending_add; *pp; pp = &(*pp)->deferred)
         if (*pp == r) { /* never reached curl */
             *pp = r->deferred;
             r->deferred = NULL;
@@ -328,10 +350,10 @@ void http_cancel(http_req_t *r)
             r->easy = NULL;
             break;
         }
-    if (in_curl && r->easy) {
+    if (h->in_curl && r->easy) {
         r->cancelled = 1;
-        r->deferred = pending_free;
-        pending_free = r;
+        r->deferred = h->pending_free;
+        h->pending_free = r;
         return;
     }
     http_free(r);

@@ -7,10 +7,14 @@
 
 #include "valid.h"
 
-static char **names; /* sorted */
-static size_t count;
-static int loaded;
-static char *def;
+struct oc_models {
+    char **names; /* sorted */
+    size_t count;
+    int loaded;
+    char *def;
+};
+
+oc_models_t *oc_models_new(void) { return calloc(1, sizeof(oc_models_t)); }
 
 static int oc_models_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -51,7 +55,7 @@ static void oc_models_clear(char **v, size_t n)
     free(v);
 }
 
-static int oc_models_take(oc_models_build_t *b, const char *default_model)
+static int oc_models_take(oc_models_t *m, oc_models_build_t *b, const char *default_model)
 {
     if (b->oom) {
         oc_models_clear(b->v, b->n);
@@ -59,16 +63,16 @@ static int oc_models_take(oc_models_build_t *b, const char *default_model)
     }
     char *nd = default_model && valid_model(default_model) ? strdup(default_model) : NULL;
     qsort(b->v, b->n, sizeof *b->v, oc_models_cmp);
-    oc_models_clear(names, count);
-    names = b->v;
-    count = b->n;
-    loaded = 1;
-    free(def);
-    def = nd;
-    return (int)count;
+    oc_models_clear(m->names, m->count);
+    m->names = b->v;
+    m->count = b->n;
+    m->loaded = 1;
+    free(m->def);
+    m->def = nd;
+    return (int)m->count;
 }
 
-int oc_models_set_lines(const char *text)
+int oc_models_set_lines(oc_models_t *m, const char *text)
 {
     oc_models_build_t b = {0};
     for (const char *p = text; *p;) {
@@ -79,10 +83,10 @@ int oc_models_set_lines(const char *text)
         p += n;
         p += strspn(p, "\r\n");
     }
-    return oc_models_take(&b, def);
+    return oc_models_take(m, &b, m->def);
 }
 
-int oc_models_set_providers(json_object *providers, json_object *config)
+int oc_models_set_providers(oc_models_t *m, json_object *providers, json_object *config)
 {
     oc_models_build_t b = {0};
     json_object *list, *id, *ms, *dm;
@@ -105,25 +109,24 @@ int oc_models_set_providers(json_object *providers, json_object *config)
     const char *d = config && json_object_object_get_ex(config, "model", &dm) && json_object_is_type(dm, json_type_string)
                         ? json_object_get_string(dm)
                         : NULL;
-    return oc_models_take(&b, d);
+    return oc_models_take(m, &b, d);
 }
 
-int oc_models_known(const char *model)
+int oc_models_known(const oc_models_t *m, const char *model)
 {
-    if (!loaded)
+    if (!m->loaded)
         return -1;
-    return bsearch(&model, names, count, sizeof *names, oc_models_cmp) != NULL;
+    return bsearch(&model, m->names, m->count, sizeof *m->names, oc_models_cmp) != NULL;
 }
 
-const char *oc_models_default(void) { return def; }
-long oc_models_count(void) { return loaded ? (long)count : -1; }
+const char *oc_models_default(const oc_models_t *m) { return m->def; }
+long oc_models_count(const oc_models_t *m) { return m->loaded ? (long)m->count : -1; }
 
-void oc_models_free(void)
+void oc_models_free(oc_models_t *m)
 {
-    oc_models_clear(names, count);
-    names = NULL;
-    count = 0;
-    loaded = 0;
-    free(def);
-    def = NULL;
+    if (!m)
+        return;
+    oc_models_clear(m->names, m->count);
+    free(m->def);
+    free(m);
 }

@@ -12,50 +12,79 @@
 
 #include <json-c/json.h>
 
-#include "log.h"
+#include "agent.h"
+#include "linebuf.h"
+#include "oc_event.h"
 #include "proc.h"
 
-/* One stdout line larger than this is dropped (and counted), not kept. */
+/* One stdout line larger than this is cut (and so dropped: a cut JSON line is no event). */
 #define OC_RUN_LINE_MAX (4u << 20)
 /* After the process exits, wait this long for its pipes to close. */
 #define OC_RUN_DRAIN_MS 2000
 
-struct oc_run {
-    uv_loop_t *loop;
-    oc_run_ops_t ops;
+struct oc_runner {
+    oc_runner_config_t cfg;
+    unsigned long long spawned;
+};
+
+struct backend_job {
+    oc_runner_t *runner;
+    backend_events_t ev;
     void *ctx;
     pid_t pid;
     uv_pipe_t out, err, in;
-    uv_timer_t timer;      /* run timeout, then kill grace, then drain */
+    uv_timer_t timer; /* run timeout, then kill grace, then drain */
     uv_write_t in_req;
-    char *prompt;          /* written to stdin, then the pipe is closed */
-    int open_handles;      /* out, err, in, timer not yet closed */
+    char *prompt;     /* written to stdin, then the pipe is closed */
+    int open_handles; /* out, err, in, timer not yet closed */
     int out_open, err_open;
-    int exited;
-    int done_called;
+    int exited, done_called;
     long grace_ms;
-    oc_run_result_t res;
-    char *line;
-    size_t line_len, line_cap;
-    int line_overflow;
+    backend_stop_t stopped;
+    linebuf_t *lines;
+    long dropped_lines;
     char *tail;
     size_t tail_len, tail_max;
+    /* what the events said */
+    int session_told;
+    char *answer;
+    size_t answer_len;
+    char *error;
+    int has_usage;
+    long long tokens_in, tokens_out;
+    double cost;
+    /* how the process ended */
+    int has_exit, exit_code, signal;
+    struct rusage ru;
 };
 
-static void oc_run_maybe_finish(oc_run_t *r);
+oc_runner_t *oc_runner_new(const oc_runner_config_t *cfg)
+{
+    oc_runner_t *r = calloc(1, sizeof *r);
+    if (r)
+        r->cfg = *cfg;
+    return r;
+}
+
+void oc_runner_free(oc_runner_t *r) { free(r); }
+unsigned long long oc_runner_spawned(const oc_runner_t *r) { return r->spawned; }
+
+static void oc_run_maybe_finish(backend_job_t *j);
 
 static void oc_run_handle_closed(uv_handle_t *h)
 {
-    oc_run_t *r = h->data;
-    if (--r->open_handles == 0) {
-        free(r->prompt);
-        free(r->line);
-        free(r->tail);
-        free(r);
+    backend_job_t *j = h->data;
+    if (--j->open_handles == 0) {
+        linebuf_free(j->lines);
+        free(j->prompt);
+        free(j->tail);
+        free(j->answer);
+        free(j->error);
+        free(j);
     }
 }
 
-static void oc_run_close_pipe(oc_run_t *r, uv_pipe_t *p, int *flag)
+static void oc_run_close_pipe(backend_job_t *j, uv_pipe_t *p, int *flag)
 {
     if (!*flag)
         return;
@@ -64,19 +93,49 @@ static void oc_run_close_pipe(oc_run_t *r, uv_pipe_t *p, int *flag)
     uv_close((uv_handle_t *)p, oc_run_handle_closed);
 }
 
-static void oc_run_line(oc_run_t *r, const char *s, size_t n)
+/* Keep what an event says: the session, the answer's text, usage, the first error. */
+static void oc_run_keep(backend_job_t *j, const oc_event_t *e)
 {
-    while (n && (s[n - 1] == '\r'))
-        n--;
-    if (n == 0)
+    if (e->session_id && !j->session_told) {
+        j->session_told = 1;
+        j->ev.session(j->ctx, e->session_id);
+    }
+    if (e->text) {
+        size_t n = strlen(e->text);
+        if (j->answer_len + n + 2 <= j->runner->cfg.answer_max) {
+            char *na = realloc(j->answer, j->answer_len + n + 2);
+            if (na) {
+                j->answer = na;
+                if (j->answer_len)
+                    j->answer[j->answer_len++] = '\n';
+                memcpy(j->answer + j->answer_len, e->text, n + 1);
+                j->answer_len += n;
+            }
+        }
+    }
+    if (e->has_usage) {
+        j->has_usage = 1;
+        j->tokens_in += e->tokens_in;
+        j->tokens_out += e->tokens_out;
+        j->cost += e->cost;
+    }
+    if (e->error && !j->error)
+        j->error = strdup(e->error);
+}
+
+static void oc_run_line(void *ctx, const char *line, size_t len, int cut)
+{
+    backend_job_t *j = ctx;
+    oc_event_t e;
+    if (len == 0)
         return;
-    oc_event_t ev;
-    if (oc_event_parse(s, n, &ev) != 0) {
-        r->res.dropped_lines++;
+    if (cut || oc_event_parse(line, len, &e) != 0) {
+        j->dropped_lines++;
         return;
     }
-    r->ops.event(r->ctx, &ev);
-    oc_event_free(&ev);
+    oc_run_keep(j, &e);
+    j->ev.event(j->ctx, e.type, e.obj);
+    oc_event_free(&e);
 }
 
 static void oc_run_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -88,158 +147,138 @@ static void oc_run_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void oc_run_on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    oc_run_t *r = s->data;
-    if (n < 0) {
-        free(buf->base);
-        if (r->line_len && !r->line_overflow)
-            oc_run_line(r, r->line, r->line_len);
-        r->line_len = 0;
-        oc_run_close_pipe(r, &r->out, &r->out_open);
-        oc_run_maybe_finish(r);
-        return;
-    }
-    const char *p = buf->base, *end = buf->base + n;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t chunk = (size_t)((nl ? nl : end) - p);
-        if (!r->line_overflow) {
-            if (r->line_len + chunk > OC_RUN_LINE_MAX) {
-                r->line_overflow = 1;
-                r->line_len = 0;
-            } else {
-                if (r->line_len + chunk > r->line_cap) {
-                    size_t cap = r->line_cap ? r->line_cap : 4096;
-                    while (cap < r->line_len + chunk)
-                        cap *= 2;
-                    char *nb = realloc(r->line, cap);
-                    if (!nb) {
-                        r->line_overflow = 1;
-                        r->line_len = 0;
-                    } else {
-                        r->line = nb;
-                        r->line_cap = cap;
-                    }
-                }
-                if (!r->line_overflow) {
-                    memcpy(r->line + r->line_len, p, chunk);
-                    r->line_len += chunk;
-                }
-            }
-        }
-        if (!nl)
-            break;
-        if (r->line_overflow)
-            r->res.dropped_lines++;
-        else
-            oc_run_line(r, r->line, r->line_len);
-        r->line_len = 0;
-        r->line_overflow = 0;
-        p = nl + 1;
-    }
+    backend_job_t *j = s->data;
+    if (n > 0)
+        linebuf_feed(j->lines, buf->base, (size_t)n);
     free(buf->base);
+    if (n < 0) {
+        linebuf_flush(j->lines);
+        oc_run_close_pipe(j, &j->out, &j->out_open);
+        oc_run_maybe_finish(j);
+    }
 }
 
+/* Keep the last tail_max bytes of stderr. */
 static void oc_run_on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    oc_run_t *r = s->data;
+    backend_job_t *j = s->data;
     if (n < 0) {
         free(buf->base);
-        oc_run_close_pipe(r, &r->err, &r->err_open);
-        oc_run_maybe_finish(r);
+        oc_run_close_pipe(j, &j->err, &j->err_open);
+        oc_run_maybe_finish(j);
         return;
     }
-    if (r->tail_max) {
+    if (j->tail_max) {
         size_t add = (size_t)n;
         const char *src = buf->base;
-        if (add >= r->tail_max) {
-            src += add - r->tail_max;
-            add = r->tail_max;
-            r->tail_len = 0;
-        } else if (r->tail_len + add > r->tail_max) {
-            size_t drop = r->tail_len + add - r->tail_max;
-            memmove(r->tail, r->tail + drop, r->tail_len - drop);
-            r->tail_len -= drop;
+        if (add >= j->tail_max) {
+            src += add - j->tail_max;
+            add = j->tail_max;
+            j->tail_len = 0;
+        } else if (j->tail_len + add > j->tail_max) {
+            size_t drop = j->tail_len + add - j->tail_max;
+            memmove(j->tail, j->tail + drop, j->tail_len - drop);
+            j->tail_len -= drop;
         }
-        memcpy(r->tail + r->tail_len, src, add);
-        r->tail_len += add;
-        r->tail[r->tail_len] = '\0';
+        memcpy(j->tail + j->tail_len, src, add);
+        j->tail_len += add;
+        j->tail[j->tail_len] = '\0';
     }
     free(buf->base);
 }
 
-static void oc_run_maybe_finish(oc_run_t *r)
+static void oc_run_maybe_finish(backend_job_t *j)
 {
-    if (r->done_called || !r->exited || r->out_open || r->err_open)
+    if (j->done_called || !j->exited || j->out_open || j->err_open)
         return;
-    r->done_called = 1;
-    uv_timer_stop(&r->timer);
+    j->done_called = 1;
+    uv_timer_stop(&j->timer);
     /* Keep only valid UTF-8 in the tail: cut a partial first character. */
     size_t skip = 0;
-    while (skip < r->tail_len && ((unsigned char)r->tail[skip] & 0xc0) == 0x80)
+    while (skip < j->tail_len && ((unsigned char)j->tail[skip] & 0xc0) == 0x80)
         skip++;
-    r->res.stderr_tail = r->tail_len ? r->tail + skip : NULL;
-    r->ops.done(r->ctx, &r->res);
-    uv_close((uv_handle_t *)&r->timer, oc_run_handle_closed);
+    char why[96] = "";
+    if (!j->stopped && !j->error && !(j->has_exit && j->exit_code == 0)) {
+        if (j->has_exit)
+            snprintf(why, sizeof why, "opencode exited with status %d", j->exit_code);
+        else
+            snprintf(why, sizeof why, "opencode was killed by signal %d (%s)", j->signal, strsignal(j->signal));
+    }
+    backend_result_t r = {
+        .ok = !j->stopped && !j->error && j->has_exit && j->exit_code == 0,
+        .stopped = j->stopped,
+        .error = j->error ? j->error : why[0] ? why : NULL,
+        .text = j->answer,
+        .text_len = j->answer_len,
+        .has_usage = j->has_usage,
+        .tokens_in = j->tokens_in,
+        .tokens_out = j->tokens_out,
+        .cost = j->cost,
+        .has_exit = j->has_exit,
+        .exit_code = j->exit_code,
+        .signal = j->signal,
+        .has_rusage = 1,
+        .ru = j->ru,
+        .stderr_tail = j->tail_len ? j->tail + skip : NULL,
+    };
+    j->ev.done(j->ctx, &r);
+    uv_close((uv_handle_t *)&j->timer, oc_run_handle_closed);
 }
 
 static void oc_run_on_drain_timeout(uv_timer_t *t)
 {
-    oc_run_t *r = t->data;
+    backend_job_t *j = t->data;
     /* Something in the group still holds the pipes: kill the group. */
-    proc_kill_group(r->pid, SIGKILL);
-    oc_run_close_pipe(r, &r->out, &r->out_open);
-    oc_run_close_pipe(r, &r->err, &r->err_open);
-    oc_run_maybe_finish(r);
+    proc_kill_group(j->pid, SIGKILL);
+    oc_run_close_pipe(j, &j->out, &j->out_open);
+    oc_run_close_pipe(j, &j->err, &j->err_open);
+    oc_run_maybe_finish(j);
 }
 
 static void oc_run_on_exit(void *ctx, pid_t pid, int status, const struct rusage *ru)
 {
-    oc_run_t *r = ctx;
-    r->exited = 1;
-    r->res.ru = *ru;
+    backend_job_t *j = ctx;
+    j->exited = 1;
+    j->ru = *ru;
     if (status >= 0 && WIFEXITED(status)) {
-        r->res.has_exit = 1;
-        r->res.exit_code = WEXITSTATUS(status);
+        j->has_exit = 1;
+        j->exit_code = WEXITSTATUS(status);
     } else if (status >= 0 && WIFSIGNALED(status)) {
-        r->res.signal = WTERMSIG(status);
+        j->signal = WTERMSIG(status);
     }
     /* Orphans of the run (tool helpers) go with it. */
     proc_kill_group(pid, SIGKILL);
-    uv_timer_stop(&r->timer);
-    r->timer.data = r;
-    uv_timer_start(&r->timer, oc_run_on_drain_timeout, OC_RUN_DRAIN_MS, 0);
-    oc_run_maybe_finish(r);
+    uv_timer_stop(&j->timer);
+    uv_timer_start(&j->timer, oc_run_on_drain_timeout, OC_RUN_DRAIN_MS, 0);
+    oc_run_maybe_finish(j);
 }
 
 static void oc_run_on_kill_timeout(uv_timer_t *t)
 {
-    oc_run_t *r = t->data;
-    if (!r->exited)
-        proc_kill_group(r->pid, SIGKILL);
+    backend_job_t *j = t->data;
+    if (!j->exited)
+        proc_kill_group(j->pid, SIGKILL);
 }
 
-void oc_run_stop(oc_run_t *r, oc_run_stop_t why)
+static void oc_run_stop(backend_job_t *j, backend_stop_t why)
 {
-    if (r->exited || r->res.stopped)
+    if (j->exited || j->stopped)
         return;
-    r->res.stopped = why;
-    proc_kill_group(r->pid, SIGTERM);
-    uv_timer_stop(&r->timer);
-    uv_timer_start(&r->timer, oc_run_on_kill_timeout, (uint64_t)(r->grace_ms > 0 ? r->grace_ms : 1), 0);
+    j->stopped = why;
+    proc_kill_group(j->pid, SIGTERM);
+    uv_timer_stop(&j->timer);
+    uv_timer_start(&j->timer, oc_run_on_kill_timeout, (uint64_t)(j->grace_ms > 0 ? j->grace_ms : 1), 0);
 }
 
-static void oc_run_on_timeout(uv_timer_t *t)
-{
-    oc_run_stop(t->data, RUN_STOP_TIMEOUT);
-}
+static void oc_run_on_timeout(uv_timer_t *t) { oc_run_stop(t->data, BACKEND_STOP_TIMEOUT); }
 
 /* The message is on its way (or the run went away first): stdin is closed either way, which is
  * the end of the message for opencode. */
 static void oc_run_in_written(uv_write_t *w, int status)
 {
     (void)status;
-    oc_run_t *r = w->data;
-    uv_close((uv_handle_t *)&r->in, oc_run_handle_closed);
+    backend_job_t *j = w->data;
+    uv_close((uv_handle_t *)&j->in, oc_run_handle_closed);
 }
 
 static char *oc_run_argv_json(char *const *argv)
@@ -252,40 +291,68 @@ static char *oc_run_argv_json(char *const *argv)
     return s;
 }
 
-oc_run_t *oc_run_start(uv_loop_t *loop, const oc_run_spec_t *spec, const oc_run_ops_t *ops, void *ctx, pid_t *pid,
-                 char **argv_json, char *err, size_t errlen)
+static void oc_run_job_free(backend_job_t *j)
 {
+    linebuf_free(j->lines);
+    free(j->tail);
+    free(j->prompt);
+    free(j);
+}
+
+/* Spawn the process as the agent: its three pipes, its group, its sandbox. */
+static pid_t oc_run_spawn(backend_job_t *j, const backend_request_t *rq, char *const *argv, int p[3][2], char *err,
+                          size_t errlen)
+{
+    agent_launch_t as;
+    if (agent_launch(&as, rq->owner, rq->workspace_fd, err, errlen) != 0)
+        return -1;
+    proc_spec_t ps;
+    proc_spec_init(&ps, j->runner->cfg.bin, argv);
+    /* The working directory is the workspace ocpm checked (its descriptor, not its path), and
+     * opencode takes its directory from there: no path in argv for others to read in /proc. */
+    ps.cwd_fd = rq->workspace_fd;
+    for (int i = 0; i < 3; i++)
+        ps.fd[i] = p[i][i == 0 ? 0 : 1];
+    ps.new_pgroup = 1;
+    ps.pdeathsig = SIGKILL;
+    agent_apply(&as, &ps);
+    pid_t pid = proc_spawn(&ps, err, errlen);
+    agent_launch_done(&as);
+    return pid;
+}
+
+static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
+                                   long *pid_out, char **argv_json, char *err, size_t errlen)
+{
+    oc_runner_t *runner = self;
     const char *argv[16];
     size_t n = 0;
-    argv[n++] = spec->bin;
+    argv[n++] = runner->cfg.bin;
     argv[n++] = "run";
     argv[n++] = "--format";
     argv[n++] = "json";
-    if (spec->oc_session) {
-        argv[n++] = "--session";
-        argv[n++] = spec->oc_session;
-    }
-    if (spec->model) {
-        argv[n++] = "--model";
-        argv[n++] = spec->model;
-    }
-    if (spec->agent) {
-        argv[n++] = "--agent";
-        argv[n++] = spec->agent;
-    }
+    const char *opts[][2] = {{"--session", rq->oc_session}, {"--model", rq->model}, {"--agent", rq->agent}};
+    for (size_t i = 0; i < 3; i++)
+        if (opts[i][1]) {
+            argv[n++] = opts[i][0];
+            argv[n++] = opts[i][1];
+        }
     argv[n] = NULL;
 
-    oc_run_t *r = calloc(1, sizeof *r);
-    if (!r || (spec->stderr_tail && !(r->tail = malloc(spec->stderr_tail + 1))) || !(r->prompt = strdup(spec->text))) {
-        if (r) {
-            free(r->tail);
-            free(r->prompt);
-        }
-        free(r);
+    backend_job_t *j = calloc(1, sizeof *j);
+    if (j) {
+        j->runner = runner;
+        j->tail_max = runner->cfg.stderr_tail;
+        j->lines = linebuf_new(OC_RUN_LINE_MAX, oc_run_line, j);
+        j->prompt = strdup(rq->text);
+        j->tail = j->tail_max ? malloc(j->tail_max + 1) : NULL;
+    }
+    if (!j || !j->lines || !j->prompt || (j->tail_max && !j->tail)) {
+        if (j)
+            oc_run_job_free(j);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    r->tail_max = spec->stderr_tail;
     /* stdin, stdout, stderr: [i][0] is the read end. */
     int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     for (int i = 0; i < 3; i++)
@@ -293,57 +360,66 @@ oc_run_t *oc_run_start(uv_loop_t *loop, const oc_run_spec_t *spec, const oc_run_
             snprintf(err, errlen, "pipe: %s", strerror(errno));
             for (int k = 0; k < i; k++)
                 close(p[k][0]), close(p[k][1]);
-            free(r->tail);
-            free(r->prompt);
-            free(r);
+            oc_run_job_free(j);
             return NULL;
         }
-    /* The working directory is the workspace ocpm checked (its descriptor, not its path), and
-     * opencode takes its directory from there: no path in argv for others to read in /proc. */
-    proc_spec_t ps;
-    proc_spec_init(&ps, spec->bin, (char *const *)argv);
-    ps.cwd_fd = spec->workspace_fd;
-    for (int i = 0; i < 3; i++)
-        ps.fd[i] = p[i][i == 0 ? 0 : 1];
-    ps.new_pgroup = 1;
-    ps.pdeathsig = SIGKILL;
-    agent_apply(spec->as, &ps);
-    r->pid = proc_spawn(&ps, err, errlen);
+    j->pid = oc_run_spawn(j, rq, (char *const *)argv, p, err, errlen);
     close(p[0][0]);
     close(p[1][1]);
     close(p[2][1]);
-    if (r->pid < 0) {
+    if (j->pid < 0) {
         close(p[0][1]);
         close(p[1][0]);
         close(p[2][0]);
-        free(r->tail);
-        free(r->prompt);
-        free(r);
+        oc_run_job_free(j);
         return NULL;
     }
-    r->loop = loop;
-    r->ops = *ops;
-    r->ctx = ctx;
-    r->grace_ms = spec->grace_ms;
-    uv_pipe_init(loop, &r->out, 0);
-    uv_pipe_init(loop, &r->err, 0);
-    uv_pipe_init(loop, &r->in, 0);
-    uv_timer_init(loop, &r->timer);
-    r->out.data = r->err.data = r->in.data = r->timer.data = r->in_req.data = r;
-    r->open_handles = 4;
-    uv_pipe_open(&r->out, p[1][0]);
-    uv_pipe_open(&r->err, p[2][0]);
-    uv_pipe_open(&r->in, p[0][1]);
-    r->out_open = r->err_open = 1;
+    runner->spawned++;
+    j->ev = *ev;
+    j->ctx = ctx;
+    j->grace_ms = rq->grace_ms;
+    uv_loop_t *loop = runner->cfg.loop;
+    uv_pipe_init(loop, &j->out, 0);
+    uv_pipe_init(loop, &j->err, 0);
+    uv_pipe_init(loop, &j->in, 0);
+    uv_timer_init(loop, &j->timer);
+    j->out.data = j->err.data = j->in.data = j->timer.data = j->in_req.data = j;
+    j->open_handles = 4;
+    uv_pipe_open(&j->out, p[1][0]);
+    uv_pipe_open(&j->err, p[2][0]);
+    uv_pipe_open(&j->in, p[0][1]);
+    j->out_open = j->err_open = 1;
     /* The message: written as the pipe takes it (a large one does not block the loop). */
-    uv_buf_t msg = uv_buf_init(r->prompt, (unsigned)strlen(r->prompt));
-    if (uv_write(&r->in_req, (uv_stream_t *)&r->in, &msg, 1, oc_run_in_written) != 0)
-        uv_close((uv_handle_t *)&r->in, oc_run_handle_closed);
-    uv_read_start((uv_stream_t *)&r->out, oc_run_alloc, oc_run_on_out);
-    uv_read_start((uv_stream_t *)&r->err, oc_run_alloc, oc_run_on_err);
-    uv_timer_start(&r->timer, oc_run_on_timeout, (uint64_t)spec->timeout_ms, 0);
-    proc_watch(r->pid, oc_run_on_exit, r);
-    *pid = r->pid;
+    uv_buf_t msg = uv_buf_init(j->prompt, (unsigned)strlen(j->prompt));
+    if (uv_write(&j->in_req, (uv_stream_t *)&j->in, &msg, 1, oc_run_in_written) != 0)
+        uv_close((uv_handle_t *)&j->in, oc_run_handle_closed);
+    uv_read_start((uv_stream_t *)&j->out, oc_run_alloc, oc_run_on_out);
+    uv_read_start((uv_stream_t *)&j->err, oc_run_alloc, oc_run_on_err);
+    uv_timer_start(&j->timer, oc_run_on_timeout, (uint64_t)rq->timeout_ms, 0);
+    proc_watch(j->pid, oc_run_on_exit, j);
+    *pid_out = j->pid;
     *argv_json = oc_run_argv_json((char *const *)argv);
-    return r;
+    return j;
 }
+
+/* Per message, a run can always start: the scheduler bounds how many run at once. */
+static backend_state_t oc_run_state(void *self)
+{
+    (void)self;
+    return BACKEND_READY;
+}
+
+static long oc_run_capacity(void *self)
+{
+    (void)self;
+    return 0;
+}
+
+const backend_ops_t oc_run_backend = {
+    .mode = "per-session",
+    .label = "standalone",
+    .state = oc_run_state,
+    .capacity = oc_run_capacity,
+    .start = oc_run_start,
+    .stop = oc_run_stop,
+};

@@ -158,6 +158,14 @@ static void supervisor_after(supervisor_t *s, pid_t pid, int status, const char 
     s->pid = 0;
     s->started_at = 0;
     uv_timer_stop(&s->timer);
+    long next = lived_ms >= s->policy.stable_ms ? s->policy.backoff_min_ms
+                : s->backoff_ms                ? s->backoff_ms * 2
+                                               : s->policy.backoff_min_ms;
+    if (next > s->policy.backoff_max_ms)
+        next = s->policy.backoff_max_ms;
+    int fatal = pid > 0 && status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == s->policy.fatal_exit;
+    /* The owner hears of every exit (while stopping too, when its answer does not matter). */
+    supervisor_restart_t what = s->ops.exited(s->ctx, pid, status, err, next);
     if (s->stopping) {
         void (*done)(void *) = s->stop_done;
         s->stop_done = NULL;
@@ -165,13 +173,6 @@ static void supervisor_after(supervisor_t *s, pid_t pid, int status, const char 
             done(s->ctx);
         return;
     }
-    long next = lived_ms >= s->policy.stable_ms ? s->policy.backoff_min_ms
-                : s->backoff_ms                ? s->backoff_ms * 2
-                                               : s->policy.backoff_min_ms;
-    if (next > s->policy.backoff_max_ms)
-        next = s->policy.backoff_max_ms;
-    int fatal = pid > 0 && status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == s->policy.fatal_exit;
-    supervisor_restart_t what = s->ops.exited(s->ctx, pid, status, err, next);
     if (fatal || what == SUPERVISOR_RESTART_NEVER)
         return;
     if (what == SUPERVISOR_RESTART_NOW) {

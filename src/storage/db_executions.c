@@ -6,42 +6,143 @@
 #include "db_internal.h"
 #include "sha256.h"
 
-/* Bind a prompt or answer per store_prompts: text (cut at text_limit on a
- * UTF-8 boundary), byte size, and SHA-256 (only when the text is not kept). */
-static void db_bind_text_body(db_t *db, sqlite3_stmt *s, int i, const char *text, size_t len)
+/* A value of a column, as it is stored. */
+typedef struct db_val {
+    enum { DV_NULL, DV_INT, DV_REAL, DV_TEXT } kind;
+    long long i;
+    double d;
+    const char *s;
+    size_t len;
+} db_val_t;
+
+/* The stored form of a prompt or answer per store_prompts: the text (cut at text_limit on a
+ * UTF-8 boundary) or the SHA-256 of the whole; the byte size either way. which: 0 text, 1 bytes,
+ * 2 sha256 (hex written into hex). */
+static void db_text_body(const db_t *db, const char *text, size_t len, int which, db_val_t *v, char hex[65])
 {
-    if (!text) {
-        sqlite3_bind_null(s, i);
-        sqlite3_bind_null(s, i + 1);
-        sqlite3_bind_null(s, i + 2);
+    *v = (db_val_t){DV_NULL};
+    if (!text)
         return;
-    }
-    sqlite3_bind_int64(s, i + 1, (sqlite3_int64)len);
-    if (db->store_prompts) {
+    if (which == 1) {
+        *v = (db_val_t){.kind = DV_INT, .i = (long long)len};
+    } else if (which == 0 && db->store_prompts) {
         size_t keep = len < (size_t)db->text_limit ? len : (size_t)db->text_limit;
         while (keep > 0 && keep < len && ((unsigned char)text[keep] & 0xc0) == 0x80)
             keep--;
-        sqlite3_bind_text(s, i, text, (int)keep, SQLITE_TRANSIENT);
-        sqlite3_bind_null(s, i + 2);
-    } else {
-        char hex[65];
+        *v = (db_val_t){.kind = DV_TEXT, .s = text, .len = keep};
+    } else if (which == 2 && !db->store_prompts) {
         sha256_hex(text, len, hex);
-        sqlite3_bind_null(s, i);
-        sqlite3_bind_text(s, i + 2, hex, 64, SQLITE_TRANSIENT);
+        *v = (db_val_t){.kind = DV_TEXT, .s = hex, .len = 64};
     }
+}
+
+static db_val_t dv_text(const char *s) { return s ? (db_val_t){.kind = DV_TEXT, .s = s, .len = strlen(s)} : (db_val_t){DV_NULL}; }
+static db_val_t dv_int(int set, long long i) { return set ? (db_val_t){.kind = DV_INT, .i = i} : (db_val_t){DV_NULL}; }
+static db_val_t dv_real(int set, double d) { return set ? (db_val_t){.kind = DV_REAL, .d = d} : (db_val_t){DV_NULL}; }
+
+/* Every column of an execution row, in the table's order, and how it comes from a db_exec_t.
+ * Writing (db_exec_update) and the answer built from memory (db_exec_json) both read this table,
+ * so the two cannot disagree. update: its parameter in ST_EXEC_UPDATE (0: not written there). */
+enum {
+    C_ID, C_SESSION, C_OWNER, C_MODE, C_STATUS, C_ARGV, C_PID, C_MODEL, C_AGENT, C_QUEUED, C_STARTED, C_FINISHED,
+    C_DURATION, C_WAIT, C_EXIT, C_SIGNAL, C_RSS, C_CPU_USER, C_CPU_SYS, C_TOKENS_IN, C_TOKENS_OUT, C_COST, C_PROMPT,
+    C_PROMPT_BYTES, C_PROMPT_SHA, C_ANSWER, C_ANSWER_BYTES, C_ANSWER_SHA, C_OC_SESSION, C_STDERR, C_ERROR, C_COUNT
+};
+static const struct {
+    const char *name;
+    int update;
+} db_exec_columns[C_COUNT] = {
+    [C_ID] = {"id", 1},           [C_SESSION] = {"session_id", 0},    [C_OWNER] = {"owner", 0},
+    [C_MODE] = {"mode", 2},       [C_STATUS] = {"status", 3},         [C_ARGV] = {"argv", 4},
+    [C_PID] = {"pid", 5},         [C_MODEL] = {"model", 0},           [C_AGENT] = {"agent", 0},
+    [C_QUEUED] = {"queued_at", 0}, [C_STARTED] = {"started_at", 6},   [C_FINISHED] = {"finished_at", 7},
+    [C_DURATION] = {"duration_ms", 8}, [C_WAIT] = {"queue_wait_ms", 9}, [C_EXIT] = {"exit_code", 10},
+    [C_SIGNAL] = {"signal", 11},  [C_RSS] = {"peak_rss_kb", 12},      [C_CPU_USER] = {"cpu_user_ms", 13},
+    [C_CPU_SYS] = {"cpu_sys_ms", 14}, [C_TOKENS_IN] = {"tokens_in", 15}, [C_TOKENS_OUT] = {"tokens_out", 16},
+    [C_COST] = {"cost", 17},      [C_PROMPT] = {"prompt", 0},         [C_PROMPT_BYTES] = {"prompt_bytes", 0},
+    [C_PROMPT_SHA] = {"prompt_sha256", 0}, [C_ANSWER] = {"answer", 18}, [C_ANSWER_BYTES] = {"answer_bytes", 19},
+    [C_ANSWER_SHA] = {"answer_sha256", 20}, [C_OC_SESSION] = {"opencode_session_id", 21},
+    [C_STDERR] = {"stderr_tail", 22}, [C_ERROR] = {"error", 23},
+};
+
+/* Column c of e's row (hex: room for a digest). */
+static db_val_t db_exec_column(const db_t *db, const db_exec_t *e, int c, char hex[65])
+{
+    double start = e->started_at > 0 ? e->started_at : e->finished_at;
+    int ran = e->has_exit || e->signal;
+    db_val_t v;
+    switch (c) {
+    case C_ID: return dv_int(1, e->id);
+    case C_SESSION: return dv_text(e->session_id);
+    case C_OWNER: return dv_text(e->owner);
+    case C_MODE: return dv_text(e->mode);
+    case C_STATUS: return dv_text(exec_status_name(e->status));
+    case C_ARGV: return dv_text(e->argv_json);
+    case C_PID: return dv_int(e->pid > 0, e->pid);
+    case C_MODEL: return dv_text(e->model);
+    case C_AGENT: return dv_text(e->agent);
+    case C_QUEUED: return dv_real(1, e->queued_at);
+    case C_STARTED: return dv_real(e->started_at > 0, e->started_at);
+    case C_FINISHED: return dv_real(e->finished_at > 0, e->finished_at);
+    case C_DURATION: return dv_real(e->finished_at > 0, (e->finished_at - start) * 1000.0);
+    case C_WAIT: return dv_real(start > 0, (start - e->queued_at) * 1000.0);
+    case C_EXIT: return dv_int(e->has_exit, e->exit_code);
+    case C_SIGNAL: return dv_int(e->signal != 0, e->signal);
+    case C_RSS: return dv_int(e->peak_rss_kb > 0, e->peak_rss_kb);
+    case C_CPU_USER: return dv_real(ran, e->cpu_user_ms);
+    case C_CPU_SYS: return dv_real(ran, e->cpu_sys_ms);
+    case C_TOKENS_IN: return dv_int(e->has_usage, e->tokens_in);
+    case C_TOKENS_OUT: return dv_int(e->has_usage, e->tokens_out);
+    case C_COST: return dv_real(e->has_usage, e->cost);
+    case C_PROMPT: case C_PROMPT_BYTES: case C_PROMPT_SHA:
+        db_text_body(db, e->prompt, e->prompt_len, c - C_PROMPT, &v, hex);
+        return v;
+    case C_ANSWER: case C_ANSWER_BYTES: case C_ANSWER_SHA:
+        db_text_body(db, e->answer, e->answer_len, c - C_ANSWER, &v, hex);
+        return v;
+    case C_OC_SESSION: return dv_text(e->oc_session_id);
+    case C_STDERR: return dv_text(e->stderr_tail);
+    case C_ERROR: return dv_text(e->error);
+    }
+    return (db_val_t){DV_NULL};
+}
+
+static void db_bind_val(sqlite3_stmt *s, int i, const db_val_t *v)
+{
+    switch (v->kind) {
+    case DV_INT: sqlite3_bind_int64(s, i, v->i); break;
+    case DV_REAL: sqlite3_bind_double(s, i, v->d); break;
+    case DV_TEXT: sqlite3_bind_text(s, i, v->s, (int)v->len, SQLITE_TRANSIENT); break;
+    case DV_NULL: sqlite3_bind_null(s, i); break;
+    }
+}
+
+json_object *db_exec_json(const db_t *db, const db_exec_t *e)
+{
+    json_object *o = json_object_new_object();
+    char hex[65];
+    for (int c = 0; c < C_COUNT; c++) {
+        db_val_t v = db_exec_column(db, e, c, hex);
+        json_object *j = v.kind == DV_INT    ? json_object_new_int64(v.i)
+                         : v.kind == DV_REAL ? json_object_new_double(v.d)
+                         : v.kind == DV_TEXT ? json_object_new_string_len(v.s, (int)v.len)
+                                             : NULL;
+        json_object_object_add(o, db_exec_columns[c].name, j);
+    }
+    return o;
 }
 
 int db_exec_insert(db_t *db, db_exec_t *e)
 {
     sqlite3_stmt *s = db->st[ST_EXEC_INSERT];
-    db_bind_text(s, 1, e->session_id);
-    db_bind_text(s, 2, e->owner);
-    db_bind_text(s, 3, e->mode);
-    db_bind_text(s, 4, e->status);
-    db_bind_text(s, 5, e->model);
-    db_bind_text(s, 6, e->agent);
-    sqlite3_bind_double(s, 7, e->queued_at);
-    db_bind_text_body(db, s, 8, e->prompt, e->prompt_len);
+    /* (session_id, owner, mode, status, model, agent, queued_at, prompt, prompt_bytes, prompt_sha256) */
+    static const int cols[] = {C_SESSION, C_OWNER, C_MODE, C_STATUS, C_MODEL, C_AGENT, C_QUEUED, C_PROMPT,
+                               C_PROMPT_BYTES, C_PROMPT_SHA};
+    char hex[65];
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        db_val_t v = db_exec_column(db, e, cols[i], hex);
+        db_bind_val(s, (int)i + 1, &v);
+    }
     if (db_run(db, ST_EXEC_INSERT) != 0)
         return -1;
     e->id = (int64_t)sqlite3_last_insert_rowid(db->h);
@@ -53,39 +154,12 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished)
     if (finished && db_run(db, ST_BEGIN) != 0)
         return -1;
     sqlite3_stmt *s = db->st[ST_EXEC_UPDATE];
-    sqlite3_bind_int64(s, 1, e->id);
-    db_bind_text(s, 2, e->mode);
-    db_bind_text(s, 3, e->status);
-    db_bind_text(s, 4, e->argv_json);
-    if (e->pid > 0)
-        sqlite3_bind_int64(s, 5, e->pid);
-    db_bind_time(s, 6, e->started_at);
-    db_bind_time(s, 7, e->finished_at);
-    if (e->finished_at > 0)
-        sqlite3_bind_double(s, 8, (e->finished_at - (e->started_at > 0 ? e->started_at : e->finished_at)) * 1000.0);
-    if (e->started_at > 0)
-        sqlite3_bind_double(s, 9, (e->started_at - e->queued_at) * 1000.0);
-    else if (e->finished_at > 0)
-        sqlite3_bind_double(s, 9, (e->finished_at - e->queued_at) * 1000.0);
-    if (e->has_exit)
-        sqlite3_bind_int(s, 10, e->exit_code);
-    if (e->signal)
-        sqlite3_bind_int(s, 11, e->signal);
-    if (e->peak_rss_kb > 0)
-        sqlite3_bind_int64(s, 12, e->peak_rss_kb);
-    if (e->has_exit || e->signal) {
-        sqlite3_bind_double(s, 13, e->cpu_user_ms);
-        sqlite3_bind_double(s, 14, e->cpu_sys_ms);
-    }
-    if (e->has_usage) {
-        sqlite3_bind_int64(s, 15, e->tokens_in);
-        sqlite3_bind_int64(s, 16, e->tokens_out);
-        sqlite3_bind_double(s, 17, e->cost);
-    }
-    db_bind_text_body(db, s, 18, e->answer, e->answer_len);
-    db_bind_text(s, 21, e->oc_session_id);
-    db_bind_text(s, 22, e->stderr_tail);
-    db_bind_text(s, 23, e->error);
+    char hex[65];
+    for (int c = 0; c < C_COUNT; c++)
+        if (db_exec_columns[c].update) {
+            db_val_t v = db_exec_column(db, e, c, hex);
+            db_bind_val(s, db_exec_columns[c].update, &v);
+        }
     int rc = db_run(db, ST_EXEC_UPDATE);
     if (!finished)
         return rc;

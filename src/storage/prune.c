@@ -1,92 +1,107 @@
 #define _GNU_SOURCE
 #include "prune.h"
 
-#include "log.h"
+#include <stdlib.h>
+
 #include "clock.h"
+#include "log.h"
 
 /* Prune every minute, or more often for a short retention (a quarter of it, at least 100 ms). */
 #define PRUNE_TICK_MAX_MS 60000
 
-static manager_t *rm;
-static uv_timer_t tick, step;
-static int active, inited;
-static double cutoff;
-static long total;
-static prune_done_fn done_fn;
-static void *done_ctx;
+struct prune {
+    db_t *db;
+    long retention_ms;
+    uv_timer_t tick, step;
+    int active, closing;
+    double cutoff;
+    long total;
+    prune_done_fn done;
+    void *done_ctx;
+};
 
-static void prune_finish(int failed)
+static void prune_finish(prune_t *p, int failed)
 {
-    active = 0;
-    if (total || failed)
-        log_info("history pruned", "deleted=%ld before=%.0f failed=%d", total, cutoff, failed);
-    if (done_fn)
-        done_fn(done_ctx, total, failed);
-    done_fn = NULL;
+    p->active = 0;
+    if (p->total || failed)
+        log_info("history pruned", "deleted=%ld before=%.0f failed=%d", p->total, p->cutoff, failed);
+    prune_done_fn fn = p->done;
+    p->done = NULL;
+    if (fn)
+        fn(p->done_ctx, p->total, failed);
 }
 
 static void prune_step(uv_timer_t *t)
 {
-    (void)t;
+    prune_t *p = t->data;
     long n = 0;
-    if (db_prune(rm->db, cutoff, PRUNE_BATCH, &n) != 0) {
-        log_error("cannot prune history", "error=%s", log_q(db_errmsg(rm->db)));
-        prune_finish(1);
+    if (db_prune(p->db, p->cutoff, PRUNE_BATCH, &n) != 0) {
+        log_error("cannot prune history", "error=%s", log_q(db_errmsg(p->db)));
+        prune_finish(p, 1);
         return;
     }
-    total += n;
+    p->total += n;
     if (n == 0) {
-        prune_finish(0);
+        prune_finish(p, 0);
         return;
     }
-    uv_timer_start(&step, prune_step, 1, 0); /* let the loop breathe between batches */
+    uv_timer_start(&p->step, prune_step, 1, 0); /* let the loop breathe between batches */
 }
 
-int prune_prune(manager_t *m, double before, prune_done_fn done, void *ctx)
+int prune_run(prune_t *p, double before, prune_done_fn done, void *ctx)
 {
-    if (active)
+    if (p->active || p->closing)
         return -1;
-    rm = m;
-    active = 1;
-    cutoff = before;
-    total = 0;
-    done_fn = done;
-    done_ctx = ctx;
-    uv_timer_start(&step, prune_step, 0, 0);
+    p->active = 1;
+    p->cutoff = before;
+    p->total = 0;
+    p->done = done;
+    p->done_ctx = ctx;
+    uv_timer_start(&p->step, prune_step, 0, 0);
     return 0;
 }
 
 static void prune_tick(uv_timer_t *t)
 {
-    (void)t;
-    if (rm->conf->history_retention_ms > 0)
-        prune_prune(rm, clock_now() - rm->conf->history_retention_ms / 1000.0, NULL, NULL);
+    prune_t *p = t->data;
+    prune_run(p, clock_now() - p->retention_ms / 1000.0, NULL, NULL);
 }
 
-void prune_init(manager_t *m)
+prune_t *prune_new(uv_loop_t *loop, db_t *db, long retention_ms)
 {
-    rm = m;
-    uv_timer_init(m->loop, &tick);
-    uv_timer_init(m->loop, &step);
-    inited = 1;
-    long every = m->conf->history_retention_ms / 4;
+    prune_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->db = db;
+    p->retention_ms = retention_ms;
+    uv_timer_init(loop, &p->tick);
+    uv_timer_init(loop, &p->step);
+    p->tick.data = p->step.data = p;
+    long every = retention_ms / 4;
     if (every > PRUNE_TICK_MAX_MS)
         every = PRUNE_TICK_MAX_MS;
     if (every < 100)
         every = 100;
-    if (m->conf->history_retention_ms > 0)
-        uv_timer_start(&tick, prune_tick, every < 1000 ? (uint64_t)every : 1000, (uint64_t)every);
+    if (retention_ms > 0)
+        uv_timer_start(&p->tick, prune_tick, every < 1000 ? (uint64_t)every : 1000, (uint64_t)every);
+    return p;
 }
 
-void prune_detach(void) { done_fn = NULL; }
+void prune_detach(prune_t *p) { p->done = NULL; }
 
-void prune_close(void)
+static void prune_closed(uv_handle_t *h)
 {
-    if (!inited)
+    prune_t *p = h->data;
+    if (--p->closing == 0)
+        free(p);
+}
+
+void prune_free(prune_t *p)
+{
+    if (!p)
         return;
-    inited = 0;
-    if (!uv_is_closing((uv_handle_t *)&tick))
-        uv_close((uv_handle_t *)&tick, NULL);
-    if (!uv_is_closing((uv_handle_t *)&step))
-        uv_close((uv_handle_t *)&step, NULL);
+    p->done = NULL;
+    p->closing = 2;
+    uv_close((uv_handle_t *)&p->tick, prune_closed);
+    uv_close((uv_handle_t *)&p->step, prune_closed);
 }

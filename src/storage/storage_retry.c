@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "clock.h"
+#include "exec_status.h"
 
 #define STORAGE_RETRY_TICK_MS 1000
 /* Repeat the same complaint at most this often. */
@@ -21,19 +22,21 @@ typedef struct storage_retry_item {
     struct storage_retry_item *next;
 } storage_retry_item_t;
 
-static manager_t *qm;
-static uv_timer_t tick;
-static int inited;
-static storage_retry_item_t *head, *tail;
-static size_t npending;
-static unsigned long long nfailures;
-static char last_error[300];
-static double last_error_at, last_logged;
-static double recovered_at; /* the last restore, or the last pending write stored */
-static int file_in_place = 1; /* as the last tick saw it: status must not stat the file per request */
+struct storage_retry {
+    storage_retry_config_t cfg;
+    uv_timer_t tick;
+    int closed;
+    storage_retry_item_t *head, *tail;
+    size_t npending;
+    unsigned long long nfailures;
+    char last_error[300];
+    double last_error_at, last_logged;
+    double recovered_at; /* the last restore, or the last pending write stored */
+    int file_in_place;   /* as the last tick saw it: status must not stat the file per request */
+};
 
 /* The string fields of db_exec_t, for copying and freeing them together. */
-#define STORAGE_RETRY_STRS(r) {&(r)->session_id, &(r)->owner, &(r)->mode, &(r)->status, &(r)->argv_json, &(r)->model, \
+#define STORAGE_RETRY_STRS(r) {&(r)->session_id, &(r)->owner, &(r)->mode, &(r)->argv_json, &(r)->model, \
                      &(r)->agent, &(r)->prompt, &(r)->answer, &(r)->oc_session_id, &(r)->stderr_tail, &(r)->error}
 
 static void storage_retry_item_free(storage_retry_item_t *it)
@@ -58,30 +61,31 @@ static void storage_retry_log_lost(const storage_retry_item_t *it, const char *w
     log_error("execution record lost",
               "executionId=%lld sessionId=%s owner=%s mode=%s status=%s queuedAt=%.3f startedAt=%.3f "
               "finishedAt=%.3f exitCode=%d signal=%d tokensIn=%lld tokensOut=%lld error=%s reason=%s",
-              (long long)r->id, r->session_id, r->owner, r->mode, r->status, r->queued_at, r->started_at,
+              (long long)r->id, r->session_id, log_q(r->owner), r->mode, exec_status_name(r->status), r->queued_at,
+              r->started_at,
               r->finished_at, r->exit_code, r->signal, r->tokens_in, r->tokens_out, log_q(r->error ? r->error : ""), log_q(why));
 }
 
-static void storage_retry_push(storage_retry_item_t *it)
+static void storage_retry_push(storage_retry_t *q, storage_retry_item_t *it)
 {
-    if (npending >= STORAGE_RETRY_MAX) {
+    if (q->npending >= STORAGE_RETRY_MAX) {
         storage_retry_log_lost(it, "too many records waiting for the database");
         storage_retry_item_free(it);
         return;
     }
-    if (tail)
-        tail->next = it;
+    if (q->tail)
+        q->tail->next = it;
     else
-        head = it;
-    tail = it;
-    npending++;
+        q->head = it;
+    q->tail = it;
+    q->npending++;
 }
 
-void storage_retry_note_failure(const char *what)
+void storage_retry_note_failure(storage_retry_t *q, const char *what)
 {
-    nfailures++;
-    last_error_at = clock_now();
-    snprintf(last_error, sizeof last_error, "%s: %s", what, qm ? db_errmsg(qm->db) : "?");
+    q->nfailures++;
+    q->last_error_at = clock_now();
+    snprintf(q->last_error, sizeof q->last_error, "%s: %s", what, db_errmsg(q->cfg.db));
 }
 
 /* What each class of failure tells the client. */
@@ -96,24 +100,23 @@ static const struct {
     {DB_FAULT_IO, "io", "the database cannot be written (I/O error)", 0},
 };
 
-int storage_retry_reply_error(control_conn_t *c, const char *what)
+const char *storage_retry_explain(storage_retry_t *q, const char *what, char *msg, size_t msglen, int *retry)
 {
-    storage_retry_note_failure(what);
-    db_fault_t f = db_fault(qm->db);
+    storage_retry_note_failure(q, what);
+    db_fault_t f = db_fault(q->cfg.db);
     const char *reason = "error", *cause = "database error";
-    int retry = 0;
+    *retry = 0;
     for (size_t i = 0; i < sizeof storage_retry_causes / sizeof storage_retry_causes[0]; i++)
         if (storage_retry_causes[i].fault == f) {
             reason = storage_retry_causes[i].reason;
             cause = storage_retry_causes[i].cause;
-            retry = storage_retry_causes[i].retry;
+            *retry = storage_retry_causes[i].retry;
         }
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s: %s", what, cause);
-    return control_error_retry(c, 503, "storage_unavailable", msg, reason, retry ? qm->conf->retry_after_s : 0);
+    snprintf(msg, msglen, "%s: %s", what, cause);
+    return reason;
 }
 
-void storage_retry_exec_final(const db_exec_t *rec)
+void storage_retry_exec_final(storage_retry_t *q, const db_exec_t *rec)
 {
     storage_retry_item_t *it = calloc(1, sizeof *it);
     if (!it) {
@@ -137,11 +140,12 @@ void storage_retry_exec_final(const db_exec_t *rec)
         it->rec.answer = a;
     }
     log_warn("execution record kept for a later write", "executionId=%lld status=%s pending=%zu",
-             (long long)rec->id, rec->status, npending + 1);
-    storage_retry_push(it);
+             (long long)rec->id, exec_status_name(rec->status), q->npending + 1);
+    storage_retry_push(q, it);
 }
 
-void storage_retry_session_oc(const char *owner, const char *session_id, const char *oc_session_id)
+void storage_retry_session_oc(storage_retry_t *q, const char *owner, const char *session_id,
+                              const char *oc_session_id)
 {
     storage_retry_item_t *it = calloc(1, sizeof *it);
     if (it) {
@@ -157,148 +161,144 @@ void storage_retry_session_oc(const char *owner, const char *session_id, const c
             storage_retry_item_free(it);
         return;
     }
-    storage_retry_push(it);
+    storage_retry_push(q, it);
 }
 
-static int storage_retry_write(const storage_retry_item_t *it)
+static int storage_retry_write(storage_retry_t *q, const storage_retry_item_t *it)
 {
     if (it->kind == STORAGE_RETRY_SESS_OC)
-        return db_session_set_oc(qm->db, it->owner, it->sid, it->oc);
-    return db_exec_update(qm->db, &it->rec, 1);
+        return db_session_set_oc(q->cfg.db, it->owner, it->sid, it->oc);
+    return db_exec_update(q->cfg.db, &it->rec, 1);
 }
 
 /* A removed database file is copied back from the open connection; a replaced one is left to
  * the operator (ocpmd goes on writing to the file it has open and says so). */
-static void storage_retry_watch(void)
+static void storage_retry_watch(storage_retry_t *q)
 {
     double now = clock_now();
-    db_moved_t where = db_moved(qm->db);
-    file_in_place = where == DB_IN_PLACE;
+    db_moved_t where = db_moved(q->cfg.db);
+    q->file_in_place = where == DB_IN_PLACE;
     switch (where) {
     case DB_IN_PLACE:
         return;
     case DB_REPLACED:
-        if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
-            last_logged = now;
+        if (now - q->last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
+            q->last_logged = now;
             log_error("database file replaced while open; writes go to the open file until ocpmd restarts",
-                      "db_path=%s", log_q(qm->conf->db_path));
+                      "db_path=%s", log_q(q->cfg.db_path));
         }
         return;
     case DB_GONE:
         break;
     }
     char err[512];
-    if (db_restore(qm->db, err, sizeof err) == 0) {
+    if (db_restore(q->cfg.db, err, sizeof err) == 0) {
         log_warn("database file was removed while open; restored from the open connection",
-                 "db_path=%s", log_q(qm->conf->db_path));
-        db_set_busy_timeout(qm->db, qm->conf->db_busy_timeout_ms);
-        manager_event(qm, "database_restored", qm->conf->db_path);
-        last_logged = 0;
-        recovered_at = now;
-        file_in_place = 1;
+                 "db_path=%s", log_q(q->cfg.db_path));
+        db_set_busy_timeout(q->cfg.db, q->cfg.busy_timeout_ms);
+        if (q->cfg.event)
+            q->cfg.event(q->cfg.ctx, "database_restored", q->cfg.db_path);
+        q->last_logged = 0;
+        q->recovered_at = now;
+        q->file_in_place = 1;
         return;
     }
-    nfailures++;
-    last_error_at = now;
-    snprintf(last_error, sizeof last_error, "database file removed; cannot restore it: %s", err);
-    if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
-        last_logged = now;
-        log_error("database file removed; cannot restore it yet", "db_path=%s error=%s", log_q(qm->conf->db_path),
+    q->nfailures++;
+    q->last_error_at = now;
+    snprintf(q->last_error, sizeof q->last_error, "database file removed; cannot restore it: %s", err);
+    if (now - q->last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
+        q->last_logged = now;
+        log_error("database file removed; cannot restore it yet", "db_path=%s error=%s", log_q(q->cfg.db_path),
                   log_q(err));
     }
 }
 
 /* One pass: restore a removed file, then write what is pending. Returns how many remain. */
-static size_t storage_retry_flush(void)
+static size_t storage_retry_flush(storage_retry_t *q)
 {
-    if (!qm)
-        return npending;
-    storage_retry_watch();
+    storage_retry_watch(q);
     size_t written = 0;
-    while (head) {
-        if (storage_retry_write(head) != 0) {
-            storage_retry_note_failure("pending write");
+    while (q->head) {
+        if (storage_retry_write(q, q->head) != 0) {
+            storage_retry_note_failure(q, "pending write");
             double now = clock_now();
-            if (now - last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
-                last_logged = now;
-                log_error("database still refuses writes", "pending=%zu error=%s", npending,
-                          log_q(db_errmsg(qm->db)));
+            if (now - q->last_logged >= STORAGE_RETRY_LOG_EVERY_S) {
+                q->last_logged = now;
+                log_error("database still refuses writes", "pending=%zu error=%s", q->npending,
+                          log_q(db_errmsg(q->cfg.db)));
             }
             break;
         }
-        storage_retry_item_t *it = head;
-        head = it->next;
-        if (!head)
-            tail = NULL;
-        npending--;
+        storage_retry_item_t *it = q->head;
+        q->head = it->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->npending--;
         written++;
         if (it->kind == STORAGE_RETRY_EXEC)
             log_info("execution record stored after retry", "executionId=%lld status=%s", (long long)it->rec.id,
-                     it->rec.status);
+                     exec_status_name(it->rec.status));
         storage_retry_item_free(it);
     }
-    if (written && !head) {
-        last_logged = 0;
-        recovered_at = clock_now();
+    if (written && !q->head) {
+        q->last_logged = 0;
+        q->recovered_at = clock_now();
     }
-    return npending;
+    return q->npending;
 }
 
-static void storage_retry_tick(uv_timer_t *t)
+static void storage_retry_tick(uv_timer_t *t) { storage_retry_flush(t->data); }
+
+storage_retry_t *storage_retry_new(const storage_retry_config_t *cfg)
 {
-    (void)t;
-    storage_retry_flush();
+    storage_retry_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->cfg = *cfg;
+    q->file_in_place = 1;
+    uv_timer_init(cfg->loop, &q->tick);
+    q->tick.data = q;
+    uv_timer_start(&q->tick, storage_retry_tick, STORAGE_RETRY_TICK_MS, STORAGE_RETRY_TICK_MS);
+    return q;
 }
 
-void storage_retry_init(manager_t *m)
-{
-    qm = m;
-    uv_timer_init(m->loop, &tick);
-    uv_timer_start(&tick, storage_retry_tick, STORAGE_RETRY_TICK_MS, STORAGE_RETRY_TICK_MS);
-    inited = 1;
-}
-
-json_object *storage_retry_status_json(void)
+json_object *storage_retry_status_json(const storage_retry_t *q)
 {
     json_object *o = json_object_new_object();
     /* Not ok while records wait, the file is not in place, or a write failed in the last two
      * seconds and nothing has recovered since. */
-    int ok = npending == 0 && file_in_place &&
-             (last_error_at <= recovered_at || clock_now() - last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
+    int ok = q->npending == 0 && q->file_in_place &&
+             (q->last_error_at <= q->recovered_at || clock_now() - q->last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
     json_object_object_add(o, "ok", json_object_new_boolean(ok));
-    json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)npending));
-    json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)nfailures));
+    json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)q->npending));
+    json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)q->nfailures));
     json_object_object_add(o, "sqliteMemoryBytes", json_object_new_int64(db_memory_used()));
-    json_object_object_add(o, "lastError", last_error[0] ? json_object_new_string(last_error) : NULL);
+    json_object_object_add(o, "lastError", q->last_error[0] ? json_object_new_string(q->last_error) : NULL);
     json_object_object_add(o, "lastErrorAt",
-                           last_error_at > 0 ? json_object_new_int64((int64_t)(last_error_at * 1000.0)) : NULL);
+                           q->last_error_at > 0 ? json_object_new_int64((int64_t)(q->last_error_at * 1000.0)) : NULL);
     return o;
 }
 
-size_t storage_retry_pending(void) { return npending; }
-unsigned long long storage_retry_failures(void) { return nfailures; }
+size_t storage_retry_pending(const storage_retry_t *q) { return q->npending; }
+unsigned long long storage_retry_failures(const storage_retry_t *q) { return q->nfailures; }
 
-void storage_retry_close(void)
-{
-    if (inited && !uv_is_closing((uv_handle_t *)&tick))
-        uv_close((uv_handle_t *)&tick, NULL);
-    inited = 0;
-}
+static void storage_retry_closed(uv_handle_t *h) { free(h->data); }
 
-void storage_retry_final(void)
+void storage_retry_free(storage_retry_t *q)
 {
-    if (head && qm) {
-        /* The loop is done: a longer wait for a lock costs nobody anything now. */
-        db_set_busy_timeout(qm->db, 5000);
-        last_logged = 0;
-        storage_retry_flush();
+    if (!q)
+        return;
+    if (q->head) {
+        /* The last chance: a longer wait for a lock costs nobody anything now. */
+        db_set_busy_timeout(q->cfg.db, 5000);
+        q->last_logged = 0;
+        storage_retry_flush(q);
     }
-    while (head) {
-        storage_retry_item_t *it = head;
-        head = it->next;
-        storage_retry_log_lost(it, db_errmsg(qm->db));
+    while (q->head) {
+        storage_retry_item_t *it = q->head;
+        q->head = it->next;
+        storage_retry_log_lost(it, db_errmsg(q->cfg.db));
         storage_retry_item_free(it);
     }
-    tail = NULL;
-    npending = 0;
+    uv_close((uv_handle_t *)&q->tick, storage_retry_closed);
 }

@@ -60,12 +60,12 @@ static void test_lifecycle(void **state)
     assert_int_equal(db_session_exists(db, "carol", "s1"), 0);
     assert_int_equal(db_session_set_oc(db, "alice", "s1", "ses_abc"), 0);
 
-    db_exec_t e = {.session_id = "s1", .owner = "alice", .mode = "per-session", .status = "queued",
+    db_exec_t e = {.session_id = "s1", .owner = "alice", .mode = "per-session", .status = EXEC_QUEUED,
                    .prompt = "abcdefgé and a long prompt", .queued_at = 100};
     e.prompt_len = strlen(e.prompt);
     assert_int_equal(db_exec_insert(db, &e), 0);
     assert_true(e.id > 0);
-    e.status = "succeeded";
+    e.status = EXEC_SUCCEEDED;
     e.started_at = 100.5;
     e.finished_at = 102.5;
     e.has_exit = 1;
@@ -84,10 +84,21 @@ static void test_lifecycle(void **state)
     /* The prompt was cut at 8 bytes without splitting the é (bytes 8-9); its full size is kept. */
     assert_string_equal(json_object_get_string(json_object_object_get(row, "prompt")), "abcdefg");
     assert_int_equal(json_object_get_int(json_object_object_get(row, "prompt_bytes")), (int)e.prompt_len);
+    /* The answer built from memory is the row as stored, field for field. */
+    json_object *mem = db_exec_json(db, &e);
+    json_object_object_foreach(row, key, val)
+    {
+        json_object *mv = json_object_object_get(mem, key);
+        if (!json_object_equal(val, mv))
+            fail_msg("column %s: stored %s, from memory %s", key, json_object_to_json_string(val),
+                     json_object_to_json_string(mv));
+    }
+    assert_int_equal(json_object_object_length(mem), json_object_object_length(row));
+    json_object_put(mem);
     json_object_put(row);
     assert_null(db_exec_get(db, e.id, "mallory")); /* another owner sees nothing */
 
-    db_exec_t q = {.session_id = "s1", .owner = "alice", .mode = "per-session", .status = "queued",
+    db_exec_t q = {.session_id = "s1", .owner = "alice", .mode = "per-session", .status = EXEC_QUEUED,
                    .prompt = "x", .prompt_len = 1, .queued_at = 200};
     assert_int_equal(db_exec_insert(db, &q), 0);
     db_exec_filter_t f = {.owner = "alice", .status = "queued", .limit = 10};
@@ -136,7 +147,7 @@ static void test_hash_only(void **state)
     assert_non_null(db);
     db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
     assert_int_equal(db_session_insert(db, &s), 0);
-    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "abc",
+    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED, .prompt = "abc",
                    .prompt_len = 3, .queued_at = 1};
     assert_int_equal(db_exec_insert(db, &e), 0);
     json_object *row = db_exec_get(db, e.id, "u");
@@ -152,7 +163,7 @@ static void test_foreign_key_and_bad_path(void **state)
     (void)state;
     char err[256];
     db_t *db = db_open(path, 1, 64, err, sizeof err);
-    db_exec_t e = {.session_id = "nope", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "a",
+    db_exec_t e = {.session_id = "nope", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED, .prompt = "a",
                    .prompt_len = 1, .queued_at = 1};
     assert_int_equal(db_exec_insert(db, &e), -1); /* foreign keys are on */
     db_close(db);
@@ -172,14 +183,14 @@ static void test_busy_fault(void **state)
     db_set_busy_timeout(db, 10);
     db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
     assert_int_equal(db_session_insert(db, &s), 0);
-    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "a",
+    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED, .prompt = "a",
                    .prompt_len = 1, .queued_at = 1};
     assert_int_equal(db_exec_insert(db, &e), 0);
     assert_int_equal(db_fault(db), DB_FAULT_NONE);
     sqlite3 *op;
     assert_int_equal(sqlite3_open(p2, &op), SQLITE_OK);
     assert_int_equal(sqlite3_exec(op, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    e.status = "succeeded";
+    e.status = EXEC_SUCCEEDED;
     e.finished_at = 2;
     assert_int_equal(db_exec_update(db, &e, 1), -1);
     assert_int_equal(db_fault(db), DB_FAULT_BUSY);
@@ -221,7 +232,7 @@ static void test_removed_and_restored(void **state)
     db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
     assert_int_equal(db_session_insert(db, &s), 0);
     for (int i = 0; i < 3; i++) {
-        db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued",
+        db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED,
                        .prompt = "a", .prompt_len = 1, .queued_at = 1};
         assert_int_equal(db_exec_insert(db, &e), 0);
     }
@@ -235,7 +246,7 @@ static void test_removed_and_restored(void **state)
     assert_int_equal(db_restore(db, err, sizeof err), 0);
     assert_int_equal(db_moved(db), DB_IN_PLACE);
     assert_int_equal(count_rows(p2, "SELECT count(*) FROM executions"), 3);
-    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = "queued", .prompt = "b",
+    db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED, .prompt = "b",
                    .prompt_len = 1, .queued_at = 2};
     assert_int_equal(db_exec_insert(db, &e), 0); /* and it writes to the restored file */
     assert_int_equal(count_rows(p2, "SELECT count(*) FROM executions"), 4);

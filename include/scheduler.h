@@ -1,0 +1,78 @@
+/* scheduler: which waiting message starts next, and where.
+ *
+ * Messages wait in one FIFO (oldest first) and in their session's own queue: at most one message
+ * of a session runs at a time, in the order they came. While fewer than max_concurrent_runs run,
+ * the oldest waiting message of an idle session starts, unless its user already holds
+ * user_max_share of the slots (then the next user's goes first).
+ *
+ * Where it runs is decided from the primary backend's state (backend.h): READY, it runs there;
+ * FULL, nothing starts until a job ends; WAIT (a server being replaced), messages wait; DOWN (a
+ * server starting or restarting after a failure), the fallback backend runs them (at most
+ * fallback_max_runs at once) when fallback is on, else they wait, at most fallback_wait, then
+ * fail. A run standing in for the server continues the server's conversations, so it uses the
+ * server's agent home.
+ *
+ * Admission, checked when a message is submitted (429 with Retry-After): the session's queue
+ * (session_queue_limit), bytes of messages waiting in memory, overall (queue_max_bytes) and per
+ * user (user_queue_max_bytes), and messages of one user holding responder threads (sync and
+ * stream) beyond user_max_share of the pool's message capacity. */
+#ifndef OCPM_SCHEDULER_H
+#define OCPM_SCHEDULER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "backend.h"
+#include "conf.h"
+#include "control.h"
+#include "db.h"
+#include "execution.h"
+#include "oc_models.h"
+#include "session.h"
+#include "storage_retry.h"
+#include "user.h"
+
+typedef struct scheduler scheduler_t;
+
+typedef struct scheduler_config {
+    uv_loop_t *loop;
+    const conf_t *conf;
+    db_t *db;
+    session_table_t *sessions;
+    user_table_t *users;
+    storage_retry_t *storage; /* where records the database refused wait */
+    backend_t primary;        /* where messages run */
+    backend_t fallback;       /* ops NULL: none; runs messages while the primary is DOWN */
+    /* An execution finished (for the metrics); duration_s < 0 when it never started. */
+    void (*finished)(void *ctx, const char *mode, exec_status_t status, double duration_s, double queue_wait_s);
+    void *ctx;
+} scheduler_config_t;
+
+scheduler_t *scheduler_new(const scheduler_config_t *cfg);
+/* After scheduler_shutdown has seen every execution end. */
+void scheduler_free(scheduler_t *s);
+/* The pool's capacity for messages (responders x threads less the reserve), for the per-user share. */
+void scheduler_set_message_capacity(scheduler_t *s, long capacity);
+
+/* Queue a message on sess and answer c according to how (text, model and agent are copied). c may
+ * be NULL with EXECUTION_WAIT_ASYNC: nobody is answered. Returns the execution's id, or -1 after
+ * answering c with why it was refused. */
+int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, const char *model, const char *agent,
+                         control_conn_t *c, execution_wait_t how);
+/* Start what can start (a backend's state changed, a job ended). */
+void scheduler_kick(scheduler_t *s);
+/* Abort the session's running message and cancel its waiting ones (the session stays). Returns how
+ * many executions were affected. */
+int scheduler_abort_session(scheduler_t *s, session_t *sess, const char *reason);
+/* Shutdown: nothing new starts; everything waiting is cancelled. Returns how many still run. */
+long scheduler_shutdown(scheduler_t *s);
+/* Shutdown past its timeout: stop what runs (recorded as interrupted). */
+void scheduler_kill_running(scheduler_t *s);
+
+long scheduler_running(const scheduler_t *s);
+long scheduler_queued(const scheduler_t *s);
+unsigned long long scheduler_finished(const scheduler_t *s);
+unsigned long long scheduler_failed(const scheduler_t *s);
+
+#endif

@@ -1,0 +1,283 @@
+#define _GNU_SOURCE
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "exec_status.h"
+#include "log.h"
+#include "valid.h"
+
+static const api_field_t api_session_create_body[] = {
+    {"id", API_FIELD_ID, false},
+    {"workspace", API_FIELD_WORKSPACE, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_message_body[] = {
+    {"text", API_FIELD_TEXT, true},
+    {"model", API_FIELD_MODEL, false},
+    {"agent", API_FIELD_AGENT, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_execution_query[] = {
+    {"session", API_FIELD_ID, false},  {"status", API_FIELD_STATUS, false}, {"mode", API_FIELD_MODE, false},
+    {"since", API_FIELD_TIME, false},  {"until", API_FIELD_TIME, false},    {"before", API_FIELD_CURSOR, false},
+    {"limit", API_FIELD_LIMIT, false}, {NULL, 0, false},
+};
+static const api_field_t api_session_query[] = {
+    {"after", API_FIELD_ID, false},
+    {"limit", API_FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_stats_query[] = {
+    {"since", API_FIELD_TIME, false},
+    {"until", API_FIELD_TIME, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_prune_args[] = {
+    {"before", API_FIELD_TIME, true},
+    {NULL, 0, false},
+};
+
+const api_route_t api_routes[] = {
+    {"GET", "/api/opencode/status", "status", NULL, NULL, 0, api_status, "the manager's status document"},
+    {"GET", "/api/health", "health", NULL, NULL, 0, api_health, "200 while accepting, 503 while stopping"},
+    {"POST", "/api/sessions", "session.create", api_session_create_body, NULL, 0, api_session_create,
+     "create a session bound to a workspace (idempotent)"},
+    {"GET", "/api/sessions", "session.list", NULL, api_session_query, 0, api_session_list,
+     "your sessions, a page at a time"},
+    {"GET", "/api/sessions/{id}", "session.get", NULL, NULL, 0, api_session_get, "one session"},
+    {"DELETE", "/api/sessions/{id}", "session.delete", NULL, NULL, 0, api_session_delete,
+     "delete a session; its running and waiting messages are aborted"},
+    {"POST", "/api/sessions/{id}/messages", "message", api_message_body, NULL, API_WAITS, api_message,
+     "send a message: wait for the answer, stream it, or not wait"},
+    {"POST", "/api/sessions/{id}/abort", "session.abort", NULL, NULL, 0, api_session_abort,
+     "abort the running message and cancel the waiting ones"},
+    {"GET", "/api/executions", "exec.list", NULL, api_execution_query, 0, api_exec_list,
+     "your executions, newest first, a page at a time"},
+    {"GET", "/api/executions/{n}", "exec.get", NULL, NULL, 0, api_exec_get, "one of your executions"},
+    {"GET", "/api/stats", "stats", NULL, api_stats_query, API_OPERATOR, api_stats,
+     "counts, durations, resources, tokens: everyone's"},
+    {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
+     "everyone's executions, every field"},
+    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR, api_metrics, "Prometheus metrics"},
+    {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
+     "delete finished history older than a time (ocpmctl prune)"},
+};
+const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
+
+/* The path segment kinds a pattern may hold, and what a bad one is told. */
+static const struct {
+    const char *placeholder;
+    const char *must;
+} api_segments[] = {
+    {"{id}", "ids must match [A-Za-z0-9_-]{1,64}"},
+    {"{n}", "execution ids are positive 64-bit integers"},
+};
+
+static bool api_segment_ok(size_t kind, const char *seg)
+{
+    if (kind == 0)
+        return valid_id(seg);
+    char *end;
+    errno = 0;
+    long long n = strtoll(seg, &end, 10);
+    return seg[0] >= '1' && seg[0] <= '9' && !errno && !*end && n > 0;
+}
+
+/* Does path match pattern? Copies the placeholder's segment and flags one that is not valid, so
+ * the caller answers 400 before anything reaches the manager. */
+static bool api_path_matches(const char *pattern, const char *path, char *id, size_t idlen, const char **bad)
+{
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        size_t k = 0;
+        while (k < sizeof api_segments / sizeof api_segments[0] &&
+               strncmp(p, api_segments[k].placeholder, strlen(api_segments[k].placeholder)) != 0)
+            k++;
+        if (k == sizeof api_segments / sizeof api_segments[0]) {
+            if (*p++ != *s++)
+                return false;
+            continue;
+        }
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n == 0)
+            return false;
+        size_t keep = n < idlen - 1 ? n : idlen - 1;
+        memcpy(id, s, keep);
+        id[keep] = '\0';
+        if (keep < n || !api_segment_ok(k, id))
+            *bad = api_segments[k].must;
+        p += strlen(api_segments[k].placeholder);
+        s += n;
+    }
+    /* One spelling only (no trailing slash): what nginx's locations match is what runs. */
+    return !*p && !*s;
+}
+
+int api_match(const char *method, const char *path, const api_route_t **out, char *id, size_t idlen, const char **why,
+              char *allow, size_t allowlen)
+{
+    bool path_seen = false;
+    size_t ao = 0;
+    if (allowlen)
+        allow[0] = '\0';
+    *out = NULL;
+    for (size_t i = 0; i < api_nroutes; i++) {
+        char seg[VALID_ID_MAX + 2] = "";
+        const char *bad = NULL;
+        if (!api_routes[i].method || !api_path_matches(api_routes[i].pattern, path, seg, sizeof seg, &bad))
+            continue;
+        if (bad) {
+            *why = bad;
+            return 400;
+        }
+        path_seen = true;
+        if (strcmp(api_routes[i].method, method) == 0) {
+            snprintf(id, idlen, "%s", seg);
+            *out = &api_routes[i];
+            return 0;
+        }
+        if (ao < allowlen) {
+            int w = snprintf(allow + ao, allowlen - ao, "%s%s", ao ? ", " : "", api_routes[i].method);
+            if (w > 0)
+                ao += (size_t)w;
+        }
+    }
+    return path_seen ? 405 : 404;
+}
+
+/* Numbers: limits and cursors are integers, times are numbers; none negative. */
+static const char *api_check_number(const api_field_t *f, json_object *v)
+{
+    if (f->kind == API_FIELD_TIME) {
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+            return "must be unix seconds";
+        return json_object_get_double(v) >= 0 ? NULL : "must not be negative";
+    }
+    if (!json_object_is_type(v, json_type_int))
+        return "must be an integer";
+    int64_t n = json_object_get_int64(v);
+    if (f->kind == API_FIELD_CURSOR)
+        return n >= 1 ? NULL : "must be a positive execution id";
+    return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
+}
+
+const char *api_check_value(const api_field_t *f, json_object *v, long max_message_bytes)
+{
+    if (f->kind == API_FIELD_LIMIT || f->kind == API_FIELD_CURSOR || f->kind == API_FIELD_TIME)
+        return api_check_number(f, v);
+    if (!json_object_is_type(v, json_type_string))
+        return "must be a string";
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (strlen(s) != len || !valid_utf8(s, len))
+        return "must be valid UTF-8 without NUL bytes";
+    const char *why = NULL;
+    switch (f->kind) {
+    case API_FIELD_ID:
+        return valid_id(s) ? NULL : "must match [A-Za-z0-9_-]{1,64}";
+    case API_FIELD_WORKSPACE:
+        return valid_workspace(s, &why) ? NULL : why;
+    case API_FIELD_TEXT:
+        if (len == 0)
+            return "must not be empty";
+        return (long)len <= max_message_bytes ? NULL : "is longer than max_message_bytes";
+    case API_FIELD_MODEL:
+        return valid_model(s) ? NULL : "must look like provider/model";
+    case API_FIELD_AGENT:
+        return valid_id(s) && s[0] != '-' ? NULL : "must match [A-Za-z0-9_][A-Za-z0-9_-]{0,63}";
+    case API_FIELD_STATUS:
+        return exec_status_parse(s) >= 0 ? NULL : "is not an execution status";
+    case API_FIELD_MODE:
+        return strcmp(s, "server") == 0 || strcmp(s, "per-session") == 0 ? NULL : "must be server or per-session";
+    default:
+        return NULL;
+    }
+}
+
+const char *api_check_fields(const api_field_t *fields, json_object *obj, long max_message_bytes, const char **name,
+                             const char **code)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        const api_field_t *f = NULL;
+        for (const api_field_t *p = fields; p && p->name; p++)
+            if (strcmp(p->name, key) == 0)
+                f = p;
+        *name = key;
+        if (!f)
+            return *code = "unknown_field", "is not a field of this endpoint";
+        const char *why = api_check_value(f, val, max_message_bytes);
+        if (why)
+            return *code = "invalid_field", why;
+    }
+    for (const api_field_t *p = fields; p && p->name; p++)
+        if (p->required && !json_object_object_get_ex(obj, p->name, NULL))
+            return *name = p->name, *code = "missing_field", "is required";
+    return NULL;
+}
+
+static const api_route_t *api_route_of(const char *op)
+{
+    for (size_t i = 0; i < api_nroutes; i++)
+        if (strcmp(api_routes[i].op, op) == 0)
+            return &api_routes[i];
+    return NULL;
+}
+
+/* The frame against its row: user, id segment, arguments. NULL when fine, else why (c answered). */
+static int api_check_frame(const api_route_t *r, json_object *f, long max_message_bytes, api_call_t *call,
+                           control_conn_t *c)
+{
+    json_object *v, *args;
+    if (json_object_object_get_ex(f, "user", &v) && json_object_is_type(v, json_type_string))
+        call->user = json_object_get_string(v);
+    else if (!(r->flags & API_OPERATOR))
+        return control_error(c, 400, "bad_frame", "request frame lacks its user"), -1;
+    if (!json_object_object_get_ex(f, "args", &args) || !json_object_is_type(args, json_type_object))
+        return control_error(c, 400, "bad_frame", "request frame lacks its args"), -1;
+    call->args = args;
+    const char *seg = r->pattern ? strchr(r->pattern, '{') : NULL;
+    if (seg) {
+        size_t k = strncmp(seg, "{n}", 3) == 0;
+        if (!json_object_object_get_ex(f, "id", &v) || !json_object_is_type(v, json_type_string) ||
+            !api_segment_ok(k, json_object_get_string(v)))
+            return control_error(c, 400, "invalid_id", api_segments[k].must), -1;
+        call->id = json_object_get_string(v);
+    }
+    const char *name = NULL, *code = NULL;
+    const char *why = api_check_fields(r->body ? r->body : r->query, args, max_message_bytes, &name, &code);
+    if (why) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "field \"%.64s\" %s", name, why);
+        return control_error(c, 400, code, msg), -1;
+    }
+    if (r->flags & API_WAITS) {
+        call->stream = json_object_object_get_ex(f, "stream", &v) && json_object_get_boolean(v);
+        call->async = json_object_object_get_ex(f, "async", &v) && json_object_get_boolean(v);
+    }
+    return 0;
+}
+
+void api_dispatch(void *ctx, control_conn_t *c, json_object *frame)
+{
+    manager_t *m = ctx;
+    json_object *op;
+    const api_route_t *r = NULL;
+    if (json_object_object_get_ex(frame, "op", &op) && json_object_is_type(op, json_type_string))
+        r = api_route_of(json_object_get_string(op));
+    if (!r) {
+        log_warn("malformed request frame", "reason=%s", "\"unknown or missing op\"");
+        control_error(c, 404, "unknown_op", "unknown operation");
+        return;
+    }
+    api_call_t call = {0};
+    if (api_check_frame(r, frame, m->conf->max_message_bytes, &call, c) != 0)
+        return;
+    r->handler(m, c, &call);
+}

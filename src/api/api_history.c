@@ -1,0 +1,136 @@
+#define _GNU_SOURCE
+#include "api_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+/* A history page ends early past this many bytes of JSON (its cursor continues), so no page comes
+ * near the reply frame whatever the rows hold. */
+#define API_PAGE_BYTES (4u << 20)
+
+/* History, newest first, with a cursor: next_cursor is the `before` of the next page. A page ends
+ * at `limit` rows or API_PAGE_BYTES, whichever comes first. Users see their own rows without
+ * server details; operators (owner NULL) see everyone's whole rows. */
+static void api_exec_page(manager_t *m, control_conn_t *c, const api_call_t *call, const char *owner)
+{
+    db_exec_filter_t f = {.owner = owner, .session_id = api_arg(call, "session"), .status = api_arg(call, "status"),
+                          .mode = api_arg(call, "mode"), .since = api_num(call, "since", 0),
+                          .until = api_num(call, "until", 0), .before = (long long)api_num(call, "before", 0),
+                          .limit = (long)api_num(call, "limit", 50), .max_bytes = API_PAGE_BYTES};
+    int more = 0;
+    json_object *a = db_exec_list(m->db, &f, &more);
+    if (!a)
+        return api_storage_error(m, c, "cannot read executions");
+    size_t n = json_object_array_length(a);
+    for (size_t i = 0; owner && i < n; i++)
+        execution_public(json_object_array_get_idx(a, i));
+    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "executions", a);
+    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
+    control_reply(c, 200, o, NULL);
+}
+
+void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call) { api_exec_page(ctx, c, call, call->user); }
+
+void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call) { api_exec_page(ctx, c, call, NULL); }
+
+void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    manager_t *m = ctx;
+    json_object *o = db_exec_get(m->db, strtoll(call->id, NULL, 10), call->user);
+    if (!o)
+        return control_error(c, 404, "execution_not_found", "no such execution"), (void)0;
+    control_reply(c, 200, execution_public(o), NULL);
+}
+
+/* Statistics can take seconds on a large history, so they run on libuv's thread pool over a
+ * read-only connection of their own (WAL lets it read beside the writer); the loop goes on. */
+typedef struct api_stats_job {
+    uv_work_t work;
+    control_conn_t *c; /* NULL once the client went away */
+    char path[4096];
+    double since, until;
+    json_object *result;
+    char err[512];
+} api_stats_job_t;
+
+static void api_stats_work(uv_work_t *w)
+{
+    api_stats_job_t *j = w->data;
+    db_t *ro = db_open_readonly(j->path, j->err, sizeof j->err);
+    if (!ro)
+        return;
+    j->result = db_stats(ro, j->since, j->until);
+    if (!j->result)
+        snprintf(j->err, sizeof j->err, "%s", db_errmsg(ro));
+    db_close(ro);
+}
+
+static void api_stats_after(uv_work_t *w, int status)
+{
+    api_stats_job_t *j = w->data;
+    if (j->c && j->result && status == 0) {
+        control_reply(j->c, 200, j->result, NULL);
+        j->result = NULL;
+    } else if (j->c) {
+        log_error("cannot compute statistics", "error=%s", log_q(j->err));
+        control_error(j->c, 503, "storage_unavailable", "cannot compute statistics");
+    }
+    json_object_put(j->result);
+    free(j);
+}
+
+static void api_stats_detach(void *ctx, control_conn_t *c)
+{
+    (void)c;
+    ((api_stats_job_t *)ctx)->c = NULL;
+}
+
+void api_stats(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    manager_t *m = ctx;
+    api_stats_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return control_error(c, 500, "internal", "out of memory"), (void)0;
+    j->c = c;
+    j->since = api_num(call, "since", 0);
+    j->until = api_num(call, "until", clock_now() + 1);
+    snprintf(j->path, sizeof j->path, "%s", m->conf->db_path);
+    j->work.data = j;
+    if (uv_queue_work(m->loop, &j->work, api_stats_work, api_stats_after) != 0) {
+        free(j);
+        control_error(c, 503, "busy", "cannot schedule the statistics");
+        return;
+    }
+    control_set_waiter(c, api_stats_detach, j);
+}
+
+static void api_prune_done(void *ctx, long deleted, int failed)
+{
+    control_conn_t *c = ctx;
+    if (failed)
+        return control_error(c, 503, "storage_unavailable", "pruning failed; see the log"), (void)0;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "deleted", json_object_new_int64(deleted));
+    control_reply(c, 200, o, NULL);
+}
+
+static void api_prune_detach(void *ctx, control_conn_t *c)
+{
+    (void)c;
+    prune_detach(ctx); /* the pass goes on; nobody waits for its count */
+}
+
+/* Control socket only (ocpmctl prune): no HTTP route leads here. */
+void api_prune(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    manager_t *m = ctx;
+    if (prune_run(m->prune, api_num(call, "before", 0), api_prune_done, c) != 0)
+        return control_error(c, 409, "busy", "a pruning pass is already running"), (void)0;
+    control_set_waiter(c, api_prune_detach, m->prune);
+}

@@ -1,0 +1,35 @@
+/* The API's handlers (api_sessions.c, api_history.c, api_operator.c) and what they share. Each is
+ * called by api_dispatch with the manager as ctx, after its row's checks passed. */
+#ifndef OCPM_API_INTERNAL_H
+#define OCPM_API_INTERNAL_H
+
+#include "api.h"
+#include "manager.h"
+
+/* api_sessions.c */
+void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_session_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_session_get(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_session_delete(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_session_abort(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_message(void *ctx, control_conn_t *c, const api_call_t *call);
+/* api_history.c */
+void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_stats(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_prune(void *ctx, control_conn_t *c, const api_call_t *call);
+/* api_operator.c */
+void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
+
+/* A string argument, or NULL. */
+const char *api_arg(const api_call_t *call, const char *key);
+/* A number argument, or def. */
+double api_num(const api_call_t *call, const char *key, double def);
+/* Answer c for a database call that failed (503 storage_unavailable, with the cause and whether
+ * retrying soon helps). */
+void api_storage_error(manager_t *m, control_conn_t *c, const char *what);
+
+#endif

@@ -1,0 +1,152 @@
+#define _GNU_SOURCE
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const metrics_modes[] = {"per-session", "server"};
+#define METRICS_NMODES (sizeof metrics_modes / sizeof metrics_modes[0])
+
+/* Bucket bounds in seconds: from a fast server turn to a long agent run. */
+static const double metrics_bounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+#define METRICS_NB (sizeof metrics_bounds / sizeof metrics_bounds[0])
+
+typedef struct metrics_hist {
+    unsigned long long le[METRICS_NB + 1]; /* per bucket (not cumulative); last is +Inf */
+    double sum;
+    unsigned long long count;
+} metrics_hist_t;
+
+struct metrics {
+    double started_at;
+    unsigned long long executions[METRICS_NMODES][EXEC_NSTATUS];
+    metrics_hist_t duration[METRICS_NMODES], queue_wait;
+};
+
+metrics_t *metrics_new(double started_at)
+{
+    metrics_t *mt = calloc(1, sizeof *mt);
+    if (mt)
+        mt->started_at = started_at;
+    return mt;
+}
+
+void metrics_free(metrics_t *mt) { free(mt); }
+
+static void metrics_hist_add(metrics_hist_t *h, double v)
+{
+    size_t i = 0;
+    while (i < METRICS_NB && v > metrics_bounds[i])
+        i++;
+    h->le[i]++;
+    h->sum += v;
+    h->count++;
+}
+
+void metrics_observe(metrics_t *mt, const char *mode, exec_status_t status, double duration_s, double queue_wait_s)
+{
+    size_t m = 0;
+    while (m < METRICS_NMODES && strcmp(metrics_modes[m], mode) != 0)
+        m++;
+    if (m == METRICS_NMODES || !exec_status_final(status))
+        return;
+    mt->executions[m][status]++;
+    if (duration_s >= 0)
+        metrics_hist_add(&mt->duration[m], duration_s);
+    if (queue_wait_s >= 0)
+        metrics_hist_add(&mt->queue_wait, queue_wait_s);
+}
+
+typedef struct metrics_out {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} metrics_out_t;
+
+static void metrics_put(metrics_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void metrics_put(metrics_out_t *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->buf ? o->cap - o->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->oom = 1;
+            return;
+        }
+        if (o->buf && o->len + (size_t)n < o->cap) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap ? o->cap * 2 : 8192;
+        while (cap < o->len + (size_t)n + 1)
+            cap *= 2;
+        char *nb = realloc(o->buf, cap);
+        if (!nb) {
+            o->oom = 1;
+            return;
+        }
+        o->buf = nb;
+        o->cap = cap;
+    }
+}
+
+static void metrics_meta(metrics_out_t *o, const char *name, const char *type, const char *help)
+{
+    metrics_put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_hist_put(metrics_out_t *o, const char *name, const char *label, const metrics_hist_t *h)
+{
+    const char *sep = *label ? "," : "";
+    unsigned long long cum = 0;
+    for (size_t i = 0; i < METRICS_NB; i++) {
+        cum += h->le[i];
+        metrics_put(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, sep, metrics_bounds[i], cum);
+    }
+    cum += h->le[METRICS_NB];
+    metrics_put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, sep, cum);
+    metrics_put(o, "%s_sum%s%s%s %.6f\n", name, *label ? "{" : "", label, *label ? "}" : "", h->sum);
+    metrics_put(o, "%s_count%s%s%s %llu\n", name, *label ? "{" : "", label, *label ? "}" : "", h->count);
+}
+
+/* What only metrics_t knows: build, start, and the executions by mode and status. */
+static void metrics_put_own(metrics_out_t *o, const metrics_t *mt)
+{
+    metrics_meta(o, "ocpm_build_info", "gauge", "Build information; the value is always 1.");
+    metrics_put(o, "ocpm_build_info{version=\"%s\"} 1\n", OCPM_VERSION);
+    metrics_meta(o, "ocpm_start_time_seconds", "gauge", "When the manager started, in unix seconds.");
+    metrics_put(o, "ocpm_start_time_seconds %.3f\n", mt->started_at);
+    metrics_meta(o, "ocpm_executions_total", "counter", "Finished executions by mode and final status.");
+    for (size_t m = 0; m < METRICS_NMODES; m++)
+        for (int s = 0; s < EXEC_NSTATUS; s++)
+            if (exec_status_final((exec_status_t)s))
+                metrics_put(o, "ocpm_executions_total{mode=\"%s\",status=\"%s\"} %llu\n", metrics_modes[m],
+                            exec_status_name((exec_status_t)s), mt->executions[m][s]);
+    metrics_meta(o, "ocpm_execution_duration_seconds", "histogram", "Run time of finished executions.");
+    for (size_t m = 0; m < METRICS_NMODES; m++) {
+        char label[32];
+        snprintf(label, sizeof label, "mode=\"%s\"", metrics_modes[m]);
+        metrics_hist_put(o, "ocpm_execution_duration_seconds", label, &mt->duration[m]);
+    }
+    metrics_meta(o, "ocpm_queue_wait_seconds", "histogram", "Time executions waited before they started.");
+    metrics_hist_put(o, "ocpm_queue_wait_seconds", "", &mt->queue_wait);
+}
+
+char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx)
+{
+    metrics_out_t o = {0};
+    metrics_put_own(&o, mt);
+    for (size_t i = 0; i < n; i++) {
+        metrics_meta(&o, table[i].name, table[i].type == METRIC_COUNTER ? "counter" : "gauge", table[i].help);
+        metrics_put(&o, "%s %.17g\n", table[i].name, table[i].read(ctx));
+    }
+    if (o.oom) {
+        free(o.buf);
+        return NULL;
+    }
+    return o.buf;
+}

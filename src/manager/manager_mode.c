@@ -1,0 +1,154 @@
+#define _GNU_SOURCE
+#include "manager_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+#include "log.h"
+#include "proc.h"
+
+#define MANAGER_PROBE_TIMEOUT_MS 30000
+
+/* Run opencode with argv as the agent (the shared server's home) and capture its output.
+ * Blocking, at start-up only. */
+static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t outlen)
+{
+    agent_launch_t as;
+    char err[256];
+    if (agent_launch(&as, NULL, -1, err, sizeof err) != 0) {
+        log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
+        return -1;
+    }
+    proc_spec_t ps;
+    proc_spec_init(&ps, m->conf->opencode_bin, argv);
+    ps.cwd = m->conf->workspace_root;
+    agent_apply(&as, &ps);
+    int st = proc_run_capture(&ps, MANAGER_PROBE_TIMEOUT_MS, out, outlen, err, sizeof err);
+    agent_launch_done(&as);
+    if (st < 0)
+        log_error("cannot run opencode", "command=%s error=%s", argv[1], log_q(err));
+    return st;
+}
+
+void manager_probe(manager_t *m)
+{
+    char out[512];
+    char *vargv[] = {(char *)m->conf->opencode_bin, "--version", NULL};
+    int st = manager_probe_run(m, vargv, out, sizeof out);
+    if (st != 0) {
+        log_error("OpenCode process manager initialization failed",
+                  "reason=\"opencode --version failed\" opencode_bin=%s status=%d", log_q(m->conf->opencode_bin), st);
+        return;
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    snprintf(m->version, sizeof m->version, "%s", out);
+    m->available = 1;
+    char *sargv[] = {(char *)m->conf->opencode_bin, "serve", "--help", NULL};
+    m->serve_supported = manager_probe_run(m, sargv, out, sizeof out) == 0;
+}
+
+/* The models opencode offers (per-session mode; a server reports its own when it is ready). */
+static void manager_probe_models(manager_t *m)
+{
+    static char out[1 << 16];
+    char *argv[] = {(char *)m->conf->opencode_bin, "models", NULL};
+    if (!m->available)
+        return;
+    int st = manager_probe_run(m, argv, out, sizeof out);
+    int n = st == 0 ? oc_models_set_lines(m->models, out) : -1;
+    if (n < 0)
+        log_warn("cannot list opencode's models; messages naming a model are refused until it can", "status=%d", st);
+    else
+        log_info("opencode models listed", "count=%d default=%s", n,
+                 log_q(oc_models_default(m->models) ? oc_models_default(m->models) : ""));
+}
+
+static void manager_server_changed(void *ctx)
+{
+    manager_t *m = ctx;
+    if (m->scheduler)
+        scheduler_kick(m->scheduler);
+}
+
+static void manager_server_event(void *ctx, const char *kind, const char *detail)
+{
+    manager_event(ctx, kind, detail);
+}
+
+/* Start the server and wait (the loop runs only its handles meanwhile) until it is ready or has
+ * failed. NULL when it has, or why not. */
+static const char *manager_start_server(manager_t *m, char *err, size_t errlen)
+{
+    oc_server_config_t sc = {.loop = m->loop, .conf = m->conf, .http = m->http, .models = m->models,
+                             .changed = manager_server_changed, .event = manager_server_event, .ctx = m};
+    m->server = oc_server_new(&sc);
+    if (!m->server)
+        return "out of memory";
+    if (oc_server_start(m->server, err, errlen) != 0)
+        return "opencode serve did not start";
+    while (oc_server_state(m->server) == OC_SERVER_STARTING)
+        uv_run(m->loop, UV_RUN_ONCE);
+    if (oc_server_state(m->server) != OC_SERVER_READY)
+        return "opencode serve did not become healthy within server_start_timeout";
+    return NULL;
+}
+
+static void manager_scheduler_finished(void *ctx, const char *mode, exec_status_t status, double duration_s,
+                                       double queue_wait_s)
+{
+    manager_t *m = ctx;
+    metrics_observe(m->metrics, mode, status, duration_s, queue_wait_s);
+    manager_touch(m);
+}
+
+/* The backends: the server with per-message runs as its fallback, or per-message runs alone. */
+static int manager_make_scheduler(manager_t *m, char *err, size_t errlen)
+{
+    scheduler_config_t sc = {.loop = m->loop, .conf = m->conf, .db = m->db, .sessions = m->sessions,
+                             .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
+                             .ctx = m};
+    backend_t run = {&oc_run_backend, m->runner};
+    if (m->server) {
+        sc.primary = (backend_t){&oc_server_backend, m->server};
+        sc.fallback = run;
+    } else {
+        sc.primary = run;
+    }
+    m->scheduler = scheduler_new(&sc);
+    if (!m->scheduler)
+        return snprintf(err, errlen, "out of memory"), -1;
+    return 0;
+}
+
+/* auto: try the server and keep it if it becomes healthy within server_start_timeout; server: the
+ * same, but failing is fatal; per-session: never start one. */
+int manager_choose_mode(manager_t *m, char *err, size_t errlen)
+{
+    const conf_t *c = m->conf;
+    const char *why = NULL;
+    if (c->mode == MODE_PER_SESSION)
+        why = "mode = per-session";
+    else if (!m->available && c->mode == MODE_AUTO)
+        why = "opencode is not available";
+    else if (!m->serve_supported && c->mode == MODE_AUTO)
+        why = "opencode serve is not supported";
+    else
+        why = manager_start_server(m, err, errlen);
+    if (!why) {
+        log_info("OpenCode server mode enabled", "pid=%ld", (long)oc_server_pid(m->server));
+        manager_event(m, "mode", "server");
+        return manager_make_scheduler(m, err, errlen);
+    }
+    oc_server_free(m->server);
+    m->server = NULL;
+    if (c->mode == MODE_SERVER)
+        return snprintf(err, errlen, "mode = server, but %s", why), -1;
+    if (c->mode == MODE_AUTO)
+        log_info("OpenCode does not support server mode, will use per-session approach", "reason=%s", log_q(why));
+    else
+        log_info("per-session mode by configuration", NULL);
+    manager_probe_models(m);
+    manager_event(m, "mode", "per-session");
+    return manager_make_scheduler(m, err, errlen);
+}

@@ -1,0 +1,63 @@
+/* The scheduler's two files (scheduler.c: the queue and the routing; execution.c: one execution's
+ * life) and what they share. Nothing outside src/manager/scheduler.c and execution.c includes it. */
+#ifndef OCPM_SCHEDULER_INTERNAL_H
+#define OCPM_SCHEDULER_INTERNAL_H
+
+#include "execution.h"
+#include "project.h"
+#include "scheduler.h"
+
+#define EXECUTION_WAITERS_MAX 8
+
+typedef struct execution execution_t;
+
+struct scheduler {
+    scheduler_config_t cfg;
+    execution_t *head, *tail; /* every waiting execution, oldest first */
+    long running, queued;
+    long message_capacity;
+    unsigned long long finished, failed;
+    int stopping;
+};
+
+struct execution {
+    scheduler_t *sch;
+    db_exec_t rec;
+    char session_id[65];
+    char *owner, *prompt, *model, *agent, *argv_json, *error, *stderr_tail, *oc_sid, *answer;
+    size_t answer_len;
+    const backend_t *backend; /* where it runs, once started */
+    backend_job_t *job;       /* its job there */
+    int shared_home;          /* stands in for another backend: that backend's agent home */
+    project_job_t *project;   /* making the workspace a repository before the start */
+    int workspace_fd;         /* the checked workspace (O_PATH), while starting */
+    int holds_slot;           /* counted in running */
+    long queued_bytes;        /* counted against the queue bounds while it waits */
+    backend_stop_t stop_why;
+    control_conn_t *waiters[EXECUTION_WAITERS_MAX];
+    int waiter_stream[EXECUTION_WAITERS_MAX];
+    int nwaiters;
+    execution_t *qprev, *qnext; /* the scheduler's FIFO */
+    int unsaved;                /* the final record waits in storage_retry */
+};
+
+/* A new queued execution, recorded in the database. NULL with err (why) when it cannot be. */
+execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, const char *model, const char *agent,
+                           const char **err);
+/* Count bytes of its text against the queue bounds while it waits. */
+int execution_hold_bytes(execution_t *e, long bytes);
+/* c waits for e (a stream when stream is set). Returns -1 when e has no room for another. */
+int execution_add_waiter(execution_t *e, control_conn_t *c, int stream);
+/* Take a run slot and start e on b: check the workspace, make it a project, hand it to b. */
+void execution_begin(execution_t *e, const backend_t *b, int shared_home);
+/* Stop e wherever it is in its start or its run; its end follows (at once or after the grace). */
+void execution_stop(execution_t *e, backend_stop_t why);
+/* Set e's error unless it has one (the first cause is the one recorded). */
+void execution_set_error(execution_t *e, const char *msg);
+/* The one finish path: record, count, answer everyone waiting, free e. */
+void execution_finish(execution_t *e, exec_status_t status);
+
+/* scheduler.c: remove e from the FIFO (it starts, or is cancelled). */
+void scheduler_unlink(scheduler_t *s, execution_t *e);
+
+#endif
