@@ -61,9 +61,10 @@ static void supervisor_handle_closed(uv_handle_t *h)
 static void supervisor_rate_report(uv_timer_t *t)
 {
     supervisor_t *s = t->data;
+    char what[96];
+    snprintf(what, sizeof what, "%s output dropped", s->name); /* "opencode serve output dropped" */
     if (s->rate_dropped)
-        log_warn("child output dropped", "child=%s lines=%ld reason=%s", s->name, s->rate_dropped,
-                 log_q("more lines a second than lines_per_s"));
+        log_warn(what, "lines=%ld reason=%s", s->rate_dropped, log_q("more lines a second than the policy's bound"));
     s->rate_dropped = 0;
 }
 

@@ -1,0 +1,403 @@
+/* scheduler: the queue and the execution's life against a fake backend, through backend.h, with a
+ * real SQLite file and real workspaces; no nginx, no opencode. The fake records what it was asked
+ * to start and ends its jobs when a test says so. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent.h"
+#include "conf.h"
+#include "scheduler.h"
+#include "workspace.h"
+
+#define FAKE_JOBS 32
+
+struct backend_job {
+    struct fake *fake;
+    backend_events_t ev;
+    void *ctx;
+    char text[64];
+    int owner_null; /* the request asked for the shared home */
+    int ended;
+};
+
+typedef struct fake {
+    const char *mode;
+    backend_state_t state;
+    long capacity;
+    int fail_start;
+    backend_job_t jobs[FAKE_JOBS];
+    int njobs;
+} fake_t;
+
+static backend_state_t fake_state(void *self) { return ((fake_t *)self)->state; }
+static long fake_capacity(void *self) { return ((fake_t *)self)->capacity; }
+
+static backend_job_t *fake_start(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
+                                 long *pid, char **argv_json, char *err, size_t errlen)
+{
+    fake_t *f = self;
+    *argv_json = NULL;
+    if (f->fail_start || f->njobs == FAKE_JOBS) {
+        snprintf(err, errlen, "the fake refuses");
+        return NULL;
+    }
+    backend_job_t *j = &f->jobs[f->njobs++];
+    j->fake = f;
+    j->ev = *ev;
+    j->ctx = ctx;
+    j->owner_null = rq->owner == NULL;
+    snprintf(j->text, sizeof j->text, "%s", rq->text);
+    *pid = 4242;
+    return j;
+}
+
+static void fake_end(backend_job_t *j, int ok, backend_stop_t stopped, const char *text, const char *error)
+{
+    assert_false(j->ended);
+    j->ended = 1;
+    backend_result_t r = {.ok = ok, .stopped = stopped, .text = text, .text_len = text ? strlen(text) : 0,
+                          .error = error};
+    j->ev.done(j->ctx, &r);
+}
+
+static void fake_stop(backend_job_t *j, backend_stop_t why) { fake_end(j, 0, why, NULL, "Aborted"); }
+
+static const backend_ops_t fake_ops = {"per-session", "standalone", fake_state, fake_capacity, fake_start, fake_stop};
+static const backend_ops_t fake_server_ops = {"server", "server", fake_state, fake_capacity, fake_start, fake_stop};
+
+typedef struct world {
+    char dir[64];
+    conf_t conf;
+    uv_loop_t loop;
+    db_t *db;
+    session_table_t *sessions;
+    user_table_t *users;
+    storage_retry_t *storage;
+    scheduler_t *s;
+    fake_t primary, fallback;
+    int finished[EXEC_NSTATUS];
+} world_t;
+
+static void world_finished(void *ctx, const char *mode, exec_status_t st, double d, double w)
+{
+    (void)mode, (void)d, (void)w;
+    ((world_t *)ctx)->finished[st]++;
+}
+
+/* A session of owner with a workspace that is already a repository (no git runs). */
+static session_t *world_session(world_t *w, const char *owner, const char *id)
+{
+    char path[4096], p[4200];
+    const char *why = NULL;
+    assert_int_equal(workspace_resolve(w->conf.workspace_root, owner, id, path, sizeof path, &why), 0);
+    static const char *const made[] = {"/.git", "/.git/refs", "/.git/refs/heads"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", path, made[i]);
+        mkdir(p, 0700);
+    }
+    static const char *const files[] = {"/.git/HEAD", "/.git/refs/heads/main"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s%s", path, files[i]);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    db_session_t row = {.id = id, .owner = owner, .workspace = path, .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(w->db, &row), 0);
+    session_t *s = session_add(w->sessions, id, owner, path, id, NULL, 1, 1, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static int world_setup(void **state)
+{
+    world_t *w = calloc(1, sizeof *w);
+    char err[256];
+    snprintf(w->dir, sizeof w->dir, "/tmp/ocpm-sched-XXXXXX");
+    if (!mkdtemp(w->dir))
+        return -1;
+    conf_defaults(&w->conf);
+    snprintf(w->conf.agent_user, sizeof w->conf.agent_user, "self");
+    snprintf(w->conf.state_dir, sizeof w->conf.state_dir, "%s", w->dir);
+    snprintf(w->conf.workspace_root, sizeof w->conf.workspace_root, "%s/ws", w->dir);
+    mkdir(w->conf.workspace_root, 0711);
+    w->conf.max_concurrent_runs = 2;
+    w->conf.user_max_share = 100;
+    if (conf_finish(&w->conf, err, sizeof err) != 0 || agent_setup(&w->conf, err, sizeof err) != 0)
+        return -1;
+    uv_loop_init(&w->loop);
+    char path[128];
+    snprintf(path, sizeof path, "%s/ocpm.db", w->dir);
+    w->db = db_open(path, 1, 1 << 20, err, sizeof err);
+    w->sessions = session_table_new(64);
+    w->users = user_table_new();
+    storage_retry_config_t rc = {.loop = &w->loop, .db = w->db, .db_path = path, .busy_timeout_ms = 1000};
+    w->storage = storage_retry_new(&rc);
+    w->primary = (fake_t){.state = BACKEND_READY};
+    w->fallback = (fake_t){.state = BACKEND_READY};
+    *state = w;
+    return w->db && w->sessions && w->users && w->storage ? 0 : -1;
+}
+
+/* The scheduler over the primary alone, or with the fallback behind a "server" primary. */
+static void world_start(world_t *w, int with_fallback)
+{
+    scheduler_config_t sc = {.loop = &w->loop, .conf = &w->conf, .db = w->db, .sessions = w->sessions,
+                             .users = w->users, .storage = w->storage, .finished = world_finished, .ctx = w};
+    sc.primary = (backend_t){with_fallback ? &fake_server_ops : &fake_ops, &w->primary};
+    if (with_fallback)
+        sc.fallback = (backend_t){&fake_ops, &w->fallback};
+    w->s = scheduler_new(&sc);
+    assert_non_null(w->s);
+}
+
+static int world_teardown(void **state)
+{
+    world_t *w = *state;
+    scheduler_free(w->s);
+    storage_retry_free(w->storage);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    session_table_free(w->sessions);
+    user_table_free(w->users);
+    db_close(w->db);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
+    int rc = system(cmd);
+    free(w);
+    return rc == 0 ? 0 : -1;
+}
+
+static int64_t submit(world_t *w, session_t *s, const char *text)
+{
+    int64_t id = scheduler_submit(w->s, s, text, NULL, NULL, NULL, EXECUTION_WAIT_ASYNC);
+    assert_true(id > 0);
+    return id;
+}
+
+/* The stored status (and error) of an execution. */
+static void expect_row(world_t *w, int64_t id, const char *owner, const char *status, const char *error_part)
+{
+    json_object *row = db_exec_get(w->db, id, owner);
+    assert_non_null(row);
+    assert_string_equal(json_object_get_string(json_object_object_get(row, "status")), status);
+    if (error_part) {
+        const char *e = json_object_get_string(json_object_object_get(row, "error"));
+        assert_non_null(e);
+        if (!strstr(e, error_part))
+            fail_msg("error %s lacks %s", e, error_part);
+    }
+    json_object_put(row);
+}
+
+static void test_order_and_global_limit(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a"), *b = world_session(w, "bob", "b"), *c = world_session(w, "carol", "c");
+    submit(w, a, "first");
+    submit(w, b, "second");
+    int64_t third = submit(w, c, "third");
+    /* max_concurrent_runs = 2: the oldest two run, the third waits. */
+    assert_int_equal(w->primary.njobs, 2);
+    assert_string_equal(w->primary.jobs[0].text, "first");
+    assert_string_equal(w->primary.jobs[1].text, "second");
+    assert_int_equal(scheduler_running(w->s), 2);
+    assert_int_equal(scheduler_queued(w->s), 1);
+    expect_row(w, third, "carol", "queued", NULL);
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, "answer one", NULL);
+    assert_int_equal(w->primary.njobs, 3);
+    assert_string_equal(w->primary.jobs[2].text, "third");
+    fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->primary.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
+    assert_int_equal(scheduler_running(w->s), 0);
+    assert_int_equal(w->finished[EXEC_SUCCEEDED], 3);
+    assert_int_equal(scheduler_finished(w->s), 3);
+    assert_int_equal(scheduler_failed(w->s), 0);
+}
+
+static void test_session_fifo(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    submit(w, a, "m1");
+    submit(w, a, "m2");
+    submit(w, a, "m3");
+    /* One message of a session at a time, in the order they came, though slots are free. */
+    assert_int_equal(w->primary.njobs, 1);
+    for (int i = 0; i < 3; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "m%d", i + 1);
+        assert_int_equal(w->primary.njobs, i + 1);
+        assert_string_equal(w->primary.jobs[i].text, want);
+        fake_end(&w->primary.jobs[i], 1, BACKEND_STOP_NONE, NULL, NULL);
+    }
+    assert_int_equal(scheduler_queued(w->s), 0);
+}
+
+static void test_abort_while_queued(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    int64_t m1 = submit(w, a, "m1"), m2 = submit(w, a, "m2"), m3 = submit(w, a, "m3");
+    assert_int_equal(scheduler_abort_session(w->s, a, "aborted by request"), 3);
+    expect_row(w, m1, "alice", "aborted", "aborted by request");
+    expect_row(w, m2, "alice", "aborted", "aborted by request");
+    expect_row(w, m3, "alice", "aborted", NULL);
+    /* The waiting ones never reached the backend. */
+    assert_int_equal(w->primary.njobs, 1);
+    assert_int_equal(scheduler_queued(w->s), 0);
+    assert_int_equal(scheduler_running(w->s), 0);
+    assert_int_equal(w->finished[EXEC_ABORTED], 3);
+}
+
+static void test_finish_paths(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    int64_t ok = submit(w, a, "ok");
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, "the answer", NULL);
+    expect_row(w, ok, "alice", "succeeded", NULL);
+    json_object *row = db_exec_get(w->db, ok, "alice");
+    assert_string_equal(json_object_get_string(json_object_object_get(row, "answer")), "the answer");
+    assert_int_equal(json_object_get_int64(json_object_object_get(row, "pid")), 4242);
+    json_object_put(row);
+
+    int64_t failed = submit(w, a, "fails");
+    fake_end(&w->primary.jobs[1], 0, BACKEND_STOP_NONE, NULL, "the model said no");
+    expect_row(w, failed, "alice", "failed", "the model said no");
+
+    int64_t late = submit(w, a, "too slow");
+    w->primary.jobs[2].ev.done(w->primary.jobs[2].ctx,
+                               &(backend_result_t){.stopped = BACKEND_STOP_TIMEOUT, .error = "Aborted"});
+    w->primary.jobs[2].ended = 1;
+    expect_row(w, late, "alice", "timeout", "run exceeded run_timeout");
+
+    w->primary.fail_start = 1;
+    int64_t refused = submit(w, a, "never starts");
+    expect_row(w, refused, "alice", "failed", "could not be started");
+    w->primary.fail_start = 0;
+
+    /* The workspace gone: the check before the start fails the message; nothing runs. */
+    char ws[4096];
+    snprintf(ws, sizeof ws, "%s", session_workspace(a));
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ws);
+    assert_int_equal(system(cmd), 0);
+    int njobs = w->primary.njobs;
+    int64_t gone = submit(w, a, "no workspace");
+    expect_row(w, gone, "alice", "failed", "workspace check failed");
+    assert_int_equal(w->primary.njobs, njobs);
+    assert_int_equal(scheduler_running(w->s), 0);
+    assert_int_equal(scheduler_failed(w->s), 4);
+}
+
+static void test_routes_by_backend_state(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 1);
+    w->conf.fallback = 1;
+    session_t *a = world_session(w, "alice", "a"), *b = world_session(w, "bob", "b");
+    /* Replacing (WAIT): nothing starts, anywhere. */
+    w->primary.state = BACKEND_WAIT;
+    submit(w, a, "waits");
+    assert_int_equal(w->primary.njobs + w->fallback.njobs, 0);
+    /* Down with fallback on: the per-message backend runs it, in the server's agent home. */
+    w->primary.state = BACKEND_DOWN;
+    scheduler_kick(w->s);
+    assert_int_equal(w->fallback.njobs, 1);
+    assert_true(w->fallback.jobs[0].owner_null);
+    fake_end(&w->fallback.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Full: waits for one of the primary's own jobs to end. */
+    w->primary.state = BACKEND_FULL;
+    submit(w, b, "full");
+    assert_int_equal(w->primary.njobs + w->fallback.njobs, 1);
+    w->primary.state = BACKEND_READY;
+    scheduler_kick(w->s);
+    assert_int_equal(w->primary.njobs, 1);
+    assert_false(w->primary.jobs[0].owner_null);
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Down with fallback off: it waits, at most fallback_wait, then fails. */
+    w->conf.fallback = 0;
+    w->conf.fallback_wait_ms = -1; /* already waited too long when it comes */
+    w->primary.state = BACKEND_DOWN;
+    int64_t id = submit(w, a, "expires");
+    expect_row(w, id, "alice", "failed", "fallback is off");
+}
+
+static void test_user_share(void **state)
+{
+    world_t *w = *state;
+    w->conf.user_max_share = 50; /* of 2 slots: one each */
+    world_start(w, 0);
+    session_t *a1 = world_session(w, "alice", "a1"), *a2 = world_session(w, "alice", "a2");
+    session_t *b = world_session(w, "bob", "b");
+    submit(w, a1, "alice one");
+    submit(w, a2, "alice two");
+    submit(w, b, "bob");
+    /* Alice's second waits although it came before bob's: she holds her share. */
+    assert_int_equal(w->primary.njobs, 2);
+    assert_string_equal(w->primary.jobs[1].text, "bob");
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    assert_string_equal(w->primary.jobs[2].text, "alice two");
+    fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->primary.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
+}
+
+static void test_shutdown(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    submit(w, a, "runs");
+    int64_t waiting = submit(w, a, "waits");
+    assert_int_equal(scheduler_shutdown(w->s), 1);
+    expect_row(w, waiting, "alice", "aborted", "shut down");
+    assert_int_equal(scheduler_submit(w->s, a, "late", NULL, NULL, NULL, EXECUTION_WAIT_ASYNC), -1);
+    scheduler_kill_running(w->s);
+    assert_int_equal(scheduler_running(w->s), 0);
+    assert_int_equal(w->finished[EXEC_INTERRUPTED], 1);
+}
+
+static void test_queue_bounds(void **state)
+{
+    world_t *w = *state;
+    w->conf.session_queue_limit = 1;
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    submit(w, a, "runs");
+    submit(w, a, "waits");
+    /* The session's queue holds one waiting message: the next is refused, nothing stored. */
+    assert_int_equal(scheduler_submit(w->s, a, "refused", NULL, NULL, NULL, EXECUTION_WAIT_ASYNC), -1);
+    assert_int_equal(scheduler_queued(w->s), 1);
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_order_and_global_limit, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_session_fifo, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_abort_while_queued, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_finish_paths, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_routes_by_backend_state, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_user_share, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_queue_bounds, world_setup, world_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
