@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -78,6 +79,10 @@ const char *api_check_value(const api_field_t *f, json_object *v, long max_messa
  * Returns NULL, or why, with the offending field's name in *name. */
 const char *api_check_fields(const api_field_t *fields, json_object *obj, long max_message_bytes, const char **name,
                              const char **code);
+
+/* The routes as docs/api.md shows them ("md": a table; * marks a required field). Returns 0, or
+ * -1 for another format. */
+int api_doc_write(FILE *f, const char *format);
 
 /* The control socket's request handler: finds frame.op's row, checks the frame and calls its
  * handler with ctx (the manager). */

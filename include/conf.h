@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum { MODE_AUTO = 0, MODE_PER_SESSION, MODE_SERVER } conf_mode_t;
 
@@ -94,6 +95,10 @@ int conf_load_env(conf_t *c, char *err, size_t errlen);
 int conf_finish(conf_t *c, char *err, size_t errlen);
 /* Write every key with its effective value, one `key = value` a line. */
 void conf_dump(const conf_t *c, char *buf, size_t size);
+/* The settings documented from their table: "md" (docs/configuration.md's table), "man" (the
+ * SETTINGS of ocpmd.conf(5)) or "example" (ocpmd.conf.example, whole). Returns 0, or -1 for an
+ * unknown format. */
+int conf_doc_write(FILE *f, const char *format);
 const char *conf_mode_name(int mode);
 
 /* Parsers shared with other modules: "30s", "500ms", "5m", "1h" and

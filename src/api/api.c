@@ -281,3 +281,37 @@ void api_dispatch(void *ctx, control_conn_t *c, json_object *frame)
         return;
     r->handler(m, c, &call);
 }
+
+/* The fields of a row, for the docs: `name` (kind), required ones marked. */
+static void api_doc_fields(FILE *f, const api_field_t *fields)
+{
+    static const char *const kinds[] = {
+        [API_FIELD_ID] = "id",         [API_FIELD_WORKSPACE] = "workspace", [API_FIELD_TEXT] = "text",
+        [API_FIELD_MODEL] = "model",   [API_FIELD_AGENT] = "agent",         [API_FIELD_STATUS] = "status",
+        [API_FIELD_LIMIT] = "1..1000", [API_FIELD_MODE] = "mode",           [API_FIELD_TIME] = "unix seconds",
+        [API_FIELD_CURSOR] = "execution id"};
+    if (!fields || !fields->name)
+        return (void)fputs("-", f);
+    for (const api_field_t *p = fields; p->name; p++)
+        fprintf(f, "%s`%s`%s (%s)", p == fields ? "" : ", ", p->name, p->required ? "*" : "", kinds[p->kind]);
+}
+
+int api_doc_write(FILE *f, const char *format)
+{
+    if (strcmp(format, "md") != 0)
+        return -1;
+    fputs("| method | path | body | query | who | what |\n| --- | --- | --- | --- | --- | --- |\n", f);
+    for (size_t i = 0; i < api_nroutes; i++) {
+        const api_route_t *r = &api_routes[i];
+        if (!r->method)
+            continue;
+        fprintf(f, "| %s | `%s` | ", r->method, r->pattern);
+        api_doc_fields(f, r->body);
+        fputs(" | ", f);
+        api_doc_fields(f, r->query);
+        fprintf(f, " | %s | %s%s |\n", r->flags & API_OPERATOR ? "operator" : "user", r->summary,
+                r->flags & API_WAITS ? " (`Accept: text/event-stream` streams; `Prefer: respond-async` returns 202)"
+                                     : "");
+    }
+    return 0;
+}

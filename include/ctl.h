@@ -1,0 +1,44 @@
+/* ctl: ocpmctl, the operator's command line, as a table of commands and a table of options.
+ *
+ * Each command is a row: its name, its arguments, one line of what it does, whether it reads the
+ * database or asks the manager, and its function (tmux's cmd_entry is the model). The usage text
+ * and the COMMANDS and OPTIONS of ocpmctl(8) are written from the two tables (ctl_doc_write).
+ * Reads open the database read-only, which is safe while ocpmd runs; the one write (prune) goes
+ * through the manager, the database's only writer. Exit status: 0 done, 1 failed, 2 usage. */
+#ifndef OCPM_CTL_H
+#define OCPM_CTL_H
+
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "conf.h"
+
+typedef struct ctl_opts {
+    conf_t conf;
+    int json, help;
+    const char *file, *db, *socket; /* where the settings, the database and the manager are */
+    const char *session, *status, *mode, *since, *older_than, *limit;
+} ctl_opts_t;
+
+int ctl_main(int argc, char **argv);
+/* "usage" (the text -h prints) or "man" (roff for ocpmctl(8)). Returns 0, or -1 for another. */
+int ctl_doc_write(FILE *f, const char *format);
+
+/* ctl_commands.c: the commands (argv holds the arguments after the command's name). */
+int ctl_status(ctl_opts_t *o, int argc, char **argv);
+int ctl_sessions(ctl_opts_t *o, int argc, char **argv);
+int ctl_history(ctl_opts_t *o, int argc, char **argv);
+int ctl_show(ctl_opts_t *o, int argc, char **argv);
+int ctl_stats(ctl_opts_t *o, int argc, char **argv);
+int ctl_prune(ctl_opts_t *o, int argc, char **argv);
+
+/* ctl_print.c: what the commands print. */
+int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ctl_print_json(json_object *v);
+/* A table of the given columns (NULL-terminated); cells are cut at 48 characters. */
+void ctl_print_table(json_object *rows, const char *const *cols);
+/* Every member as `key value`, nested objects as dotted keys. */
+void ctl_print_pairs(json_object *obj, const char *prefix);
+
+#endif

@@ -1,0 +1,112 @@
+/* The settings' documents, written from their table (conf_keys.c): one fact, one place. */
+#define _GNU_SOURCE
+#include "conf_internal.h"
+
+#include <string.h>
+
+/* How a default reads in the docs. */
+static const char *conf_doc_default(const conf_key_t *k)
+{
+    return k->shown ? k->shown : *k->def ? k->def : "(empty)";
+}
+
+static void conf_doc_md(FILE *f)
+{
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const conf_key_t *k = &conf_keys[i];
+        if (k->section)
+            fprintf(f, "%s### %s\n\n| key | type | default | what it does |\n| --- | --- | --- | --- |\n",
+                    i ? "\n" : "", k->section);
+        fprintf(f, "| `%s` | %s | `%s` | %s |\n", k->name, conf_types[k->type].doc, conf_doc_default(k), k->help);
+    }
+}
+
+/* Text for roff: a backslash doubled as \e, and no line may begin with a control character. */
+static void conf_doc_roff(FILE *f, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", f);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", f);
+        else if (*s == '-')
+            fputs("\\-", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void conf_doc_man(FILE *f)
+{
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const conf_key_t *k = &conf_keys[i];
+        if (k->section) {
+            fputs(".SS ", f);
+            conf_doc_roff(f, k->section);
+            fputc('\n', f);
+        }
+        fputs(".TP\n.B ", f);
+        conf_doc_roff(f, k->name);
+        fputs("\n(", f);
+        conf_doc_roff(f, conf_types[k->type].doc);
+        fputs("; default ", f);
+        conf_doc_roff(f, conf_doc_default(k));
+        fputs(")\n", f);
+        conf_doc_roff(f, k->help);
+        fputc('\n', f);
+    }
+}
+
+/* A comment of words, wrapped before 100 columns. */
+static void conf_doc_comment(FILE *f, const char *text)
+{
+    const char *p = text;
+    while (*p) {
+        size_t n = strlen(p);
+        if (n > 96) {
+            n = 96;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0)
+                n = strcspn(p, " ");
+        }
+        fprintf(f, "# %.*s\n", (int)n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+static void conf_doc_example(FILE *f)
+{
+    fputs("# ocpmd configuration: every key with its default, commented out. All are optional; ocpmd runs\n"
+          "# with none. Any key can also be set as OCPM_<KEY> in the environment, which wins over this file.\n"
+          "# Check a file with `ocpmd -t -c FILE`; `ocpmd -T` prints the effective values. Durations take\n"
+          "# ms, s, m, h, d (a bare number is seconds); sizes take k, m, g (a bare number is bytes).\n"
+          "# Generated from the settings table (src/core/conf_keys.c) by `make update-docs`.\n",
+          f);
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const conf_key_t *k = &conf_keys[i];
+        if (k->section)
+            fprintf(f, "\n# ---- %s ----\n", k->section);
+        fputc('\n', f);
+        conf_doc_comment(f, k->help);
+        if (k->shown)
+            fprintf(f, "# Default: %s.\n", k->shown);
+        /* A default shown in words (derived, automatic, or set at build time) is left empty here. */
+        const char *v = k->shown ? "" : k->def;
+        fprintf(f, "#%s =%s%s\n", k->name, *v ? " " : "", v);
+    }
+}
+
+int conf_doc_write(FILE *f, const char *format)
+{
+    static const struct {
+        const char *name;
+        void (*write)(FILE *f);
+    } formats[] = {{"md", conf_doc_md}, {"man", conf_doc_man}, {"example", conf_doc_example}};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (strcmp(formats[i].name, format) == 0)
+            return formats[i].write(f), 0;
+    return -1;
+}

@@ -1,0 +1,138 @@
+/* The one table of settings: name, type, field, default, bounds, and what each does. The parser
+ * (conf.c), `ocpmd -T`, docs/configuration.md, ocpmd.conf(5) and ocpmd.conf.example all come from
+ * it (conf_doc.c); a test compares the committed documents with what it generates. */
+#define _GNU_SOURCE
+#include "conf_internal.h"
+
+#include <stddef.h>
+
+#ifndef OCPM_DEFAULT_STATE_DIR
+#define OCPM_DEFAULT_STATE_DIR "/var/lib/ocpm"
+#endif
+
+#define S(f) offsetof(conf_t, f), sizeof(((conf_t *)0)->f)
+#define N(f) offsetof(conf_t, f), 0
+
+const conf_key_t conf_keys[] = {
+    {"state_dir", CT_PATH, S(state_dir), OCPM_DEFAULT_STATE_DIR, 0, 0, "Paths and sockets", "$(localstatedir)/lib/ocpm",
+     "Where the lock file, the database, the sockets and the workspaces live (ocpmd's, mode 0700)."},
+    {"db_path", CT_PATH, S(db_path), "", 0, 0, NULL, "state_dir/ocpm.db", "The SQLite database (mode 0600)."},
+    {"workspace_root", CT_PATH, S(workspace_root), "", 0, 0, NULL, "state_dir/workspaces",
+     "Every workspace lives below it, one tree per user. When the agent's user cannot reach a derived state_dir "
+     "(a clone under /root, say), this and agent_home move to $(localstatedir)/lib/ocpm-agent/<hash>."},
+    {"fcgi_socket", CT_PATH, S(fcgi_socket), "", 0, 0, NULL, "state_dir/fcgi.sock", "The FastCGI socket nginx connects to."},
+    {"fcgi_socket_mode", CT_OCTAL, N(fcgi_socket_mode), "0660", 0, 0777, NULL, NULL,
+     "The FastCGI socket's mode: nginx's worker user must be able to connect."},
+    {"fcgi_socket_group", CT_NAME, S(fcgi_socket_group), "", 0, 0, NULL, "ocpmd's group",
+     "The FastCGI socket's group: nginx's worker user belongs to it, the agent never does."},
+    {"control_socket", CT_PATH, S(control_socket), "", 0, 0, NULL, "state_dir/ocpmd.sock",
+     "The manager's private socket (mode 0600): responders and ocpmctl talk to the manager through it."},
+    {"opencode_bin", CT_PATH, S(opencode_bin), "opencode", 0, 0, "opencode", NULL,
+     "The opencode command (looked up in PATH when it has no slash)."},
+    {"git_bin", CT_PATH, S(git_bin), "git", 0, 0, NULL, NULL,
+     "git, which makes each workspace its own repository, and so its own opencode project."},
+    {"mode", CT_MODE, N(mode), "auto", 0, 0, NULL, NULL,
+     "auto: one supervised opencode serve when opencode has it, else a process per message; server: the "
+     "same, but failing to start the server is fatal; per-session: a process per message, always."},
+    {"pass_env", CT_STRING, S(pass_env), "PATH LANG LC_* TZ OPENCODE_* *_API_KEY NODE_EXTRA_CA_CERTS", 0, 0, NULL,
+     NULL,
+     "The operator's environment opencode gets, as names and patterns; HOME, USER, XDG_*, TMPDIR and "
+     "OPENCODE_CONFIG are ocpm's own for the agent."},
+    {"responders", CT_INT, N(responders), "4", 1, 256, "Responders and runs", NULL, "FastCGI responder processes."},
+    {"responder_threads", CT_INT, N(responder_threads), "16", 1, 1024, NULL, NULL,
+     "Threads per responder: responders x threads requests in flight (4 x 16 = 64)."},
+    {"max_concurrent_runs", CT_INT, N(max_concurrent_runs), "8", 1, 4096, NULL, NULL,
+     "Messages running at once, all sessions together."},
+    {"session_queue_limit", CT_INT, N(session_queue_limit), "16", 1, 100000, NULL, NULL,
+     "Messages waiting per session; one more gets 429."},
+    {"retry_after", CT_INT, N(retry_after_s), "2", 1, 3600, NULL, NULL, "Seconds, in the Retry-After of 429 and 503."},
+    {"run_timeout", CT_DURATION, N(run_timeout_ms), "10m", 100, 86400000L, NULL, NULL,
+     "A message running longer is stopped (SIGTERM to its process group, or an abort to the server) and "
+     "recorded as timeout."},
+    {"kill_grace", CT_DURATION, N(kill_grace_ms), "5s", 0, 600000, NULL, NULL, "From SIGTERM to SIGKILL."},
+    {"shutdown_timeout", CT_DURATION, N(shutdown_timeout_ms), "30s", 0, 3600000, NULL, NULL,
+     "At SIGTERM or SIGINT, how long running messages may finish before they are killed."},
+    {"sse_heartbeat", CT_DURATION, N(sse_heartbeat_ms), "10s", 100, 15000, NULL, NULL,
+     "A comment on a quiet event stream this often (at most 15 s), so proxies keep it open."},
+    {"max_body_bytes", CT_SIZE, N(max_body_bytes), "1m", 64, 64L << 20, "Requests and bounds", NULL,
+     "A larger request body gets 413."},
+    {"max_message_bytes", CT_SIZE, N(max_message_bytes), "256k", 1, 32L << 20, NULL, NULL,
+     "A larger message text gets 400 (at most max_body_bytes)."},
+    {"queue_max_bytes", CT_SIZE, N(queue_max_bytes), "16m", 1024, 1L << 40, NULL, NULL,
+     "Bytes of messages waiting in memory, all users together; then 429."},
+    {"user_queue_max_bytes", CT_SIZE, N(user_queue_max_bytes), "4m", 1024, 1L << 40, NULL, NULL,
+     "The same for one user (at most queue_max_bytes)."},
+    {"user_max_share", CT_PERCENT, N(user_max_share), "50%", 1, 100, NULL, NULL,
+     "The most one user may hold of the run slots, and of the pool's capacity for clients waiting on messages."},
+    {"user_max_sessions", CT_INT, N(user_max_sessions), "1000", 1, 100000000L, NULL, NULL,
+     "Sessions (not deleted) one user may have."},
+    {"user_max_workspaces", CT_INT, N(user_max_workspaces), "1000", 1, 100000000L, NULL, NULL,
+     "Workspace directories one user may have made (a deleted session's stays, with its files)."},
+    {"agent_user", CT_NAME, S(agent_user), "", 0, 0, "The agent", "(automatic)",
+     "Who every opencode process runs as: ocpm-agent when ocpmd may switch users (root, or CAP_SETUID and "
+     "CAP_SETGID), else ocpmd's own user with a warning; self says the latter on purpose. Never root."},
+    {"agent_group", CT_NAME, S(agent_group), "", 0, 0, NULL, "the user's group",
+     "The agent's group (never the FastCGI socket's)."},
+    {"agent_home", CT_PATH, S(agent_home), "", 0, 0, NULL, "state_dir/agent",
+     "The agent's files: opencode's data per user, the server's, the read-only configuration."},
+    {"agent_sandbox", CT_BOOL, N(agent_sandbox), "on", 0, 0, NULL, NULL,
+     "Landlock: the agent writes only its workspace and its data, and reads only the system (docs/security.md)."},
+    {"agent_read_paths", CT_STRING, S(agent_read_paths), "", 0, 0, NULL, "(none)",
+     "More directories the agent may read and execute from, space separated."},
+    {"agent_write_paths", CT_STRING, S(agent_write_paths), "", 0, 0, NULL, "(none)",
+     "More files or directories the agent may write, space separated: every user's agent shares them, so "
+     "they are a channel between users."},
+    {"run_rlimit_as", CT_SIZE, N(run_rlimit_as), "0", 0, 1L << 50, NULL, NULL,
+     "Address space of each opencode process (0: inherited; opencode's runtime reserves many GB it never "
+     "uses, so set it generously)."},
+    {"run_rlimit_nofile", CT_INT, N(run_rlimit_nofile), "0", 0, 1048576, NULL, NULL,
+     "Open files of each opencode process (0: inherited)."},
+    {"run_rlimit_cpu", CT_DURATION, N(run_rlimit_cpu_s), "0", 0, 100L * 86400000L, NULL, NULL,
+     "CPU time of each opencode process, such as 30m (0: inherited)."},
+    {"run_rlimit_nproc", CT_INT, N(run_rlimit_nproc), "4096", 0, 1048576, NULL, NULL,
+     "Processes and threads of the agent's user at once, all agents together: a fork bomb stops here "
+     "(applied when the agent has a user of its own)."},
+    {"run_rlimit_fsize", CT_SIZE, N(run_rlimit_fsize), "0", 0, 1L << 50, NULL, NULL,
+     "The largest file an agent process may write (0: inherited); disk quotas bound the sum."},
+    {"server_start_timeout", CT_DURATION, N(server_start_timeout_ms), "30s", 100, 600000, "Server mode", NULL,
+     "How long opencode serve may take to become ready."},
+    {"heartbeat_interval", CT_DURATION, N(heartbeat_interval_ms), "10s", 50, 3600000, NULL, NULL,
+     "How often the server's health is checked."},
+    {"health_timeout", CT_DURATION, N(health_timeout_ms), "5s", 50, 600000, NULL, NULL, "One health check's timeout."},
+    {"health_failures", CT_INT, N(health_failures), "3", 1, 100, NULL, NULL,
+     "Missed health checks in a row before the server is killed and restarted."},
+    {"restart_backoff_max", CT_DURATION, N(restart_backoff_max_ms), "30s", 100, 3600000, NULL, NULL,
+     "The longest wait before a restart: the delay doubles from 1 s while the server keeps dying young."},
+    {"fallback", CT_BOOL, N(fallback), "on", 0, 0, NULL, NULL,
+     "While the server is down, run messages as processes of their own."},
+    {"fallback_max_runs", CT_INT, N(fallback_max_runs), "2", 1, 4096, NULL, NULL,
+     "Processes at once while the server is down: each costs what the server does (32 sessions falling back "
+     "8 at a time reached 11.7 GB on the development machine)."},
+    {"fallback_wait", CT_DURATION, N(fallback_wait_ms), "30s", 0, 3600000, NULL, NULL,
+     "With fallback off, how long a message waits for the server before it fails."},
+    {"instance_idle_timeout", CT_DURATION, N(instance_idle_timeout_ms), "10m", 100, 86400000L, NULL, NULL,
+     "A workspace idle this long is disposed of in the server."},
+    {"server_max_messages", CT_INT, N(server_max_messages), "10000", 0, 1000000000L, NULL, NULL,
+     "Recycle the server after this many messages (0: never); no message fails."},
+    {"server_max_rss", CT_SIZE, N(server_max_rss), "2g", 0, 1L << 40, NULL, NULL,
+     "Recycle the server once its resident memory passes this (0: never)."},
+    {"server_max_inflight", CT_INT, N(server_max_inflight), "8", 1, 4096, NULL, NULL,
+     "Messages on the server at once; more wait in their queues (a saturated server answers its health "
+     "checks late and gets restarted)."},
+    {"store_prompts", CT_BOOL, N(store_prompts), "yes", 0, 0, "Storage and logs", NULL,
+     "Keep prompt and answer text in the database; no keeps only their sizes and SHA-256."},
+    {"stored_text_limit", CT_SIZE, N(stored_text_limit), "64k", 0, 1L << 20, NULL, NULL,
+     "Stored prompt and answer text is cut here, on a UTF-8 boundary (at most 1m, so one history row fits a "
+     "reply)."},
+    {"stderr_tail_bytes", CT_SIZE, N(stderr_tail_bytes), "4k", 0, 64L << 10, NULL, NULL,
+     "The end of each run's stderr kept with its record (at most 64k)."},
+    {"db_busy_timeout", CT_DURATION, N(db_busy_timeout_ms), "250ms", 0, 60000, NULL, NULL,
+     "How long a database write waits for another connection's lock (the loop waits with it); then 503 "
+     "storage_unavailable, or for a finished message's record, a retry every second."},
+    {"history_retention", CT_DURATION, N(history_retention_ms), "0", 0, 100L * 365 * 86400000L, NULL, NULL,
+     "Prune executions and manager events older than this, such as 30d (0: keep everything)."},
+    {"log_level", CT_LEVEL, S(log_level), "info", 0, 0, NULL, NULL, "debug, info, warn or error."},
+    {"log_file", CT_PATH, S(log_file), "", 0, 0, NULL, "(stderr)", "Where the log goes; SIGHUP reopens it."},
+};
+
+const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];

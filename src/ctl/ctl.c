@@ -1,0 +1,141 @@
+#define _GNU_SOURCE
+#include "ctl.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The commands. */
+static const struct {
+    const char *name;
+    const char *args;    /* what follows the name, for the usage */
+    const char *summary; /* one line */
+    const char *source;  /* where it reads: the database, or the manager's control socket */
+    int (*fn)(ctl_opts_t *o, int argc, char **argv);
+} ctl_commands[] = {
+    {"status", "", "the manager's status document", "control socket", ctl_status},
+    {"sessions", "", "sessions with their counts", "database", ctl_sessions},
+    {"history", "[--session ID] [--status S] [--mode M] [--since T] [--limit N]", "executions, newest first",
+     "database", ctl_history},
+    {"show", "EXECUTION", "one execution, every field", "database", ctl_show},
+    {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", "database", ctl_stats},
+    {"prune", "--older-than AGE", "delete finished history older than AGE (the manager does it)", "control socket",
+     ctl_prune},
+};
+#define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
+
+/* The options: a flag (arg NULL) sets an int, any other stores its argument. */
+#define CTL_AT(f) offsetof(ctl_opts_t, f)
+static const struct {
+    const char *flag;
+    const char *arg;
+    size_t at;
+    const char *help;
+} ctl_options[] = {
+    {"-c", "FILE", CTL_AT(file), "read settings from FILE (default $OCPM_CONFIG), as ocpmd does"},
+    {"--db", "PATH", CTL_AT(db), "the database (default: db_path from the settings)"},
+    {"--socket", "PATH", CTL_AT(socket), "the manager's control socket (default: control_socket)"},
+    {"--json", NULL, CTL_AT(json), "print JSON instead of a table"},
+    {"--session", "ID", CTL_AT(session), "history: one session's"},
+    {"--status", "S", CTL_AT(status), "history: one status (queued, running, succeeded, failed, timeout, ...)"},
+    {"--mode", "M", CTL_AT(mode), "history: server or per-session"},
+    {"--since", "T", CTL_AT(since), "history, stats: since T, unix seconds or an age such as 90m, 24h, 7d"},
+    {"--limit", "N", CTL_AT(limit), "history: at most N rows (default 20)"},
+    {"--older-than", "AGE", CTL_AT(older_than), "prune: what is older than AGE, such as 30d"},
+    {"-h", NULL, CTL_AT(help), "this text"},
+};
+#define CTL_NOPTIONS (sizeof ctl_options / sizeof ctl_options[0])
+
+static void ctl_usage(FILE *f)
+{
+    fputs("usage: ocpmctl [options] COMMAND [ARGS]\ncommands:\n", f);
+    for (size_t i = 0; i < CTL_NCOMMANDS; i++) {
+        char head[96];
+        snprintf(head, sizeof head, "%s %s", ctl_commands[i].name, ctl_commands[i].args);
+        if (strlen(head) > 24) /* its summary on a line of its own */
+            fprintf(f, "  %s\n  %-24s %s\n", head, "", ctl_commands[i].summary);
+        else
+            fprintf(f, "  %-24s %s\n", head, ctl_commands[i].summary);
+    }
+    fputs("options:\n", f);
+    for (size_t i = 0; i < CTL_NOPTIONS; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", ctl_options[i].flag, ctl_options[i].arg ? " " : "",
+                 ctl_options[i].arg ? ctl_options[i].arg : "");
+        fprintf(f, "  %-24s %s\n", head, ctl_options[i].help);
+    }
+    fputs("Settings come from -c FILE, $OCPM_CONFIG and OCPM_<KEY>, as for ocpmd.\n", f);
+}
+
+/* roff, for the COMMANDS and OPTIONS of ocpmctl(8). The tables' text holds no backslash. */
+static void ctl_man(FILE *f)
+{
+    fputs(".SH COMMANDS\n", f);
+    for (size_t i = 0; i < CTL_NCOMMANDS; i++)
+        fprintf(f, ".TP\n.B %s\n%s\n%s (reads the %s).\n", ctl_commands[i].name, ctl_commands[i].args,
+                ctl_commands[i].summary, ctl_commands[i].source);
+    fputs(".SH OPTIONS\n", f);
+    for (size_t i = 0; i < CTL_NOPTIONS; i++)
+        fprintf(f, ".TP\n.BR \\%s%s%s\n%s\n", ctl_options[i].flag, ctl_options[i].arg ? " " : "",
+                ctl_options[i].arg ? ctl_options[i].arg : "", ctl_options[i].help);
+}
+
+int ctl_doc_write(FILE *f, const char *format)
+{
+    if (strcmp(format, "usage") == 0)
+        return ctl_usage(f), 0;
+    if (strcmp(format, "man") == 0)
+        return ctl_man(f), 0;
+    return -1;
+}
+
+/* Options anywhere on the line; the rest are the command and its arguments. 0, or 2 (usage). */
+static int ctl_parse(ctl_opts_t *o, int argc, char **argv, char **rest, int *nrest)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t k = 0;
+        while (k < CTL_NOPTIONS && strcmp(argv[i], ctl_options[k].flag) != 0 &&
+               !(strcmp(argv[i], "--help") == 0 && strcmp(ctl_options[k].flag, "-h") == 0))
+            k++;
+        if (k == CTL_NOPTIONS && argv[i][0] == '-')
+            return ctl_fail("unknown option %s", argv[i]), 2;
+        if (k == CTL_NOPTIONS) {
+            if (*nrest >= 64)
+                return ctl_fail("too many arguments"), 2;
+            rest[(*nrest)++] = argv[i];
+        } else if (!ctl_options[k].arg) {
+            *(int *)((char *)o + ctl_options[k].at) = 1;
+        } else if (++i < argc) {
+            *(const char **)((char *)o + ctl_options[k].at) = argv[i];
+        } else {
+            return ctl_fail("%s needs %s", ctl_options[k].flag, ctl_options[k].arg), 2;
+        }
+    }
+    return 0;
+}
+
+int ctl_main(int argc, char **argv)
+{
+    ctl_opts_t o = {.file = getenv("OCPM_CONFIG")};
+    char *rest[64];
+    int nrest = 0;
+    if (ctl_parse(&o, argc, argv, rest, &nrest) != 0)
+        return ctl_usage(stderr), 2;
+    if (o.help)
+        return ctl_usage(stdout), 0;
+    if (nrest < 1)
+        return ctl_usage(stderr), 2;
+    char err[1024];
+    conf_defaults(&o.conf);
+    if ((o.file && *o.file && conf_load_file(&o.conf, o.file, err, sizeof err) != 0) ||
+        conf_load_env(&o.conf, err, sizeof err) != 0 ||
+        (o.db && conf_set(&o.conf, "db_path", o.db, err, sizeof err) != 0) ||
+        (o.socket && conf_set(&o.conf, "control_socket", o.socket, err, sizeof err) != 0) ||
+        conf_finish(&o.conf, err, sizeof err) != 0)
+        return ctl_fail("configuration error: %s", err);
+    for (size_t i = 0; i < CTL_NCOMMANDS; i++)
+        if (strcmp(ctl_commands[i].name, rest[0]) == 0)
+            return ctl_commands[i].fn(&o, nrest - 1, rest + 1);
+    ctl_fail("unknown command %s", rest[0]);
+    return ctl_usage(stderr), 2;
+}

@@ -1,0 +1,211 @@
+#define _GNU_SOURCE
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "db.h"
+#include "frame.h"
+
+/* "1795520000" (unix seconds) or an age ("24h") before now. */
+static int ctl_parse_time(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!errno && end != s && !*end && v >= 0) {
+        *out = v;
+        return 0;
+    }
+    long ms;
+    if (conf_parse_duration_ms(s, &ms) != 0)
+        return -1;
+    *out = clock_now() - ms / 1000.0;
+    return 0;
+}
+
+static db_t *ctl_open_db(ctl_opts_t *o)
+{
+    char err[1200];
+    if (access(o->conf.db_path, F_OK) != 0) {
+        ctl_fail("no database at %s (is state_dir or --db right?)", o->conf.db_path);
+        return NULL;
+    }
+    db_t *db = db_open_readonly(o->conf.db_path, err, sizeof err);
+    if (!db)
+        ctl_fail("%s", err);
+    return db;
+}
+
+/* One request frame to the manager's control socket, as the operator, and its reply frame. */
+static json_object *ctl_ask(ctl_opts_t *o, const char *op, json_object *args)
+{
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string(op));
+    json_object_object_add(req, "user", json_object_new_string("ocpmctl"));
+    json_object_object_add(req, "args", args);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", o->conf.control_socket);
+    json_object *reply = NULL;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        ctl_fail("cannot reach ocpmd at %s: %s", o->conf.control_socket, strerror(errno));
+    } else {
+        frame_decoder_t *d = frame_decoder_new(FRAME_MAX);
+        if (frame_write_fd(fd, req) != 0 || frame_read_fd(fd, d, &reply, 600000) != FRAME_OK)
+            ctl_fail("ocpmd did not answer on %s", o->conf.control_socket);
+        frame_decoder_free(d);
+    }
+    if (fd >= 0)
+        close(fd);
+    json_object_put(req);
+    return reply;
+}
+
+int ctl_status(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    json_object *r = ctl_ask(o, "status", json_object_new_object()), *body;
+    int ok = r && json_object_object_get_ex(r, "body", &body);
+    if (ok && o->json)
+        ctl_print_json(body);
+    else if (ok)
+        ctl_print_pairs(body, "");
+    json_object_put(r);
+    return ok ? 0 : 1;
+}
+
+int ctl_sessions(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    db_t *db = ctl_open_db(o);
+    if (!db)
+        return 1;
+    json_object *rows = db_query_json(db, "SELECT id, iif(owner = '', '(anonymous)', owner) AS owner, workspace, "
+                                          "opencode_session_id, message_count, created, last_activity, deleted, "
+                                          "executions, succeeded, failed, mean_ms, tokens_in, tokens_out, cost"
+                                          " FROM session_summary ORDER BY last_activity DESC");
+    int rc = rows ? 0 : ctl_fail("cannot read sessions: %s", db_errmsg(db));
+    static const char *const cols[] = {"id", "owner", "executions", "succeeded", "failed", "mean_ms",
+                                       "last_activity", "deleted", "workspace", NULL};
+    if (rows && o->json)
+        ctl_print_json(rows);
+    else if (rows)
+        ctl_print_table(rows, cols);
+    json_object_put(rows);
+    db_close(db);
+    return rc;
+}
+
+/* Readable times beside the unix seconds. */
+static void ctl_add_when(json_object *rows)
+{
+    for (size_t i = 0; i < json_object_array_length(rows); i++) {
+        json_object *row = json_object_array_get_idx(rows, i), *q;
+        if (!json_object_object_get_ex(row, "queued_at", &q))
+            continue;
+        time_t t = (time_t)json_object_get_double(q);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
+        json_object_object_add(row, "queued", json_object_new_string(when));
+    }
+}
+
+int ctl_history(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    long limit = o->limit ? atol(o->limit) : 20;
+    if (limit <= 0)
+        return ctl_fail("--limit %s: expected a positive number", o->limit), 2;
+    db_exec_filter_t f = {.session_id = o->session, .status = o->status, .mode = o->mode, .limit = limit};
+    if (o->since && ctl_parse_time(o->since, &f.since) != 0)
+        return ctl_fail("--since %s: expected unix seconds or an age such as 24h", o->since);
+    db_t *db = ctl_open_db(o);
+    if (!db)
+        return 1;
+    json_object *rows = db_exec_list(db, &f, NULL);
+    int rc = rows ? 0 : ctl_fail("cannot read history: %s", db_errmsg(db));
+    static const char *const cols[] = {"id", "queued", "session_id", "mode", "status", "duration_ms",
+                                       "peak_rss_kb", "tokens_out", "error", NULL};
+    if (rows)
+        ctl_add_when(rows);
+    if (rows && o->json)
+        ctl_print_json(rows);
+    else if (rows)
+        ctl_print_table(rows, cols);
+    json_object_put(rows);
+    db_close(db);
+    return rc;
+}
+
+int ctl_show(ctl_opts_t *o, int argc, char **argv)
+{
+    if (argc < 1)
+        return ctl_fail("show needs an execution id"), 2;
+    char *end;
+    long long id = strtoll(argv[0], &end, 10);
+    if (*end || id <= 0)
+        return ctl_fail("show: \"%s\" is not an execution id", argv[0]), 2;
+    db_t *db = ctl_open_db(o);
+    if (!db)
+        return 1;
+    json_object *row = db_exec_get(db, id, NULL);
+    int rc = row ? 0 : ctl_fail("no execution %s", argv[0]);
+    if (row && o->json)
+        ctl_print_json(row);
+    else if (row)
+        ctl_print_pairs(row, "");
+    json_object_put(row);
+    db_close(db);
+    return rc;
+}
+
+int ctl_stats(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    double since = 0;
+    if (o->since && ctl_parse_time(o->since, &since) != 0)
+        return ctl_fail("--since %s: expected unix seconds or an age such as 24h", o->since);
+    db_t *db = ctl_open_db(o);
+    if (!db)
+        return 1;
+    json_object *st = db_stats(db, since, clock_now() + 1);
+    int rc = st ? 0 : ctl_fail("cannot compute statistics: %s", db_errmsg(db));
+    if (st && o->json)
+        ctl_print_json(st);
+    else if (st)
+        ctl_print_pairs(st, "");
+    json_object_put(st);
+    db_close(db);
+    return rc;
+}
+
+int ctl_prune(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    long ms;
+    if (!o->older_than || conf_parse_duration_ms(o->older_than, &ms) != 0)
+        return ctl_fail("prune needs --older-than AGE (such as 30d)"), 2;
+    json_object *args = json_object_new_object(), *status, *body;
+    json_object_object_add(args, "before", json_object_new_double(clock_now() - ms / 1000.0));
+    json_object *r = ctl_ask(o, "prune", args);
+    if (!r)
+        return 1;
+    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
+             json_object_object_get_ex(r, "body", &body);
+    if (ok && o->json)
+        ctl_print_json(body);
+    else if (ok)
+        printf("deleted %s rows older than %s\n", json_object_get_string(json_object_object_get(body, "deleted")),
+               o->older_than);
+    else
+        ctl_fail("prune failed: %s", json_object_to_json_string(r));
+    json_object_put(r);
+    return ok ? 0 : 1;
+}

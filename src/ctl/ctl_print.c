@@ -1,0 +1,78 @@
+#define _GNU_SOURCE
+#include "ctl.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+int ctl_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ocpmctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+void ctl_print_json(json_object *v)
+{
+    puts(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static const char *ctl_cell(json_object *row, const char *key, char *buf, size_t n)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(row, key, &v) || !v)
+        return "-";
+    if (json_object_is_type(v, json_type_double)) {
+        snprintf(buf, n, "%.1f", json_object_get_double(v));
+        return buf;
+    }
+    snprintf(buf, n, "%s", json_object_get_string(v));
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    return buf;
+}
+
+void ctl_print_table(json_object *rows, const char *const *cols)
+{
+    size_t nc = 0, n = json_object_array_length(rows);
+    while (cols[nc] && nc < 32)
+        nc++;
+    size_t w[32] = {0};
+    char buf[64];
+    for (size_t c = 0; c < nc; c++) {
+        w[c] = strlen(cols[c]);
+        for (size_t r = 0; r < n; r++) {
+            size_t l = strlen(ctl_cell(json_object_array_get_idx(rows, r), cols[c], buf, 49));
+            if (l > w[c])
+                w[c] = l;
+        }
+    }
+    for (size_t c = 0; c < nc; c++)
+        printf("%-*s%s", (int)w[c], cols[c], c + 1 < nc ? "  " : "\n");
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = 0; c < nc; c++)
+            printf("%-*s%s", (int)w[c], ctl_cell(json_object_array_get_idx(rows, r), cols[c], buf, 49),
+                   c + 1 < nc ? "  " : "\n");
+    if (!n)
+        puts("(none)");
+}
+
+void ctl_print_pairs(json_object *obj, const char *prefix)
+{
+    json_object_object_foreach(obj, k, v)
+    {
+        if (v && json_object_is_type(v, json_type_object)) {
+            char p[128];
+            snprintf(p, sizeof p, "%s%s.", prefix, k);
+            ctl_print_pairs(v, p);
+        } else if (v && json_object_is_type(v, json_type_array)) {
+            printf("%s%s: %s\n", prefix, k, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+        } else {
+            printf("%s%-*s %s\n", prefix, (int)(28 - strlen(prefix)), k, v ? json_object_get_string(v) : "-");
+        }
+    }
+}
