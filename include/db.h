@@ -100,6 +100,9 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished);
 /* The row e becomes once written, as a JSON object, built from memory (the same shape as
  * db_exec_get's; the text cut and hashed as stored). For the answer to the client who waited. */
 json_object *db_exec_json(const db_t *db, const db_exec_t *e);
+/* A row as an ordinary user may see it: no argv, pid or stderr (operators' routes keep them), the
+ * unauthenticated owner as null. Modifies and returns o. */
+json_object *db_exec_public(json_object *o);
 /* The row as a JSON object (owner NULL: anyone's, for operators), or NULL (missing, another owner, or error:
  * db_errmsg tells which when it is an error). */
 json_object *db_exec_get(db_t *db, int64_t id, const char *owner);

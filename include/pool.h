@@ -18,6 +18,14 @@
 
 typedef struct pool pool_t;
 
+/* What each responder reads from its fd 4: the manager's parsed settings, as they are, and its
+ * place in the pool. */
+typedef struct pool_settings {
+    conf_t conf;
+    int slots;                       /* responders in the pool (slots of the in-flight page, fd 3) */
+    long capacity, message_capacity; /* the pool's limits (inflight.h) */
+} pool_settings_t;
+
 /* Told of what operators should find in manager_events (a respawn, a fatal exit). */
 typedef void (*pool_event_fn)(void *ctx, const char *kind, const char *detail);
 

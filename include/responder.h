@@ -14,16 +14,6 @@
 #ifndef OCPM_RESPONDER_H
 #define OCPM_RESPONDER_H
 
-#include "conf.h"
-
-/* What a responder reads from its fd 4 (pool.h): the manager's parsed settings, as they are, and
- * its place in the pool. */
-typedef struct responder_settings {
-    conf_t conf;
-    int slots;                       /* responders in the pool (slots of the in-flight page, fd 3) */
-    long capacity, message_capacity; /* the pool's limits (inflight.h) */
-} responder_settings_t;
-
 /* Serve until told to stop: the listening socket on fd 0, the in-flight page on fd 3, the settings
  * on settings_fd. Returns the exit status (78, EX_CONFIG, when one of them is missing). */
 int responder_main(int index, int settings_fd);

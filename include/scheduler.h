@@ -27,13 +27,19 @@
 #include "conf.h"
 #include "control.h"
 #include "db.h"
-#include "execution.h"
 #include "oc_models.h"
 #include "session.h"
 #include "storage_retry.h"
 #include "user.h"
 
 typedef struct scheduler scheduler_t;
+
+/* How the client that sent a message waits for it. */
+typedef enum {
+    SCHEDULER_WAIT_SYNC = 0, /* one reply at the end */
+    SCHEDULER_WAIT_STREAM,   /* SSE events as they come, then "done" */
+    SCHEDULER_WAIT_ASYNC,    /* not at all: 202 with its Location at once */
+} scheduler_wait_t;
 
 typedef struct scheduler_config {
     uv_loop_t *loop;
@@ -56,10 +62,13 @@ void scheduler_free(scheduler_t *s);
 void scheduler_set_message_capacity(scheduler_t *s, long capacity);
 
 /* Queue a message on sess and answer c according to how (text, model and agent are copied). c may
- * be NULL with EXECUTION_WAIT_ASYNC: nobody is answered. Returns the execution's id, or -1 after
+ * be NULL with SCHEDULER_WAIT_ASYNC: nobody is answered. The execution's life (execution.c): the
+ * record written at each change, the workspace checked and prepared, the backend's events passed
+ * to streaming clients, one finish path whatever ended it, and the answer built from memory (the
+ * record as written, not read back). Returns the execution's id, or -1 after
  * answering c with why it was refused. */
 int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, const char *model, const char *agent,
-                         control_conn_t *c, execution_wait_t how);
+                         control_conn_t *c, scheduler_wait_t how);
 /* Start what can start (a backend's state changed, a job ended). */
 void scheduler_kick(scheduler_t *s);
 /* Abort the session's running message and cancel its waiting ones (the session stays). Returns how

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "agent.h"
+#include "agent_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,33 +22,16 @@
 #define AGENT_CONFIG_MAX (1L << 20)
 #define AGENT_GROUPS_MAX 256
 
-/* What the agent may read beside its own files: the system. Missing ones are skipped. */
-static const char *const agent_system_paths[] = {
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/sys", "/dev",
-    "/run/systemd/resolve", /* /etc/resolv.conf points here where systemd-resolved runs */
-};
-
 /* Variables ocpm sets for the agent itself; the operator's values never pass. */
 static const char *const agent_own_vars[] = {
     "HOME", "USER", "LOGNAME", "TMPDIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
     "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "OPENCODE_CONFIG",
 };
 
-static struct {
-    const conf_t *conf;
-    int switching;  /* child processes change user */
-    uid_t uid;
-    gid_t gid;
-    char name[64];
-    const char *why_self; /* NULL, "configured" or "cannot switch" */
-    int sandbox;          /* Landlock is on for every agent process */
-    char **base_env;
-    char config_copy[PATH_MAX];
-    char opencode_dir[PATH_MAX];
-} A;
+agent_state_t agent_state;
 
-uid_t agent_uid(void) { return A.uid; }
-gid_t agent_gid(void) { return A.gid; }
+uid_t agent_uid(void) { return agent_state.uid; }
+gid_t agent_gid(void) { return agent_state.gid; }
 
 /* Root, or both capabilities a switch of user needs (CAP_SETGID = 6, CAP_SETUID = 7). */
 static int agent_can_switch(void)
@@ -125,7 +108,7 @@ static int agent_relocate(conf_t *c, const gid_t *groups, int ngroups, char *err
 {
     unsigned movable = c->derived & (CONF_DERIVED_WORKSPACE_ROOT | CONF_DERIVED_AGENT_HOME);
     char blocker[PATH_MAX];
-    if (!movable || agent_reaches(c->state_dir, A.uid, groups, ngroups, blocker, sizeof blocker))
+    if (!movable || agent_reaches(c->state_dir, agent_state.uid, groups, ngroups, blocker, sizeof blocker))
         return 0;
     char real[PATH_MAX], hex[65], base[PATH_MAX];
     if (!realpath(c->state_dir, real))
@@ -160,12 +143,12 @@ static int agent_check_socket_group(const conf_t *c, const gid_t *groups, int ng
         }
         sg = g->gr_gid;
     }
-    if (!A.switching)
+    if (!agent_state.switching)
         return 0;
     for (int i = 0; i < ngroups; i++)
         if (groups[i] == sg) {
             snprintf(err, errlen, "agent user %s is in the FastCGI socket's group (gid %ld): it could reach the pool",
-                     A.name, (long)sg);
+                     agent_state.name, (long)sg);
             return -1;
         }
     return 0;
@@ -173,16 +156,16 @@ static int agent_check_socket_group(const conf_t *c, const gid_t *groups, int ng
 
 int agent_setup(conf_t *c, char *err, size_t errlen)
 {
-    A.conf = c;
+    agent_state.conf = c;
     int can = agent_can_switch();
     const char *name = c->agent_user[0] ? c->agent_user : can ? CONF_AGENT_USER_DEFAULT : "self";
     if (strcmp(name, "self") == 0) {
-        A.switching = 0;
-        A.uid = geteuid();
-        A.gid = getegid();
-        struct passwd *pw = getpwuid(A.uid);
-        snprintf(A.name, sizeof A.name, "%s", pw ? pw->pw_name : "self");
-        A.why_self = c->agent_user[0] ? "configured" : "cannot switch";
+        agent_state.switching = 0;
+        agent_state.uid = geteuid();
+        agent_state.gid = getegid();
+        struct passwd *pw = getpwuid(agent_state.uid);
+        snprintf(agent_state.name, sizeof agent_state.name, "%s", pw ? pw->pw_name : "self");
+        agent_state.why_self = c->agent_user[0] ? "configured" : "cannot switch";
         return 0;
     }
     struct passwd *pw = getpwnam(name);
@@ -206,33 +189,33 @@ int agent_setup(conf_t *c, char *err, size_t errlen)
                  "agent_user = self runs the agent as ocpmd's own user", name);
         return -1;
     }
-    A.switching = 1;
-    A.uid = pw->pw_uid;
-    A.gid = pw->pw_gid;
-    snprintf(A.name, sizeof A.name, "%s", name);
+    agent_state.switching = 1;
+    agent_state.uid = pw->pw_uid;
+    agent_state.gid = pw->pw_gid;
+    snprintf(agent_state.name, sizeof agent_state.name, "%s", name);
     if (c->agent_group[0]) {
         struct group *g = getgrnam(c->agent_group);
         if (!g) {
             snprintf(err, errlen, "agent_group %s does not exist", c->agent_group);
             return -1;
         }
-        A.gid = g->gr_gid;
+        agent_state.gid = g->gr_gid;
     }
-    if (A.gid == 0) {
+    if (agent_state.gid == 0) {
         snprintf(err, errlen, "agent_group is root's group: the agent never runs with it");
         return -1;
     }
     gid_t groups[AGENT_GROUPS_MAX];
     int ngroups = AGENT_GROUPS_MAX - 1;
-    if (getgrouplist(A.name, A.gid, groups, &ngroups) < 0)
+    if (getgrouplist(agent_state.name, agent_state.gid, groups, &ngroups) < 0)
         ngroups = 0;
-    /* The child drops supplementary groups: it holds only A.gid, whatever /etc/group says. The
+    /* The child drops supplementary groups: it holds only agent_state.gid, whatever /etc/group says. The
      * membership check still uses the list, so a configuration that would be wrong elsewhere is
      * refused here too. */
-    groups[ngroups++] = A.gid;
+    groups[ngroups++] = agent_state.gid;
     if (agent_check_socket_group(c, groups, ngroups, err, errlen) != 0)
         return -1;
-    gid_t only[1] = {A.gid};
+    gid_t only[1] = {agent_state.gid};
     return agent_relocate(c, only, 1, err, errlen);
 }
 
@@ -247,8 +230,8 @@ int agent_mkdir(const char *path, agent_dir_t who, mode_t mode, const char **why
         *why = "not a directory (or a symlink)";
         return -1;
     }
-    uid_t want = who == AGENT_DIR_AGENT ? A.uid : geteuid();
-    gid_t wantg = who == AGENT_DIR_OCPM ? getegid() : A.gid;
+    uid_t want = who == AGENT_DIR_AGENT ? agent_state.uid : geteuid();
+    gid_t wantg = who == AGENT_DIR_OCPM ? getegid() : agent_state.gid;
     if (st.st_uid != want || st.st_gid != wantg) {
         /* Only ocpmd's own directories are handed over; one someone else made is refused. */
         if (st.st_uid != geteuid() || lchown(path, want, wantg) != 0) {
@@ -264,7 +247,7 @@ int agent_mkdir(const char *path, agent_dir_t who, mode_t mode, const char **why
 }
 
 /* mkdir -p for ocpmd's own directories above the agent's, searchable by the agent. */
-static int agent_mkdirs(const char *dir, char *err, size_t errlen)
+int agent_mkdirs(const char *dir, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s", dir);
@@ -291,7 +274,7 @@ static void agent_open_state_dir(const conf_t *c, const char *path)
 {
     size_t n = strlen(c->state_dir);
     struct stat st;
-    if (!A.switching || strncmp(path, c->state_dir, n) != 0 || path[n] != '/' || stat(c->state_dir, &st) != 0)
+    if (!agent_state.switching || strncmp(path, c->state_dir, n) != 0 || path[n] != '/' || stat(c->state_dir, &st) != 0)
         return;
     if (!(st.st_mode & S_IXOTH) && st.st_uid == geteuid())
         chmod(c->state_dir, (st.st_mode & 07777) | S_IXOTH);
@@ -316,18 +299,18 @@ static int agent_copy_config(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "OPENCODE_CONFIG %s: larger than 1 MiB", src);
         return -1;
     }
-    snprintf(A.config_copy, sizeof A.config_copy, "%s/operator.json", dir);
+    snprintf(agent_state.config_copy, sizeof agent_state.config_copy, "%s/operator.json", dir);
     char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.new", A.config_copy);
+    snprintf(tmp, sizeof tmp, "%s.new", agent_state.config_copy);
     unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, A.switching ? 0640 : 0600);
-    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n && fchown(fd, geteuid(), A.gid) == 0 &&
-             fchmod(fd, A.switching ? 0640 : 0600) == 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, agent_state.switching ? 0640 : 0600);
+    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n && fchown(fd, geteuid(), agent_state.gid) == 0 &&
+             fchmod(fd, agent_state.switching ? 0640 : 0600) == 0;
     if (fd >= 0 && close(fd) != 0)
         ok = 0;
     free(buf);
-    if (!ok || rename(tmp, A.config_copy) != 0) {
-        snprintf(err, errlen, "cannot copy OPENCODE_CONFIG to %s: %s", A.config_copy, strerror(errno));
+    if (!ok || rename(tmp, agent_state.config_copy) != 0) {
+        snprintf(err, errlen, "cannot copy OPENCODE_CONFIG to %s: %s", agent_state.config_copy, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -356,7 +339,7 @@ static void agent_find_opencode(const conf_t *c)
         char *slash = strrchr(real, '/');
         if (slash && slash != real)
             *slash = '\0';
-        snprintf(A.opencode_dir, sizeof A.opencode_dir, "%s", real);
+        snprintf(agent_state.opencode_dir, sizeof agent_state.opencode_dir, "%s", real);
     }
 }
 
@@ -372,13 +355,13 @@ static int agent_is_own_var(const char *entry)
 
 int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
 {
-    A.conf = c;
-    A.sandbox = c->agent_sandbox && sandbox_abi() > 0;
-    if (c->agent_sandbox && !A.sandbox)
+    agent_state.conf = c;
+    agent_state.sandbox = c->agent_sandbox && sandbox_abi() > 0;
+    if (c->agent_sandbox && !agent_state.sandbox)
         log_warn("Landlock is not available in this kernel; the agent runs without a file-system sandbox", NULL);
-    if (!A.switching)
-        log_warn("the agent runs as ocpmd's own user", "user=%s reason=%s sandbox=%s", A.name,
-                 log_q(A.why_self ? A.why_self : ""), A.sandbox ? "landlock" : "off");
+    if (!agent_state.switching)
+        log_warn("the agent runs as ocpmd's own user", "user=%s reason=%s sandbox=%s", agent_state.name,
+                 log_q(agent_state.why_self ? agent_state.why_self : ""), agent_state.sandbox ? "landlock" : "off");
     char dir[PATH_MAX + 32];
     const char *why = NULL;
     if (agent_mkdirs(c->agent_home, err, errlen) != 0 || agent_mkdirs(c->workspace_root, err, errlen) != 0)
@@ -387,12 +370,12 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
     agent_open_state_dir(c, c->workspace_root);
     /* Say now, not at the first message, when the agent cannot walk to its directories. */
     const char *mine[] = {c->agent_home, c->workspace_root};
-    for (size_t i = 0; A.switching && i < 2; i++) {
+    for (size_t i = 0; agent_state.switching && i < 2; i++) {
         char blocker[PATH_MAX], sub[PATH_MAX + 2];
-        gid_t g[1] = {A.gid};
+        gid_t g[1] = {agent_state.gid};
         snprintf(sub, sizeof sub, "%s/x", mine[i]);
-        if (!agent_reaches(sub, A.uid, g, 1, blocker, sizeof blocker)) {
-            snprintf(err, errlen, "the agent user %s cannot reach %s: %s is not searchable by it", A.name, mine[i],
+        if (!agent_reaches(sub, agent_state.uid, g, 1, blocker, sizeof blocker)) {
+            snprintf(err, errlen, "the agent user %s cannot reach %s: %s is not searchable by it", agent_state.name, mine[i],
                      blocker);
             return -1;
         }
@@ -419,201 +402,41 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
     size_t n = 0;
     while (env && env[n])
         n++;
-    A.base_env = calloc(n + 1, sizeof *A.base_env);
-    if (!A.base_env) {
+    agent_state.base_env = calloc(n + 1, sizeof *agent_state.base_env);
+    if (!agent_state.base_env) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0, o = 0; i < n; i++)
-        if (!agent_is_own_var(env[i]) && !(A.base_env[o++] = strdup(env[i]))) {
+        if (!agent_is_own_var(env[i]) && !(agent_state.base_env[o++] = strdup(env[i]))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=%s", A.name,
-             (long)A.uid, (long)A.gid, A.switching ? "yes" : "no", A.sandbox ? "landlock" : "off", sandbox_abi(),
+    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=%s", agent_state.name,
+             (long)agent_state.uid, (long)agent_state.gid, agent_state.switching ? "yes" : "no", agent_state.sandbox ? "landlock" : "off", sandbox_abi(),
              log_q(c->agent_home));
     return 0;
 }
 
 void agent_free(void)
 {
-    for (char **p = A.base_env; p && *p; p++)
+    for (char **p = agent_state.base_env; p && *p; p++)
         free(*p);
-    free(A.base_env);
-    A.base_env = NULL;
-}
-
-/* The home of one user's runs, or of the shared server: made on first use. */
-static int agent_make_home(const char *owner, char *home, size_t len, char *err, size_t errlen)
-{
-    char od[80];
-    if (owner) {
-        agent_owner_dir(owner, od, sizeof od);
-        snprintf(home, len, "%s/users/%s", A.conf->agent_home, od);
-    } else {
-        snprintf(home, len, "%s/server", A.conf->agent_home);
-    }
-    static const char *const subs[] = {"", "/data", "/cache", "/state", "/tmp"};
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        char d[PATH_MAX + 16];
-        const char *why = NULL;
-        snprintf(d, sizeof d, "%s%s", home, subs[i]);
-        if (agent_mkdir(d, AGENT_DIR_AGENT, 0700, &why) != 0) {
-            snprintf(err, errlen, "agent home %s: %s", d, why);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static char *agent_var(const char *name, const char *a, const char *b)
-{
-    char *s = NULL;
-    return asprintf(&s, "%s=%s%s", name, a, b ? b : "") < 0 ? NULL : s;
-}
-
-static int agent_build_env(agent_launch_t *l)
-{
-    size_t n = 0;
-    while (A.base_env[n])
-        n++;
-    l->env = calloc(n + 12, sizeof *l->env);
-    if (!l->env)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(l->env[o++] = strdup(A.base_env[i])))
-            return -1;
-    char cfg[PATH_MAX + 16];
-    snprintf(cfg, sizeof cfg, "%s/config", A.conf->agent_home);
-    char *own[] = {
-        agent_var("HOME", l->home, NULL),
-        agent_var("USER", A.name, NULL),
-        agent_var("LOGNAME", A.name, NULL),
-        agent_var("TMPDIR", l->home, "/tmp"),
-        agent_var("XDG_DATA_HOME", l->home, "/data"),
-        agent_var("XDG_CACHE_HOME", l->home, "/cache"),
-        agent_var("XDG_STATE_HOME", l->home, "/state"),
-        agent_var("XDG_CONFIG_HOME", cfg, NULL),
-        A.config_copy[0] ? agent_var("OPENCODE_CONFIG", A.config_copy, NULL) : NULL,
-    };
-    int rc = 0;
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
-        if (i < 8 && !own[i])
-            rc = -1;
-        if (own[i])
-            l->env[o++] = own[i];
-    }
-    return rc;
-}
-
-/* Read the system, the binary, the configuration; write the workspace and the home. */
-static int agent_build_sandbox(agent_launch_t *l, int workspace_fd, char *err, size_t errlen)
-{
-    int rs = sandbox_ruleset();
-    if (rs < 0) {
-        snprintf(err, errlen, "cannot create a Landlock ruleset: %s", strerror(errno));
-        return -1;
-    }
-    l->sandbox_fd = rs;
-    char cfg[PATH_MAX + 16];
-    snprintf(cfg, sizeof cfg, "%s/config", A.conf->agent_home);
-    const char *fail = NULL;
-    for (size_t i = 0; i < sizeof agent_system_paths / sizeof agent_system_paths[0] && !fail; i++)
-        if (sandbox_allow(rs, agent_system_paths[i], 0) < 0)
-            fail = agent_system_paths[i];
-    if (!fail && A.opencode_dir[0] && sandbox_allow(rs, A.opencode_dir, 0) < 0)
-        fail = A.opencode_dir;
-    if (!fail && sandbox_allow(rs, cfg, 0) < 0)
-        fail = cfg;
-    char extra[sizeof A.conf->agent_read_paths];
-    snprintf(extra, sizeof extra, "%s", A.conf->agent_read_paths);
-    char *save = NULL;
-    for (char *p = strtok_r(extra, " ", &save); p && !fail; p = strtok_r(NULL, " ", &save))
-        if (sandbox_allow(rs, p, 0) < 0)
-            fail = p;
-    char extra_w[sizeof A.conf->agent_write_paths];
-    snprintf(extra_w, sizeof extra_w, "%s", A.conf->agent_write_paths);
-    save = NULL;
-    for (char *p = strtok_r(extra_w, " ", &save); p && !fail; p = strtok_r(NULL, " ", &save))
-        if (sandbox_allow(rs, p, 1) < 0)
-            fail = p;
-    if (!fail && sandbox_allow(rs, l->home, 1) < 0)
-        fail = l->home;
-    if (!fail && sandbox_allow(rs, "/dev/null", 1) < 0)
-        fail = "/dev/null";
-    if (!fail && (workspace_fd >= 0 ? sandbox_allow_fd(rs, workspace_fd, 1) : sandbox_allow(rs, A.conf->workspace_root, 1)) < 0)
-        fail = "the workspace";
-    if (fail) {
-        snprintf(err, errlen, "cannot add %s to the sandbox: %s", fail, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen)
-{
-    memset(l, 0, sizeof *l);
-    l->sandbox_fd = -1;
-    l->uid = A.switching ? (long)A.uid : -1;
-    l->gid = A.switching ? (long)A.gid : -1;
-    const conf_t *c = A.conf;
-    l->rlimit_as = c->run_rlimit_as;
-    l->rlimit_nofile = c->run_rlimit_nofile;
-    /* run_rlimit_cpu is a duration in ms; RLIMIT_CPU counts whole seconds (at least 1). */
-    l->rlimit_cpu_s = c->run_rlimit_cpu_s > 0 ? (c->run_rlimit_cpu_s + 999) / 1000 : 0;
-    /* Counted per user: as ocpmd's own user it would count ocpmd and everything else of that user. */
-    l->rlimit_nproc = A.switching ? c->run_rlimit_nproc : 0;
-    l->rlimit_fsize = c->run_rlimit_fsize;
-    if (agent_make_home(owner, l->home, sizeof l->home, err, errlen) != 0)
-        return -1;
-    if (agent_build_env(l) != 0) {
-        snprintf(err, errlen, "out of memory");
-        agent_launch_done(l);
-        return -1;
-    }
-    if (A.sandbox && agent_build_sandbox(l, workspace_fd, err, errlen) != 0) {
-        agent_launch_done(l);
-        return -1;
-    }
-    return 0;
-}
-
-void agent_apply(const agent_launch_t *l, proc_spec_t *ps)
-{
-    ps->uid = l->uid;
-    ps->gid = l->gid;
-    ps->rlimit_as = l->rlimit_as;
-    ps->rlimit_nofile = l->rlimit_nofile;
-    ps->rlimit_cpu = l->rlimit_cpu_s;
-    ps->rlimit_nproc = l->rlimit_nproc;
-    ps->rlimit_fsize = l->rlimit_fsize;
-    ps->sandbox_fd = l->sandbox_fd;
-    ps->envp = l->env;
-}
-
-void agent_launch_done(agent_launch_t *l)
-{
-    if (l->sandbox_fd >= 0)
-        close(l->sandbox_fd);
-    l->sandbox_fd = -1;
-    for (char **p = l->env; p && *p; p++)
-        free(*p);
-    free(l->env);
-    l->env = NULL;
+    free(agent_state.base_env);
+    agent_state.base_env = NULL;
 }
 
 json_object *agent_status_json(void)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "user", json_object_new_string(A.name));
-    json_object_object_add(o, "uid", json_object_new_int64((int64_t)A.uid));
-    json_object_object_add(o, "gid", json_object_new_int64((int64_t)A.gid));
+    json_object_object_add(o, "user", json_object_new_string(agent_state.name));
+    json_object_object_add(o, "uid", json_object_new_int64((int64_t)agent_state.uid));
+    json_object_object_add(o, "gid", json_object_new_int64((int64_t)agent_state.gid));
     /* The agent runs under a uid of its own (not ocpmd's): ocpm's files and sockets are out of reach. */
-    json_object_object_add(o, "separateUser", json_object_new_boolean(A.switching));
-    json_object_object_add(o, "sandbox", json_object_new_string(A.sandbox ? "landlock" : "off"));
+    json_object_object_add(o, "separateUser", json_object_new_boolean(agent_state.switching));
+    json_object_object_add(o, "sandbox", json_object_new_string(agent_state.sandbox ? "landlock" : "off"));
     json_object_object_add(o, "landlockAbi", json_object_new_int(sandbox_abi()));
-    const char *limits = A.switching
+    const char *limits = agent_state.switching
                              ? "the agent can reach the network and whatever its user may read; in server mode one "
                                "opencode server serves every user's workspace"
                              : "the agent runs as ocpmd's own user: it can connect to ocpm's sockets (run ocpmd as "

@@ -27,7 +27,7 @@ static void api_exec_page(manager_t *m, control_conn_t *c, const api_call_t *cal
         return api_storage_error(m, c, "cannot read executions");
     size_t n = json_object_array_length(a);
     for (size_t i = 0; owner && i < n; i++)
-        execution_public(json_object_array_get_idx(a, i));
+        db_exec_public(json_object_array_get_idx(a, i));
     json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "executions", a);
@@ -45,7 +45,7 @@ void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call)
     json_object *o = db_exec_get(m->db, strtoll(call->id, NULL, 10), call->user);
     if (!o)
         return control_error(c, 404, "execution_not_found", "no such execution"), (void)0;
-    control_reply(c, 200, execution_public(o), NULL);
+    control_reply(c, 200, db_exec_public(o), NULL);
 }
 
 /* Statistics can take seconds on a large history, so they run on libuv's thread pool over a

@@ -186,7 +186,7 @@ void api_message(void *ctx, control_conn_t *c, const api_call_t *call)
                                    m->conf->retry_after_s), (void)0;
     if (!known)
         return control_error(c, 400, "unknown_model", "opencode offers no such model"), (void)0;
-    execution_wait_t how = call->stream ? EXECUTION_WAIT_STREAM : call->async ? EXECUTION_WAIT_ASYNC : EXECUTION_WAIT_SYNC;
+    scheduler_wait_t how = call->stream ? SCHEDULER_WAIT_STREAM : call->async ? SCHEDULER_WAIT_ASYNC : SCHEDULER_WAIT_SYNC;
     if (scheduler_submit(m->scheduler, s, api_arg(call, "text"), model, api_arg(call, "agent"), c, how) >= 0)
         manager_touch(m);
 }

@@ -51,7 +51,7 @@ static void conf_doc_man(FILE *f)
         conf_doc_roff(f, conf_types[k->type].doc);
         fputs("; default ", f);
         conf_doc_roff(f, conf_doc_default(k));
-        fputs(")\n", f);
+        fputs(")\n.br\n", f);
         conf_doc_roff(f, k->help);
         fputc('\n', f);
     }

@@ -5,22 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Where a command reads (the one write, prune, is the manager's: it is the database's only writer). */
+#define CTL_DATABASE "reads the database, read-only"
+#define CTL_MANAGER "asks the manager over its control socket"
+
 /* The commands. */
 static const struct {
     const char *name;
     const char *args;    /* what follows the name, for the usage */
     const char *summary; /* one line */
-    const char *source;  /* where it reads: the database, or the manager's control socket */
+    const char *source;  /* CTL_DATABASE or CTL_MANAGER */
     int (*fn)(ctl_opts_t *o, int argc, char **argv);
 } ctl_commands[] = {
-    {"status", "", "the manager's status document", "control socket", ctl_status},
-    {"sessions", "", "sessions with their counts", "database", ctl_sessions},
+    {"status", "", "the manager's status document", CTL_MANAGER, ctl_status},
+    {"sessions", "", "sessions with their counts", CTL_DATABASE, ctl_sessions},
     {"history", "[--session ID] [--status S] [--mode M] [--since T] [--limit N]", "executions, newest first",
-     "database", ctl_history},
-    {"show", "EXECUTION", "one execution, every field", "database", ctl_show},
-    {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", "database", ctl_stats},
-    {"prune", "--older-than AGE", "delete finished history older than AGE (the manager does it)", "control socket",
-     ctl_prune},
+     CTL_DATABASE, ctl_history},
+    {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
+    {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
+    {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -67,17 +70,35 @@ static void ctl_usage(FILE *f)
     fputs("Settings come from -c FILE, $OCPM_CONFIG and OCPM_<KEY>, as for ocpmd.\n", f);
 }
 
-/* roff, for the COMMANDS and OPTIONS of ocpmctl(8). The tables' text holds no backslash. */
+/* Text for roff: every '-' as \- (the tables' text holds no backslash, and no line of it begins
+ * with a control character). */
+static void ctl_roff(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        *s == '-' ? fputs("\\-", f) : fputc(*s, f);
+}
+
+/* roff, for the COMMANDS and OPTIONS of ocpmctl(8). */
 static void ctl_man(FILE *f)
 {
     fputs(".SH COMMANDS\n", f);
-    for (size_t i = 0; i < CTL_NCOMMANDS; i++)
-        fprintf(f, ".TP\n.B %s\n%s\n%s (reads the %s).\n", ctl_commands[i].name, ctl_commands[i].args,
-                ctl_commands[i].summary, ctl_commands[i].source);
+    for (size_t i = 0; i < CTL_NCOMMANDS; i++) {
+        fprintf(f, ".TP\n\\fB%s\\fR", ctl_commands[i].name);
+        if (*ctl_commands[i].args)
+            fputc(' ', f), ctl_roff(f, ctl_commands[i].args);
+        fprintf(f, "\n%s; %s.\n", ctl_commands[i].summary, ctl_commands[i].source);
+    }
     fputs(".SH OPTIONS\n", f);
-    for (size_t i = 0; i < CTL_NOPTIONS; i++)
-        fprintf(f, ".TP\n.BR \\%s%s%s\n%s\n", ctl_options[i].flag, ctl_options[i].arg ? " " : "",
-                ctl_options[i].arg ? ctl_options[i].arg : "", ctl_options[i].help);
+    for (size_t i = 0; i < CTL_NOPTIONS; i++) {
+        fputs(".TP\n\\fB", f);
+        ctl_roff(f, ctl_options[i].flag);
+        fputs("\\fR", f);
+        if (ctl_options[i].arg)
+            fprintf(f, " \\fI%s\\fR", ctl_options[i].arg);
+        fputc('\n', f);
+        ctl_roff(f, ctl_options[i].help);
+        fputc('\n', f);
+    }
 }
 
 int ctl_doc_write(FILE *f, const char *format)

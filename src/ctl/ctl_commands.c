@@ -68,15 +68,24 @@ static json_object *ctl_ask(ctl_opts_t *o, const char *op, json_object *args)
     return reply;
 }
 
+/* What a command read: JSON with --json, else a table of cols (rows) or key-value pairs (cols NULL). */
+static void ctl_output(const ctl_opts_t *o, json_object *v, const char *const *cols)
+{
+    if (o->json)
+        ctl_print_json(v);
+    else if (cols)
+        ctl_print_table(v, cols);
+    else
+        ctl_print_pairs(v, "");
+}
+
 int ctl_status(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
     json_object *r = ctl_ask(o, "status", json_object_new_object()), *body;
     int ok = r && json_object_object_get_ex(r, "body", &body);
-    if (ok && o->json)
-        ctl_print_json(body);
-    else if (ok)
-        ctl_print_pairs(body, "");
+    if (ok)
+        ctl_output(o, body, NULL);
     json_object_put(r);
     return ok ? 0 : 1;
 }
@@ -94,10 +103,8 @@ int ctl_sessions(ctl_opts_t *o, int argc, char **argv)
     int rc = rows ? 0 : ctl_fail("cannot read sessions: %s", db_errmsg(db));
     static const char *const cols[] = {"id", "owner", "executions", "succeeded", "failed", "mean_ms",
                                        "last_activity", "deleted", "workspace", NULL};
-    if (rows && o->json)
-        ctl_print_json(rows);
-    else if (rows)
-        ctl_print_table(rows, cols);
+    if (rows)
+        ctl_output(o, rows, cols);
     json_object_put(rows);
     db_close(db);
     return rc;
@@ -133,12 +140,10 @@ int ctl_history(ctl_opts_t *o, int argc, char **argv)
     int rc = rows ? 0 : ctl_fail("cannot read history: %s", db_errmsg(db));
     static const char *const cols[] = {"id", "queued", "session_id", "mode", "status", "duration_ms",
                                        "peak_rss_kb", "tokens_out", "error", NULL};
-    if (rows)
+    if (rows) {
         ctl_add_when(rows);
-    if (rows && o->json)
-        ctl_print_json(rows);
-    else if (rows)
-        ctl_print_table(rows, cols);
+        ctl_output(o, rows, cols);
+    }
     json_object_put(rows);
     db_close(db);
     return rc;
@@ -157,10 +162,8 @@ int ctl_show(ctl_opts_t *o, int argc, char **argv)
         return 1;
     json_object *row = db_exec_get(db, id, NULL);
     int rc = row ? 0 : ctl_fail("no execution %s", argv[0]);
-    if (row && o->json)
-        ctl_print_json(row);
-    else if (row)
-        ctl_print_pairs(row, "");
+    if (row)
+        ctl_output(o, row, NULL);
     json_object_put(row);
     db_close(db);
     return rc;
@@ -177,10 +180,8 @@ int ctl_stats(ctl_opts_t *o, int argc, char **argv)
         return 1;
     json_object *st = db_stats(db, since, clock_now() + 1);
     int rc = st ? 0 : ctl_fail("cannot compute statistics: %s", db_errmsg(db));
-    if (st && o->json)
-        ctl_print_json(st);
-    else if (st)
-        ctl_print_pairs(st, "");
+    if (st)
+        ctl_output(o, st, NULL);
     json_object_put(st);
     db_close(db);
     return rc;

@@ -21,18 +21,6 @@
 /* How long git may take to make a workspace a repository. */
 #define EXECUTION_PROJECT_TIMEOUT_MS 30000
 
-json_object *execution_public(json_object *o)
-{
-    static const char *const private_keys[] = {"argv", "pid", "stderr_tail"};
-    for (size_t i = 0; i < sizeof private_keys / sizeof private_keys[0]; i++)
-        json_object_object_del(o, private_keys[i]);
-    json_object *ow;
-    if (json_object_object_get_ex(o, "owner", &ow) && json_object_is_type(ow, json_type_string) &&
-        !*json_object_get_string(ow))
-        json_object_object_add(o, "owner", NULL);
-    return o;
-}
-
 static void execution_free(execution_t *e)
 {
     if (e->workspace_fd >= 0)
@@ -176,7 +164,7 @@ static void execution_store(execution_t *e, int finished)
 static json_object *execution_json(execution_t *e)
 {
     execution_sync_rec(e);
-    json_object *o = execution_public(db_exec_json(e->sch->cfg.db, &e->rec));
+    json_object *o = db_exec_public(db_exec_json(e->sch->cfg.db, &e->rec));
     if (e->unsaved) {
         json_object_object_add(o, "stored", json_object_new_boolean(0));
         json_object_object_add(o, "storage_error", json_object_new_string(db_errmsg(e->sch->cfg.db)));

@@ -13,7 +13,6 @@
 
 #include "inflight.h"
 #include "log.h"
-#include "responder.h"
 #include "supervisor.h"
 
 #define POOL_EX_CONFIG 78
@@ -118,7 +117,7 @@ static const supervisor_ops_t pool_ops = {
 /* The settings every responder reads from fd 4: sealed, so none can change them for the others. */
 static int pool_settings_fd(const pool_t *p)
 {
-    responder_settings_t rs = {.conf = *p->cfg.conf, .slots = p->nslots, .capacity = p->cap_all,
+    pool_settings_t rs = {.conf = *p->cfg.conf, .slots = p->nslots, .capacity = p->cap_all,
                                .message_capacity = p->cap_msg};
     int fd = memfd_create("ocpm-responder-settings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)

@@ -155,7 +155,7 @@ static int64_t scheduler_refuse(scheduler_t *s, control_conn_t *c, int status, c
 }
 
 /* The bounds a new message must pass; answers c and returns -1 when it may not be queued. */
-static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, execution_wait_t how, control_conn_t *c)
+static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, scheduler_wait_t how, control_conn_t *c)
 {
     const conf_t *cf = s->cfg.conf;
     const char *owner = session_owner(sess);
@@ -168,7 +168,7 @@ static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, executio
     if (user_total(u, USER_QUEUED_BYTES) + bytes > cf->queue_max_bytes)
         return (int)scheduler_refuse(s, c, 429, "queue_full",
                                      "the manager's queue is full (queue_max_bytes); retry later", "manager");
-    if (how != EXECUTION_WAIT_ASYNC && s->message_capacity > 0 &&
+    if (how != SCHEDULER_WAIT_ASYNC && s->message_capacity > 0 &&
         user_count(u, owner, USER_WAITERS) >= user_share_of(s->message_capacity, cf->user_max_share))
         return (int)scheduler_refuse(s, c, 429, "user_busy",
                                      "you hold your share of the pool's message capacity (user_max_share); wait for a "
@@ -178,13 +178,13 @@ static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, executio
 }
 
 /* Tell c the message is queued: 202 with its Location, or the stream's first event. */
-static void scheduler_ack(execution_t *e, session_t *sess, control_conn_t *c, execution_wait_t how)
+static void scheduler_ack(execution_t *e, session_t *sess, control_conn_t *c, scheduler_wait_t how)
 {
     json_object *info = json_object_new_object();
     json_object_object_add(info, "execution_id", json_object_new_int64(e->rec.id));
     json_object_object_add(info, "session_id", json_object_new_string(e->session_id));
     json_object_object_add(info, "position", json_object_new_int64((int64_t)session_waiting(sess)));
-    if (how == EXECUTION_WAIT_ASYNC) {
+    if (how == SCHEDULER_WAIT_ASYNC) {
         json_object *h = json_object_new_object();
         char loc[64];
         snprintf(loc, sizeof loc, "/api/executions/%lld", (long long)e->rec.id);
@@ -193,7 +193,7 @@ static void scheduler_ack(execution_t *e, session_t *sess, control_conn_t *c, ex
         control_reply(c, 202, info, h);
         return;
     }
-    if (how == EXECUTION_WAIT_STREAM) {
+    if (how == SCHEDULER_WAIT_STREAM) {
         control_stream_start(c);
         control_event(c, "queued", info);
     }
@@ -201,7 +201,7 @@ static void scheduler_ack(execution_t *e, session_t *sess, control_conn_t *c, ex
 }
 
 int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, const char *model, const char *agent,
-                         control_conn_t *c, execution_wait_t how)
+                         control_conn_t *c, scheduler_wait_t how)
 {
     if (s->stopping)
         return scheduler_refuse(s, c, 503, "shutting_down", "the manager is shutting down", NULL);
@@ -223,7 +223,7 @@ int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, cons
     if (!e)
         return scheduler_refuse(s, c, 500, "internal", why, NULL);
     if (session_enqueue(sess, e) != 0 || execution_hold_bytes(e, bytes) != 0 ||
-        (how != EXECUTION_WAIT_ASYNC && execution_add_waiter(e, c, how == EXECUTION_WAIT_STREAM) != 0)) {
+        (how != SCHEDULER_WAIT_ASYNC && execution_add_waiter(e, c, how == SCHEDULER_WAIT_STREAM) != 0)) {
         session_unqueue(sess, e);
         execution_set_error(e, "out of memory");
         execution_finish(e, EXEC_FAILED);

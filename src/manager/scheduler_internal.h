@@ -3,7 +3,6 @@
 #ifndef OCPM_SCHEDULER_INTERNAL_H
 #define OCPM_SCHEDULER_INTERNAL_H
 
-#include "execution.h"
 #include "project.h"
 #include "scheduler.h"
 

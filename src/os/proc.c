@@ -30,7 +30,7 @@ static size_t nwatch, capwatch;
 /* What the child was doing when it failed, reported with errno through the pipe. */
 enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2, PROC_STAGE_USER = 3, PROC_STAGE_SANDBOX = 4 };
 
-static void proc_child_fail(int fd, int err)
+__attribute__((noreturn)) static void proc_child_fail(int fd, int err)
 {
     ssize_t r;
     do
@@ -64,6 +64,108 @@ void proc_spec_init(proc_spec_t *spec, const char *file, char *const *argv)
         spec->fd[i] = i < 3 ? PROC_DEVNULL : PROC_NONE;
 }
 
+/* Child: place its descriptors (fd[i] becomes i). Every one moves above them all first, so that no
+ * dup2 can clobber one still to be placed; the error pipe too. Returns the error pipe's fd. */
+static int proc_child_fds(const proc_spec_t *spec, int errfd)
+{
+    int fds[PROC_NFDS], top = PROC_NFDS;
+    for (int i = 0; i < PROC_NFDS; i++) {
+        fds[i] = spec->fd[i];
+        if (fds[i] >= 0 && fds[i] < PROC_NFDS && fds[i] != i) {
+            int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, top);
+            if (nfd < 0)
+                proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
+            fds[i] = nfd;
+        }
+    }
+    if (errfd < PROC_NFDS) {
+        int nfd = fcntl(errfd, F_DUPFD_CLOEXEC, top);
+        if (nfd < 0)
+            _exit(127);
+        errfd = nfd;
+    }
+    for (int i = 0; i < PROC_NFDS; i++)
+        if (fds[i] == PROC_NONE)
+            close(i);
+        else if (proc_child_dup(fds[i], i) != 0)
+            proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
+    return errfd;
+}
+
+/* Child: its limits, then its user (the limits first: an unprivileged user could not raise them). */
+static void proc_child_identity(const proc_spec_t *spec, int errfd)
+{
+    const struct {
+        int res;
+        long v;
+    } lims[] = {{RLIMIT_AS, spec->rlimit_as},   {RLIMIT_NOFILE, spec->rlimit_nofile}, {RLIMIT_CPU, spec->rlimit_cpu},
+                {RLIMIT_NPROC, spec->rlimit_nproc}, {RLIMIT_FSIZE, spec->rlimit_fsize}};
+    for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
+        struct rlimit rl = {(rlim_t)lims[i].v, (rlim_t)lims[i].v};
+        if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
+            proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
+    }
+    gid_t g = (gid_t)spec->gid;
+    uid_t u = (uid_t)spec->uid;
+    if (spec->uid >= 0 && (setgroups(0, NULL) != 0 || setresgid(g, g, g) != 0 || setresuid(u, u, u) != 0))
+        proc_child_fail(errfd, errno | PROC_STAGE_USER << 16);
+}
+
+/* Child: from fork to exec. Async-signal-safe calls only; a failure is written to errfd (its
+ * stage and errno) before _exit. */
+static void proc_child(const proc_spec_t *spec, int errfd, pid_t parent)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            signal(s, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (spec->new_pgroup && setpgid(0, 0) != 0)
+        proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
+    errfd = proc_child_fds(spec, errfd);
+    proc_child_identity(spec, errfd);
+    /* After the switch of user: a change of credentials clears the parent-death signal. */
+    if (spec->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
+            proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
+        if (getppid() != parent) /* the parent died before prctl */
+            _exit(127);
+    }
+    if ((spec->cwd_fd >= 0 && fchdir(spec->cwd_fd) != 0) || (spec->cwd_fd < 0 && spec->cwd && chdir(spec->cwd) != 0))
+        proc_child_fail(errfd, errno | PROC_STAGE_CHDIR << 16);
+    if (spec->sandbox_fd >= 0 && sandbox_enter(spec->sandbox_fd) != 0)
+        proc_child_fail(errfd, errno | PROC_STAGE_SANDBOX << 16);
+    if (spec->envp)
+        execvpe(spec->file, spec->argv, spec->envp);
+    else
+        execvp(spec->file, spec->argv);
+    proc_child_fail(errfd, errno);
+}
+
+/* Why the child never ran: its stage, said for the log. */
+static void proc_spawn_error(const proc_spec_t *spec, int child_err, char *err, size_t errlen)
+{
+    int stage = child_err >> 16, e = child_err & 0xffff;
+    switch (stage) {
+    case PROC_STAGE_CHDIR:
+        snprintf(err, errlen, "cannot enter %s: %s", spec->cwd ? spec->cwd : "its directory", strerror(e));
+        break;
+    case PROC_STAGE_USER:
+        snprintf(err, errlen, "cannot switch to uid %ld gid %ld for %s: %s", spec->uid, spec->gid, spec->file,
+                 strerror(e));
+        break;
+    case PROC_STAGE_SANDBOX:
+        snprintf(err, errlen, "cannot enter the sandbox for %s: %s", spec->file, strerror(e));
+        break;
+    case PROC_STAGE_SETUP:
+        snprintf(err, errlen, "cannot set up the child for %s: %s", spec->file, strerror(e));
+        break;
+    default:
+        snprintf(err, errlen, "cannot execute %s: %s", spec->file, strerror(e));
+    }
+}
+
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
 {
     int pfd[2];
@@ -79,99 +181,23 @@ pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
         close(pfd[1]);
         return -1;
     }
-    if (pid == 0) {
-        /* Child: async-signal-safe calls only. */
-        sigset_t none;
-        sigemptyset(&none);
-        for (int s = 1; s < NSIG; s++) {
-            if (s == SIGKILL || s == SIGSTOP)
-                continue;
-            signal(s, SIG_DFL);
-        }
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        if (spec->new_pgroup && setpgid(0, 0) != 0)
-            proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        /* Every descriptor the child gets moves above them all first, so that no dup2 below can
-         * clobber one still to be placed; the error pipe too. */
-        int fds[PROC_NFDS];
-        int top = PROC_NFDS;
-        for (int i = 0; i < PROC_NFDS; i++) {
-            fds[i] = spec->fd[i];
-            if (fds[i] >= 0 && fds[i] < PROC_NFDS && fds[i] != i) {
-                int nfd = fcntl(fds[i], F_DUPFD_CLOEXEC, top);
-                if (nfd < 0)
-                    proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-                fds[i] = nfd;
-            }
-        }
-        if (pfd[1] < PROC_NFDS) {
-            int nfd = fcntl(pfd[1], F_DUPFD_CLOEXEC, top);
-            if (nfd < 0)
-                _exit(127);
-            pfd[1] = nfd;
-        }
-        for (int i = 0; i < PROC_NFDS; i++)
-            if (fds[i] == PROC_NONE)
-                close(i);
-            else if (proc_child_dup(fds[i], i) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        const struct {
-            int res;
-            long v;
-        } lims[] = {{RLIMIT_AS, spec->rlimit_as},       {RLIMIT_NOFILE, spec->rlimit_nofile},
-                    {RLIMIT_CPU, spec->rlimit_cpu},     {RLIMIT_NPROC, spec->rlimit_nproc},
-                    {RLIMIT_FSIZE, spec->rlimit_fsize}};
-        for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
-            struct rlimit rl = {(rlim_t)lims[i].v, (rlim_t)lims[i].v};
-            if (lims[i].v > 0 && setrlimit(lims[i].res, &rl) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-        }
-        if (spec->uid >= 0 && (setgroups(0, NULL) != 0 || setresgid((gid_t)spec->gid, (gid_t)spec->gid, (gid_t)spec->gid) != 0 ||
-                               setresuid((uid_t)spec->uid, (uid_t)spec->uid, (uid_t)spec->uid) != 0))
-            proc_child_fail(pfd[1], errno | PROC_STAGE_USER << 16);
-        /* After the switch of user: a change of credentials clears the parent-death signal. */
-        if (spec->pdeathsig) {
-            if (prctl(PR_SET_PDEATHSIG, spec->pdeathsig) != 0)
-                proc_child_fail(pfd[1], errno | PROC_STAGE_SETUP << 16);
-            if (getppid() != parent) /* the parent died before prctl */
-                _exit(127);
-        }
-        if ((spec->cwd_fd >= 0 && fchdir(spec->cwd_fd) != 0) || (spec->cwd_fd < 0 && spec->cwd && chdir(spec->cwd) != 0))
-            proc_child_fail(pfd[1], errno | PROC_STAGE_CHDIR << 16);
-        if (spec->sandbox_fd >= 0 && sandbox_enter(spec->sandbox_fd) != 0)
-            proc_child_fail(pfd[1], errno | PROC_STAGE_SANDBOX << 16);
-        if (spec->envp)
-            execvpe(spec->file, spec->argv, spec->envp);
-        else
-            execvp(spec->file, spec->argv);
-        proc_child_fail(pfd[1], errno);
-    }
+    if (pid == 0)
+        proc_child(spec, pfd[1], parent);
     close(pfd[1]);
+    /* The error pipe closes at exec (O_CLOEXEC): nothing read means the child runs. */
     int child_err = 0;
     ssize_t r;
     do
         r = read(pfd[0], &child_err, sizeof child_err);
     while (r < 0 && errno == EINTR);
     close(pfd[0]);
-    if (r == (ssize_t)sizeof child_err) {
-        int st;
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-            ;
-        int stage = child_err >> 16, e = child_err & 0xffff;
-        if (stage == PROC_STAGE_CHDIR)
-            snprintf(err, errlen, "cannot enter %s: %s", spec->cwd ? spec->cwd : "its directory", strerror(e));
-        else if (stage == PROC_STAGE_USER)
-            snprintf(err, errlen, "cannot switch to uid %ld gid %ld for %s: %s", spec->uid, spec->gid, spec->file,
-                     strerror(e));
-        else if (stage == PROC_STAGE_SANDBOX)
-            snprintf(err, errlen, "cannot enter the sandbox for %s: %s", spec->file, strerror(e));
-        else if (stage == PROC_STAGE_SETUP)
-            snprintf(err, errlen, "cannot set up the child for %s: %s", spec->file, strerror(e));
-        else
-            snprintf(err, errlen, "cannot execute %s: %s", spec->file, strerror(e));
-        return -1;
-    }
-    return pid;
+    if (r != (ssize_t)sizeof child_err)
+        return pid;
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    proc_spawn_error(spec, child_err, err, errlen);
+    return -1;
 }
 
 int proc_watch(pid_t pid, proc_exit_fn fn, void *ctx)

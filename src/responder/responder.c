@@ -21,6 +21,7 @@
 #include "frame.h"
 #include "inflight.h"
 #include "log.h"
+#include "pool.h"
 #include "request.h"
 
 /* How long in-flight requests may take to finish after SIGTERM. */
@@ -29,7 +30,7 @@
 /* This responder: its place in the pool and the manager's settings (fd 4). */
 typedef struct responder {
     int index;
-    responder_settings_t s;
+    pool_settings_t s;
     atomic_int busy;
     atomic_int stopping;
 } responder_t;
@@ -41,7 +42,7 @@ typedef struct resp_thread {
 } resp_thread_t;
 
 /* The settings the manager sealed into fd: its own conf_t, as it parsed it (the same binary). */
-static int responder_read_settings(int fd, responder_settings_t *s)
+static int responder_read_settings(int fd, pool_settings_t *s)
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || st.st_size != (off_t)sizeof *s || pread(fd, s, sizeof *s, 0) != (ssize_t)sizeof *s)
@@ -227,46 +228,49 @@ static void resp_stream(FCGX_Request *r, resp_thread_t *t)
     }
 }
 
-/* Serve one request. *is_message says whether it was counted as a message (inflight). */
-static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
+/* The request's body, whole, checked against Content-Length and max_body_bytes. NULL after
+ * answering r when it cannot be had. */
+static char *resp_read_body(FCGX_Request *r, resp_thread_t *t, long *len_out)
 {
-    char **env = r->envp;
-    const char *method = FCGX_GetParam("REQUEST_METHOD", env);
-    const char *path = FCGX_GetParam("DOCUMENT_URI", env);
-    if (!path)
-        path = FCGX_GetParam("SCRIPT_NAME", env);
-    const char *clen = FCGX_GetParam("CONTENT_LENGTH", env);
+    const char *clen = FCGX_GetParam("CONTENT_LENGTH", r->envp);
     long len = 0;
     if (clen && *clen) {
         char *end;
         errno = 0;
         len = strtol(clen, &end, 10);
-        if (errno || *end || len < 0) {
-            resp_error(r, 400, "bad_request", "invalid Content-Length", NULL);
-            return;
-        }
+        if (errno || *end || len < 0)
+            return resp_error(r, 400, "bad_request", "invalid Content-Length", NULL), NULL;
     }
     if (len > t->r->s.conf.max_body_bytes) {
         char m[96];
         snprintf(m, sizeof m, "body is larger than %ld bytes", t->r->s.conf.max_body_bytes);
-        resp_error(r, 413, "body_too_large", m, NULL);
-        return;
+        return resp_error(r, 413, "body_too_large", m, NULL), NULL;
     }
     char *body = malloc((size_t)len + 1);
-    if (!body) {
-        resp_error(r, 500, "internal", "out of memory", NULL);
-        return;
-    }
+    if (!body)
+        return resp_error(r, 500, "internal", "out of memory", NULL), NULL;
     int got = len ? FCGX_GetStr(body, (int)len, r->in) : 0;
     if (got != len) {
         free(body);
-        resp_error(r, 400, "incomplete_body", "the body ended before Content-Length bytes", NULL);
-        return;
+        return resp_error(r, 400, "incomplete_body", "the body ended before Content-Length bytes", NULL), NULL;
     }
     body[len] = '\0';
+    *len_out = len;
+    return body;
+}
+
+/* The request as a manager frame (request.h), or NULL after answering r. */
+static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t)
+{
+    char **env = r->envp;
+    long len = 0;
+    char *body = resp_read_body(r, t, &len);
+    if (!body)
+        return NULL;
+    const char *path = FCGX_GetParam("DOCUMENT_URI", env);
     request_in_t in = {
-        .method = method,
-        .path = path,
+        .method = FCGX_GetParam("REQUEST_METHOD", env),
+        .path = path ? path : FCGX_GetParam("SCRIPT_NAME", env),
         .raw_uri = FCGX_GetParam("REQUEST_URI", env),
         .query = FCGX_GetParam("QUERY_STRING", env),
         .content_type = FCGX_GetParam("CONTENT_TYPE", env),
@@ -280,20 +284,15 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     request_err_t err;
     json_object *frame = request_build(&in, &lim, &err);
     free(body);
-    if (!frame) {
+    if (!frame)
         resp_error(r, err.status, err.code, err.message, err.allow);
-        return;
-    }
-    json_object *op;
-    if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
-        if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
-            json_object_put(frame);
-            resp_busy(r, "every responder thread for messages is busy; retry shortly");
-            return;
-        }
-        *is_message = 1;
-    }
-    /* Send; a connection the manager closed earlier is retried once. */
+    return frame;
+}
+
+/* Send the frame to the manager and read its first reply frame, or NULL after answering r. A
+ * connection the manager closed earlier is retried once. */
+static json_object *resp_forward(FCGX_Request *r, resp_thread_t *t, json_object *frame)
+{
     int sent = -1;
     for (int attempt = 0; attempt < 2 && sent != 0; attempt++) {
         if (resp_connect(t) != 0)
@@ -302,44 +301,59 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
         if (sent != 0)
             resp_disconnect(t);
     }
-    json_object_put(frame);
-    if (sent != 0) {
-        resp_error(r, 503, "manager_unavailable", "the manager is not answering", NULL);
-        return;
-    }
+    if (sent != 0)
+        return resp_error(r, 503, "manager_unavailable", "the manager is not answering", NULL), NULL;
     json_object *f = NULL;
     if (frame_read_fd(t->ctl, t->dec, &f, -1) != FRAME_OK) {
         resp_disconnect(t);
-        resp_error(r, 503, "manager_unavailable", "the manager closed the connection", NULL);
-        return;
+        return resp_error(r, 503, "manager_unavailable", "the manager closed the connection", NULL), NULL;
     }
+    return f;
+}
+
+/* The manager's answer to the client: a stream, a text reply (metrics) or a JSON reply. */
+static void resp_answer(FCGX_Request *r, resp_thread_t *t, json_object *f)
+{
     const char *type = resp_frame_str(f, "t");
-    if (type && strcmp(type, "stream") == 0) {
-        json_object_put(f);
-        resp_stream(r, t);
-        return;
-    }
     json_object *status, *headers = NULL, *b = NULL, *text, *ctype;
-    if (type && strcmp(type, "reply") == 0 && json_object_object_get_ex(f, "status", &status) &&
-        json_object_object_get_ex(f, "text", &text) && json_object_object_get_ex(f, "content_type", &ctype)) {
+    if (type && strcmp(type, "stream") == 0) {
+        resp_stream(r, t);
+    } else if (type && strcmp(type, "reply") == 0 && json_object_object_get_ex(f, "status", &status) &&
+               json_object_object_get_ex(f, "text", &text) && json_object_object_get_ex(f, "content_type", &ctype)) {
         const char *ct = json_object_get_string(ctype);
         int n = json_object_get_string_len(text);
         resp_printf(r->out, "Status: %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\nContent-Length: %d\r\n\r\n",
                     json_object_get_int(status), resp_reason(json_object_get_int(status)),
                     strpbrk(ct, "\r\n") ? "text/plain" : ct, n);
         FCGX_PutStr(json_object_get_string(text), n, r->out);
-        json_object_put(f);
-        return;
-    }
-    if (!type || strcmp(type, "reply") != 0 || !json_object_object_get_ex(f, "status", &status) ||
-        !json_object_object_get_ex(f, "body", &b)) {
-        json_object_put(f);
+    } else if (type && strcmp(type, "reply") == 0 && json_object_object_get_ex(f, "status", &status) &&
+               json_object_object_get_ex(f, "body", &b)) {
+        json_object_object_get_ex(f, "headers", &headers);
+        resp_write_json(r, json_object_get_int(status), headers, b);
+    } else {
         resp_disconnect(t);
         resp_error(r, 502, "bad_manager_reply", "the manager sent an unexpected frame", NULL);
-        return;
     }
-    json_object_object_get_ex(f, "headers", &headers);
-    resp_write_json(r, json_object_get_int(status), headers, b);
+}
+
+/* Serve one request. *is_message says whether it was counted as a message (inflight). */
+static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
+{
+    json_object *frame = resp_frame(r, t), *op;
+    if (!frame)
+        return;
+    if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
+        if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
+            json_object_put(frame);
+            resp_busy(r, "every responder thread for messages is busy; retry shortly");
+            return;
+        }
+        *is_message = 1;
+    }
+    json_object *f = resp_forward(r, t, frame);
+    json_object_put(frame);
+    if (f)
+        resp_answer(r, t, f);
     json_object_put(f);
 }
 

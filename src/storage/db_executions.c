@@ -117,6 +117,18 @@ static void db_bind_val(sqlite3_stmt *s, int i, const db_val_t *v)
     }
 }
 
+json_object *db_exec_public(json_object *o)
+{
+    static const char *const private_keys[] = {"argv", "pid", "stderr_tail"};
+    for (size_t i = 0; i < sizeof private_keys / sizeof private_keys[0]; i++)
+        json_object_object_del(o, private_keys[i]);
+    json_object *ow;
+    if (json_object_object_get_ex(o, "owner", &ow) && json_object_is_type(ow, json_type_string) &&
+        !*json_object_get_string(ow))
+        json_object_object_add(o, "owner", NULL);
+    return o;
+}
+
 json_object *db_exec_json(const db_t *db, const db_exec_t *e)
 {
     json_object *o = json_object_new_object();

@@ -180,7 +180,7 @@ static int world_teardown(void **state)
 
 static int64_t submit(world_t *w, session_t *s, const char *text)
 {
-    int64_t id = scheduler_submit(w->s, s, text, NULL, NULL, NULL, EXECUTION_WAIT_ASYNC);
+    int64_t id = scheduler_submit(w->s, s, text, NULL, NULL, NULL, SCHEDULER_WAIT_ASYNC);
     assert_true(id > 0);
     return id;
 }
@@ -366,7 +366,7 @@ static void test_shutdown(void **state)
     int64_t waiting = submit(w, a, "waits");
     assert_int_equal(scheduler_shutdown(w->s), 1);
     expect_row(w, waiting, "alice", "aborted", "shut down");
-    assert_int_equal(scheduler_submit(w->s, a, "late", NULL, NULL, NULL, EXECUTION_WAIT_ASYNC), -1);
+    assert_int_equal(scheduler_submit(w->s, a, "late", NULL, NULL, NULL, SCHEDULER_WAIT_ASYNC), -1);
     scheduler_kill_running(w->s);
     assert_int_equal(scheduler_running(w->s), 0);
     assert_int_equal(w->finished[EXEC_INTERRUPTED], 1);
@@ -381,7 +381,7 @@ static void test_queue_bounds(void **state)
     submit(w, a, "runs");
     submit(w, a, "waits");
     /* The session's queue holds one waiting message: the next is refused, nothing stored. */
-    assert_int_equal(scheduler_submit(w->s, a, "refused", NULL, NULL, NULL, EXECUTION_WAIT_ASYNC), -1);
+    assert_int_equal(scheduler_submit(w->s, a, "refused", NULL, NULL, NULL, SCHEDULER_WAIT_ASYNC), -1);
     assert_int_equal(scheduler_queued(w->s), 1);
     fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
     fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
