@@ -71,7 +71,8 @@ typedef struct backend_ops {
     /* The most jobs it runs at once (0: no limit of its own; the scheduler's bound applies). */
     long (*capacity)(void *self);
     /* Start a job. Returns it, or NULL with err when nothing started (no event will come). On
-     * success *pid is the process that runs it and *argv_json (malloc'd, may be NULL) its argv. */
+     * success *pid is the process that runs it and *argv_json (malloc'd, may be NULL) its argv.
+     * No event and no done() before it has returned: they come from the loop. */
     backend_job_t *(*start)(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
                             long *pid, char **argv_json, char *err, size_t errlen);
     /* Stop a job: done() follows (at once, or after the backend's grace). */

@@ -9,7 +9,9 @@
  *
  * Supervision (supervisor.h): a health check every heartbeat_interval with its own timeout;
  * health_failures misses in a row, or an exit, kill the group and restart it with a doubling delay
- * (1 s up to restart_backoff_max). Messages in flight on a server that dies fail at once. Workspaces
+ * (1 s up to restart_backoff_max). Messages in flight on a server that dies fail at once; the ones
+ * waiting are never sent to it: a request that fails below HTTP (refused, reset) holds new messages
+ * until a health check, sent at once, passes or the exit is seen. Workspaces
  * idle for instance_idle_timeout are disposed. After server_max_messages messages, or once its RSS
  * passes server_max_rss, the server is recycled: new messages wait, the ones in flight finish, then
  * it is replaced at once; no message fails.

@@ -82,10 +82,11 @@ static bool api_segment_ok(size_t kind, const char *seg)
 {
     if (kind == 0)
         return valid_id(seg);
+    /* Decimal digits only (leading zeros allowed: 007 is 7), above 0, within 64 bits. */
     char *end;
     errno = 0;
     long long n = strtoll(seg, &end, 10);
-    return seg[0] >= '1' && seg[0] <= '9' && !errno && !*end && n > 0;
+    return seg[0] >= '0' && seg[0] <= '9' && !errno && !*end && n > 0;
 }
 
 /* Does path match pattern? Copies the placeholder's segment and flags one that is not valid, so

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "scheduler_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,6 @@
 #include "log.h"
 #include "workspace.h"
 
-/* The answer text kept in memory for the reply, beyond which it is cut. */
-#define EXECUTION_ANSWER_MAX (1u << 20)
 /* An error message is cut here (it is stored and shown in history pages). */
 #define EXECUTION_ERROR_MAX 4096
 /* What a client reads when ocpm itself failed to start a run (the details, which name server paths
@@ -186,14 +185,21 @@ static void execution_answer_waiters(execution_t *e)
 {
     json_object *rec = execution_json(e);
     int ok = e->rec.status == EXEC_SUCCEEDED;
-    for (int i = 0; i < e->nwaiters; i++) {
+    /* A copy: a write that fails closes its connection, which detaches it from e->waiters. */
+    control_conn_t *waiters[EXECUTION_WAITERS_MAX];
+    int stream[EXECUTION_WAITERS_MAX], n = e->nwaiters;
+    memcpy(waiters, e->waiters, sizeof waiters);
+    memcpy(stream, e->waiter_stream, sizeof stream);
+    user_add(e->sch->cfg.users, e->owner, USER_WAITERS, -n);
+    e->nwaiters = 0;
+    for (int i = 0; i < n; i++) {
         json_object *b = json_object_new_object();
         json_object_object_add(b, "execution", json_object_get(rec));
         json_object_object_add(b, "text", e->answer ? json_object_new_string(e->answer) : NULL);
-        if (e->waiter_stream[i]) {
-            control_event(e->waiters[i], "done", b);
+        if (stream[i]) {
+            control_event(waiters[i], "done", b);
             json_object_put(b);
-            control_end(e->waiters[i]);
+            control_end(waiters[i]);
             continue;
         }
         if (!ok) {
@@ -202,10 +208,8 @@ static void execution_answer_waiters(execution_t *e)
             json_object_object_add(er, "message", json_object_new_string(e->error ? e->error : "opencode run failed"));
             json_object_object_add(b, "error", er);
         }
-        control_reply(e->waiters[i], ok ? 200 : 502, b, NULL);
+        control_reply(waiters[i], ok ? 200 : 502, b, NULL);
     }
-    user_add(e->sch->cfg.users, e->owner, USER_WAITERS, -e->nwaiters);
-    e->nwaiters = 0;
     json_object_put(rec);
 }
 
@@ -289,10 +293,12 @@ static void execution_on_done(void *ctx, const backend_result_t *r)
 {
     execution_t *e = ctx;
     scheduler_t *s = e->sch;
+    /* backend.h: done never comes before start has returned (e is still being launched). */
+    assert(!e->starting);
     e->job = NULL;
+    /* The answer as the backend bounded it (oc_run at answer_max, the server at its reply's bound). */
     if (r->text && !e->answer) {
-        size_t n = r->text_len < EXECUTION_ANSWER_MAX ? r->text_len : EXECUTION_ANSWER_MAX;
-        e->answer = strndup(r->text, n);
+        e->answer = strndup(r->text, r->text_len);
         e->answer_len = e->answer ? strlen(e->answer) : 0;
     }
     if (r->has_usage) {
@@ -370,7 +376,9 @@ static void execution_launch(execution_t *e)
     static const backend_events_t events = {execution_on_session, execution_on_event, execution_on_done};
     char err[512] = "";
     e->rec.mode = b->ops->mode;
+    e->starting = 1;
     e->job = b->ops->start(b->self, &rq, &events, e, &e->rec.pid, &e->argv_json, err, sizeof err);
+    e->starting = 0;
     close(e->workspace_fd);
     e->workspace_fd = -1;
     if (!e->job) {

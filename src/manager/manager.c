@@ -104,14 +104,14 @@ static void manager_close_all(manager_t *m)
 {
     control_free(m->control);
     m->control = NULL;
+    oc_server_free(m->server); /* before the HTTP client: it cancels its requests */
+    m->server = NULL;
     http_free_client(m->http);
     m->http = NULL;
     prune_free(m->prune);
     m->prune = NULL;
     storage_retry_free(m->storage); /* one last try; what is still unwritten is logged in full */
     m->storage = NULL;
-    oc_server_free(m->server);
-    m->server = NULL;
     pool_free(m->pool);
     m->pool = NULL;
     uv_walk(m->loop, manager_close_handle, NULL);

@@ -117,8 +117,12 @@ static const supervisor_ops_t pool_ops = {
 /* The settings every responder reads from fd 4: sealed, so none can change them for the others. */
 static int pool_settings_fd(const pool_t *p)
 {
-    pool_settings_t rs = {.conf = *p->cfg.conf, .slots = p->nslots, .capacity = p->cap_all,
-                               .message_capacity = p->cap_msg};
+    pool_settings_t rs;
+    memset(&rs, 0, sizeof rs); /* padding too: the file is written whole */
+    rs.conf = *p->cfg.conf;
+    rs.slots = p->nslots;
+    rs.capacity = p->cap_all;
+    rs.message_capacity = p->cap_msg;
     int fd = memfd_create("ocpm-responder-settings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;

@@ -31,6 +31,7 @@ struct execution {
     project_job_t *project;   /* making the workspace a repository before the start */
     int workspace_fd;         /* the checked workspace (O_PATH), while starting */
     int holds_slot;           /* counted in running */
+    int starting;             /* inside its backend's start() */
     long queued_bytes;        /* counted against the queue bounds while it waits */
     backend_stop_t stop_why;
     control_conn_t *waiters[EXECUTION_WAITERS_MAX];

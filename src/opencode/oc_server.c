@@ -179,7 +179,7 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
     oc_server_unsubscribe(s);
     http_cancel(s->health_req);
     s->health_req = NULL;
-    s->healthy = s->listening = 0;
+    s->healthy = s->listening = s->suspect = 0;
     for (oc_server_dir_t *d = s->dirs; d; d = d->next)
         d->loaded = 0;
     s->restart_reason = NULL;
@@ -191,18 +191,22 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
     }
     if (s->state == OC_SERVER_OFF)
         return SUPERVISOR_RESTART_NEVER;
-    oc_server_fail_all(s, "the opencode server exited during the message");
-    if (s->recycling) {
-        s->recycling = 0;
+    /* The state first: the messages failed below start their queues' next ones, which must wait
+     * for the fresh server (recycling) or go to the fallback (a crash), never to this one. */
+    int recycled = s->recycling;
+    s->recycling = 0;
+    if (recycled) {
         log_info("opencode server recycled; starting a fresh one", "%s", detail);
         oc_server_record(s, "server_recycle", detail);
-        return SUPERVISOR_RESTART_NOW;
+        oc_server_set_state(s, OC_SERVER_DRAINING);
+    } else {
+        log_error("opencode server died; restarting", "%s delayMs=%ld restarts=%ld", detail, delay_ms,
+                  oc_server_restarts(s) + 1);
+        oc_server_record(s, "server_restart", detail);
+        oc_server_set_state(s, OC_SERVER_BACKOFF);
     }
-    log_error("opencode server died; restarting", "%s delayMs=%ld restarts=%ld", detail, delay_ms,
-              oc_server_restarts(s) + 1);
-    oc_server_record(s, "server_restart", detail);
-    oc_server_set_state(s, OC_SERVER_BACKOFF);
-    return SUPERVISOR_RESTART_BACKOFF;
+    oc_server_fail_all(s, "the opencode server exited during the message");
+    return recycled ? SUPERVISOR_RESTART_NOW : SUPERVISOR_RESTART_BACKOFF;
 }
 
 static const supervisor_ops_t oc_server_sup_ops = {.build = oc_server_build,

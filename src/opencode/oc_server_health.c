@@ -128,6 +128,7 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
     if (ok) {
         s->failures = 0;
         s->healthy = 1;
+        s->suspect = 0;
         if (s->state == OC_SERVER_STARTING && s->listening)
             oc_server_became_ready(s);
         oc_server_maybe_recycle(s);
@@ -148,6 +149,16 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
         }
     }
     oc_server_changed(s);
+}
+
+void oc_server_suspect(oc_server_t *s, const char *why)
+{
+    if (s->suspect || s->state != OC_SERVER_READY)
+        return;
+    s->suspect = 1;
+    log_warn("opencode server request failed; checking its health before the next message", "pid=%ld error=%s",
+             (long)oc_server_pid(s), log_q(why));
+    oc_server_health_check(s);
 }
 
 void oc_server_health_check(oc_server_t *s)

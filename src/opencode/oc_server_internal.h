@@ -61,6 +61,7 @@ struct oc_server {
     char *argv[8];
     /* health */
     int healthy, failures, listening;
+    int suspect; /* a request failed below HTTP: no new message until a health check passes */
     double last_health, last_latency_ms, health_sent, last_event_at;
     long rss_kb;
     unsigned long messages, messages_total; /* served by this process, by every process */
@@ -90,6 +91,9 @@ size_t oc_server_urlencode(const char *in, char *out, size_t outlen);
 
 /* oc_server_health.c */
 void oc_server_health_check(oc_server_t *s);
+/* A request to the server failed below HTTP (refused, reset): it may be dying. New messages wait
+ * until a health check (sent now) passes, or its exit is seen. */
+void oc_server_suspect(oc_server_t *s, const char *why);
 void oc_server_health_start(oc_server_t *s);
 void oc_server_maybe_recycle(oc_server_t *s);
 oc_server_dir_t *oc_server_dir(oc_server_t *s, const char *path);

@@ -182,6 +182,8 @@ static void oc_server_msg_answer(void *ctx, int err, const char *errmsg, long st
     if (err) {
         snprintf(buf, sizeof buf, "opencode server request failed: %s", errmsg);
         r.error = buf;
+        if (!msg->stopped)
+            oc_server_suspect(s, errmsg);
     } else if (status != 200) {
         snprintf(buf, sizeof buf, "opencode server answered HTTP %ld", status);
         r.error = buf;
@@ -241,6 +243,8 @@ static void oc_server_session_created(void *ctx, int err, const char *errmsg, lo
     /* The id goes into URLs and logs: only a plain one is taken (the server is the agent too). */
     if (sid && !valid_id(sid))
         sid = NULL;
+    if (err && !msg->stopped)
+        oc_server_suspect(msg->server, errmsg);
     if (!sid || msg->stopped) {
         char buf[256];
         snprintf(buf, sizeof buf, "cannot create an opencode session: %s",
@@ -349,7 +353,7 @@ static backend_job_t *oc_server_msg_start(void *self, const backend_request_t *r
 {
     oc_server_t *s = self;
     *argv_json = NULL;
-    if (s->state != OC_SERVER_READY) {
+    if (s->state != OC_SERVER_READY || oc_server_pid(s) <= 0) {
         snprintf(err, errlen, "the opencode server is not ready");
         return NULL;
     }
@@ -395,6 +399,10 @@ static backend_state_t oc_server_backend_state(void *self)
     oc_server_t *s = self;
     switch (s->state) {
     case OC_SERVER_READY:
+        if (oc_server_pid(s) <= 0) /* exited; its supervisor is about to say so */
+            return BACKEND_DOWN;
+        if (s->suspect) /* a request failed: wait for the health check sent then */
+            return BACKEND_WAIT;
         return s->in_flight < s->cfg.conf->server_max_inflight ? BACKEND_READY : BACKEND_FULL;
     case OC_SERVER_DRAINING:
     case OC_SERVER_STOPPING:

@@ -54,6 +54,20 @@ is "$(sql "select count(*) from manager_events where kind='server_restart'")" 2 
 req POST /api/sessions/k/messages '{"text":"after the stop"}'
 is "$STATUS/$(j .execution.status)" 200/succeeded "the next message is served"
 
+# --- a message waiting behind one that dies with the server --------------------------------------
+# It was never sent to the dead server: it waits for the new one (fallback is off here) and runs.
+P3=$(server pid)
+bg_message k "[[hang]] dies with the server"
+RID=$(running_id k)
+req POST /api/sessions/k/messages '{"text":"waits behind it"}' -H 'Prefer: respond-async'
+WID=$(j .execution_id)
+is "$STATUS/$(sql "select status from executions where id=$WID")" 202/queued "a second message waits in the session's queue"
+kill -9 "$P3"
+bg_wait
+is "$STATUS/$(sql "select status from executions where id=$RID")" 502/failed "the one in flight fails with the server"
+check "the waiting one runs on the new server" wait_until 20 sql_is "select status||'/'||mode from executions where id=$WID" succeeded/server
+like "$(sql "select error from executions where id=$WID")" '^$' "and carries no error"
+
 # --- SIGKILL to the responders while one streams --------------------------------------------------
 curl -sN --max-time 30 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -X POST \
     --data-binary '{"text":"[[slow=200]] streamed while its responder dies"}' "$BASE/api/sessions/k/messages" \
