@@ -8,7 +8,7 @@ OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
 ROWS=${BENCH_ROWS:-1000000}
 SECS=${BENCH_WRK_SECONDS:-10}
 # One client plays every user here: the per-user bounds would measure fairness, not the stack.
-export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
+export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_MAX_WORKSPACES=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
 export OCPM_OPENCODE_BIN="$SRC/tests/fakes/fake_opencode.py" OCPM_LOG_LEVEL=warn OCPM_MODE=per-session
 trap 'stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd

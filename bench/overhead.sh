@@ -7,7 +7,7 @@ set -eu
 export OCPM_OPENCODE_BIN=${BENCH_OPENCODE:-$SRC/tests/fakes/fake_opencode.py} OCPM_LOG_LEVEL=warn
 export OCPM_MODE=${OCPM_MODE:-per-session}
 # 1,000 sessions of one user are measured below: lift the per-user bound on sessions.
-export OCPM_USER_MAX_SESSIONS=100000
+export OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_MAX_WORKSPACES=100000
 trap 'stack_stop; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(free_port)

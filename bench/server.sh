@@ -6,7 +6,7 @@ REAL=$("$(dirname "$0")/../scripts/opencode-bin") || { echo "bench: no opencode 
 . "$(dirname "$0")/lib.sh"
 # No recycling by RSS here: the direct comparison must talk to the same server throughout.
 # One client plays every user here: the per-user bounds would measure fairness, not the stack.
-export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
+export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_MAX_WORKSPACES=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
 export OCPM_OPENCODE_BIN="$REAL" OCPM_LOG_LEVEL=warn OCPM_MAX_CONCURRENT_RUNS=64 OCPM_RUN_TIMEOUT=600s
 export OCPM_SERVER_MAX_RSS=${OCPM_SERVER_MAX_RSS:-0}
 export OCPM_SERVER_START_TIMEOUT=120s BENCH_OUT="$DIR/server.json" BENCH_WS="$DIR/state/workspaces/direct"
