@@ -223,7 +223,7 @@ const char *api_check_fields(const api_field_t *fields, json_object *obj, long m
     return NULL;
 }
 
-static const api_route_t *api_route_of(const char *op)
+const api_route_t *api_route_by_op(const char *op)
 {
     for (size_t i = 0; i < api_nroutes; i++)
         if (strcmp(api_routes[i].op, op) == 0)
@@ -271,7 +271,7 @@ void api_dispatch(void *ctx, control_conn_t *c, json_object *frame)
     json_object *op;
     const api_route_t *r = NULL;
     if (json_object_object_get_ex(frame, "op", &op) && json_object_is_type(op, json_type_string))
-        r = api_route_of(json_object_get_string(op));
+        r = api_route_by_op(json_object_get_string(op));
     if (!r) {
         log_warn("malformed request frame", "reason=%s", "\"unknown or missing op\"");
         control_error(c, 404, "unknown_op", "unknown operation");

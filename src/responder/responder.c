@@ -18,6 +18,7 @@
 #include <fcgiapp.h>
 #include <json-c/json.h>
 
+#include "api.h"
 #include "frame.h"
 #include "inflight.h"
 #include "log.h"
@@ -342,7 +343,10 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     json_object *frame = resp_frame(r, t), *op;
     if (!frame)
         return;
-    if (json_object_object_get_ex(frame, "op", &op) && strcmp(json_object_get_string(op), "message") == 0) {
+    /* A request whose answer may take minutes (a message) holds its thread: counted apart. */
+    const api_route_t *row =
+        json_object_object_get_ex(frame, "op", &op) ? api_route_by_op(json_object_get_string(op)) : NULL;
+    if (row && (row->flags & API_WAITS)) {
         if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
             json_object_put(frame);
             resp_busy(r, "every responder thread for messages is busy; retry shortly");
