@@ -49,10 +49,14 @@ done
 list=$(IFS=,; echo "${ids[*]}")
 maxprocs=0
 SPID=$(curl -s "$BASE/api/opencode/status" | jq -r .server.pid)
+others=""
 sample() {
     local n
-    # The server's process group, plus any `opencode run` for this test's workspaces.
-    n=$(( $(pgrep -c -g "$SPID" || true) + $(t_pids runs | wc -l) ))
+    # opencode processes: the server's (its process group), plus any `opencode run` for this test's
+    # workspaces. The server's own helpers in its group (git, which it runs in each new project) are
+    # not opencode processes: named apart.
+    n=$(( $(pgrep -c -x opencode -g "$SPID" || true) + $(t_pids runs | wc -l) ))
+    others+=" $(pgrep -l -g "$SPID" | awk '$2 != "opencode" { print $2 }' | tr '\n' ' ')"
     [ "$n" -gt "$maxprocs" ] && maxprocs=$n
     [ "$(sql "select count(*) from executions where id in ($list) and status not in ('queued','running')")" = 16 ]
 }
@@ -60,4 +64,5 @@ check "16 sessions at once all finish" wait_until 180 sample
 is "$(sql "select count(*) from executions where id in ($list) and status='succeeded' and mode='server'")" 16 \
     "all 16 succeeded through the server"
 is "$maxprocs" 1 "exactly one opencode process existed meanwhile"
+echo "# the server's helpers seen meanwhile (samples): $(printf '%s\n' $others | sort | uniq -c | tr -s ' \n' ' ')"
 t_done
