@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "uvbuf.h"
 #include "frame.h"
 #include "log.h"
 
@@ -80,13 +81,6 @@ static void control_conn_close(control_conn_t *c)
     uv_close((uv_handle_t *)&c->pipe, control_conn_closed);
 }
 
-static void control_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
-}
-
 static void control_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     control_conn_t *c = s->data;
@@ -149,7 +143,7 @@ static void control_accept(uv_stream_t *server, int status)
     if (ctl->conns)
         ctl->conns->prev = c;
     ctl->conns = c;
-    uv_read_start((uv_stream_t *)&c->pipe, control_alloc, control_read);
+    uv_read_start((uv_stream_t *)&c->pipe, uvbuf_alloc, control_read);
 }
 
 static void control_listener_closed(uv_handle_t *h)

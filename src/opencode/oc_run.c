@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "uvbuf.h"
 #include "agent.h"
 #include "linebuf.h"
 #include "oc_event.h"
@@ -136,13 +137,6 @@ static void oc_run_line(void *ctx, const char *line, size_t len, int cut)
     oc_run_keep(j, &e);
     j->ev.event(j->ctx, e.type, e.obj);
     oc_event_free(&e);
-}
-
-static void oc_run_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
 }
 
 static void oc_run_on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -393,8 +387,8 @@ static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, cons
     uv_buf_t msg = uv_buf_init(j->prompt, (unsigned)strlen(j->prompt));
     if (uv_write(&j->in_req, (uv_stream_t *)&j->in, &msg, 1, oc_run_in_written) != 0)
         uv_close((uv_handle_t *)&j->in, oc_run_handle_closed);
-    uv_read_start((uv_stream_t *)&j->out, oc_run_alloc, oc_run_on_out);
-    uv_read_start((uv_stream_t *)&j->err, oc_run_alloc, oc_run_on_err);
+    uv_read_start((uv_stream_t *)&j->out, uvbuf_alloc, oc_run_on_out);
+    uv_read_start((uv_stream_t *)&j->err, uvbuf_alloc, oc_run_on_err);
     uv_timer_start(&j->timer, oc_run_on_timeout, (uint64_t)rq->timeout_ms, 0);
     proc_watch(j->pid, oc_run_on_exit, j);
     *pid_out = j->pid;

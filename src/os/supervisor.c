@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "uvbuf.h"
 #include "clock.h"
 #include "linebuf.h"
 #include "log.h"
@@ -103,13 +104,6 @@ static void supervisor_pipe_closed(uv_handle_t *h)
     supervisor_maybe_free(s);
 }
 
-static void supervisor_pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
-}
-
 static void supervisor_pipe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     sup_pipe_t *p = st->data;
@@ -142,7 +136,7 @@ static void supervisor_open_pipe(supervisor_t *s, int fd, int is_stderr)
     s->pipes = p;
     s->handles++;
     uv_pipe_open(&p->pipe, fd);
-    uv_read_start((uv_stream_t *)&p->pipe, supervisor_pipe_alloc, supervisor_pipe_read);
+    uv_read_start((uv_stream_t *)&p->pipe, uvbuf_alloc, supervisor_pipe_read);
 }
 
 static void supervisor_restart_cb(uv_timer_t *t)
