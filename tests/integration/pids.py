@@ -29,7 +29,9 @@ for name in os.listdir("/proc"):
     responder = "--responder" in cmd and any(e.startswith("OCPM_STATE_DIR=" + tdir) for e in env)
     agent = any(e.startswith("HOME=" + tdir) for e in env)
     named = any(tdir in c for c in cmd)
-    run = agent and "run" in cmd
+    # An `opencode run` (the real one or the fake): not any agent process with a "run" argument
+    # (git runs `git maintenance run --auto` after a commit, as the agent, in the workspace).
+    run = agent and "run" in cmd and any("opencode" in os.path.basename(c) for c in cmd[:2])
     if (what == "responders" and responder) or (what == "runs" and run) or \
             (what == "all" and (responder or agent or named)):
         print(name)
