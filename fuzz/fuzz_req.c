@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     request_limits_t lim = {.max_body_bytes = 4096, .max_message_bytes = 1024};
     request_err_t err;
-    json_object *f = request_build(&in, &lim, &err);
+    json_object *f = request_build(&in, &lim, &err, NULL);
     if (!f && (err.status < 400 || err.status > 499 || !err.code || !err.message[0]))
         abort(); /* every refusal is a 4xx with a code and a message */
     json_object_put(f);

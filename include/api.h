@@ -73,8 +73,6 @@ extern const size_t api_nroutes;
  * (allow then lists the methods that would, comma separated). */
 int api_match(const char *method, const char *path, const api_route_t **out, char *id, size_t idlen, const char **why,
               char *allow, size_t allowlen);
-/* The row of an operation (a frame's "op"), or NULL. */
-const api_route_t *api_route_by_op(const char *op);
 /* Check one value against its field. NULL when fine, else why (a phrase: "must be a string"). */
 const char *api_check_value(const api_field_t *f, json_object *v, long max_message_bytes);
 /* Check an object's members against fields: unknown members and missing required ones are refused.

@@ -60,8 +60,6 @@ typedef struct oc_server_config {
 oc_server_t *oc_server_new(const oc_server_config_t *cfg);
 /* Start the server (state STARTING). Returns 0 or -1 with err. */
 int oc_server_start(oc_server_t *s, char *err, size_t errlen);
-/* Give up on it (auto mode when it never became ready): killed, never restarted. */
-void oc_server_disable(oc_server_t *s);
 /* Stop it (manager shutdown); done(ctx) once it has exited. */
 void oc_server_stop(oc_server_t *s, void (*done)(void *ctx), void *ctx);
 /* Release it (after stop's done); its handles close with the loop's next turns. */

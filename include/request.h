@@ -11,6 +11,8 @@
 
 #include <json-c/json.h>
 
+#include "api.h"
+
 typedef struct request_in {
     const char *method;
     const char *path;         /* DOCUMENT_URI: decoded and normalised by nginx */
@@ -40,8 +42,10 @@ typedef struct request_err {
  * when nginx authenticated nobody (a name no user can have). A path must be spelled exactly as a
  * route is: the client's own spelling (REQUEST_URI) must be the normalised one (no dot segments,
  * no encoded characters, no doubled or trailing slash), so that nginx's locations and the route
- * table can never disagree. Returns NULL and fills err when the request is refused. */
-json_object *request_build(const request_in_t *in, const request_limits_t *lim, request_err_t *err);
+ * table can never disagree. Returns NULL and fills err when the request is refused; else the frame,
+ * and the route's row in *route unless route is NULL. */
+json_object *request_build(const request_in_t *in, const request_limits_t *lim, request_err_t *err,
+                           const api_route_t **route);
 
 /* Decode %XX and '+' in place; returns -1 on a bad escape or %00. */
 int request_urldecode(char *s);

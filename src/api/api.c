@@ -223,7 +223,7 @@ const char *api_check_fields(const api_field_t *fields, json_object *obj, long m
     return NULL;
 }
 
-const api_route_t *api_route_by_op(const char *op)
+static const api_route_t *api_route_by_op(const char *op)
 {
     for (size_t i = 0; i < api_nroutes; i++)
         if (strcmp(api_routes[i].op, op) == 0)

@@ -238,7 +238,8 @@ static json_object *request_parse_body(const api_route_t *r, const request_in_t 
     return obj;
 }
 
-json_object *request_build(const request_in_t *in, const request_limits_t *lim, request_err_t *err)
+json_object *request_build(const request_in_t *in, const request_limits_t *lim, request_err_t *err,
+                           const api_route_t **route)
 {
     memset(err, 0, sizeof *err);
     if (!in->method || !in->path)
@@ -291,5 +292,7 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
         else if (in->prefer && strstr(in->prefer, "respond-async"))
             json_object_object_add(f, "async", json_object_new_boolean(1));
     }
+    if (route)
+        *route = r;
     return f;
 }

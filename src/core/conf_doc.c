@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "roff.h"
+
 /* How a default reads in the docs. */
 static const char *conf_doc_default(const conf_key_t *k)
 {
@@ -21,38 +23,23 @@ static void conf_doc_md(FILE *f)
     }
 }
 
-/* Text for roff: a backslash doubled as \e, and no line may begin with a control character. */
-static void conf_doc_roff(FILE *f, const char *s)
-{
-    if (*s == '.' || *s == '\'')
-        fputs("\\&", f);
-    for (; *s; s++) {
-        if (*s == '\\')
-            fputs("\\e", f);
-        else if (*s == '-')
-            fputs("\\-", f);
-        else
-            fputc(*s, f);
-    }
-}
-
 static void conf_doc_man(FILE *f)
 {
     for (size_t i = 0; i < conf_nkeys; i++) {
         const conf_key_t *k = &conf_keys[i];
         if (k->section) {
             fputs(".SS ", f);
-            conf_doc_roff(f, k->section);
+            roff_text(f, k->section);
             fputc('\n', f);
         }
         fputs(".TP\n.B ", f);
-        conf_doc_roff(f, k->name);
+        roff_text(f, k->name);
         fputs("\n(", f);
-        conf_doc_roff(f, conf_types[k->type].doc);
+        roff_text(f, conf_types[k->type].doc);
         fputs("; default ", f);
-        conf_doc_roff(f, conf_doc_default(k));
+        roff_text(f, conf_doc_default(k));
         fputs(")\n.br\n", f);
-        conf_doc_roff(f, k->help);
+        roff_text(f, k->help);
         fputc('\n', f);
     }
 }

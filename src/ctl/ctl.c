@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "roff.h"
+
 /* Where a command reads (the one write, prune, is the manager's: it is the database's only writer). */
 #define CTL_DATABASE "reads the database, read-only"
 #define CTL_MANAGER "asks the manager over its control socket"
@@ -70,14 +72,6 @@ static void ctl_usage(FILE *f)
     fputs("Settings come from -c FILE, $OCPM_CONFIG and OCPM_<KEY>, as for ocpmd.\n", f);
 }
 
-/* Text for roff: every '-' as \- (the tables' text holds no backslash, and no line of it begins
- * with a control character). */
-static void ctl_roff(FILE *f, const char *s)
-{
-    for (; *s; s++)
-        *s == '-' ? fputs("\\-", f) : fputc(*s, f);
-}
-
 /* roff, for the COMMANDS and OPTIONS of ocpmctl(8). */
 static void ctl_man(FILE *f)
 {
@@ -85,18 +79,18 @@ static void ctl_man(FILE *f)
     for (size_t i = 0; i < CTL_NCOMMANDS; i++) {
         fprintf(f, ".TP\n\\fB%s\\fR", ctl_commands[i].name);
         if (*ctl_commands[i].args)
-            fputc(' ', f), ctl_roff(f, ctl_commands[i].args);
+            fputc(' ', f), roff_text(f, ctl_commands[i].args);
         fprintf(f, "\n%s; %s.\n", ctl_commands[i].summary, ctl_commands[i].source);
     }
     fputs(".SH OPTIONS\n", f);
     for (size_t i = 0; i < CTL_NOPTIONS; i++) {
         fputs(".TP\n\\fB", f);
-        ctl_roff(f, ctl_options[i].flag);
+        roff_text(f, ctl_options[i].flag);
         fputs("\\fR", f);
         if (ctl_options[i].arg)
             fprintf(f, " \\fI%s\\fR", ctl_options[i].arg);
         fputc('\n', f);
-        ctl_roff(f, ctl_options[i].help);
+        roff_text(f, ctl_options[i].help);
         fputc('\n', f);
     }
 }

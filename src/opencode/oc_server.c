@@ -282,7 +282,6 @@ oc_server_t *oc_server_new(const oc_server_config_t *cfg)
 
 int oc_server_start(oc_server_t *s, char *err, size_t errlen)
 {
-    s->enabled = 1;
     supervisor_start(s->sup);
     if (oc_server_pid(s) <= 0 && s->state != OC_SERVER_BACKOFF) {
         snprintf(err, errlen, "cannot start opencode serve");
@@ -300,15 +299,6 @@ static void oc_server_quiet(oc_server_t *s)
     uv_timer_t *ts[] = {&s->health_timer, &s->dispose_timer, &s->start_timer, &s->kill_timer};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         uv_timer_stop(ts[i]);
-}
-
-void oc_server_disable(oc_server_t *s)
-{
-    s->enabled = 0;
-    s->state = OC_SERVER_OFF;
-    oc_server_quiet(s);
-    if (oc_server_pid(s) > 0)
-        oc_server_kill(s, "disabled", SIGKILL);
 }
 
 static void oc_server_stopped(void *ctx)

@@ -52,7 +52,6 @@ struct oc_server {
     oc_server_config_t cfg;
     supervisor_t *sup;
     oc_server_state_t state;
-    int enabled;
     /* this start: its port and password; its spawn's agent launch, environment and argv */
     int port;
     char password[40], userpwd[64], base[64], port_s[16], pwvar[80];

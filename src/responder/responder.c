@@ -18,7 +18,6 @@
 #include <fcgiapp.h>
 #include <json-c/json.h>
 
-#include "api.h"
 #include "frame.h"
 #include "inflight.h"
 #include "log.h"
@@ -260,8 +259,8 @@ static char *resp_read_body(FCGX_Request *r, resp_thread_t *t, long *len_out)
     return body;
 }
 
-/* The request as a manager frame (request.h), or NULL after answering r. */
-static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t)
+/* The request as a manager frame (request.h) and its route, or NULL after answering r. */
+static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t, const api_route_t **route)
 {
     char **env = r->envp;
     long len = 0;
@@ -283,7 +282,7 @@ static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t)
     };
     request_limits_t lim = {t->r->s.conf.max_body_bytes, t->r->s.conf.max_message_bytes};
     request_err_t err;
-    json_object *frame = request_build(&in, &lim, &err);
+    json_object *frame = request_build(&in, &lim, &err, route);
     free(body);
     if (!frame)
         resp_error(r, err.status, err.code, err.message, err.allow);
@@ -340,13 +339,12 @@ static void resp_answer(FCGX_Request *r, resp_thread_t *t, json_object *f)
 /* Serve one request. *is_message says whether it was counted as a message (inflight). */
 static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
 {
-    json_object *frame = resp_frame(r, t), *op;
+    const api_route_t *row = NULL;
+    json_object *frame = resp_frame(r, t, &row);
     if (!frame)
         return;
     /* A request whose answer may take minutes (a message) holds its thread: counted apart. */
-    const api_route_t *row =
-        json_object_object_get_ex(frame, "op", &op) ? api_route_by_op(json_object_get_string(op)) : NULL;
-    if (row && (row->flags & API_WAITS)) {
+    if (row->flags & API_WAITS) {
         if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
             json_object_put(frame);
             resp_busy(r, "every responder thread for messages is busy; retry shortly");

@@ -18,7 +18,7 @@ static json_object *build(const char *method, const char *path, const char *quer
 {
     request_in_t in = {.method = method, .path = path, .query = query, .body = body ? body : "",
                    .body_len = body ? strlen(body) : 0};
-    return request_build(&in, &lim, err);
+    return request_build(&in, &lim, err, NULL);
 }
 
 static void expect(const char *method, const char *path, const char *query, const char *body, int status,
@@ -61,11 +61,11 @@ static void test_routes(void **state)
                                       "/api/opencode/%73tatus"};
     for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
         request_in_t in = {.method = "GET", .path = "/api/opencode/status", .raw_uri = raw[i], .body = ""};
-        assert_null(request_build(&in, &lim, &err));
+        assert_null(request_build(&in, &lim, &err, NULL));
         assert_int_equal(err.status, 404);
     }
     request_in_t ok = {.method = "GET", .path = "/api/opencode/status", .raw_uri = "/api/opencode/status?", .body = ""};
-    json_object *f = request_build(&ok, &lim, &err);
+    json_object *f = request_build(&ok, &lim, &err, NULL);
     assert_non_null(f);
     json_object_put(f);
 }
@@ -76,7 +76,7 @@ static void test_message_frame(void **state)
     request_in_t in = {.method = "POST", .path = "/api/sessions/s1/messages", .body = "{\"text\":\"--version\"}",
                    .body_len = 20, .accept = "text/event-stream", .remote_user = "alice"};
     request_err_t err;
-    json_object *f = request_build(&in, &lim, &err);
+    json_object *f = request_build(&in, &lim, &err, NULL);
     assert_non_null(f);
     assert_string_equal(json_object_get_string(json_object_object_get(f, "op")), "message");
     assert_string_equal(json_object_get_string(json_object_object_get(f, "user")), "alice");
@@ -88,7 +88,7 @@ static void test_message_frame(void **state)
     in.remote_user = NULL;
     in.accept = NULL;
     in.prefer = "respond-async";
-    f = request_build(&in, &lim, &err);
+    f = request_build(&in, &lim, &err, NULL);
     /* Nobody authenticated: the owner is "", which no user name can be. */
     assert_string_equal(json_object_get_string(json_object_object_get(f, "user")), "");
     assert_true(json_object_get_boolean(json_object_object_get(f, "async")));
@@ -129,10 +129,10 @@ static void test_bad_bodies(void **state)
     request_in_t in = {.method = "POST", .path = p, .body = "{\"text\":\"a\"}", .body_len = 12,
                    .content_type = "multipart/form-data; boundary=x"};
     request_err_t err;
-    assert_null(request_build(&in, &lim, &err));
+    assert_null(request_build(&in, &lim, &err, NULL));
     assert_int_equal(err.status, 415);
     in.content_type = "application/json; charset=utf-8";
-    json_object *f = request_build(&in, &lim, &err);
+    json_object *f = request_build(&in, &lim, &err, NULL);
     assert_non_null(f);
     json_object_put(f);
 }
@@ -173,7 +173,7 @@ static void test_bad_user(void **state)
     (void)state;
     request_in_t in = {.method = "GET", .path = "/api/sessions", .remote_user = "bad\nuser"};
     request_err_t err;
-    assert_null(request_build(&in, &lim, &err));
+    assert_null(request_build(&in, &lim, &err, NULL));
     assert_int_equal(err.status, 400);
 }
 
