@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "ctl.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,8 +128,9 @@ static void ctl_add_when(json_object *rows)
 int ctl_history(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    long limit = o->limit ? atol(o->limit) : 20;
-    if (limit <= 0)
+    char *end = NULL;
+    long limit = o->limit ? strtol(o->limit, &end, 10) : 20;
+    if (limit <= 0 || (end && (*end || !isdigit((unsigned char)*o->limit))))
         return ctl_fail("--limit %s: expected a positive number", o->limit), 2;
     db_exec_filter_t f = {.session_id = o->session, .status = o->status, .mode = o->mode, .limit = limit};
     if (o->since && ctl_parse_time(o->since, &f.since) != 0)

@@ -80,7 +80,8 @@ t_start() {
     trap t_cleanup EXIT
 }
 
-# Processes of this test's stack (responders, every agent process, the fakes, nginx): pids.py.
+# Processes of this test's stack (the manager and its responders, every agent process, the fakes,
+# nginx): pids.py.
 t_pids() { python3 "$SRC/tests/integration/pids.py" "$TDIR" "${1:-all}"; }
 t_leftovers() { t_pids all; }
 

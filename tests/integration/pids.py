@@ -3,8 +3,9 @@
 
 pids.py TDIR [responders|runs|all]
 A process belongs to the stack under TDIR when its command line names TDIR (the fake opencode,
-nginx), its HOME lies there (every agent process: ocpm sets HOME in the agent's home), or it is a
-responder (`ocpmd --responder N`) whose environment names the stack's state directory. Prints one
+nginx), its HOME lies there (every agent process: ocpm sets HOME in the agent's home), or it is
+ocpmd (the manager, or a responder `ocpmd --responder N`) whose environment names the stack's
+state directory. Prints one
 pid a line; never this process or its parent (the test shell and its subshells share the
 environment, but not those command lines or that HOME)."""
 import os
@@ -26,12 +27,14 @@ for name in os.listdir("/proc"):
             pass
     except OSError:
         continue
-    responder = "--responder" in cmd and any(e.startswith("OCPM_STATE_DIR=" + tdir) for e in env)
+    ours = any(e.startswith("OCPM_STATE_DIR=" + tdir) for e in env)
+    responder = "--responder" in cmd and ours
+    manager = ours and os.path.basename(cmd[0]) == "ocpmd" and not responder
     agent = any(e.startswith("HOME=" + tdir) for e in env)
     named = any(tdir in c for c in cmd)
     # An `opencode run` (the real one or the fake): not any agent process with a "run" argument
     # (git runs `git maintenance run --auto` after a commit, as the agent, in the workspace).
     run = agent and "run" in cmd and any("opencode" in os.path.basename(c) for c in cmd[:2])
     if (what == "responders" and responder) or (what == "runs" and run) or \
-            (what == "all" and (responder or agent or named)):
+            (what == "all" and (manager or responder or agent or named)):
         print(name)

@@ -129,6 +129,33 @@ is "$STATUS" 200 "alice reads her execution"
 req GET /api/sessions '' -u alice:wrong
 is "$STATUS" 401 "a wrong password is refused by nginx"
 
+# --- execution ids are numbers: leading zeros name the same one -------------------
+req GET "/api/executions/000$EID" "" "${A[@]}"
+is "$STATUS/$(j .id)" "200/$EID" "an execution id with leading zeros is the same execution"
+
+# --- the manager checks every frame against its route's row as well ---------------
+# (Its control socket is its own, 0600; the responders checked these already. One definition,
+# applied twice: a frame that does not fit its row is refused, and nothing is stored.)
+before=$(sql "select count(*) from executions")
+frame() { python3 "$SRC/tests/integration/frame.py" "$STACK_DIR/ocpmd.sock" "$1" | jq -r "$2"; }
+is "$(frame '{"op":"nope","user":"alice","args":{}}' '.status,.body.error.code' | tr '\n' ' ')" "404 unknown_op " \
+    "an unknown op is 404 unknown_op"
+is "$(frame '{"op":"session.get","id":"alices","args":{}}' '.status,.body.error.code' | tr '\n' ' ')" \
+    "400 bad_frame " "a user's route without a user is 400 bad_frame"
+is "$(frame '{"op":"message","user":"alice","id":"alices","args":{"text":""}}' '.status,.body.error.code' | tr '\n' ' ')" \
+    "400 invalid_field " "an empty text is refused by the manager too"
+is "$(frame '{"op":"message","user":"alice","id":"alices","args":{"text":"x","model":"a/b","run":"y"}}' '.body.error.code')" \
+    unknown_field "a field the row does not name is refused"
+is "$(frame '{"op":"exec.get","user":"alice","id":"1x","args":{}}' '.status,.body.error.code' | tr '\n' ' ')" \
+    "400 invalid_id " "an execution id that is not a number is refused"
+is "$(frame '{"op":"prune","user":"ocpmctl","args":{}}' '.status,.body.error.code' | tr '\n' ' ')" \
+    "400 missing_field " "prune without its cutoff is refused"
+is "$(sql "select count(*) from executions")" "$before" "none of them stored anything"
+req GET /api/health
+is "$STATUS" 200 "and the manager serves the next request"
+req POST /api/prune '{"before":1}'
+is "$STATUS/$(j .error.code)" 404/not_found "ocpmctl's prune has no HTTP route"
+
 # --- delete keeps history ------------------------------------------------------
 req DELETE /api/sessions/alices '' "${A[@]}"
 is "$STATUS" 200 "alice deletes her session"

@@ -16,6 +16,11 @@ for d in docs/configuration.md docs/api.md docs/operations.md ocpmd.conf.example
 sed -i 's/^| `run_timeout` .*/| `run_timeout` | duration | `1m` | something else |/' "$TDIR/src/docs/configuration.md"
 check "a changed settings table in the docs is found" sh -c "! '$SRC/scripts/gen-docs' '$DOC' check '$TDIR/src' 2>/dev/null"
 
+for bad in "" "settings" "settings pdf" "nothing md"; do
+    "$DOC" $bad >/dev/null 2>&1
+    is "$?" 2 "ocpm-doc $bad: usage, exit 2"
+done
+
 keys=$("$DOC" settings example | grep -c '^#[a-z_]* =')
 dumped=$(OCPM_STATE_DIR="$TDIR/state" OCPM_AGENT_USER=self "$ART/ocpmd" -T 2>/dev/null | grep -c '^[a-z_]* = ')
 is "$dumped" "$keys" "ocpmd -T prints every one of the $keys settings"

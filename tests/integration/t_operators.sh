@@ -145,6 +145,12 @@ out=$("$OCPMCTL" --db "$TDIR/none.db" stats 2>&1)
 like "$out" 'no database at' "a missing database gives a clear error"
 sqlite3 "$TDIR/other.db" "create table t(x)"
 like "$("$OCPMCTL" --db "$TDIR/other.db" stats 2>&1)" 'not an ocpm database' "another SQLite database is refused"
+# Bad command lines: a clear sentence, exit 2 (usage), nothing done.
+for bad in "--bogus status" "--limit" "history --limit 0" "history --limit x" "history --limit 5x" "history --limit +5" "nosuch" "show" "show 12x" "prune" "prune --older-than soon"; do
+    out=$("$OCPMCTL" $bad 2>&1)
+    is "$?" 2 "ocpmctl $bad: exit 2"
+    like "$out" '^ocpmctl: ' "ocpmctl $bad: says why"
+done
 out=$("$OCPMCTL" prune --older-than 1d)
 like "$out" 'deleted 1[0-9][0-9] rows' "ocpmctl prune removes old history through the manager"
 is "$(sql "select count(*) from executions where session_id='known'")" 0 "the old rows are gone"

@@ -53,6 +53,16 @@ static void test_routes(void **state)
     char longid[100] = "/api/sessions/";
     memset(longid + strlen(longid), 'x', 70);
     expect("GET", longid, NULL, NULL, 400, "invalid_id");
+    /* Execution ids are numbers: decimal digits, above 0, in 64 bits; leading zeros are the same id. */
+    expect("GET", "/api/executions/7", NULL, NULL, 0, NULL);
+    expect("GET", "/api/executions/007", NULL, NULL, 0, NULL);
+    expect("GET", "/api/executions/0", NULL, NULL, 400, "invalid_id");
+    expect("GET", "/api/executions/-7", NULL, NULL, 400, "invalid_id");
+    expect("GET", "/api/executions/+7", NULL, NULL, 400, "invalid_id");
+    expect("GET", "/api/executions/7a", NULL, NULL, 400, "invalid_id");
+    expect("GET", "/api/executions/99999999999999999999", NULL, NULL, 400, "invalid_id");
+    /* ocpmctl's operation has no HTTP route. */
+    expect("POST", "/api/prune", NULL, NULL, 404, "not_found");
     request_err_t err;
     assert_null(build("DELETE", "/api/executions", NULL, NULL, &err));
     assert_string_equal(err.allow, "GET");
