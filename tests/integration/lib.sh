@@ -91,11 +91,17 @@ t_cleanup() {
     if [ -n "${TDIR:-}" ] && [ -d "$TDIR" ]; then
         if wait_until 10 test -z "$(t_leftovers)"; then :; else
             echo "# leftover processes: $(t_leftovers | tr '\n' ' ')"
+            t_leftovers | xargs -r ps -o pid=,pgid=,stat=,args= -p 2>/dev/null | sed 's/^/#   /'
             t_leftovers | xargs -r kill -9 2>/dev/null
         fi
         if [ "$T_FAIL" -gt 0 ]; then
-            echo "# kept $TDIR for inspection; manager log tail:"
-            tail -n 30 "$TDIR/state/logs/ocpmd.log" 2>/dev/null | sed 's/^/#   /'
+            echo "# kept $TDIR for inspection"
+            local log
+            for log in "$TDIR"/state/logs/ocpmd.log "$TDIR"/*/logs/ocpmd.log; do
+                [ -f "$log" ] || continue
+                echo "# manager log tail: $log"
+                tail -n 30 "$log" | sed 's/^/#   /'
+            done
         else
             rm -rf "$TDIR"
         fi

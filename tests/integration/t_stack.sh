@@ -39,6 +39,12 @@ print(p.pid)' "'$SRC/scripts/stack' run 2>&1 | python3 '$TDIR/reader.py' '$TDIR/
 }
 up() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/api/health")" = 200 ]; }
 manager_of() { cat "$TDIR/$1/ocpmd.lock" 2>/dev/null; }
+# stopped_cleanly NAME: the manager logged a clean stop after one signal, and nginx answers no more.
+stopped_cleanly() {
+    check "the manager stopped cleanly" grep -q 'msg="OpenCode process manager stopped"' "$TDIR/$1/logs/ocpmd.log"
+    is "$(grep -c 'second stop signal\|respawning' "$TDIR/$1/logs/ocpmd.log")" 0 "one signal, one quiet stop"
+    check "nginx is gone" sh -c "! curl -s -o /dev/null --max-time 2 http://127.0.0.1:$PORT/api/health"
+}
 gone() { ! kill -0 "$1" 2>/dev/null && [ -z "$(python3 "$SRC/tests/integration/pids.py" "$TDIR/$2" all)" ]; }
 
 for how in INT HUP; do
@@ -50,8 +56,17 @@ for how in INT HUP; do
     req POST /api/sessions '{"id":"s"}' >/dev/null
     kill -"$how" -- -"$GROUP"
     check "SIG$how to its process group stops the manager and every process of the stack" wait_until 40 gone "$M" "$name"
-    check "the manager stopped cleanly" grep -q 'msg="OpenCode process manager stopped"' "$TDIR/$name/logs/ocpmd.log"
-    is "$(grep -c 'second stop signal\|respawning' "$TDIR/$name/logs/ocpmd.log")" 0 "one signal, one quiet stop"
-    check "nginx is gone" sh -c "! curl -s -o /dev/null --max-time 2 http://127.0.0.1:$PORT/api/health"
+    stopped_cleanly "$name"
 done
+
+# A terminal closed while the stack still starts: the script is polling (a sleep, a curl) and the
+# reader of its output is gone with the same HUP. Bash reports the child the HUP killed on that
+# dead pipe, which used to kill the script before its trap stopped what it had started.
+name=stack-HUP-starting
+run "$name"
+check "the manager of a starting stack is up" wait_until 60 grep -q 'process manager initialized' "$TDIR/$name/logs/ocpmd.log"
+M=$(manager_of "$name")
+kill -HUP -- -"$GROUP"
+check "SIGHUP while the stack starts stops the manager and every process of the stack" wait_until 40 gone "$M" "$name"
+stopped_cleanly "$name"
 t_done
