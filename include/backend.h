@@ -77,6 +77,10 @@ typedef struct backend_ops {
                             long *pid, char **argv_json, char *err, size_t errlen);
     /* Stop a job: done() follows (at once, or after the backend's grace). */
     void (*stop)(backend_job_t *job, backend_stop_t why);
+    /* Answer a prompt the agent raised in job (ask.h): kind "permission" or "question", opencode's
+     * request id, the reply as ocpm's API took it. Returns 0 when it was sent. NULL: this backend's
+     * opencode decides on its own (its events say what it decided). */
+    int (*answer)(backend_job_t *job, const char *kind, const char *id, json_object *reply);
 } backend_ops_t;
 
 /* A backend and its instance. */

@@ -71,6 +71,13 @@ typedef struct conf {
     long user_max_sessions;
     long user_max_workspaces;
     char git_bin[PATH_MAX];
+    /* the agent's side of a turn */
+    char permission_policy[8]; /* ask, allow, reject */
+    long permission_timeout_ms, question_timeout_ms;
+    long events_max, events_max_bytes, tool_input_max_bytes;
+    char webhook_url[1024];
+    char webhook_secret[256];
+    long webhook_attempts, webhook_timeout_ms;
     /* Which of the paths conf_finish derived from state_dir (CONF_DERIVED_*): those, and only
      * those, may be moved where the agent can reach them (agent.h). */
     unsigned derived;

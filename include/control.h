@@ -40,7 +40,7 @@ int control_error_retry(control_conn_t *c, int status, const char *code, const c
 int control_reply_text(control_conn_t *c, int status, const char *content_type, const char *text);
 int control_stream_start(control_conn_t *c);
 /* data is borrowed. */
-int control_event(control_conn_t *c, const char *event, json_object *data);
+int control_event(control_conn_t *c, long long id, const char *event, json_object *data);
 int control_end(control_conn_t *c);
 
 /* Remember who is waiting to answer c, so a closing connection tells them. */

@@ -35,6 +35,8 @@ typedef struct db_exec {
     int has_usage;
     long long tokens_in, tokens_out;
     double cost;
+    int has_changes;
+    long long changes[3]; /* files, additions, deletions */
 } db_exec_t;
 
 typedef struct db_session {
@@ -53,6 +55,35 @@ typedef struct db_exec_filter {
     long limit;
     size_t max_bytes;       /* the page ends early once its rows would pass this as JSON; 0: no bound */
 } db_exec_filter_t;
+
+/* One tool call of a turn. output_bytes < 0: not known. Times in unix seconds (0: not known). */
+typedef struct db_tool {
+    const char *tool, *call_id, *status, *input, *input_sha256, *error;
+    long long input_bytes, output_bytes;
+    double started_at, ended_at;
+} db_tool_t;
+
+/* One event a client was sent: its id within the execution, its name, its data (JSON text). */
+typedef struct db_event {
+    long long seq;
+    const char *type, *data;
+} db_event_t;
+typedef void (*db_event_fn)(void *ctx, const db_event_t *ev);
+
+/* A permission or question prompt. request and reply are JSON texts (reply NULL while pending). */
+typedef struct db_prompt {
+    const char *id, *kind, *owner, *session_id, *status, *request, *reply, *replied_by;
+    int64_t execution_id;
+    double asked_at, replied_at;
+} db_prompt_t;
+
+typedef struct db_webhook {
+    const char *delivery, *event, *error;
+    int64_t execution_id;
+    int delivered, attempts;
+    long http_status;
+    double created_at, finished_at;
+} db_webhook_t;
 
 /* store_prompts: keep prompt/answer text (cut at text_limit bytes) or only
  * their sizes and SHA-256. A database SQLite can only open read-only is refused. */
@@ -76,6 +107,28 @@ db_moved_t db_moved(db_t *db);
  * reconnect to it, so no committed row is lost. On failure nothing changed, or (when only the
  * reconnect failed) every call fails until a later db_restore succeeds. */
 int db_restore(db_t *db, char *err, size_t errlen);
+
+/* db_turns.c. A finished execution's tool calls (in order) and the events its clients were sent,
+ * in one transaction. */
+int db_turn_store(db_t *db, int64_t exec_id, const db_tool_t *tools, size_t ntools, const db_event_t *events,
+                  size_t nevents);
+/* An execution's tool calls as the API shows them (a JSON array), or NULL on failure. */
+json_object *db_tool_list(db_t *db, int64_t exec_id);
+/* fn for each stored event of an execution with an id above after, in order. */
+int db_event_each(db_t *db, int64_t exec_id, long long after, db_event_fn fn, void *ctx);
+/* Insert or replace a prompt (keyed by owner and id). */
+int db_prompt_put(db_t *db, const db_prompt_t *p);
+/* A prompt as the API shows it (its request's fields merged in). */
+json_object *db_prompt_record(const db_prompt_t *p);
+/* The owner's prompts of a kind, oldest first; session_id, status, exec_id (0) narrow it. */
+json_object *db_prompt_list(db_t *db, const char *owner, const char *kind, const char *session_id,
+                            const char *status, int64_t exec_id);
+/* A prompt's status into status: 0 found, 1 no such prompt (of that owner, kind and session), -1 error. */
+int db_prompt_status(db_t *db, const char *owner, const char *kind, const char *session_id, const char *id,
+                     char *status, size_t len);
+/* Pending prompts left by a manager that stopped become lost (opencode forgot them with it). */
+int db_prompt_lose_pending(db_t *db, double now, int *count);
+int db_webhook_record(db_t *db, const db_webhook_t *w);
 
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);

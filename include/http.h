@@ -31,6 +31,8 @@ typedef struct http_opts {
     long timeout_ms;      /* whole transfer; 0 = none (streams) */
     long connect_timeout_ms;
     size_t max_body;      /* buffered answers larger than this fail */
+    const char *const *headers; /* more request headers ("Name: value"), NULL-terminated, or NULL */
+    int https;            /* https:// too (webhooks); else http:// only */
     http_data_fn data;    /* streaming when set */
     http_done_fn done;
     void *ctx;

@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "ask.h"
 #include "conf.h"
 #include "control.h"
 #include "db.h"
@@ -23,6 +24,7 @@
 #include "session.h"
 #include "storage_retry.h"
 #include "user.h"
+#include "webhook.h"
 
 typedef struct manager {
     uv_loop_t *loop;
@@ -40,6 +42,8 @@ typedef struct manager {
     control_t *control;
     pool_t *pool;           /* the FastCGI responders */
     metrics_t *metrics;
+    ask_book_t *asks;       /* the agent's permission and question prompts */
+    webhook_t *webhook;     /* NULL without webhook_url */
     char **child_env;       /* the allowlisted environment for opencode */
     char version[128];      /* opencode --version */
     int available;          /* opencode --version worked */

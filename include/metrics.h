@@ -1,7 +1,7 @@
 /* metrics: the Prometheus text exposition, from a table.
  *
  * Names start with ocpm_, use base units (seconds, bytes), counters end in _total, and no label
- * carries a per-execution or per-session value (bounded cardinality: mode x status). A metrics_t
+ * carries a per-execution or per-session value (bounded cardinality: mode x status, tool x status). A metrics_t
  * keeps what only it can know (finished executions by mode and status, and the duration and
  * queue-wait histograms); every other metric is a row of a metric_t table whose read function
  * takes the value from where it lives, at scrape time. */
@@ -28,6 +28,10 @@ metrics_t *metrics_new(double started_at);
 void metrics_free(metrics_t *mt);
 /* One finished execution (mode "per-session" or "server"); duration_s < 0 when it never ran. */
 void metrics_observe(metrics_t *mt, const char *mode, exec_status_t status, double duration_s, double queue_wait_s);
+/* One tool call the agent made, by tool and final status (completed, error). At most
+ * METRICS_TOOLS_MAX tool names are told apart; later ones count as "other". */
+#define METRICS_TOOLS_MAX 64
+void metrics_tool_call(metrics_t *mt, const char *tool, const char *status);
 /* The exposition (malloc'd, NUL-terminated) or NULL: build info, start time, the execution
  * families, then each row of table read from ctx. */
 char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx);

@@ -23,6 +23,7 @@
 
 #include <uv.h>
 
+#include "ask.h"
 #include "backend.h"
 #include "conf.h"
 #include "control.h"
@@ -30,6 +31,7 @@
 #include "oc_models.h"
 #include "session.h"
 #include "storage_retry.h"
+#include "turn.h"
 #include "user.h"
 
 typedef struct scheduler scheduler_t;
@@ -52,7 +54,10 @@ typedef struct scheduler_config {
     backend_t fallback;       /* ops NULL: none; runs messages while the primary is DOWN */
     /* An execution finished (for the metrics); duration_s < 0 when it never started. */
     void (*finished)(void *ctx, const char *mode, exec_status_t status, double duration_s, double queue_wait_s);
+    /* The same execution's final record and what its agent did (for the webhook, the tool metrics). */
+    void (*ended)(void *ctx, int64_t id, json_object *record, const turn_t *turn);
     void *ctx;
+    ask_book_t *asks; /* the agent's prompts */
 } scheduler_config_t;
 
 scheduler_t *scheduler_new(const scheduler_config_t *cfg);
@@ -69,6 +74,10 @@ void scheduler_set_message_capacity(scheduler_t *s, long capacity);
  * answering c with why it was refused. */
 int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, const char *model, const char *agent,
                          control_conn_t *c, scheduler_wait_t how);
+/* c follows the events of the owner's execution id while it is not finished (replaying those
+ * after after first). Returns 1 when it does, 0 when no such execution is live (finished: the
+ * caller replays the stored events), -1 after answering c with why it cannot. */
+int scheduler_follow(scheduler_t *s, int64_t id, const char *owner, control_conn_t *c, long long after);
 /* Start what can start (a backend's state changed, a job ended). */
 void scheduler_kick(scheduler_t *s);
 /* Abort the session's running message and cancel its waiting ones (the session stays). Returns how

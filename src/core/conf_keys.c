@@ -119,6 +119,31 @@ const conf_key_t conf_keys[] = {
     {"server_max_inflight", CT_INT, N(server_max_inflight), "8", 1, 4096, NULL, NULL,
      "Messages on the server at once; more wait in their queues (a saturated server answers its health "
      "checks late and gets restarted)."},
+    {"permission_policy", CT_POLICY, S(permission_policy), "ask", 0, 0, "The agent's prompts, events and webhooks",
+     NULL,
+     "When the agent asks for a permission: ask relays it to the session's clients and waits for their "
+     "reply; allow and reject answer at once (recorded as replied by policy). Per-message mode cannot relay: "
+     "opencode run rejects on its own, and allow is passed to it as a permission override."},
+    {"permission_timeout", CT_DURATION, N(permission_timeout_ms), "120s", 1000, 86400000L, NULL, NULL,
+     "A permission nobody answers in this time is rejected (status timeout) and the turn goes on."},
+    {"question_timeout", CT_DURATION, N(question_timeout_ms), "300s", 1000, 86400000L, NULL, NULL,
+     "A question nobody answers in this time is rejected (status timeout) and the turn goes on."},
+    {"events_max", CT_INT, N(events_max), "5000", 0, 1000000, NULL, NULL,
+     "Events kept per execution for a client that reconnects (GET /api/executions/{n}/events); more are "
+     "sent live but not kept. The final done is always kept."},
+    {"events_max_bytes", CT_SIZE, N(events_max_bytes), "4m", 0, 1L << 30, NULL, NULL,
+     "The same bound in bytes of event data per execution."},
+    {"tool_input_max_bytes", CT_SIZE, N(tool_input_max_bytes), "16k", 0, 1L << 20, NULL, NULL,
+     "A tool call's input is stored up to this size; a larger one (or any with store_prompts = no) only as "
+     "its size and SHA-256."},
+    {"webhook_url", CT_URL, S(webhook_url), "", 0, 0, NULL, "(none)",
+     "Where execution.finished, permission.asked and question.asked are POSTed as JSON (none: no webhooks)."},
+    {"webhook_secret", CT_STRING, S(webhook_secret), "", 0, 0, NULL, "(none)",
+     "Signs each delivery: X-Ocpm-Signature: sha256=<hex HMAC-SHA256 of the body with this secret>."},
+    {"webhook_attempts", CT_INT, N(webhook_attempts), "5", 1, 100, NULL, NULL,
+     "Tries per delivery; the waits between them double from 1 s. Each delivery's outcome is recorded."},
+    {"webhook_timeout", CT_DURATION, N(webhook_timeout_ms), "10s", 100, 600000, NULL, NULL,
+     "One webhook request's timeout."},
     {"store_prompts", CT_BOOL, N(store_prompts), "yes", 0, 0, "Storage and logs", NULL,
      "Keep prompt and answer text in the database; no keeps only their sizes and SHA-256."},
     {"stored_text_limit", CT_SIZE, N(stored_text_limit), "64k", 0, 1L << 20, NULL, NULL,

@@ -25,6 +25,30 @@ static int conf_parse_text(const conf_key_t *k, void *field, const char *v, cons
     return 0;
 }
 
+/* permission_policy: what ocpm does when the agent asks for a permission. */
+static int conf_parse_policy(const conf_key_t *k, void *field, const char *v, const char **why)
+{
+    static const char *const policies[] = {"ask", "allow", "reject"};
+    for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+        if (strcmp(v, policies[i]) == 0)
+            return snprintf(field, k->size, "%s", v), 0;
+    return *why = "expected ask, allow or reject", -1;
+}
+
+/* An http:// or https:// URL without white space or control characters ("" for none). */
+static int conf_parse_url(const conf_key_t *k, void *field, const char *v, const char **why)
+{
+    if (strlen(v) >= k->size)
+        return *why = "too long", -1;
+    for (const char *c = v; *c; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c == 0x7f)
+            return *why = "contains white space or a control character", -1;
+    if (*v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+        return *why = "expected an http:// or https:// URL", -1;
+    memcpy(field, v, strlen(v) + 1);
+    return 0;
+}
+
 /* A user or group name: [A-Za-z0-9_.-], not starting with '-'. */
 static int conf_parse_name(const conf_key_t *k, void *field, const char *v, const char **why)
 {
@@ -168,4 +192,6 @@ const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_DURATION] = {"duration", conf_parse_duration, conf_format_ms},
     [CT_SIZE] = {"size", conf_parse_sized, conf_format_long},
     [CT_PERCENT] = {"share", conf_parse_percent, conf_format_percent},
+    [CT_POLICY] = {"policy", conf_parse_policy, conf_format_text},
+    [CT_URL] = {"url", conf_parse_url, conf_format_text},
 };

@@ -23,7 +23,25 @@ struct metrics {
     double started_at;
     unsigned long long executions[METRICS_NMODES][EXEC_NSTATUS];
     metrics_hist_t duration[METRICS_NMODES], queue_wait;
+    /* tool calls: names as seen (the last slot is "other"), by completed / error */
+    char tools[METRICS_TOOLS_MAX + 1][65];
+    unsigned long long tool_calls[METRICS_TOOLS_MAX + 1][2];
+    size_t ntools;
 };
+
+void metrics_tool_call(metrics_t *mt, const char *tool, const char *status)
+{
+    size_t i = 0;
+    while (i < mt->ntools && strcmp(mt->tools[i], tool) != 0)
+        i++;
+    if (i == mt->ntools) {
+        if (mt->ntools < METRICS_TOOLS_MAX)
+            snprintf(mt->tools[mt->ntools++], sizeof mt->tools[0], "%s", tool);
+        else
+            i = METRICS_TOOLS_MAX;
+    }
+    mt->tool_calls[i][strcmp(status, "completed") == 0 ? 0 : 1]++;
+}
 
 metrics_t *metrics_new(double started_at)
 {
@@ -134,6 +152,16 @@ static void metrics_put_own(metrics_out_t *o, const metrics_t *mt)
     }
     metrics_meta(o, "ocpm_queue_wait_seconds", "histogram", "Time executions waited before they started.");
     metrics_hist_put(o, "ocpm_queue_wait_seconds", "", &mt->queue_wait);
+    metrics_meta(o, "ocpm_tool_calls_total", "counter", "The agent's tool calls by tool and final status.");
+    static const char *const st[] = {"completed", "error"};
+    for (size_t i = 0; i <= METRICS_TOOLS_MAX; i++) {
+        if (i < METRICS_TOOLS_MAX && i >= mt->ntools)
+            continue;
+        for (size_t k = 0; k < 2; k++)
+            if (i < METRICS_TOOLS_MAX || mt->tool_calls[i][k])
+                metrics_put(o, "ocpm_tool_calls_total{tool=\"%s\",status=\"%s\"} %llu\n",
+                            i < METRICS_TOOLS_MAX ? mt->tools[i] : "other", st[k], mt->tool_calls[i][k]);
+    }
 }
 
 char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx)

@@ -50,27 +50,97 @@ static void sha256_block(uint32_t h[8], const unsigned char *b)
     h[7] += hh;
 }
 
+typedef struct sha256_ctx {
+    uint32_t h[8];
+    unsigned char buf[64];
+    size_t buffered;
+    uint64_t total;
+} sha256_ctx_t;
+
+static void sha256_init(sha256_ctx_t *c)
+{
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, iv, sizeof iv);
+    c->buffered = 0;
+    c->total = 0;
+}
+
+static void sha256_update(sha256_ctx_t *c, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    c->total += len;
+    while (len > 0) {
+        size_t take = 64 - c->buffered < len ? 64 - c->buffered : len;
+        memcpy(c->buf + c->buffered, p, take);
+        c->buffered += take;
+        p += take;
+        len -= take;
+        if (c->buffered == 64) {
+            sha256_block(c->h, c->buf);
+            c->buffered = 0;
+        }
+    }
+}
+
+static void sha256_final(sha256_ctx_t *c, unsigned char out[32])
+{
+    uint64_t bits = c->total * 8;
+    unsigned char pad = 0x80, zero = 0;
+    sha256_update(c, &pad, 1);
+    while (c->buffered != 56)
+        sha256_update(c, &zero, 1);
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[7 - i] = (unsigned char)(bits >> (8 * i));
+    sha256_update(c, len, 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(c->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)c->h[i];
+    }
+}
+
+static void sha256_hexify(const unsigned char d[32], char hex[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
 void sha256_hex(const void *data, size_t len, char hex[65])
 {
-    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    const unsigned char *p = data;
-    size_t left = len;
-    while (left >= 64) {
-        sha256_block(h, p);
-        p += 64;
-        left -= 64;
+    sha256_ctx_t c;
+    unsigned char d[32];
+    sha256_init(&c);
+    sha256_update(&c, data, len);
+    sha256_final(&c, d);
+    sha256_hexify(d, hex);
+}
+
+/* RFC 2104: H((K ^ opad) || H((K ^ ipad) || message)), K hashed first when longer than a block. */
+void hmac_sha256_hex(const void *key, size_t keylen, const void *data, size_t len, char hex[65])
+{
+    unsigned char k[64] = {0}, ipad[64], opad[64], inner[32], d[32];
+    sha256_ctx_t c;
+    if (keylen > 64) {
+        sha256_init(&c);
+        sha256_update(&c, key, keylen);
+        sha256_final(&c, k);
+    } else {
+        memcpy(k, key, keylen);
     }
-    unsigned char tail[128] = {0};
-    memcpy(tail, p, left);
-    tail[left] = 0x80;
-    size_t tl = left < 56 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++)
-        tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha256_block(h, tail);
-    if (tl == 128)
-        sha256_block(h, tail + 64);
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 8 * i, 9, "%08x", h[i]);
+    for (int i = 0; i < 64; i++) {
+        ipad[i] = k[i] ^ 0x36;
+        opad[i] = k[i] ^ 0x5c;
+    }
+    sha256_init(&c);
+    sha256_update(&c, ipad, 64);
+    sha256_update(&c, data, len);
+    sha256_final(&c, inner);
+    sha256_init(&c);
+    sha256_update(&c, opad, 64);
+    sha256_update(&c, inner, 32);
+    sha256_final(&c, d);
+    sha256_hexify(d, hex);
 }

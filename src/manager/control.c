@@ -300,10 +300,12 @@ int control_stream_start(control_conn_t *c)
     return rc;
 }
 
-int control_event(control_conn_t *c, const char *event, json_object *data)
+int control_event(control_conn_t *c, long long id, const char *event, json_object *data)
 {
     json_object *f = json_object_new_object();
     json_object_object_add(f, "t", json_object_new_string("event"));
+    if (id > 0)
+        json_object_object_add(f, "id", json_object_new_int64(id));
     json_object_object_add(f, "event", json_object_new_string(event));
     json_object_object_add(f, "data", json_object_get(data));
     int rc = control_send(c, f);

@@ -22,6 +22,14 @@
 
 static void execution_free(execution_t *e)
 {
+    scheduler_t *s = e->sch;
+    if (e->live_prev)
+        e->live_prev->live_next = e->live_next;
+    else if (s->live == e)
+        s->live = e->live_next;
+    if (e->live_next)
+        e->live_next->live_prev = e->live_prev;
+    turn_free(e->turn);
     if (e->workspace_fd >= 0)
         close(e->workspace_fd);
     free(e->owner);
@@ -72,12 +80,20 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
         return *err = "out of memory", NULL;
     e->sch = s;
     e->workspace_fd = -1;
+    const conf_t *cf = s->cfg.conf;
+    turn_limits_t lim = {.max_events = cf->events_max, .max_event_bytes = cf->events_max_bytes,
+                         .max_input_bytes = cf->tool_input_max_bytes, .store_prompts = cf->store_prompts};
+    e->turn = turn_new(&lim);
+    e->live_next = s->live;
+    if (s->live)
+        s->live->live_prev = e;
+    s->live = e;
     snprintf(e->session_id, sizeof e->session_id, "%s", session_id(sess));
     e->owner = strdup(session_owner(sess));
     e->prompt = strdup(text);
     e->model = model ? strdup(model) : NULL;
     e->agent = agent ? strdup(agent) : NULL;
-    if (!e->owner || !e->prompt || (model && !e->model) || (agent && !e->agent)) {
+    if (!e->turn || !e->owner || !e->prompt || (model && !e->model) || (agent && !e->agent)) {
         execution_free(e);
         return *err = "out of memory", NULL;
     }
@@ -135,11 +151,37 @@ int execution_add_waiter(execution_t *e, control_conn_t *c, int stream)
     return 0;
 }
 
-static void execution_broadcast(execution_t *e, const char *event, json_object *data)
+void execution_emit(execution_t *e, const char *event, json_object *data)
 {
+    long long id = turn_log(e->turn, event, data);
     for (int i = 0; i < e->nwaiters; i++)
         if (e->waiter_stream[i])
-            control_event(e->waiters[i], event, data);
+            control_event(e->waiters[i], id, event, data);
+}
+
+static void execution_replay_one(void *ctx, const db_event_t *ev)
+{
+    json_object *data = json_tokener_parse(ev->data);
+    control_event(ctx, ev->seq, ev->type, data);
+    json_object_put(data);
+}
+
+int execution_follow(execution_t *e, control_conn_t *c, long long after)
+{
+    if (e->nwaiters >= EXECUTION_WAITERS_MAX || user_add(e->sch->cfg.users, e->owner, USER_WAITERS, 1) != 0)
+        return -1;
+    control_stream_start(c);
+    if (turn_replay(e->turn, after, execution_replay_one, c)) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "message", json_object_new_string("events past events_max were not kept"));
+        control_event(c, 0, "events.truncated", d);
+        json_object_put(d);
+    }
+    e->waiters[e->nwaiters] = c;
+    e->waiter_stream[e->nwaiters] = 1;
+    e->nwaiters++;
+    control_set_waiter(c, execution_detach, e);
+    return 0;
 }
 
 /* Write the record. A progress write that fails is only logged (the final one rewrites every
@@ -185,6 +227,17 @@ static void execution_answer_waiters(execution_t *e)
 {
     json_object *rec = execution_json(e);
     int ok = e->rec.status == EXEC_SUCCEEDED;
+    /* The stream's last event, kept with the others (a replay ends the same way). */
+    json_object *done = json_object_new_object();
+    json_object_object_add(done, "execution", json_object_get(rec));
+    json_object_object_add(done, "text", e->answer ? json_object_new_string(e->answer) : NULL);
+    long long done_id = turn_log(e->turn, "done", done);
+    json_object_put(done);
+    if (turn_store(e->turn, e->sch->cfg.db, e->rec.id) != 0)
+        log_error("cannot record the turn's tool calls and events", "executionId=%lld error=%s",
+                  (long long)e->rec.id, log_q(db_errmsg(e->sch->cfg.db)));
+    if (e->sch->cfg.ended)
+        e->sch->cfg.ended(e->sch->cfg.ctx, e->rec.id, rec, e->turn);
     /* A copy: a write that fails closes its connection, which detaches it from e->waiters. */
     control_conn_t *waiters[EXECUTION_WAITERS_MAX];
     int stream[EXECUTION_WAITERS_MAX], n = e->nwaiters;
@@ -197,7 +250,7 @@ static void execution_answer_waiters(execution_t *e)
         json_object_object_add(b, "execution", json_object_get(rec));
         json_object_object_add(b, "text", e->answer ? json_object_new_string(e->answer) : NULL);
         if (stream[i]) {
-            control_event(waiters[i], "done", b);
+            control_event(waiters[i], done_id, "done", b);
             json_object_put(b);
             control_end(waiters[i]);
             continue;
@@ -227,6 +280,7 @@ void execution_finish(execution_t *e, exec_status_t status)
     }
     e->rec.status = status;
     e->rec.finished_at = clock_now();
+    e->rec.has_changes = turn_changes(e->turn, e->rec.changes);
     execution_store(e, 1);
     if (s->cfg.finished)
         s->cfg.finished(s->cfg.ctx, e->rec.mode, status,
@@ -283,9 +337,41 @@ static void execution_on_session(void *ctx, const char *oc_sid)
     storage_retry_session_oc(e->sch->cfg.storage, e->owner, e->session_id, oc_sid);
 }
 
+/* ask.h: answer a prompt through the backend the execution runs on. */
+static int execution_answer(void *ctx, const char *kind, const char *id, json_object *reply)
+{
+    execution_t *e = ctx;
+    if (!e->job || !e->backend->ops->answer)
+        return -1;
+    return e->backend->ops->answer(e->job, kind, id, reply);
+}
+
+static void execution_emit_cb(void *ctx, const char *event, json_object *record) { execution_emit(ctx, event, record); }
+
+/* opencode's events: read for the audit, passed on to streaming clients; its prompts become
+ * ocpm's records (ask.h), announced in their place. */
 static void execution_on_event(void *ctx, const char *type, json_object *data)
 {
-    execution_broadcast(ctx, type, data);
+    execution_t *e = ctx;
+    static const char *const prompts[][2] = {{"permission.asked", "permission"}, {"question.asked", "question"}};
+    static const char *const quiet[] = {"permission.replied", "question.replied", "question.rejected"};
+    turn_observe(e->turn, type, data);
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++)
+        if (strcmp(type, prompts[i][0]) == 0) {
+            ask_origin_t from = {.owner = e->owner, .session_id = e->session_id, .exec_id = e->rec.id,
+                                 .answer = e->backend->ops->answer ? execution_answer : NULL, .job = e,
+                                 .emit = execution_emit_cb, .ectx = e};
+            json_object *tool, *call;
+            const char *name = NULL;
+            if (json_object_object_get_ex(data, "tool", &tool) && json_object_object_get_ex(tool, "callID", &call))
+                name = turn_tool_name(e->turn, json_object_get_string(call));
+            ask_raised(e->sch->cfg.asks, prompts[i][1], data, &from, name);
+            return;
+        }
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+        if (strcmp(type, quiet[i]) == 0)
+            return;
+    execution_emit(e, type, data);
 }
 
 /* The job ended, however it ended: what it said goes into the record, then the one finish path. */
@@ -296,6 +382,7 @@ static void execution_on_done(void *ctx, const backend_result_t *r)
     /* backend.h: done never comes before start has returned (e is still being launched). */
     assert(!e->starting);
     e->job = NULL;
+    ask_turn_ended(s->cfg.asks, e->rec.id);
     /* The answer as the backend bounded it (oc_run at answer_max, the server at its reply's bound). */
     if (r->text && !e->answer) {
         e->answer = strndup(r->text, r->text_len);
@@ -336,7 +423,7 @@ static void execution_announce(execution_t *e)
     json_object *d = json_object_new_object();
     json_object_object_add(d, "execution_id", json_object_new_int64(e->rec.id));
     json_object_object_add(d, "mode", json_object_new_string(e->rec.mode));
-    execution_broadcast(e, "started", d);
+    execution_emit(e, "started", d);
     json_object_put(d);
 }
 

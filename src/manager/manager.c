@@ -104,6 +104,10 @@ static void manager_close_all(manager_t *m)
 {
     control_free(m->control);
     m->control = NULL;
+    ask_book_free(m->asks); /* pending prompts die with their turns, which are over */
+    m->asks = NULL;
+    webhook_free(m->webhook); /* before the HTTP client: it cancels its requests */
+    m->webhook = NULL;
     oc_server_free(m->server); /* before the HTTP client: it cancels its requests */
     m->server = NULL;
     http_free_client(m->http);
@@ -211,6 +215,11 @@ static int manager_init_storage(manager_t *m, char *err, size_t errlen)
         return snprintf(err, errlen, "cannot recover executions: %s", db_errmsg(m->db)), -1;
     if (interrupted)
         log_warn("executions left by a previous manager marked interrupted", "count=%d", interrupted);
+    int lost = 0;
+    if (db_prompt_lose_pending(m->db, clock_now(), &lost) != 0)
+        return snprintf(err, errlen, "cannot recover prompts: %s", db_errmsg(m->db)), -1;
+    if (lost)
+        log_warn("prompts left pending by a previous manager marked lost", "count=%d", lost);
     manager_event(m, "manager_start", OCPM_VERSION);
     manager_load_t load = {.m = m};
     if (db_session_each(m->db, manager_load_session, &load) != 0)
@@ -245,6 +254,12 @@ static void manager_init_handles(manager_life_t *l)
 }
 
 static void manager_pool_event(void *ctx, const char *kind, const char *detail) { manager_event(ctx, kind, detail); }
+
+static void manager_prompt_asked(void *ctx, const char *event, int64_t exec_id, json_object *record)
+{
+    manager_t *m = ctx;
+    webhook_send(m->webhook, event, exec_id, record);
+}
 
 /* What serves clients: the FastCGI socket and its responders, the control socket. */
 static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
@@ -292,6 +307,11 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;
     if (manager_init_storage(m, err, errlen) != 0)
         return -1;
+    ask_config_t ac = {.loop = m->loop, .db = m->db, .conf = c, .notify = manager_prompt_asked, .ctx = m};
+    m->asks = ask_book_new(&ac);
+    m->webhook = webhook_new(m->loop, m->http, m->db, c);
+    if (!m->asks || (c->webhook_url[0] && !m->webhook))
+        return snprintf(err, errlen, "out of memory"), -1;
     manager_init_handles(l);
     manager_probe(m);
     if (manager_choose_mode(m, err, errlen) != 0)

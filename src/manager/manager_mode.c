@@ -102,12 +102,24 @@ static void manager_scheduler_finished(void *ctx, const char *mode, exec_status_
     manager_touch(m);
 }
 
+static void manager_tool_call(void *ctx, const char *tool, const char *status)
+{
+    metrics_tool_call(ctx, tool, status);
+}
+
+static void manager_scheduler_ended(void *ctx, int64_t id, json_object *record, const turn_t *turn)
+{
+    manager_t *m = ctx;
+    turn_each_tool(turn, manager_tool_call, m->metrics);
+    webhook_send(m->webhook, "execution.finished", id, record);
+}
+
 /* The backends: the server with per-message runs as its fallback, or per-message runs alone. */
 static int manager_make_scheduler(manager_t *m, char *err, size_t errlen)
 {
     scheduler_config_t sc = {.loop = m->loop, .conf = m->conf, .db = m->db, .sessions = m->sessions,
                              .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
-                             .ctx = m};
+                             .ended = manager_scheduler_ended, .ctx = m, .asks = m->asks};
     backend_t run = {&oc_run_backend, m->runner};
     if (m->server) {
         sc.primary = (backend_t){&oc_server_backend, m->server};

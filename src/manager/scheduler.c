@@ -195,7 +195,7 @@ static void scheduler_ack(execution_t *e, session_t *sess, control_conn_t *c, sc
     }
     if (how == SCHEDULER_WAIT_STREAM) {
         control_stream_start(c);
-        control_event(c, "queued", info);
+        execution_emit(e, "queued", info);
     }
     json_object_put(info);
 }
@@ -235,6 +235,17 @@ int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, cons
         scheduler_ack(e, sess, c, how);
     scheduler_kick(s);
     return id;
+}
+
+int scheduler_follow(scheduler_t *s, int64_t id, const char *owner, control_conn_t *c, long long after)
+{
+    for (execution_t *e = s->live; e; e = e->live_next)
+        if (e->rec.id == id && strcmp(e->owner, owner) == 0) {
+            if (execution_follow(e, c, after) == 0)
+                return 1;
+            return scheduler_refuse(s, c, 429, "too_many_waiters", "too many clients follow this execution", NULL), -1;
+        }
+    return 0;
 }
 
 int scheduler_abort_session(scheduler_t *s, session_t *sess, const char *reason)

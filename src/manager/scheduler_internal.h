@@ -5,6 +5,7 @@
 
 #include "project.h"
 #include "scheduler.h"
+#include "turn.h"
 
 #define EXECUTION_WAITERS_MAX 8
 
@@ -13,6 +14,7 @@ typedef struct execution execution_t;
 struct scheduler {
     scheduler_config_t cfg;
     execution_t *head, *tail; /* every waiting execution, oldest first */
+    execution_t *live;        /* every execution not yet finished (queued, starting, running) */
     long running, queued;
     long message_capacity;
     unsigned long long finished, failed;
@@ -38,6 +40,8 @@ struct execution {
     int waiter_stream[EXECUTION_WAITERS_MAX];
     int nwaiters;
     execution_t *qprev, *qnext; /* the scheduler's FIFO */
+    execution_t *live_prev, *live_next;
+    turn_t *turn; /* what the agent did: events sent, tool calls, changes */
     int unsaved;                /* the final record waits in storage_retry */
 };
 
@@ -46,6 +50,10 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
                            const char **err);
 /* Count bytes of its text against the queue bounds while it waits. */
 int execution_hold_bytes(execution_t *e, long bytes);
+/* Send an event to e's streaming clients (kept in its turn, with the next id). */
+void execution_emit(execution_t *e, const char *event, json_object *data);
+/* c follows e's events: those after after now, then the rest live, then done. -1: no room. */
+int execution_follow(execution_t *e, control_conn_t *c, long long after);
 /* c waits for e (a stream when stream is set). Returns -1 when e has no room for another. */
 int execution_add_waiter(execution_t *e, control_conn_t *c, int stream);
 /* Take a run slot and start e on b: check the workspace, make it a project, hand it to b. */

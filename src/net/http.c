@@ -293,7 +293,7 @@ http_req_t *http_request(http_t *h, const http_opts_t *o)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, o->https ? "http,https" : "http");
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (o->timeout_ms > 0)
@@ -304,6 +304,8 @@ http_req_t *http_request(http_t *h, const http_opts_t *o)
         curl_easy_setopt(e, CURLOPT_USERPWD, o->userpwd);
     }
     r->headers = curl_slist_append(NULL, "Accept: application/json, text/event-stream");
+    for (const char *const *hd = o->headers; hd && *hd; hd++)
+        r->headers = curl_slist_append(r->headers, *hd);
     if (o->body) {
         r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
         r->body_copy = strdup(o->body);

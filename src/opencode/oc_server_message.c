@@ -392,6 +392,52 @@ static backend_job_t *oc_server_msg_start(void *self, const backend_request_t *r
     return msg;
 }
 
+static void oc_server_answer_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    char *what = ctx;
+    if (err || status != 200)
+        log_warn("the opencode server refused an answer to a prompt", "request=%s status=%ld error=%s", what, status,
+                 log_q(err ? errmsg : ""));
+    else
+        log_debug("answer sent to the opencode server", "request=%s", what);
+    free(what);
+}
+
+/* A prompt's answer: POST /permission/{id}/reply {reply, message?}, /question/{id}/reply {answers}
+ * or /question/{id}/reject. The turn goes on when opencode has it (its events say so). */
+static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, const char *id, json_object *reply)
+{
+    oc_server_t *s = msg->server;
+    if (msg->finished || oc_server_pid(s) <= 0 || !valid_id(id))
+        return -1;
+    json_object *b = json_object_new_object(), *v;
+    const char *action = "reply";
+    if (strcmp(kind, "permission") == 0) {
+        static const char *const keys[] = {"reply", "message"};
+        for (size_t i = 0; i < 2; i++)
+            if (json_object_object_get_ex(reply, keys[i], &v))
+                json_object_object_add(b, keys[i], json_object_get(v));
+    } else if (json_object_object_get_ex(reply, "answers", &v)) {
+        json_object_object_add(b, "answers", json_object_get(v));
+    } else {
+        action = "reject";
+    }
+    char enc[3 * 4096], url[3 * 4096 + 256];
+    oc_server_urlencode(msg->workspace, enc, sizeof enc);
+    snprintf(url, sizeof url, "%s/%s/%s/%s?directory=%s", s->base, kind, id, action, enc);
+    http_opts_t o = {.method = "POST", .url = url,
+                     .body = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                     .userpwd = s->userpwd, .timeout_ms = 10000, .max_body = 65536,
+                     .done = oc_server_answer_done, .ctx = strdup(id)};
+    int rc = o.ctx && http_request(s->cfg.http, &o) ? 0 : -1;
+    if (rc != 0)
+        free(o.ctx);
+    json_object_put(b);
+    return rc;
+}
+
 /* Ready and below server_max_inflight; draining (a replacement comes) or stopping: wait; starting
  * or restarting: down (a fallback may run the message). */
 static backend_state_t oc_server_backend_state(void *self)
@@ -425,4 +471,5 @@ const backend_ops_t oc_server_backend = {
     .capacity = oc_server_backend_capacity,
     .start = oc_server_msg_start,
     .stop = oc_server_msg_stop,
+    .answer = oc_server_msg_prompt_reply,
 };

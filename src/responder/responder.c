@@ -215,6 +215,9 @@ static void resp_stream(FCGX_Request *r, resp_thread_t *t)
         json_object_object_get_ex(f, "data", &data);
         if (type && strcmp(type, "event") == 0 && ev && !strpbrk(ev, "\r\n")) {
             const char *d = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : "null";
+            json_object *idv;
+            if (json_object_object_get_ex(f, "id", &idv) && json_object_is_type(idv, json_type_int))
+                resp_printf(r->out, "id: %lld\n", (long long)json_object_get_int64(idv));
             resp_printf(r->out, "event: %s\ndata: ", ev);
             FCGX_PutS(d, r->out);
             FCGX_PutS("\n\n", r->out);

@@ -46,7 +46,8 @@ static db_val_t dv_real(int set, double d) { return set ? (db_val_t){.kind = DV_
 enum {
     C_ID, C_SESSION, C_OWNER, C_MODE, C_STATUS, C_ARGV, C_PID, C_MODEL, C_AGENT, C_QUEUED, C_STARTED, C_FINISHED,
     C_DURATION, C_WAIT, C_EXIT, C_SIGNAL, C_RSS, C_CPU_USER, C_CPU_SYS, C_TOKENS_IN, C_TOKENS_OUT, C_COST, C_PROMPT,
-    C_PROMPT_BYTES, C_PROMPT_SHA, C_ANSWER, C_ANSWER_BYTES, C_ANSWER_SHA, C_OC_SESSION, C_STDERR, C_ERROR, C_COUNT
+    C_PROMPT_BYTES, C_PROMPT_SHA, C_ANSWER, C_ANSWER_BYTES, C_ANSWER_SHA, C_OC_SESSION, C_STDERR, C_ERROR,
+    C_CHANGES_FILES, C_CHANGES_ADD, C_CHANGES_DEL, C_COUNT
 };
 static const struct {
     const char *name;
@@ -63,6 +64,8 @@ static const struct {
     [C_PROMPT_SHA] = {"prompt_sha256", 0}, [C_ANSWER] = {"answer", 18}, [C_ANSWER_BYTES] = {"answer_bytes", 19},
     [C_ANSWER_SHA] = {"answer_sha256", 20}, [C_OC_SESSION] = {"opencode_session_id", 21},
     [C_STDERR] = {"stderr_tail", 22}, [C_ERROR] = {"error", 23},
+    [C_CHANGES_FILES] = {"changes_files", 24}, [C_CHANGES_ADD] = {"changes_additions", 25},
+    [C_CHANGES_DEL] = {"changes_deletions", 26},
 };
 
 /* Column c of e's row (hex: room for a digest). */
@@ -103,6 +106,9 @@ static db_val_t db_exec_column(const db_t *db, const db_exec_t *e, int c, char h
     case C_OC_SESSION: return dv_text(e->oc_session_id);
     case C_STDERR: return dv_text(e->stderr_tail);
     case C_ERROR: return dv_text(e->error);
+    case C_CHANGES_FILES: return dv_int(e->has_changes, e->changes[0]);
+    case C_CHANGES_ADD: return dv_int(e->has_changes, e->changes[1]);
+    case C_CHANGES_DEL: return dv_int(e->has_changes, e->changes[2]);
     }
     return (db_val_t){DV_NULL};
 }
@@ -126,6 +132,19 @@ json_object *db_exec_public(json_object *o)
     if (json_object_object_get_ex(o, "owner", &ow) && json_object_is_type(ow, json_type_string) &&
         !*json_object_get_string(ow))
         json_object_object_add(o, "owner", NULL);
+    /* The files the turn changed, as one object (null: not known, e.g. still running). */
+    static const char *const changes[][2] = {
+        {"changes_files", "files"}, {"changes_additions", "additions"}, {"changes_deletions", "deletions"}};
+    json_object *ch = NULL, *v;
+    for (size_t i = 0; i < 3; i++) {
+        if (json_object_object_get_ex(o, changes[i][0], &v) && v) {
+            if (!ch)
+                ch = json_object_new_object();
+            json_object_object_add(ch, changes[i][1], json_object_get(v));
+        }
+        json_object_object_del(o, changes[i][0]);
+    }
+    json_object_object_add(o, "changes", ch);
     return o;
 }
 

@@ -1,5 +1,6 @@
 /* db_internal: what the files of the storage module share (db.c: the connection and its faults;
- * db_schema.c: migrations and statements; db_sessions.c, db_executions.c, db_stats.c: the queries).
+ * db_schema.c: migrations and statements; db_sessions.c, db_executions.c, db_stats.c, db_turns.c: the
+ * queries).
  * Not for other modules: they use db.h. */
 #ifndef OCPM_DB_INTERNAL_H
 #define OCPM_DB_INTERNAL_H
@@ -43,6 +44,16 @@ enum {
     ST_STATS_BUSIEST,
     ST_PRUNE_EXECS,
     ST_PRUNE_EVENTS,
+    ST_TOOL_INSERT,
+    ST_TOOL_LIST,
+    ST_TOOL_COUNTS,
+    ST_EVENT_INSERT,
+    ST_EVENT_LIST,
+    ST_PROMPT_PUT,
+    ST_PROMPT_LIST,
+    ST_PROMPT_STATUS,
+    ST_PROMPT_LOSE,
+    ST_WEBHOOK_INSERT,
     ST_COUNT
 };
 

@@ -156,6 +156,62 @@ const char *const db_migrations[] = {
     "CREATE VIEW failures AS"
     "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
     "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted');",
+    /* 4: the agent's side of a turn: its tool calls, the files it changed, its permission and
+     * question prompts, the events clients were sent (for a reconnect), webhook deliveries.
+     * Children of an execution go with it (prune). */
+    "ALTER TABLE executions ADD COLUMN changes_files INTEGER;"
+    "ALTER TABLE executions ADD COLUMN changes_additions INTEGER;"
+    "ALTER TABLE executions ADD COLUMN changes_deletions INTEGER;"
+    "CREATE TABLE tool_calls ("
+    "  execution_id INTEGER NOT NULL REFERENCES executions(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  tool TEXT NOT NULL,"
+    "  call_id TEXT,"
+    "  status TEXT NOT NULL,"
+    "  input TEXT, input_bytes INTEGER, input_sha256 TEXT,"
+    "  output_bytes INTEGER, error TEXT,"
+    "  started_at REAL, ended_at REAL, duration_ms REAL,"
+    "  PRIMARY KEY (execution_id, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE prompts ("
+    "  id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('permission', 'question')),"
+    "  owner TEXT NOT NULL,"
+    "  session_id TEXT NOT NULL,"
+    "  execution_id INTEGER REFERENCES executions(id) ON DELETE CASCADE,"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','allowed','answered','rejected','timeout','lost')),"
+    "  request TEXT NOT NULL,"
+    "  reply TEXT,"
+    "  asked_at REAL NOT NULL, replied_at REAL, replied_by TEXT,"
+    "  PRIMARY KEY (owner, id)"
+    ");"
+    "CREATE INDEX prompts_session ON prompts(owner, session_id, kind, asked_at);"
+    "CREATE INDEX prompts_execution ON prompts(execution_id);"
+    "CREATE TABLE events ("
+    "  execution_id INTEGER NOT NULL REFERENCES executions(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data TEXT,"
+    "  PRIMARY KEY (execution_id, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE webhook_deliveries ("
+    "  id INTEGER PRIMARY KEY,"
+    "  delivery TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  execution_id INTEGER,"
+    "  status TEXT NOT NULL CHECK (status IN ('delivered', 'failed')),"
+    "  attempts INTEGER NOT NULL,"
+    "  http_status INTEGER,"
+    "  error TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  finished_at REAL NOT NULL"
+    ");"
+    "CREATE INDEX webhook_deliveries_at ON webhook_deliveries(created_at);"
+    "CREATE VIEW tool_usage AS"
+    "  SELECT t.tool, t.status, count(*) AS calls, count(DISTINCT e.owner) AS users,"
+    "         round(avg(t.duration_ms), 1) AS mean_ms, round(max(t.duration_ms), 1) AS max_ms,"
+    "         datetime(min(e.queued_at), 'unixepoch') AS first, datetime(max(e.queued_at), 'unixepoch') AS last"
+    "  FROM tool_calls t JOIN executions e ON e.id = t.execution_id GROUP BY t.tool, t.status;",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -186,7 +242,8 @@ const char *const db_sql[ST_COUNT] = {
         " finished_at = ?7, duration_ms = ?8, queue_wait_ms = ?9, exit_code = ?10, signal = ?11,"
         " peak_rss_kb = ?12, cpu_user_ms = ?13, cpu_sys_ms = ?14, tokens_in = ?15, tokens_out = ?16,"
         " cost = ?17, answer = ?18, answer_bytes = ?19, answer_sha256 = ?20, opencode_session_id = ?21,"
-        " stderr_tail = ?22, error = ?23 WHERE id = ?1",
+        " stderr_tail = ?22, error = ?23, changes_files = ?24, changes_additions = ?25,"
+        " changes_deletions = ?26 WHERE id = ?1",
     [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_STATS_COUNTS] = "SELECT mode, status, count(*) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
                         " GROUP BY mode, status",
@@ -211,6 +268,24 @@ const char *const db_sql[ST_COUNT] = {
     /* Retention, in small batches so the loop never stalls. */
     [ST_PRUNE_EXECS] = "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE finished_at < ?1"
                        " AND status NOT IN ('queued', 'running') ORDER BY id LIMIT ?2)",
+    [ST_TOOL_INSERT] = "INSERT INTO tool_calls (execution_id, seq, tool, call_id, status, input, input_bytes,"
+                       " input_sha256, output_bytes, error, started_at, ended_at, duration_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_TOOL_LIST] = "SELECT tool, call_id, status, input, input_bytes, input_sha256, output_bytes, error,"
+                     " started_at, ended_at, duration_ms FROM tool_calls WHERE execution_id = ?1 ORDER BY seq",
+    [ST_TOOL_COUNTS] = "SELECT t.tool, t.status, count(*) FROM tool_calls t JOIN executions e ON e.id = t.execution_id"
+                       " WHERE e.queued_at >= ?1 AND e.queued_at < ?2 GROUP BY t.tool, t.status ORDER BY 3 DESC LIMIT 100",
+    [ST_EVENT_INSERT] = "INSERT INTO events (execution_id, seq, type, data) VALUES (?1, ?2, ?3, ?4)",
+    [ST_EVENT_LIST] = "SELECT seq, type, data FROM events WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
+    [ST_PROMPT_PUT] = "INSERT OR REPLACE INTO prompts (id, kind, owner, session_id, execution_id, status, request, reply,"
+                      " asked_at, replied_at, replied_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_PROMPT_LIST] = "SELECT id, execution_id, status, request, reply, asked_at, replied_at, replied_by FROM prompts"
+                       " WHERE owner = ?1 AND kind = ?2 AND (?3 IS NULL OR session_id = ?3)"
+                       " AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR execution_id = ?5) ORDER BY asked_at, id",
+    [ST_PROMPT_STATUS] = "SELECT status FROM prompts WHERE owner = ?1 AND id = ?2 AND kind = ?3 AND session_id = ?4",
+    [ST_PROMPT_LOSE] = "UPDATE prompts SET status = 'lost', replied_at = ?1, replied_by = 'ocpm' WHERE status = 'pending'",
+    [ST_WEBHOOK_INSERT] = "INSERT INTO webhook_deliveries (delivery, event, execution_id, status, attempts, http_status,"
+                          " error, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"
                         " ORDER BY id LIMIT ?2)",
 };

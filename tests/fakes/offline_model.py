@@ -11,6 +11,11 @@ Fault knobs ride inside the user's text so that concurrent tests do not disturb 
     [[fail500]]     answer HTTP 500 (opencode retries without end)
     [[slow=MS]]     wait MS milliseconds between streamed chunks
     [[stall]]       send one chunk, then hang until the client goes away
+    [[tool:NAME {JSON}]]
+                    answer with one call of the tool NAME with the arguments JSON (any number of these
+                    markers: one call each, in order, one per turn); once the turn's last message is
+                    the tool's result, answer with text that quotes it:
+                    offline-model: tool NAME answered "<first 200 characters of its result>"
 
 Usage: offline_model.py [--port N] [--log FILE]; with --port 0 it picks a free port.
 It prints "offline model listening on http://127.0.0.1:PORT" once ready.
@@ -43,6 +48,46 @@ def user_texts(messages):
             # opencode may wrap the user's text; keep the last line that is not markup.
             out.append(t)
     return out
+
+
+TOOL_MARK = re.compile(r"\[\[tool:([A-Za-z0-9_.-]+) ")
+
+
+def tool_calls_of(text):
+    """The [[tool:NAME {JSON}]] markers of text, in order: [(name, arguments as a JSON string)]."""
+    calls, dec, pos = [], json.JSONDecoder(), 0
+    while True:
+        m = TOOL_MARK.search(text, pos)
+        if not m:
+            return calls
+        try:
+            args, end = dec.raw_decode(text, m.end())
+        except ValueError:
+            pos = m.end()
+            continue
+        calls.append((m.group(1), json.dumps(args)))
+        pos = end
+
+
+def tool_turn(messages, offered):
+    """What the model does about tools now: ("call", name, args, n) for the next marker not yet
+    called since the last user message (when the request offers that tool: a title request
+    offers none), ("answer", text) after a tool's result, or None."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    if last_user < 0:
+        return None
+    since = messages[last_user + 1:]
+    wanted = tool_calls_of(text_of(messages[last_user].get("content")))
+    made = sum(len(m.get("tool_calls") or []) for m in since if m.get("role") == "assistant")
+    if made < len(wanted) and wanted[made][0] in offered:
+        name, args = wanted[made]
+        return ("call", name, args, made)
+    if since and since[-1].get("role") == "tool":
+        out = re.sub(r"\s+", " ", text_of(since[-1].get("content")))[:200]
+        last_call = [c for m in since if m.get("role") == "assistant" for c in (m.get("tool_calls") or [])]
+        name = last_call[-1]["function"]["name"] if last_call else "?"
+        return ("answer", 'offline-model: tool %s answered "%s"' % (name, out))
+    return None
 
 
 def answer_for(messages):
@@ -101,7 +146,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(500, {"error": {"message": "offline model: injected failure"}})
         slow = re.search(r"\[\[slow=(\d+)\]\]", last)
         delay = int(slow.group(1)) / 1000.0 if slow else 0.0
-        text = answer_for(msgs)
+        offered = {t.get("function", {}).get("name") for t in req.get("tools") or [] if isinstance(t, dict)}
+        tool = tool_turn(msgs, offered)
+        text = tool[1] if tool and tool[0] == "answer" else answer_for(msgs)
         usage = {"prompt_tokens": sum(len(u.split()) for u in users) + 10,
                  "completion_tokens": len(text.split()), "total_tokens": 0}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -126,6 +173,16 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         try:
+            if tool and tool[0] == "call":
+                _, name, args, n = tool
+                chunk({"role": "assistant", "content": None, "tool_calls": [{
+                    "index": 0, "id": "call_offline_%d_%d" % (created, n), "type": "function",
+                    "function": {"name": name, "arguments": args}}]})
+                chunk({}, "tool_calls", True)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+                return
             chunk({"role": "assistant", "content": ""})
             words = re.findall(r"\S+\s*", text)
             for i, w in enumerate(words):

@@ -1,0 +1,56 @@
+/* turn: what the agent did in one execution, as its events tell it, in either mode.
+ *
+ * Every event a client is sent gets an id here (1, 2, ... per execution) and is kept, up to a
+ * count and a byte bound, so a client that reconnects can be sent what it missed (events past
+ * the bounds are still sent live, not kept; the log then says where it stops). Tool calls are
+ * read from the events of both backends (`tool_use` lines of `opencode run`, tool parts of
+ * `message.part.updated` from a server), one record per call id, its last state winning. The
+ * files changed come from opencode's summary of the turn (server mode: `message.updated` of the
+ * user message, `summary.diffs`). When the execution ends, turn_store writes the tool calls and
+ * the kept events in one transaction. */
+#ifndef OCPM_TURN_H
+#define OCPM_TURN_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "db.h"
+
+typedef struct turn turn_t;
+
+typedef struct turn_limits {
+    long max_events;       /* events kept per execution */
+    long max_event_bytes;  /* bytes of event data kept per execution */
+    long max_input_bytes;  /* a tool call's input kept up to this (bigger: sizes and digest only) */
+    int store_prompts;     /* 0: keep only sizes and digests of tool inputs */
+} turn_limits_t;
+
+turn_t *turn_new(const turn_limits_t *lim);
+void turn_free(turn_t *t);
+
+/* Give the next event its id and keep it (unless past the bounds). data is serialised as sent.
+ * Returns the id. */
+long long turn_log(turn_t *t, const char *type, json_object *data);
+/* The last id given (0: none yet). */
+long long turn_last_id(const turn_t *t);
+/* Read a tool call or a diff summary out of one of opencode's events. */
+void turn_observe(turn_t *t, const char *type, json_object *data);
+
+/* fn for each kept event with an id above after, in order. Returns 1 when some event above after
+ * was not kept (past the bounds), else 0. */
+int turn_replay(const turn_t *t, long long after, db_event_fn fn, void *ctx);
+
+/* The tool calls so far, as the API shows them (a new JSON array). */
+json_object *turn_tools_json(const turn_t *t);
+/* The tool of a call seen so far (NULL: none with that id). */
+const char *turn_tool_name(const turn_t *t, const char *call_id);
+/* The files changed, when opencode said: 1 and counts[files, additions, deletions], else 0. */
+int turn_changes(const turn_t *t, long long counts[3]);
+/* The tool calls by tool and status, for the metrics: fn(ctx, tool, status) once per call. */
+void turn_each_tool(const turn_t *t, void (*fn)(void *ctx, const char *tool, const char *status), void *ctx);
+
+/* Write the tool calls and kept events of execution exec_id. */
+int turn_store(const turn_t *t, db_t *db, int64_t exec_id);
+
+#endif
