@@ -56,6 +56,9 @@ typedef struct agent_launch {
  * workspace it may write (an fd the caller checked, so the sandbox binds to that directory), or
  * -1 for the whole workspace_root (the shared server). Creates the home when missing. */
 int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen);
+/* Set one more variable of the launch's environment (at most 4 per launch), replacing the
+ * operator's of that name. */
+int agent_launch_setenv(agent_launch_t *l, const char *name, const char *value);
 /* Put the launch's identity, limits, sandbox and environment into a spawn spec. */
 void agent_apply(const agent_launch_t *l, proc_spec_t *ps);
 void agent_launch_done(agent_launch_t *l);

@@ -30,6 +30,12 @@ typedef enum {
     API_FIELD_MODE,      /* "server" or "per-session" */
     API_FIELD_TIME,      /* unix seconds (number >= 0) */
     API_FIELD_CURSOR,    /* an execution id (integer >= 1) */
+    API_FIELD_SEQ,       /* an event id (integer >= 0) */
+    API_FIELD_REPLY,     /* a permission's reply: "once", "always" or "reject" */
+    API_FIELD_NOTE,      /* UTF-8 text up to 4096 bytes (may be empty) */
+    API_FIELD_ANSWERS,   /* a question's answers: [[label, ...], ...] (labels: UTF-8 up to 1024 bytes) */
+    API_FIELD_TRUE,      /* the boolean true */
+    API_FIELD_PROMPT_STATUS, /* a prompt's status: pending, allowed, answered, rejected, timeout, lost */
 } api_field_kind_t;
 
 typedef struct api_field {
@@ -42,6 +48,7 @@ typedef struct api_field {
 typedef struct api_call {
     const char *user;  /* REMOTE_USER, or "" (nobody authenticated); NULL from ocpmctl: the operator */
     const char *id;    /* the path's {id} or {n}, or NULL */
+    const char *sub;   /* the path's {rid} (a prompt's id), or NULL */
     json_object *args; /* the body's and query's fields, checked */
     bool stream;       /* Accept: text/event-stream (routes with API_WAITS) */
     bool async;        /* Prefer: respond-async (routes with API_WAITS) */
@@ -55,7 +62,8 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
 
 typedef struct api_route {
     const char *method;  /* NULL: no HTTP route (ocpmctl, over the control socket) */
-    const char *pattern; /* "{id}" matches a session id segment, "{n}" a positive 64-bit integer */
+    const char *pattern; /* "{id}" matches a session id segment, "{n}" a positive 64-bit integer, "{rid}"
+                          * (after one of those) a prompt's id */
     const char *op;
     const api_field_t *body;  /* NULL: no body allowed (empty or {}) */
     const api_field_t *query; /* NULL: no query parameters allowed */
@@ -67,11 +75,12 @@ typedef struct api_route {
 extern const api_route_t api_routes[];
 extern const size_t api_nroutes;
 
-/* Match method and path. Returns 0 and the route (with the {id}/{n} segment copied into id, or ""
- * when the pattern has none), 400 when the path matches but its segment is not valid (*why says
- * what it must be), 404 when no pattern matches, or 405 when one matches with another method
- * (allow then lists the methods that would, comma separated). */
-int api_match(const char *method, const char *path, const api_route_t **out, char *id, size_t idlen, const char **why,
+/* Match method and path. Returns 0 and the route (with the {id}/{n} segment copied into id and the
+ * {rid} one into sub, each "" when the pattern has none), 400 when the path matches but a segment
+ * is not valid (*why says what it must be), 404 when no pattern matches, or 405 when one matches
+ * with another method (allow then lists the methods that would, comma separated). id and sub have
+ * room for VALID_ID_MAX + 1 bytes. */
+int api_match(const char *method, const char *path, const api_route_t **out, char *id, char *sub, const char **why,
               char *allow, size_t allowlen);
 /* Check one value against its field. NULL when fine, else why (a phrase: "must be a string"). */
 const char *api_check_value(const api_field_t *f, json_object *v, long max_message_bytes);

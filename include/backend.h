@@ -36,7 +36,7 @@ typedef struct backend_request {
     const char *oc_session; /* the opencode conversation to continue, or NULL to begin one */
     const char *text, *model, *agent;
     long timeout_ms, grace_ms;
-    int ordered_events;     /* a client streams: done comes after the turn's last event */
+    int ordered_events;     /* done comes after the turn's last event (the server holds its answer for them) */
 } backend_request_t;
 
 /* How a job ended. Strings are valid during done() only. */

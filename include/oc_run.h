@@ -8,7 +8,9 @@
  * process table (argv is world-readable in /proc), and the model receives it byte for byte (given
  * as an argument, opencode wraps a message of several words in quotes). Reads stdout as JSON lines
  * as they come (oc_event.h): the first session id, the text parts (the answer, up to answer_max),
- * usage, errors; every event is passed on for streams. Keeps a bounded tail of stderr. The job ends
+ * usage, errors; every event is passed on for streams. Keeps a bounded tail of stderr, and reads
+ * it for the permissions opencode rejected on its own ("permission requested: P (patterns);
+ * auto-rejecting"), each passed on as a permission.asked event with "decided": "reject". The job ends
  * once the process has exited and both pipes are drained (or a drain window passed: grandchildren
  * holding the pipes are killed with the group). A stop sends SIGTERM to the group, SIGKILL after
  * the grace. */
@@ -28,6 +30,7 @@ typedef struct oc_runner_config {
     const char *bin;     /* opencode_bin */
     size_t stderr_tail;  /* stderr_tail_bytes */
     size_t answer_max;   /* the answer's text is cut here */
+    int allow_all;       /* permission_policy = allow: OPENCODE_PERMISSION={"*":"allow"} for each run */
 } oc_runner_config_t;
 
 oc_runner_t *oc_runner_new(const oc_runner_config_t *cfg);

@@ -73,6 +73,10 @@ long oc_server_restarts(const oc_server_t *s);
 long long oc_server_rss_bytes(const oc_server_t *s);
 json_object *oc_server_status_json(const oc_server_t *s);
 
+/* Ask the server for a workspace's uncommitted changes (GET /vcs/diff?mode=git: files with their
+ * patch and counts); done as http.h says. NULL when the server is not ready (done never comes). */
+http_req_t *oc_server_diff(oc_server_t *s, const char *workspace, http_done_fn done, void *ctx);
+
 /* The server as a backend: self is the oc_server_t. */
 extern const backend_ops_t oc_server_backend;
 

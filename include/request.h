@@ -21,6 +21,7 @@ typedef struct request_in {
     const char *content_type; /* may be NULL */
     const char *accept;       /* may be NULL */
     const char *prefer;       /* may be NULL */
+    const char *last_event_id; /* Last-Event-ID, may be NULL */
     const char *remote_user;  /* may be NULL or "" (anonymous) */
     const char *body;
     size_t body_len;

@@ -52,7 +52,7 @@ static int agent_build_env(agent_launch_t *l)
     size_t n = 0;
     while (agent_state.base_env[n])
         n++;
-    l->env = calloc(n + 12, sizeof *l->env);
+    l->env = calloc(n + 14, sizeof *l->env); /* ours (9), agent_launch_setenv's (4), NULL */
     if (!l->env)
         return -1;
     size_t o = 0;
@@ -80,6 +80,24 @@ static int agent_build_env(agent_launch_t *l)
             l->env[o++] = own[i];
     }
     return rc;
+}
+
+int agent_launch_setenv(agent_launch_t *l, const char *name, const char *value)
+{
+    char *v = agent_var(name, value, NULL);
+    if (!v)
+        return -1;
+    size_t nl = strlen(name), i = 0;
+    for (; l->env[i]; i++)
+        if (strncmp(l->env[i], name, nl) == 0 && l->env[i][nl] == '=') {
+            free(l->env[i]);
+            l->env[i] = v;
+            return 0;
+        }
+    /* agent_build_env left room for a few more. */
+    l->env[i] = v;
+    l->env[i + 1] = NULL;
+    return 0;
 }
 
 /* Read the system, the binary, the configuration; write the workspace and the home. */

@@ -37,6 +37,24 @@ static const api_field_t api_stats_query[] = {
     {"until", API_FIELD_TIME, false},
     {NULL, 0, false},
 };
+static const api_field_t api_prompt_query[] = {
+    {"status", API_FIELD_PROMPT_STATUS, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_permission_reply_body[] = {
+    {"reply", API_FIELD_REPLY, true},
+    {"message", API_FIELD_NOTE, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_question_reply_body[] = {
+    {"answers", API_FIELD_ANSWERS, false},
+    {"reject", API_FIELD_TRUE, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_events_query[] = {
+    {"after", API_FIELD_SEQ, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_prune_args[] = {
     {"before", API_FIELD_TIME, true},
     {NULL, 0, false},
@@ -56,9 +74,22 @@ const api_route_t api_routes[] = {
      "send a message: wait for the answer, stream it, or not wait"},
     {"POST", "/api/sessions/{id}/abort", "session.abort", NULL, NULL, 0, api_session_abort,
      "abort the running message and cancel the waiting ones"},
+    {"GET", "/api/sessions/{id}/permissions", "permission.list", NULL, api_prompt_query, 0, api_permission_list,
+     "the agent's permission requests in this session, oldest first"},
+    {"POST", "/api/sessions/{id}/permissions/{rid}", "permission.reply", api_permission_reply_body, NULL, 0,
+     api_permission_reply, "answer a pending permission request"},
+    {"GET", "/api/sessions/{id}/questions", "question.list", NULL, api_prompt_query, 0, api_question_list,
+     "the agent's questions in this session, oldest first"},
+    {"POST", "/api/sessions/{id}/questions/{rid}", "question.reply", api_question_reply_body, NULL, 0,
+     api_question_reply, "answer a pending question (answers, or reject)"},
+    {"GET", "/api/sessions/{id}/diff", "session.diff", NULL, NULL, 0, api_session_diff,
+     "the files the agent changed in the session's workspace (server mode)"},
     {"GET", "/api/executions", "exec.list", NULL, api_execution_query, 0, api_exec_list,
      "your executions, newest first, a page at a time"},
-    {"GET", "/api/executions/{n}", "exec.get", NULL, NULL, 0, api_exec_get, "one of your executions"},
+    {"GET", "/api/executions/{n}", "exec.get", NULL, NULL, 0, api_exec_get,
+     "one of your executions, with its tool calls, changes and prompts"},
+    {"GET", "/api/executions/{n}/events", "exec.events", NULL, api_events_query, API_WAITS, api_exec_events,
+     "its events as SSE from after (or Last-Event-ID), then live ones until done"},
     {"GET", "/api/stats", "stats", NULL, api_stats_query, API_OPERATOR, api_stats,
      "counts, durations, resources, tokens: everyone's"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
@@ -76,11 +107,12 @@ static const struct {
 } api_segments[] = {
     {"{id}", "ids must match [A-Za-z0-9_-]{1,64}"},
     {"{n}", "execution ids are positive 64-bit integers"},
+    {"{rid}", "prompt ids must match [A-Za-z0-9_-]{1,64}"},
 };
 
 static bool api_segment_ok(size_t kind, const char *seg)
 {
-    if (kind == 0)
+    if (kind != 1)
         return valid_id(seg);
     /* Decimal digits only (leading zeros allowed: 007 is 7), above 0, within 64 bits. */
     char *end;
@@ -89,10 +121,11 @@ static bool api_segment_ok(size_t kind, const char *seg)
     return seg[0] >= '0' && seg[0] <= '9' && !errno && !*end && n > 0;
 }
 
-/* Does path match pattern? Copies the placeholder's segment and flags one that is not valid, so
- * the caller answers 400 before anything reaches the manager. */
-static bool api_path_matches(const char *pattern, const char *path, char *id, size_t idlen, const char **bad)
+/* Does path match pattern? Copies the placeholders' segments (the first into id, {rid} into sub)
+ * and flags one that is not valid, so the caller answers 400 before anything reaches the manager. */
+static bool api_path_matches(const char *pattern, const char *path, char *id, char *sub, const char **bad)
 {
+    const size_t idlen = VALID_ID_MAX + 2;
     const char *p = pattern, *s = path;
     while (*p && *s) {
         size_t k = 0;
@@ -108,10 +141,11 @@ static bool api_path_matches(const char *pattern, const char *path, char *id, si
         size_t n = e ? (size_t)(e - s) : strlen(s);
         if (n == 0)
             return false;
+        char *into = k == 2 ? sub : id;
         size_t keep = n < idlen - 1 ? n : idlen - 1;
-        memcpy(id, s, keep);
-        id[keep] = '\0';
-        if (keep < n || !api_segment_ok(k, id))
+        memcpy(into, s, keep);
+        into[keep] = '\0';
+        if (keep < n || !api_segment_ok(k, into))
             *bad = api_segments[k].must;
         p += strlen(api_segments[k].placeholder);
         s += n;
@@ -120,7 +154,7 @@ static bool api_path_matches(const char *pattern, const char *path, char *id, si
     return !*p && !*s;
 }
 
-int api_match(const char *method, const char *path, const api_route_t **out, char *id, size_t idlen, const char **why,
+int api_match(const char *method, const char *path, const api_route_t **out, char *id, char *sub, const char **why,
               char *allow, size_t allowlen)
 {
     bool path_seen = false;
@@ -129,9 +163,9 @@ int api_match(const char *method, const char *path, const api_route_t **out, cha
         allow[0] = '\0';
     *out = NULL;
     for (size_t i = 0; i < api_nroutes; i++) {
-        char seg[VALID_ID_MAX + 2] = "";
+        char seg[VALID_ID_MAX + 2] = "", seg2[VALID_ID_MAX + 2] = "";
         const char *bad = NULL;
-        if (!api_routes[i].method || !api_path_matches(api_routes[i].pattern, path, seg, sizeof seg, &bad))
+        if (!api_routes[i].method || !api_path_matches(api_routes[i].pattern, path, seg, seg2, &bad))
             continue;
         if (bad) {
             *why = bad;
@@ -139,7 +173,8 @@ int api_match(const char *method, const char *path, const api_route_t **out, cha
         }
         path_seen = true;
         if (strcmp(api_routes[i].method, method) == 0) {
-            snprintf(id, idlen, "%s", seg);
+            snprintf(id, VALID_ID_MAX + 1, "%s", seg);
+            snprintf(sub, VALID_ID_MAX + 1, "%s", seg2);
             *out = &api_routes[i];
             return 0;
         }
@@ -150,6 +185,26 @@ int api_match(const char *method, const char *path, const api_route_t **out, cha
         }
     }
     return path_seen ? 405 : 404;
+}
+
+/* A question's answers: one array of chosen labels per question. */
+static const char *api_check_answers(json_object *v)
+{
+    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) == 0 || json_object_array_length(v) > 64)
+        return "must be an array of 1 to 64 arrays of labels";
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object *q = json_object_array_get_idx(v, i);
+        if (!json_object_is_type(q, json_type_array) || json_object_array_length(q) > 64)
+            return "must hold one array of at most 64 labels per question";
+        for (size_t k = 0; k < json_object_array_length(q); k++) {
+            json_object *l = json_object_array_get_idx(q, k);
+            const char *s = json_object_is_type(l, json_type_string) ? json_object_get_string(l) : NULL;
+            size_t n = s ? (size_t)json_object_get_string_len(l) : 0;
+            if (!s || n == 0 || n > 1024 || strlen(s) != n || !valid_utf8(s, n))
+                return "labels must be UTF-8 strings of 1 to 1024 bytes";
+        }
+    }
+    return NULL;
 }
 
 /* Numbers: limits and cursors are integers, times are numbers; none negative. */
@@ -165,13 +220,20 @@ static const char *api_check_number(const api_field_t *f, json_object *v)
     int64_t n = json_object_get_int64(v);
     if (f->kind == API_FIELD_CURSOR)
         return n >= 1 ? NULL : "must be a positive execution id";
+    if (f->kind == API_FIELD_SEQ)
+        return n >= 0 ? NULL : "must be an event id (0 or more)";
     return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
 }
 
 const char *api_check_value(const api_field_t *f, json_object *v, long max_message_bytes)
 {
-    if (f->kind == API_FIELD_LIMIT || f->kind == API_FIELD_CURSOR || f->kind == API_FIELD_TIME)
+    if (f->kind == API_FIELD_LIMIT || f->kind == API_FIELD_CURSOR || f->kind == API_FIELD_TIME ||
+        f->kind == API_FIELD_SEQ)
         return api_check_number(f, v);
+    if (f->kind == API_FIELD_ANSWERS)
+        return api_check_answers(v);
+    if (f->kind == API_FIELD_TRUE)
+        return json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v) ? NULL : "must be true";
     if (!json_object_is_type(v, json_type_string))
         return "must be a string";
     const char *s = json_object_get_string(v);
@@ -196,6 +258,19 @@ const char *api_check_value(const api_field_t *f, json_object *v, long max_messa
         return exec_status_parse(s) >= 0 ? NULL : "is not an execution status";
     case API_FIELD_MODE:
         return strcmp(s, "server") == 0 || strcmp(s, "per-session") == 0 ? NULL : "must be server or per-session";
+    case API_FIELD_REPLY:
+        return strcmp(s, "once") == 0 || strcmp(s, "always") == 0 || strcmp(s, "reject") == 0
+                   ? NULL
+                   : "must be once, always or reject";
+    case API_FIELD_NOTE:
+        return len <= 4096 ? NULL : "is longer than 4096 bytes";
+    case API_FIELD_PROMPT_STATUS: {
+        static const char *const st[] = {"pending", "allowed", "answered", "rejected", "timeout", "lost"};
+        for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
+            if (strcmp(s, st[i]) == 0)
+                return NULL;
+        return "must be pending, allowed, answered, rejected, timeout or lost";
+    }
     default:
         return NULL;
     }
@@ -251,6 +326,12 @@ static int api_check_frame(const api_route_t *r, json_object *f, long max_messag
             return control_error(c, 400, "invalid_id", api_segments[k].must), -1;
         call->id = json_object_get_string(v);
     }
+    if (r->pattern && strstr(r->pattern, "{rid}")) {
+        if (!json_object_object_get_ex(f, "sub", &v) || !json_object_is_type(v, json_type_string) ||
+            !api_segment_ok(2, json_object_get_string(v)))
+            return control_error(c, 400, "invalid_id", api_segments[2].must), -1;
+        call->sub = json_object_get_string(v);
+    }
     const char *name = NULL, *code = NULL;
     const char *why = api_check_fields(r->body ? r->body : r->query, args, max_message_bytes, &name, &code);
     if (why) {
@@ -290,7 +371,9 @@ static void api_doc_fields(FILE *f, const api_field_t *fields)
         [API_FIELD_ID] = "id",         [API_FIELD_WORKSPACE] = "workspace", [API_FIELD_TEXT] = "text",
         [API_FIELD_MODEL] = "model",   [API_FIELD_AGENT] = "agent",         [API_FIELD_STATUS] = "status",
         [API_FIELD_LIMIT] = "1..1000", [API_FIELD_MODE] = "mode",           [API_FIELD_TIME] = "unix seconds",
-        [API_FIELD_CURSOR] = "execution id"};
+        [API_FIELD_CURSOR] = "execution id", [API_FIELD_SEQ] = "event id", [API_FIELD_REPLY] = "once/always/reject",
+        [API_FIELD_NOTE] = "text", [API_FIELD_ANSWERS] = "[[label]]", [API_FIELD_TRUE] = "true",
+        [API_FIELD_PROMPT_STATUS] = "prompt status"};
     if (!fields || !fields->name)
         return (void)fputs("-", f);
     for (const api_field_t *p = fields; p->name; p++)

@@ -13,6 +13,13 @@ void api_session_get(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_session_delete(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_session_abort(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_message(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_session_diff(void *ctx, control_conn_t *c, const api_call_t *call);
+/* api_prompts.c */
+void api_permission_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_question_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_permission_reply(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_question_reply(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_exec_events(void *ctx, control_conn_t *c, const api_call_t *call);
 /* api_history.c */
 void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call);
@@ -24,6 +31,8 @@ void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
 
+/* The caller's session named by the path, or NULL after answering 404. */
+session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call);
 /* A string argument, or NULL. */
 const char *api_arg(const api_call_t *call, const char *key);
 /* A number argument, or def. */

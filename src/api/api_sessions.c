@@ -37,7 +37,7 @@ void api_storage_error(manager_t *m, control_conn_t *c, const char *what)
 
 /* A session the user may see, or NULL after answering 404. Ids are the user's own: another user's
  * session of the same id is simply not there. */
-static session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call)
+session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call)
 {
     session_t *s = session_find(m->sessions, call->user, call->id);
     if (!s)

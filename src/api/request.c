@@ -127,7 +127,7 @@ static json_object *request_parse_query(const api_route_t *r, const char *query,
         for (const api_field_t *p = r->query; p->name; p++)
             if (strcmp(p->name, kv) == 0)
                 fk = p;
-        if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR)) {
+        if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR || fk->kind == API_FIELD_SEQ)) {
             char *end;
             errno = 0;
             long long n = strtoll(val, &end, 10);
@@ -251,10 +251,10 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
         if (n != strlen(in->path) || strncmp(in->raw_uri, in->path, n) != 0)
             return request_fail(err, 404, "not_found", "no such endpoint");
     }
-    char id[VALID_ID_MAX + 1];
+    char id[VALID_ID_MAX + 1], sub[VALID_ID_MAX + 1];
     const api_route_t *r;
     const char *bad_id = NULL;
-    int rc = api_match(in->method, in->path, &r, id, sizeof id, &bad_id, err->allow, sizeof err->allow);
+    int rc = api_match(in->method, in->path, &r, id, sub, &bad_id, err->allow, sizeof err->allow);
     if (rc == 404)
         return request_fail(err, 404, "not_found", "no such endpoint");
     if (rc == 405)
@@ -271,6 +271,18 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
     json_object *query = request_parse_query(r, in->query, lim, err);
     if (!query)
         return NULL;
+    /* A reconnecting EventSource says where it stopped in Last-Event-ID; ?after wins. */
+    if (in->last_event_id && *in->last_event_id && r->query && r->query[0].kind == API_FIELD_SEQ &&
+        !json_object_object_get_ex(query, r->query[0].name, NULL)) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(in->last_event_id, &end, 10);
+        if (!request_decimal(in->last_event_id, 0) || errno || *end) {
+            json_object_put(query);
+            return request_fail(err, 400, "invalid_header", "Last-Event-ID must be an event id");
+        }
+        json_object_object_add(query, r->query[0].name, json_object_new_int64(n));
+    }
     json_object *body = request_parse_body(r, in, lim, err);
     if (!body) {
         json_object_put(query);
@@ -285,6 +297,8 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
     json_object_object_add(f, "user", json_object_new_string(user));
     if (*id)
         json_object_object_add(f, "id", json_object_new_string(id));
+    if (*sub)
+        json_object_object_add(f, "sub", json_object_new_string(sub));
     json_object_object_add(f, "args", body);
     if (r->flags & API_WAITS) {
         if (in->accept && strstr(in->accept, "text/event-stream"))

@@ -444,9 +444,6 @@ static void execution_launch(execution_t *e)
         return;
     }
     const backend_t *b = e->backend;
-    int streaming = 0;
-    for (int i = 0; i < e->nwaiters; i++)
-        streaming |= e->waiter_stream[i];
     const conf_t *cf = e->sch->cfg.conf;
     backend_request_t rq = {
         .owner = e->shared_home ? NULL : e->owner,
@@ -458,7 +455,9 @@ static void execution_launch(execution_t *e)
         .agent = e->agent,
         .timeout_ms = cf->run_timeout_ms,
         .grace_ms = cf->kill_grace_ms,
-        .ordered_events = streaming,
+        /* Always: the turn's tool calls and changes are read from its events, and a client may
+         * follow them later (GET /api/executions/{n}/events), so none may be cut off. */
+        .ordered_events = 1,
     };
     static const backend_events_t events = {execution_on_session, execution_on_event, execution_on_done};
     char err[512] = "";

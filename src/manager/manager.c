@@ -301,7 +301,7 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
     m->metrics = metrics_new(m->started_at);
     m->http = http_new(m->loop);
     oc_runner_config_t rc = {.loop = m->loop, .bin = c->opencode_bin, .stderr_tail = (size_t)c->stderr_tail_bytes,
-                             .answer_max = 1u << 20};
+                             .answer_max = 1u << 20, .allow_all = strcmp(c->permission_policy, "allow") == 0};
     m->runner = oc_runner_new(&rc);
     if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http || !m->runner)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;

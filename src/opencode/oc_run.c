@@ -20,6 +20,8 @@
 
 /* One stdout line larger than this is cut (and so dropped: a cut JSON line is no event). */
 #define OC_RUN_LINE_MAX (4u << 20)
+/* A stderr line longer than this is not read for permissions (it is still in the tail). */
+#define OC_RUN_ERR_LINE_MAX 4096
 /* After the process exits, wait this long for its pipes to close. */
 #define OC_RUN_DRAIN_MS 2000
 
@@ -42,7 +44,7 @@ struct backend_job {
     int exited, done_called;
     long grace_ms;
     backend_stop_t stopped;
-    linebuf_t *lines;
+    linebuf_t *lines, *err_lines;
     long dropped_lines;
     char *tail;
     size_t tail_len, tail_max;
@@ -77,6 +79,7 @@ static void oc_run_handle_closed(uv_handle_t *h)
     backend_job_t *j = h->data;
     if (--j->open_handles == 0) {
         linebuf_free(j->lines);
+        linebuf_free(j->err_lines);
         free(j->prompt);
         free(j->tail);
         free(j->answer);
@@ -152,16 +155,67 @@ static void oc_run_on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-/* Keep the last tail_max bytes of stderr. */
+/* A stderr line: opencode run's own word on a permission it decided alone, as
+ * "permission requested: P (pattern, ...); auto-rejecting" (colours around it). */
+static void oc_run_err_line(void *ctx, const char *line, size_t len, int cut)
+{
+    backend_job_t *j = ctx;
+    static const char lead[] = "permission requested: ", tail[] = "; auto-rejecting";
+    char buf[4096];
+    if (cut || len >= sizeof buf)
+        return;
+    /* Without escape sequences (ESC [ ... letter). */
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (line[i] == '\x1b' && i + 1 < len && line[i + 1] == '[') {
+            i += 2;
+            while (i < len && !((line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z')))
+                i++;
+            continue;
+        }
+        buf[o++] = line[i];
+    }
+    buf[o] = '\0';
+    char *p = strstr(buf, lead), *end = strstr(buf, tail);
+    if (!p || !end || end < p)
+        return;
+    p += sizeof lead - 1;
+    *end = '\0';
+    json_object *props = json_object_new_object(), *patterns = json_object_new_array();
+    char *open = strrchr(p, '(');
+    if (open && end > open && end[-1] == ')') {
+        end[-1] = '\0';
+        *open = '\0';
+        char *save = NULL;
+        for (char *pat = strtok_r(open + 1, ",", &save); pat; pat = strtok_r(NULL, ",", &save)) {
+            while (*pat == ' ')
+                pat++;
+            if (*pat)
+                json_object_array_add(patterns, json_object_new_string(pat));
+        }
+    }
+    size_t pl = strlen(p);
+    while (pl && p[pl - 1] == ' ')
+        p[--pl] = '\0';
+    json_object_object_add(props, "permission", json_object_new_string(p));
+    json_object_object_add(props, "patterns", patterns);
+    json_object_object_add(props, "decided", json_object_new_string("reject"));
+    j->ev.event(j->ctx, "permission.asked", props);
+    json_object_put(props);
+}
+
+/* Keep the last tail_max bytes of stderr, and read its lines. */
 static void oc_run_on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     backend_job_t *j = s->data;
     if (n < 0) {
         free(buf->base);
+        linebuf_flush(j->err_lines);
         oc_run_close_pipe(j, &j->err, &j->err_open);
         oc_run_maybe_finish(j);
         return;
     }
+    linebuf_feed(j->err_lines, buf->base, (size_t)n);
     if (j->tail_max) {
         size_t add = (size_t)n;
         const char *src = buf->base;
@@ -288,6 +342,7 @@ static char *oc_run_argv_json(char *const *argv)
 static void oc_run_job_free(backend_job_t *j)
 {
     linebuf_free(j->lines);
+    linebuf_free(j->err_lines);
     free(j->tail);
     free(j->prompt);
     free(j);
@@ -300,6 +355,11 @@ static pid_t oc_run_spawn(backend_job_t *j, const backend_request_t *rq, char *c
     agent_launch_t as;
     if (agent_launch(&as, rq->owner, rq->workspace_fd, err, errlen) != 0)
         return -1;
+    if (j->runner->cfg.allow_all && agent_launch_setenv(&as, "OPENCODE_PERMISSION", "{\"*\":\"allow\"}") != 0) {
+        agent_launch_done(&as);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     proc_spec_t ps;
     proc_spec_init(&ps, j->runner->cfg.bin, argv);
     /* The working directory is the workspace ocpm checked (its descriptor, not its path), and
@@ -338,10 +398,11 @@ static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, cons
         j->runner = runner;
         j->tail_max = runner->cfg.stderr_tail;
         j->lines = linebuf_new(OC_RUN_LINE_MAX, oc_run_line, j);
+        j->err_lines = linebuf_new(OC_RUN_ERR_LINE_MAX, oc_run_err_line, j);
         j->prompt = strdup(rq->text);
         j->tail = j->tail_max ? malloc(j->tail_max + 1) : NULL;
     }
-    if (!j || !j->lines || !j->prompt || (j->tail_max && !j->tail)) {
+    if (!j || !j->lines || !j->err_lines || !j->prompt || (j->tail_max && !j->tail)) {
         if (j)
             oc_run_job_free(j);
         snprintf(err, errlen, "out of memory");

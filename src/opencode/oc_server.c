@@ -369,3 +369,15 @@ json_object *oc_server_status_json(const oc_server_t *s)
     json_object_object_add(o, "directoriesLoaded", json_object_new_int64(loaded));
     return o;
 }
+
+http_req_t *oc_server_diff(oc_server_t *s, const char *workspace, http_done_fn done, void *ctx)
+{
+    if (s->state != OC_SERVER_READY || oc_server_pid(s) <= 0)
+        return NULL;
+    char enc[3 * 4096], url[3 * 4096 + 128];
+    oc_server_urlencode(workspace, enc, sizeof enc);
+    snprintf(url, sizeof url, "%s/vcs/diff?mode=git&directory=%s", s->base, enc);
+    http_opts_t o = {.method = "GET", .url = url, .userpwd = s->userpwd, .timeout_ms = 30000,
+                     .max_body = OC_SERVER_DIFF_MAX, .done = done, .ctx = ctx};
+    return http_request(s->cfg.http, &o);
+}

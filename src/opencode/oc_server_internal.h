@@ -15,6 +15,8 @@
 #define OC_SERVER_STOP_GRACE_MS 5000
 #define OC_SERVER_RESUBSCRIBE_MS 500
 #define OC_SERVER_ANSWER_MAX (16u << 20)
+/* A workspace's diff larger than this is refused (the client gets 502). */
+#define OC_SERVER_DIFF_MAX (8u << 20)
 /* The answer to POST .../message can overtake the turn's last events on the event stream: hold
  * it until the stream reports that assistant message completed (message.updated with
  * time.completed) or the session idle, at most this long. */

@@ -279,6 +279,7 @@ static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t, const api_rout
         .content_type = FCGX_GetParam("CONTENT_TYPE", env),
         .accept = FCGX_GetParam("HTTP_ACCEPT", env),
         .prefer = FCGX_GetParam("HTTP_PREFER", env),
+        .last_event_id = FCGX_GetParam("HTTP_LAST_EVENT_ID", env),
         .remote_user = FCGX_GetParam("REMOTE_USER", env),
         .body = body,
         .body_len = (size_t)len,

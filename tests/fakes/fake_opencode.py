@@ -19,6 +19,11 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
     [[orphan]]       leave a child process behind (in the same process group; its pid is logged)
     [[escape]]       leave a process behind that escapes the group (double fork and setsid; pid logged)
+    [[tools]]        make two tool calls first: bash (completed, input {"command": "echo hi > made.txt"}) and
+                     grep (error "no pattern")
+    [[permission]]   ask for external_directory (/etc/*) first: as the real `opencode run` does, report
+                     "permission requested: ...; auto-rejecting" on stderr (with its colours) and end the
+                     read call with the rejection; with OPENCODE_PERMISSION allowing "*", read it instead
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
                      with a pid) whether it worked
@@ -95,6 +100,36 @@ def history_save(sid, hist):
     with open(tmp, "w") as f:
         json.dump(hist, f)
     os.replace(tmp, history_path(sid))
+
+
+def tool_part(sid, tool, status, inp, output=None, error=None):
+    t = int(time.time() * 1000)
+    state = {"status": status, "input": inp, "time": {"start": t - 5, "end": t}}
+    if output is not None:
+        state["output"] = output
+    if error is not None:
+        state["error"] = error
+    return {"type": "tool", "tool": tool, "callID": "call_" + "".join(random.choice(string.ascii_letters) for _ in range(8)),
+            "sessionID": sid, "state": state}
+
+
+def tool_parts(message, sid):
+    """The tool calls the [[tools]] and [[permission]] knobs make (opencode run's tool_use parts)."""
+    parts = []
+    if "[[tools]]" in message:
+        parts.append(tool_part(sid, "bash", "completed", {"command": "echo hi > made.txt", "description": "make"},
+                               output="(no output)"))
+        parts.append(tool_part(sid, "grep", "error", {"pattern": ""}, error="no pattern"))
+    if "[[permission]]" in message:
+        allowed = json.loads(os.environ.get("OPENCODE_PERMISSION") or "{}").get("*") == "allow"
+        if allowed:
+            parts.append(tool_part(sid, "read", "completed", {"filePath": "/etc/hostname"}, output="fake-host\n"))
+        else:
+            sys.stderr.write("\x1b[93m\x1b[1m! \x1b[0mpermission requested: external_directory (/etc/*); auto-rejecting\n")
+            sys.stderr.flush()
+            parts.append(tool_part(sid, "read", "error", {"filePath": "/etc/hostname"},
+                                   error="The user rejected permission to use this specific tool call."))
+    return parts
 
 
 def emit(obj):
@@ -236,6 +271,8 @@ def main(argv):
                   ": " + message.split("[[error]]", 1)[1].strip() if message.split("[[error]]", 1)[1].strip() else "")}}})
         sys.stderr.write("Error: fake provider failure\n")
         return 1
+    for part in tool_parts(message, sid):
+        emit({"type": "tool_use", "timestamp": now(), "sessionID": sid, "part": part})
     hist = history_load(sid)
     if knob(message, "probe"):
         emit({"type": "text", "timestamp": now(), "sessionID": sid, "part": {"type": "text", "text": probe(message)}})

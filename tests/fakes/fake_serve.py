@@ -8,6 +8,9 @@ Routes (HTTP Basic auth with OPENCODE_SERVER_PASSWORD on every one, health inclu
   POST /session/{id}/abort                 true
   POST /instance/dispose?directory=D       true
   POST /global/dispose                     true
+  POST /permission/{id}/reply              {"reply", "message"?}: true, 404 for no such request
+  POST /question/{id}/reply | /reject      {"answers"} or none: true, 404 for no such request
+  GET  /vcs/diff?mode=git&directory=D      every file of D but .git, as added
   GET  /config/providers                   the models of OPENCODE_FAKE_MODELS (fake_opencode.MODELS)
   GET  /config                             {"model": the first of them}
 A session keeps the last model a message named (as opencode does): a model the server does not offer
@@ -15,7 +18,10 @@ answers HTTP 500, and so does every later message of that session that names non
 
 Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (until aborted),
 [[crash]] (the server dies mid-message), [[provider_error]] (HTTP 200 with info.error),
-[[grow=MB]] (the server keeps MB more memory), [[flood=BYTES]] (BYTES of log lines on stdout). Knobs in the environment:
+[[grow=MB]] (the server keeps MB more memory), [[flood=BYTES]] (BYTES of log lines on stdout),
+[[tools]] (a bash call that writes made.txt, a grep call that fails, and the turn's diff summary),
+[[permission]] (a read of /etc/hostname that asks external_directory and waits for the reply),
+[[question]] (the question tool: "Which color?" red/blue, waiting for the answer). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
 slow_start (the next start takes 3 s before it listens).
@@ -39,6 +45,7 @@ SUBSCRIBERS = []          # queues of SSE subscribers
 SESSIONS = {}             # id -> {"directory", "history": [texts], "busy": bool, "abort": Event}
 INSTANCES = set()         # directories loaded
 HOG = []                  # memory kept by [[grow=MB]]
+PROMPTS = {}              # pending permission/question id -> {"done": Event, "reply": body or "reject"}
 
 
 def rid(prefix):
@@ -111,6 +118,19 @@ class Handler(BaseHTTPRequestHandler):
                                         "default": {p: next(iter(ms)) for p, ms in provs.items()}})
         if u.path == "/config":
             return self.send_json(200, {"model": fake_opencode.MODELS[0]})
+        if u.path == "/vcs/diff":
+            d = (parse_qs(u.query).get("directory") or [""])[0]
+            out = []
+            for root, dirs, files in os.walk(d):
+                dirs[:] = [x for x in dirs if x != ".git"]
+                for name in sorted(files):
+                    path = os.path.join(root, name)
+                    with open(path, "rb") as f:
+                        lines = f.read().decode("utf-8", "replace").splitlines()
+                    rel = os.path.relpath(path, d)
+                    out.append({"file": rel, "patch": "".join("+%s\n" % x for x in lines), "additions": len(lines),
+                                "deletions": 0, "status": "added"})
+            return self.send_json(200, out)
         self.send_json(404, {"error": "not found"})
 
     def events(self):
@@ -168,6 +188,20 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK, open(log, "a") as f:
                     f.write(json.dumps({"disposed": directory}) + "\n")
             return self.send_json(200, True)
+        m = re.match(r"^/(permission|question)/([^/]+)/(reply|reject)$", u.path)
+        if m:
+            body = self.body()
+            with LOCK:
+                p = PROMPTS.pop(m.group(2), None)
+            log = os.environ.get("OPENCODE_FAKE_LOG")
+            if log:
+                with LOCK, open(log, "a") as f:
+                    f.write(json.dumps({"prompt_reply": m.group(2), "action": m.group(3), "body": body}) + "\n")
+            if not p:
+                return self.send_json(404, {"_tag": "NotFoundError", "message": "request not found: " + m.group(2)})
+            p["reply"] = body if m.group(3) == "reply" else "reject"
+            p["done"].set()
+            return self.send_json(200, True)
         m = re.match(r"^/session/([^/]+)/(message|abort)$", u.path)
         if not m:
             return self.send_json(404, {"error": "not found"})
@@ -185,6 +219,53 @@ class Handler(BaseHTTPRequestHandler):
             s["abort"].set()
             return self.send_json(200, True)
         return self.message(sid, s, directory or s["directory"], self.body())
+
+    def agent_side(self, sid, s, directory, mid, text, aborted):
+        """The knobs that make the agent act: tool calls, a permission, a question. Returns what the
+        answer says about them, and whether the turn was aborted meanwhile."""
+        extra = ""
+        if aborted:
+            return extra, aborted
+        if "[[tools]]" in text:
+            with open(os.path.join(directory, "made.txt"), "w") as f:
+                f.write("hi\n")
+            tool_update(directory, sid, mid, "c1", "bash", "completed", {"command": "echo hi > made.txt"},
+                        output="(no output)")
+            tool_update(directory, sid, mid, "c2", "grep", "error", {"pattern": ""}, error="no pattern")
+            publish(directory, "message.updated", {"sessionID": sid, "info": {
+                "id": rid("msg_"), "role": "user", "sessionID": sid, "summary": {"diffs": [
+                    {"file": "made.txt", "patch": "+hi\n", "additions": 1, "deletions": 0, "status": "added"}]}}})
+        if "[[permission]]" in text:
+            inp = {"filePath": "/etc/hostname"}
+            tool_update(directory, sid, mid, "c3", "read", "running", inp)
+            r = ask(directory, sid, s, "permission", {
+                "permission": "external_directory", "patterns": ["/etc/*"],
+                "metadata": {"filepath": "/etc/hostname", "parentDir": "/etc"}, "always": ["/etc/*"],
+                "tool": {"messageID": mid, "callID": "c3"}})
+            if r is None:
+                return extra, True
+            word = r.get("reply") if isinstance(r, dict) else "reject"
+            if word in ("once", "always"):
+                tool_update(directory, sid, mid, "c3", "read", "completed", inp, output="fake-host\n")
+            else:
+                tool_update(directory, sid, mid, "c3", "read", "error", inp,
+                            error="The user rejected permission to use this specific tool call.")
+            extra += " (permission: %s%s)" % (word, ", " + r["message"] if isinstance(r, dict) and r.get("message") else "")
+        if "[[question]]" in text:
+            qs = [{"question": "Which color?", "header": "Color",
+                   "options": [{"label": "red", "description": "warm"}, {"label": "blue", "description": "cold"}]}]
+            tool_update(directory, sid, mid, "c4", "question", "running", {"questions": qs})
+            r = ask(directory, sid, s, "question", {"questions": qs, "tool": {"messageID": mid, "callID": "c4"}})
+            if r is None:
+                return extra, True
+            if r == "reject":
+                tool_update(directory, sid, mid, "c4", "question", "error", {"questions": qs},
+                            error="The user dismissed this question")
+                extra += " (question rejected)"
+            else:
+                tool_update(directory, sid, mid, "c4", "question", "completed", {"questions": qs}, output="answered")
+                extra += " (answers: %s)" % json.dumps(r.get("answers"))
+        return extra, aborted
 
     def message(self, sid, s, directory, req):
         import fake_opencode
@@ -229,6 +310,8 @@ class Handler(BaseHTTPRequestHandler):
             sys.stdout.flush()
         if "[[hang]]" in text:
             aborted = s["abort"].wait(3600)
+        extra, aborted = self.agent_side(sid, s, directory, mid, text, aborted)
+        answer += extra
         slow = re.search(r"\[\[slow=(\d+)\]\]", text)
         pid = rid("prt_")
         publish(directory, "message.part.updated",
@@ -258,6 +341,32 @@ class Handler(BaseHTTPRequestHandler):
         publish(directory, "session.status", {"sessionID": sid, "status": {"type": "idle"}})
         publish(directory, "session.idle", {"sessionID": sid})
         self.send_json(200, {"info": info, "parts": parts})
+
+
+def tool_update(directory, sid, mid, call, tool, status, inp, **more):
+    state = {"status": status, "input": inp, "time": {"start": int(time.time() * 1000)}}
+    if status in ("completed", "error"):
+        state["time"]["end"] = int(time.time() * 1000) + 1
+    state.update(more)
+    publish(directory, "message.part.updated", {"sessionID": sid, "part": {
+        "id": "prt_" + call, "messageID": mid, "sessionID": sid, "type": "tool", "tool": tool, "callID": call,
+        "state": state}})
+
+
+def ask(directory, sid, s, kind, props):
+    """Publish KIND.asked and wait for its reply (or the abort): the reply's body, "reject", or None."""
+    rq = rid("per_" if kind == "permission" else "que_")
+    p = {"done": threading.Event(), "reply": None}
+    with LOCK:
+        PROMPTS[rq] = p
+    publish(directory, kind + ".asked", dict(props, id=rq, sessionID=sid))
+    while not p["done"].wait(0.05):
+        if s["abort"].is_set():
+            with LOCK:
+                PROMPTS.pop(rq, None)
+            return None
+    publish(directory, kind + ".replied", {"sessionID": sid, "requestID": rq})
+    return p["reply"]
 
 
 def serve(argv):
