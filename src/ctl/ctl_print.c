@@ -69,6 +69,14 @@ void ctl_print_pairs(json_object *obj, const char *prefix)
             char p[128];
             snprintf(p, sizeof p, "%s%s.", prefix, k);
             ctl_print_pairs(v, p);
+        } else if (v && json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0 &&
+                   json_object_is_type(json_object_array_get_idx(v, 0), json_type_object)) {
+            /* A list of records (tool calls, prompts): one block each, numbered. */
+            for (size_t i = 0; i < json_object_array_length(v); i++) {
+                char p[128];
+                snprintf(p, sizeof p, "%s%s[%zu].", prefix, k, i);
+                ctl_print_pairs(json_object_array_get_idx(v, i), p);
+            }
         } else if (v && json_object_is_type(v, json_type_array)) {
             printf("%s%s: %s\n", prefix, k, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
         } else {

@@ -76,7 +76,7 @@ void ask_book_free(ask_book_t *b)
     free(b);
 }
 
-long ask_pending(const ask_book_t *b) { return b->npending; }
+long ask_pending(const ask_book_t *b) { return b ? b->npending : 0; }
 
 static db_prompt_t ask_row(const ask_t *a)
 {
@@ -305,6 +305,8 @@ int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *se
 
 void ask_turn_ended(ask_book_t *b, int64_t exec_id)
 {
+    if (!b)
+        return;
     ask_t *a = b->pending;
     while (a) {
         ask_t *next = a->next;

@@ -72,8 +72,8 @@ static void fake_end(backend_job_t *j, int ok, backend_stop_t stopped, const cha
 
 static void fake_stop(backend_job_t *j, backend_stop_t why) { fake_end(j, 0, why, NULL, "Aborted"); }
 
-static const backend_ops_t fake_ops = {"per-session", "standalone", fake_state, fake_capacity, fake_start, fake_stop};
-static const backend_ops_t fake_server_ops = {"server", "server", fake_state, fake_capacity, fake_start, fake_stop};
+static const backend_ops_t fake_ops = {"per-session", "standalone", fake_state, fake_capacity, fake_start, fake_stop, NULL};
+static const backend_ops_t fake_server_ops = {"server", "server", fake_state, fake_capacity, fake_start, fake_stop, NULL};
 
 typedef struct world {
     char dir[64];
