@@ -65,15 +65,28 @@ void api_question_reply(void *ctx, control_conn_t *c, const api_call_t *call)
     api_prompt_reply(ctx, c, call, "question");
 }
 
+typedef struct api_replay {
+    control_conn_t *c;
+    long long last; /* the last id sent (or the client's after) */
+    int done;
+} api_replay_t;
+
+/* One stored event; a gap before it (events past events_max were not kept) is said first. */
 static void api_replay_one(void *ctx, const db_event_t *ev)
 {
-    struct {
-        control_conn_t *c;
-        int done;
-    } *r = ctx;
+    api_replay_t *r = ctx;
+    if (ev->seq > r->last + 1) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "message", json_object_new_string("events past events_max were not kept"));
+        json_object_object_add(d, "from", json_object_new_int64(r->last + 1));
+        json_object_object_add(d, "to", json_object_new_int64(ev->seq - 1));
+        control_event(r->c, 0, "events.truncated", d);
+        json_object_put(d);
+    }
     json_object *data = json_tokener_parse(ev->data);
     control_event(r->c, ev->seq, ev->type, data);
     json_object_put(data);
+    r->last = ev->seq;
     if (strcmp(ev->type, "done") == 0)
         r->done = 1;
 }
@@ -92,10 +105,7 @@ void api_exec_events(void *ctx, control_conn_t *c, const api_call_t *call)
     json_object *row = db_exec_get(m->db, id, call->user);
     if (!row)
         return (void)control_error(c, 404, "execution_not_found", "no such execution");
-    struct {
-        control_conn_t *c;
-        int done;
-    } r = {c, 0};
+    api_replay_t r = {.c = c, .last = after};
     control_stream_start(c);
     if (db_event_each(m->db, id, after, api_replay_one, &r) != 0)
         log_error("cannot read an execution's events", "executionId=%lld error=%s", (long long)id,
