@@ -59,6 +59,7 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
 
 #define API_WAITS 1u    /* the client may stream the answer or not wait for it */
 #define API_OPERATOR 2u /* everyone's data: the shipped nginx files allow it from localhost only */
+#define API_FOLLOWS 4u  /* always answered as a stream that may last the whole turn (holds a thread) */
 
 typedef struct api_route {
     const char *method;  /* NULL: no HTTP route (ocpmctl, over the control socket) */

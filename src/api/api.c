@@ -88,7 +88,7 @@ const api_route_t api_routes[] = {
      "your executions, newest first, a page at a time"},
     {"GET", "/api/executions/{n}", "exec.get", NULL, NULL, 0, api_exec_get,
      "one of your executions, with its tool calls, changes and prompts"},
-    {"GET", "/api/executions/{n}/events", "exec.events", NULL, api_events_query, API_WAITS, api_exec_events,
+    {"GET", "/api/executions/{n}/events", "exec.events", NULL, api_events_query, API_FOLLOWS, api_exec_events,
      "its events as SSE from after (or Last-Event-ID), then live ones until done"},
     {"GET", "/api/stats", "stats", NULL, api_stats_query, API_OPERATOR, api_stats,
      "counts, durations, resources, tokens: everyone's"},
@@ -394,8 +394,9 @@ int api_doc_write(FILE *f, const char *format)
         fputs(" | ", f);
         api_doc_fields(f, r->query);
         fprintf(f, " | %s | %s%s |\n", r->flags & API_OPERATOR ? "operator" : "user", r->summary,
-                r->flags & API_WAITS ? " (`Accept: text/event-stream` streams; `Prefer: respond-async` returns 202)"
-                                     : "");
+                r->flags & API_WAITS     ? " (`Accept: text/event-stream` streams; `Prefer: respond-async` returns 202)"
+                : r->flags & API_FOLLOWS ? " (always SSE)"
+                                         : "");
     }
     return 0;
 }

@@ -46,6 +46,13 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(x, "responders", pool_status_json(m->pool));
     json_object_object_add(x, "database", storage_retry_status_json(m->storage));
     json_object_object_add(x, "agentIsolation", agent_status_json());
+    json_object_object_add(x, "promptsPending", json_object_new_int64(ask_pending(m->asks)));
+    json_object *hooks = json_object_new_object();
+    json_object_object_add(hooks, "enabled", json_object_new_boolean(m->webhook != NULL));
+    json_object_object_add(hooks, "pending", json_object_new_int64(webhook_pending(m->webhook)));
+    json_object_object_add(hooks, "delivered", json_object_new_int64((int64_t)webhook_delivered(m->webhook)));
+    json_object_object_add(hooks, "failed", json_object_new_int64((int64_t)webhook_failed(m->webhook)));
+    json_object_object_add(x, "webhooks", hooks);
     long models = oc_models_count(m->models);
     json_object_object_add(x, "modelsKnown", models >= 0 ? json_object_new_int64(models) : NULL);
     /* Heap in use as glibc's malloc sees it (RSS also holds what malloc keeps for reuse); null where
@@ -96,6 +103,10 @@ static double api_m_resp_inflight(const void *c) { (void)c; return (double)infli
 static double api_m_resp_refused(const void *c) { (void)c; return (double)inflight_refused(); }
 static double api_m_db_failures(const void *c) { return (double)storage_retry_failures(API_M(c)->storage); }
 static double api_m_db_pending(const void *c) { return (double)storage_retry_pending(API_M(c)->storage); }
+static double api_m_prompts(const void *c) { return (double)ask_pending(API_M(c)->asks); }
+static double api_m_hooks_pending(const void *c) { return (double)webhook_pending(API_M(c)->webhook); }
+static double api_m_hooks_delivered(const void *c) { return (double)webhook_delivered(API_M(c)->webhook); }
+static double api_m_hooks_failed(const void *c) { return (double)webhook_failed(API_M(c)->webhook); }
 static double api_m_server_up(const void *c)
 {
     const oc_server_t *s = API_M(c)->server;
@@ -128,6 +139,11 @@ static const metric_t api_metric_table[] = {
      api_m_db_failures},
     {"ocpm_db_pending_writes", METRIC_GAUGE, "Final execution records waiting to be written again.",
      api_m_db_pending},
+    {"ocpm_prompts_pending", METRIC_GAUGE, "Permission and question prompts waiting for an answer.", api_m_prompts},
+    {"ocpm_webhook_pending", METRIC_GAUGE, "Webhook deliveries being tried.", api_m_hooks_pending},
+    {"ocpm_webhook_delivered_total", METRIC_COUNTER, "Webhook deliveries a receiver accepted.", api_m_hooks_delivered},
+    {"ocpm_webhook_failed_total", METRIC_COUNTER, "Webhook deliveries given up after webhook_attempts tries.",
+     api_m_hooks_failed},
     {"ocpm_server_up", METRIC_GAUGE, "1 when an opencode server process runs (server mode).", api_m_server_up},
     {"ocpm_server_healthy", METRIC_GAUGE, "1 when the opencode server passed its last health check.",
      api_m_server_healthy},

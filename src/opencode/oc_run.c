@@ -375,11 +375,9 @@ static pid_t oc_run_spawn(backend_job_t *j, const backend_request_t *rq, char *c
     return pid;
 }
 
-static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
-                                   long *pid_out, char **argv_json, char *err, size_t errlen)
+/* opencode run --format json [--session S] [--model M] [--agent A] (the message goes to stdin). */
+static void oc_run_argv(const oc_runner_t *runner, const backend_request_t *rq, const char *argv[16])
 {
-    oc_runner_t *runner = self;
-    const char *argv[16];
     size_t n = 0;
     argv[n++] = runner->cfg.bin;
     argv[n++] = "run";
@@ -392,6 +390,14 @@ static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, cons
             argv[n++] = opts[i][1];
         }
     argv[n] = NULL;
+}
+
+static backend_job_t *oc_run_start(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
+                                   long *pid_out, char **argv_json, char *err, size_t errlen)
+{
+    oc_runner_t *runner = self;
+    const char *argv[16];
+    oc_run_argv(runner, rq, argv);
 
     backend_job_t *j = calloc(1, sizeof *j);
     if (j) {

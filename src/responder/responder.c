@@ -348,7 +348,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     if (!frame)
         return;
     /* A request whose answer may take minutes (a message) holds its thread: counted apart. */
-    if (row->flags & API_WAITS) {
+    if (row->flags & (API_WAITS | API_FOLLOWS)) {
         if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
             json_object_put(frame);
             resp_busy(r, "every responder thread for messages is busy; retry shortly");

@@ -37,6 +37,24 @@ static json_object *db_percentiles(db_t *db, int st, double since, double until,
     return o;
 }
 
+/* The agent's tool calls in the range, by tool and status (the most used first). */
+static json_object *db_stats_tools(db_t *db, double since, double until)
+{
+    json_object *tools = json_object_new_array();
+    sqlite3_stmt *s = db->st[ST_TOOL_COUNTS];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        json_object *t = json_object_new_object();
+        json_object_object_add(t, "tool", json_object_new_string((const char *)sqlite3_column_text(s, 0)));
+        json_object_object_add(t, "status", json_object_new_string((const char *)sqlite3_column_text(s, 1)));
+        json_object_object_add(t, "calls", json_object_new_int64(sqlite3_column_int64(s, 2)));
+        json_object_array_add(tools, t);
+    }
+    sqlite3_reset(s);
+    return tools;
+}
+
 json_object *db_stats(db_t *db, double since, double until)
 {
     json_object *o = json_object_new_object(), *by_status = json_object_new_object(),
@@ -107,20 +125,7 @@ json_object *db_stats(db_t *db, double since, double until)
     }
     sqlite3_reset(s);
     json_object_object_add(o, "busiest_sessions", busy);
-    /* The agent's tool calls in the range, by tool and status (the most used first). */
-    json_object *tools = json_object_new_array();
-    s = db->st[ST_TOOL_COUNTS];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        json_object *t = json_object_new_object();
-        json_object_object_add(t, "tool", json_object_new_string((const char *)sqlite3_column_text(s, 0)));
-        json_object_object_add(t, "status", json_object_new_string((const char *)sqlite3_column_text(s, 1)));
-        json_object_object_add(t, "calls", json_object_new_int64(sqlite3_column_int64(s, 2)));
-        json_object_array_add(tools, t);
-    }
-    sqlite3_reset(s);
-    json_object_object_add(o, "tool_calls", tools);
+    json_object_object_add(o, "tool_calls", db_stats_tools(db, since, until));
     return o;
 }
 
