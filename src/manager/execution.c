@@ -17,6 +17,8 @@
  * and tools' output, are in the manager's log). */
 #define EXECUTION_ERR_START "the agent could not be started; the manager's log says why"
 #define EXECUTION_ERR_PROJECT "the workspace could not be made its own project; the manager's log says why"
+/* Prompts recorded per turn at most (a real turn asks a few). */
+#define EXECUTION_PROMPTS_MAX 256
 /* How long git may take to make a workspace a repository. */
 #define EXECUTION_PROJECT_TIMEOUT_MS 30000
 
@@ -358,6 +360,13 @@ static void execution_on_event(void *ctx, const char *type, json_object *data)
     turn_observe(e->turn, type, data);
     for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++)
         if (strcmp(type, prompts[i][0]) == 0) {
+            /* The agent's server (or its stderr) says what it asks: bounded per turn. */
+            if (++e->prompts > EXECUTION_PROMPTS_MAX) {
+                if (e->prompts == EXECUTION_PROMPTS_MAX + 1)
+                    log_warn("too many prompts in one turn; later ones are not recorded", "executionId=%lld max=%d",
+                             (long long)e->rec.id, EXECUTION_PROMPTS_MAX);
+                return;
+            }
             ask_origin_t from = {.owner = e->owner, .session_id = e->session_id, .exec_id = e->rec.id,
                                  .answer = e->backend->ops->answer ? execution_answer : NULL, .job = e,
                                  .emit = execution_emit_cb, .ectx = e};

@@ -42,6 +42,7 @@ struct execution {
     execution_t *qprev, *qnext; /* the scheduler's FIFO */
     execution_t *live_prev, *live_next;
     turn_t *turn; /* what the agent did: events sent, tool calls, changes */
+    int prompts;  /* permission and question prompts raised so far */
     int unsaved;                /* the final record waits in storage_retry */
 };
 

@@ -76,7 +76,10 @@ is "$(j '.permissions[0] | .status + " " + .repliedBy')" "timeout timeout" "the 
 stack_stop_ocpmd
 export OCPM_MODE=per-session
 stack_start_ocpmd
-req POST /api/sessions/a/messages "$(jq -cn --arg t "$READ" '{text: $t}')"
+# A new session: per message, opencode keeps its conversations in each user's agent home, not in
+# the server's, so the server's conversations do not continue here (docs/api.md).
+req POST /api/sessions '{"id":"p"}'
+req POST /api/sessions/p/messages "$(jq -cn --arg t "$READ" '{text: $t}')"
 is "$STATUS" 200 "per-message mode: opencode run decides alone"
 req GET "/api/executions/$(j .execution.id)"
 is "$(j '.permissions[0] | .permission + " " + .status + " " + .repliedBy')" "external_directory rejected opencode" \
