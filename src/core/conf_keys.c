@@ -138,8 +138,9 @@ const conf_key_t conf_keys[] = {
      "its size and SHA-256."},
     {"webhook_url", CT_URL, S(webhook_url), "", 0, 0, NULL, "(none)",
      "Where execution.finished, permission.asked and question.asked are POSTed as JSON (none: no webhooks)."},
-    {"webhook_secret", CT_STRING, S(webhook_secret), "", 0, 0, NULL, "(none)",
-     "Signs each delivery: X-Ocpm-Signature: sha256=<hex HMAC-SHA256 of the body with this secret>."},
+    {"webhook_secret", CT_SECRET, S(webhook_secret), "", 0, 0, NULL, "(none)",
+     "Signs each delivery: X-Ocpm-Signature: sha256=<hex HMAC-SHA256 of the body with this secret>. Never "
+     "shown by ocpmd -T; keep the file that holds it readable by ocpmd alone."},
     {"webhook_attempts", CT_INT, N(webhook_attempts), "5", 1, 100, NULL, NULL,
      "Tries per delivery; the waits between them double from 1 s. Each delivery's outcome is recorded."},
     {"webhook_timeout", CT_DURATION, N(webhook_timeout_ms), "10s", 100, 600000, NULL, NULL,

@@ -180,6 +180,13 @@ static int conf_format_bool(const conf_key_t *k, const void *f, char *o, size_t 
     return snprintf(o, n, "%s", *(const int *)f ? "yes" : "no");
 }
 
+/* A secret is never written back (`ocpmd -T` output is shown and pasted around). */
+static int conf_format_secret(const conf_key_t *k, const void *f, char *o, size_t n)
+{
+    (void)k;
+    return snprintf(o, n, "%s", *(const char *)f ? "(set; not shown)" : "");
+}
+
 const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_PATH] = {"path", conf_parse_text, conf_format_text},
     [CT_STRING] = {"text", conf_parse_text, conf_format_text},
@@ -194,4 +201,5 @@ const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_PERCENT] = {"share", conf_parse_percent, conf_format_percent},
     [CT_POLICY] = {"policy", conf_parse_policy, conf_format_text},
     [CT_URL] = {"url", conf_parse_url, conf_format_text},
+    [CT_SECRET] = {"secret", conf_parse_text, conf_format_secret},
 };
