@@ -55,6 +55,13 @@ typedef struct backend_result {
     const char *stderr_tail;
 } backend_result_t;
 
+/* Whether opencode took an answer to a prompt (ok), else why not. */
+typedef void (*backend_answered_fn)(void *ctx, int ok, const char *why);
+
+/* The event a backend whose opencode decides alone reports a permission with (its props: the
+ * permission, patterns, and "decided": "reject" or "allow"); nothing opencode sends may carry it. */
+#define BACKEND_EVENT_DECIDED "ocpm.permission.decided"
+
 typedef struct backend_events {
     /* The opencode conversation's id, once known (a new conversation). */
     void (*session)(void *ctx, const char *oc_session_id);
@@ -67,6 +74,7 @@ typedef struct backend_events {
 typedef struct backend_ops {
     const char *mode;  /* recorded as the execution's mode: "per-session", "server" */
     const char *label; /* in the log's "Executing OpenCode command (label)": "standalone", "server" */
+    int summarises_changes; /* its events carry opencode's summary of the files a turn changed */
     backend_state_t (*state)(void *self);
     /* The most jobs it runs at once (0: no limit of its own; the scheduler's bound applies). */
     long (*capacity)(void *self);
@@ -78,9 +86,11 @@ typedef struct backend_ops {
     /* Stop a job: done() follows (at once, or after the backend's grace). */
     void (*stop)(backend_job_t *job, backend_stop_t why);
     /* Answer a prompt the agent raised in job (ask.h): kind "permission" or "question", opencode's
-     * request id, the reply as ocpm's API took it. Returns 0 when it was sent. NULL: this backend's
-     * opencode decides on its own (its events say what it decided). */
-    int (*answer)(backend_job_t *job, const char *kind, const char *id, json_object *reply);
+     * request id, the reply as ocpm's API took it. Returns 0 when it was sent: done then says, once,
+     * from the loop, whether opencode took it. NULL: this backend's opencode decides on its own (its
+     * events say what it decided). */
+    int (*answer)(backend_job_t *job, const char *kind, const char *id, json_object *reply, backend_answered_fn done,
+                  void *ctx);
 } backend_ops_t;
 
 /* A backend and its instance. */

@@ -41,6 +41,8 @@ int control_reply_text(control_conn_t *c, int status, const char *content_type, 
 int control_stream_start(control_conn_t *c);
 /* data is borrowed. */
 int control_event(control_conn_t *c, long long id, const char *event, json_object *data);
+/* The connection is going away (a write failed, the peer left): nothing more reaches it. */
+int control_closing(const control_conn_t *c);
 int control_end(control_conn_t *c);
 
 /* Remember who is waiting to answer c, so a closing connection tells them. */

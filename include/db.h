@@ -72,7 +72,7 @@ typedef void (*db_event_fn)(void *ctx, const db_event_t *ev);
 
 /* A permission or question prompt. request and reply are JSON texts (reply NULL while pending). */
 typedef struct db_prompt {
-    const char *id, *kind, *owner, *session_id, *status, *request, *reply, *replied_by;
+    const char *id, *kind, *opencode_id, *owner, *session_id, *status, *request, *reply, *replied_by;
     int64_t execution_id;
     double asked_at, replied_at;
 } db_prompt_t;

@@ -43,6 +43,8 @@ int turn_replay(const turn_t *t, long long after, db_event_fn fn, void *ctx);
 
 /* The tool calls so far, as the API shows them (a new JSON array). */
 json_object *turn_tools_json(const turn_t *t);
+/* Tool calls seen so far. */
+size_t turn_tool_count(const turn_t *t);
 /* The tool of a call seen so far (NULL: none with that id). */
 const char *turn_tool_name(const turn_t *t, const char *call_id);
 /* The files changed, when opencode said: 1 and counts[files, additions, deletions], else 0. */
@@ -50,7 +52,8 @@ int turn_changes(const turn_t *t, long long counts[3]);
 /* The tool calls by tool and status, for the metrics: fn(ctx, tool, status) once per call. */
 void turn_each_tool(const turn_t *t, void (*fn)(void *ctx, const char *tool, const char *status), void *ctx);
 
-/* Write the tool calls and kept events of execution exec_id. */
+/* Write the tool calls and kept events of execution exec_id (no events with store_prompts = 0:
+ * they hold the answer's text and the tools' inputs and outputs). */
 int turn_store(const turn_t *t, db_t *db, int64_t exec_id);
 
 #endif

@@ -29,26 +29,57 @@ void api_question_list(void *ctx, control_conn_t *c, const api_call_t *call)
     api_prompt_list(ctx, c, call, "question");
 }
 
-static void api_prompt_reply(manager_t *m, control_conn_t *c, const api_call_t *call, const char *kind)
+/* How a prompt's answer ended, as the client reads it. */
+static void api_prompt_answer(control_conn_t *c, int status, json_object *record, const char *why)
 {
-    if (!api_session_of(m, c, call))
-        return;
-    json_object *record = NULL;
-    char why[512] = "";
-    int st = ask_reply(m->asks, kind, call->user, call->id, call->sub, call->args, &record, why, sizeof why);
     static const struct {
         int status;
         const char *code;
     } codes[] = {{404, "prompt_not_found"}, {409, "not_pending"}, {502, "opencode_unavailable"},
                  {503, "storage_unavailable"}};
-    if (st == 200) {
-        control_reply(c, 200, record, NULL);
-        return;
-    }
+    if (status == 200)
+        return (void)control_reply(c, 200, json_object_get(record), NULL);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (codes[i].status == st)
-            return (void)control_error(c, st, codes[i].code, why);
+        if (codes[i].status == status)
+            return (void)control_error(c, status, codes[i].code, why);
     control_error(c, 500, "internal", why);
+}
+
+/* An answer on its way to opencode, and the client waiting for it (NULL once it went away). */
+typedef struct api_answer_job {
+    control_conn_t *c;
+} api_answer_job_t;
+
+static void api_answer_detach(void *ctx, control_conn_t *c)
+{
+    (void)c;
+    ((api_answer_job_t *)ctx)->c = NULL;
+}
+
+static void api_answer_done(void *ctx, int status, json_object *record, const char *why)
+{
+    api_answer_job_t *j = ctx;
+    if (j->c)
+        api_prompt_answer(j->c, status, record, why);
+    free(j);
+}
+
+static void api_prompt_reply(manager_t *m, control_conn_t *c, const api_call_t *call, const char *kind)
+{
+    if (!api_session_of(m, c, call))
+        return;
+    api_answer_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return (void)control_error(c, 500, "internal", "out of memory");
+    j->c = c;
+    char why[512] = "";
+    int st = ask_reply(m->asks, kind, call->user, call->id, call->sub, call->args, api_answer_done, j, why, sizeof why);
+    if (st != 0) {
+        free(j);
+        return api_prompt_answer(c, st, NULL, why);
+    }
+    /* The answer is recorded when opencode takes it: the client waits for that. */
+    control_set_waiter(c, api_answer_detach, j);
 }
 
 void api_permission_reply(void *ctx, control_conn_t *c, const api_call_t *call)
@@ -58,6 +89,8 @@ void api_permission_reply(void *ctx, control_conn_t *c, const api_call_t *call)
 
 void api_question_reply(void *ctx, control_conn_t *c, const api_call_t *call)
 {
+    if (!api_session_of(ctx, c, call))
+        return;
     json_object *v;
     int answers = json_object_object_get_ex(call->args, "answers", &v), reject = json_object_object_get_ex(call->args, "reject", &v);
     if (answers == reject)

@@ -2,6 +2,7 @@
 #include "ctl.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 int ctl_fail(const char *fmt, ...)
@@ -20,6 +21,16 @@ void ctl_print_json(json_object *v)
     puts(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* Text for a terminal: control bytes (escape sequences, line breaks the agent or a client wrote)
+ * become '?', so a value can neither drive the terminal nor pass for another line. In place. */
+static char *ctl_clean(char *s)
+{
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = *p == '\n' || *p == '\t' ? ' ' : '?';
+    return s;
+}
+
 static const char *ctl_cell(json_object *row, const char *key, char *buf, size_t n)
 {
     json_object *v;
@@ -30,10 +41,7 @@ static const char *ctl_cell(json_object *row, const char *key, char *buf, size_t
         return buf;
     }
     snprintf(buf, n, "%s", json_object_get_string(v));
-    for (char *p = buf; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    return buf;
+    return ctl_clean(buf);
 }
 
 void ctl_print_table(json_object *rows, const char *const *cols)
@@ -65,22 +73,28 @@ void ctl_print_pairs(json_object *obj, const char *prefix)
 {
     json_object_object_foreach(obj, k, v)
     {
+        char key[96];
+        snprintf(key, sizeof key, "%s", k);
+        ctl_clean(key); /* keys of the agent's own objects (metadata) too */
         if (v && json_object_is_type(v, json_type_object)) {
             char p[128];
-            snprintf(p, sizeof p, "%s%s.", prefix, k);
+            snprintf(p, sizeof p, "%s%s.", prefix, key);
             ctl_print_pairs(v, p);
         } else if (v && json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0 &&
                    json_object_is_type(json_object_array_get_idx(v, 0), json_type_object)) {
             /* A list of records (tool calls, prompts): one block each, numbered. */
             for (size_t i = 0; i < json_object_array_length(v); i++) {
                 char p[128];
-                snprintf(p, sizeof p, "%s%s[%zu].", prefix, k, i);
+                snprintf(p, sizeof p, "%s%s[%zu].", prefix, key, i);
                 ctl_print_pairs(json_object_array_get_idx(v, i), p);
             }
         } else if (v && json_object_is_type(v, json_type_array)) {
-            printf("%s%s: %s\n", prefix, k, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+            /* JSON escapes control characters itself. */
+            printf("%s%s: %s\n", prefix, key, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
         } else {
-            printf("%s%-*s %s\n", prefix, (int)(28 - strlen(prefix)), k, v ? json_object_get_string(v) : "-");
+            char *val = strdup(v ? json_object_get_string(v) : "-");
+            printf("%s%-*s %s\n", prefix, (int)(28 - strlen(prefix)), key, val ? ctl_clean(val) : "?");
+            free(val);
         }
     }
 }

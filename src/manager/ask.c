@@ -13,26 +13,36 @@
  * its metadata, so a larger one keeps only what names the request. */
 #define ASK_REQUEST_MAX (64u << 10)
 
-struct ask {
+typedef enum { ASK_PENDING, ASK_ANSWERING, ASK_SETTLED } ask_state_t;
+
+typedef struct ask {
     ask_book_t *book;
-    char kind[16], id[72], owner[257], session_id[65], replied_by[257], status[16];
+    char kind[16], id[72], oc_id[72], owner[257], session_id[65], replied_by[257], status[16];
     int64_t exec_id;
     char *request, *reply;
     double asked_at, replied_at;
+    ask_state_t state;
+    int awaiting; /* an answer is with opencode: a is freed only after its report */
+    int orphan;   /* its turn ended while the answer was on its way: nothing is emitted any more */
     ask_answer_fn answer;
     void *job;
     ask_emit_fn emit;
     void *ectx;
+    void (*landed)(void *ectx);
+    /* the answer on its way: what it says, who gave it, and who waits for it */
+    json_object *proposed;
+    char proposed_status[16], proposed_by[257];
+    ask_replied_fn replied;
+    void *rctx;
     uv_timer_t timer;
-    int closing;
-    ask_t *prev, *next;
-};
+    struct ask *prev, *next;
+} ask_t;
 
 struct ask_book {
     ask_config_t cfg;
-    ask_t *pending;
-    long npending;
-    unsigned long long local_ids; /* ids of prompts ocpm names itself (opencode run gives none) */
+    ask_t *list; /* every prompt not yet freed: pending, being answered, settled awaiting a report */
+    long npending; /* not settled */
+    unsigned long long numbers; /* the n of ids ocpm gives */
 };
 
 ask_book_t *ask_book_new(const ask_config_t *cfg)
@@ -48,22 +58,24 @@ static void ask_closed(uv_handle_t *h)
     ask_t *a = h->data;
     free(a->request);
     free(a->reply);
+    json_object_put(a->proposed);
     free(a);
 }
 
-/* Out of the pending list; freed once its timer has closed. */
-static void ask_drop(ask_t *a)
+/* A settled prompt leaves the book and is freed once its timer has closed; unless opencode still
+ * has to report on an answer (ask_answered releases it then). */
+static void ask_release(ask_t *a)
 {
     ask_book_t *b = a->book;
+    uv_timer_stop(&a->timer);
+    if (a->awaiting || uv_is_closing((uv_handle_t *)&a->timer))
+        return;
     if (a->prev)
         a->prev->next = a->next;
     else
-        b->pending = a->next;
+        b->list = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    b->npending--;
-    a->closing = 1;
-    uv_timer_stop(&a->timer);
     uv_close((uv_handle_t *)&a->timer, ask_closed);
 }
 
@@ -71,8 +83,10 @@ void ask_book_free(ask_book_t *b)
 {
     if (!b)
         return;
-    while (b->pending)
-        ask_drop(b->pending);
+    while (b->list) {
+        b->list->awaiting = 0; /* the HTTP client goes next, without reporting */
+        ask_release(b->list);
+    }
     free(b);
 }
 
@@ -82,6 +96,7 @@ static db_prompt_t ask_row(const ask_t *a)
 {
     return (db_prompt_t){.id = a->id,
                          .kind = a->kind,
+                         .opencode_id = a->oc_id[0] ? a->oc_id : NULL,
                          .owner = a->owner,
                          .session_id = a->session_id,
                          .status = a->status,
@@ -93,14 +108,12 @@ static db_prompt_t ask_row(const ask_t *a)
                          .replied_at = a->replied_at};
 }
 
-static int ask_store(ask_t *a)
+static void ask_store(ask_t *a)
 {
     db_prompt_t row = ask_row(a);
-    if (db_prompt_put(a->book->cfg.db, &row) == 0)
-        return 0;
-    log_error("cannot record a prompt", "kind=%s id=%s executionId=%lld error=%s", a->kind, a->id,
-              (long long)a->exec_id, log_q(db_errmsg(a->book->cfg.db)));
-    return -1;
+    if (db_prompt_put(a->book->cfg.db, &row) != 0)
+        log_error("cannot record a prompt", "kind=%s id=%s executionId=%lld error=%s", a->kind, a->id,
+                  (long long)a->exec_id, log_q(db_errmsg(a->book->cfg.db)));
 }
 
 /* Tell the execution's clients (and for a new prompt, the webhook) what a is now. */
@@ -117,7 +130,8 @@ static void ask_announce(ask_t *a, const char *what)
     json_object_put(rec);
 }
 
-/* Settle a: its reply (what opencode was sent), status and who decided; stored and announced. */
+/* Settle a: its reply (what opencode was sent), status and who decided; stored and announced; a
+ * leaves the book. */
 static void ask_settle(ask_t *a, const char *status, json_object *reply, const char *by)
 {
     free(a->reply);
@@ -125,10 +139,13 @@ static void ask_settle(ask_t *a, const char *status, json_object *reply, const c
     snprintf(a->status, sizeof a->status, "%s", status);
     snprintf(a->replied_by, sizeof a->replied_by, "%s", by);
     a->replied_at = clock_now();
+    a->state = ASK_SETTLED;
+    a->book->npending--;
     ask_store(a);
     log_info("prompt answered", "kind=%s id=%s executionId=%lld sessionId=%s status=%s by=%s", a->kind, a->id,
              (long long)a->exec_id, a->session_id, status, log_q(by));
     ask_announce(a, "replied");
+    ask_release(a);
 }
 
 /* The reply that refuses kind. */
@@ -142,12 +159,78 @@ static json_object *ask_rejection(const char *kind)
     return r;
 }
 
-/* Send reply to opencode and settle a with status (the caller then drops a). */
-static int ask_decide(ask_t *a, const char *status, json_object *reply, const char *by)
+static void ask_timeout_cb(uv_timer_t *t);
+
+static void ask_start_timer(ask_t *a)
 {
-    if (a->answer && a->answer(a->job, a->kind, a->id, reply) != 0)
+    const conf_t *cf = a->book->cfg.conf;
+    long ms = strcmp(a->kind, "permission") == 0 ? cf->permission_timeout_ms : cf->question_timeout_ms;
+    uv_timer_start(&a->timer, ask_timeout_cb, (uint64_t)ms, 0);
+}
+
+/* opencode's word on the answer that was on its way. */
+static void ask_answer_landed(ask_t *a, int ok, const char *why);
+
+/* opencode's word on an answer; then the turn, which may wait for it, hears of it (last: the turn
+ * may end and free what it owns, never a). */
+static void ask_answered(void *ctx, int ok, const char *why)
+{
+    ask_t *a = ctx;
+    void (*landed)(void *) = a->orphan ? NULL : a->landed;
+    void *ectx = a->ectx;
+    ask_answer_landed(a, ok, why);
+    if (landed)
+        landed(ectx);
+}
+
+static void ask_answer_landed(ask_t *a, int ok, const char *why)
+{
+    a->awaiting = 0;
+    ask_replied_fn replied = a->replied;
+    void *rctx = a->rctx;
+    a->replied = NULL;
+    /* opencode took it: recorded as given, even when the turn it unblocked has ended meanwhile. */
+    if (ok) {
+        json_object *p = a->proposed;
+        a->proposed = NULL;
+        ask_settle(a, a->proposed_status, p, a->proposed_by);
+        if (replied) {
+            db_prompt_t row = ask_row(a);
+            json_object *rec = db_prompt_record(&row);
+            replied(rctx, 200, rec, NULL); /* a is freed by its timer's close, later in the loop */
+            json_object_put(rec);
+        }
+        json_object_put(p);
+        return;
+    }
+    json_object_put(a->proposed);
+    a->proposed = NULL;
+    if (replied && !a->orphan) { /* the owner may try again; the timeout still stands */
+        a->state = ASK_PENDING;
+        ask_start_timer(a);
+        replied(rctx, 502, NULL, why);
+        return;
+    }
+    /* Refused, with no turn left, or the policy's or the timeout's: opencode does not know it. */
+    ask_settle(a, "lost", NULL, "ocpm");
+    if (replied)
+        replied(rctx, a->orphan ? 409 : 502, NULL, a->orphan ? "the turn ended before opencode took the answer" : why);
+}
+
+/* Send reply to opencode: settled with status and by when it takes it (ask_answered). */
+static int ask_propose(ask_t *a, const char *status, json_object *reply, const char *by, ask_replied_fn replied,
+                       void *rctx)
+{
+    if (!a->oc_id[0] || a->answer(a->job, a->kind, a->oc_id, reply, ask_answered, a) != 0)
         return -1;
-    ask_settle(a, status, reply, by);
+    uv_timer_stop(&a->timer);
+    a->state = ASK_ANSWERING;
+    a->awaiting = 1;
+    a->proposed = json_object_get(reply);
+    snprintf(a->proposed_status, sizeof a->proposed_status, "%s", status);
+    snprintf(a->proposed_by, sizeof a->proposed_by, "%s", by);
+    a->replied = replied;
+    a->rctx = rctx;
     return 0;
 }
 
@@ -155,14 +238,12 @@ static void ask_timeout_cb(uv_timer_t *t)
 {
     ask_t *a = t->data;
     json_object *r = ask_rejection(a->kind);
-    if (ask_decide(a, "timeout", r, "timeout") == 0)
-        ask_drop(a);
-    else /* opencode could not be told: the turn's own timeout ends it, and the prompt is lost with it */
-        log_warn("could not reject a prompt that timed out", "kind=%s id=%s", a->kind, a->id);
+    if (ask_propose(a, "timeout", r, "timeout", NULL, NULL) != 0)
+        ask_settle(a, "lost", NULL, "ocpm"); /* opencode cannot be told: the turn's own timeout ends it */
     json_object_put(r);
 }
 
-/* The request as stored: what opencode asked, the tool it is about. */
+/* The request as stored: what opencode asked, the tool it is about; bounded. */
 static char *ask_request(const char *kind, json_object *props, const char *tool_name)
 {
     static const char *const permission_keys[] = {"permission", "patterns", "always", "metadata", NULL};
@@ -175,16 +256,32 @@ static char *ask_request(const char *kind, json_object *props, const char *tool_
     json_object *t = json_object_new_object();
     json_object_object_add(t, "name", tool_name ? json_object_new_string(tool_name) : NULL);
     json_object_object_get_ex(props, "tool", &tool);
-    json_object_object_add(t, "callId", tool && json_object_object_get_ex(tool, "callID", &v) &&
-                                                json_object_is_type(v, json_type_string)
-                                            ? json_object_get(v)
+    /* The call's id as opencode names it: printable and short, or not at all. */
+    const char *call = tool && json_object_object_get_ex(tool, "callID", &v) && json_object_is_type(v, json_type_string)
+                           ? json_object_get_string(v)
+                           : NULL;
+    json_object_object_add(t, "callId", call && strlen(call) == (size_t)json_object_get_string_len(v) &&
+                                                valid_token(call, 128)
+                                            ? json_object_new_string(call)
                                             : NULL);
     json_object_object_add(o, "tool", t);
     const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (strlen(s) > ASK_REQUEST_MAX) {
-        json_object_object_del(o, "metadata");
-        json_object_object_del(o, "questions");
-        json_object_object_add(o, "truncated", json_object_new_boolean(1));
+        /* Only what names the request, cut on a character's boundary; the rest is the agent's. */
+        const char *p = json_object_object_get_ex(o, "permission", &v) && json_object_is_type(v, json_type_string)
+                            ? json_object_get_string(v)
+                            : NULL;
+        json_object *small = json_object_new_object();
+        if (p) {
+            size_t n = strnlen(p, 256);
+            while (n > 0 && n < strlen(p) && ((unsigned char)p[n] & 0xc0) == 0x80)
+                n--;
+            json_object_object_add(small, "permission", json_object_new_string_len(p, (int)n));
+        }
+        json_object_object_add(small, "tool", json_object_get(t));
+        json_object_object_add(small, "truncated", json_object_new_boolean(1));
+        json_object_put(o);
+        o = small;
         s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     }
     char *out = strdup(s);
@@ -192,23 +289,23 @@ static char *ask_request(const char *kind, json_object *props, const char *tool_
     return out;
 }
 
-void ask_raised(ask_book_t *b, const char *kind, json_object *props, const ask_origin_t *from, const char *tool_name)
+/* A new record in the book: ocpm's id, opencode's beside it. */
+static ask_t *ask_new(ask_book_t *b, const char *kind, json_object *props, const ask_origin_t *from,
+                      const char *tool_name)
 {
-    const conf_t *cf = b->cfg.conf;
-    json_object *v;
-    const char *oc_id = json_object_object_get_ex(props, "id", &v) && json_object_is_type(v, json_type_string)
-                            ? json_object_get_string(v)
-                            : NULL;
     ask_t *a = calloc(1, sizeof *a);
-    if (!a)
-        return;
+    if (!a || !(a->request = ask_request(kind, props, tool_name))) {
+        free(a);
+        return NULL;
+    }
+    json_object *v;
     a->book = b;
     snprintf(a->kind, sizeof a->kind, "%s", kind);
-    /* opencode's id goes into URLs: only a plain one is taken (the server is the agent's too). */
-    if (oc_id && valid_id(oc_id))
-        snprintf(a->id, sizeof a->id, "%s", oc_id);
-    else
-        snprintf(a->id, sizeof a->id, "%.3s_ocpm_%lld_%llu", kind, (long long)from->exec_id, ++b->local_ids);
+    snprintf(a->id, sizeof a->id, "%.3s_%lld_%llu", kind, (long long)from->exec_id, ++b->numbers);
+    /* opencode's id goes into a URL: only a plain one is kept (without it, nothing can be answered). */
+    if (json_object_object_get_ex(props, "id", &v) && json_object_is_type(v, json_type_string) &&
+        valid_id(json_object_get_string(v)))
+        snprintf(a->oc_id, sizeof a->oc_id, "%s", json_object_get_string(v));
     snprintf(a->owner, sizeof a->owner, "%s", from->owner);
     snprintf(a->session_id, sizeof a->session_id, "%s", from->session_id);
     snprintf(a->status, sizeof a->status, "pending");
@@ -217,64 +314,64 @@ void ask_raised(ask_book_t *b, const char *kind, json_object *props, const ask_o
     a->job = from->job;
     a->emit = from->emit;
     a->ectx = from->ectx;
+    a->landed = from->landed;
     a->asked_at = clock_now();
-    a->request = ask_request(kind, props, tool_name);
     uv_timer_init(b->cfg.loop, &a->timer);
     a->timer.data = a;
-    a->next = b->pending;
-    if (b->pending)
-        b->pending->prev = a;
-    b->pending = a;
+    a->next = b->list;
+    if (b->list)
+        b->list->prev = a;
+    b->list = a;
     b->npending++;
-    if (!a->request) {
-        ask_drop(a);
+    return a;
+}
+
+void ask_raised(ask_book_t *b, const char *kind, json_object *props, const ask_origin_t *from, const char *tool_name)
+{
+    ask_t *a = ask_new(b, kind, props, from, tool_name);
+    if (!a)
         return;
-    }
     ask_store(a);
-    log_info("the agent asks", "kind=%s id=%s executionId=%lld sessionId=%s", kind, a->id, (long long)a->exec_id,
-             a->session_id);
+    log_info("the agent asks", "kind=%s id=%s opencodeId=%s executionId=%lld sessionId=%s", kind, a->id,
+             a->oc_id[0] ? a->oc_id : "-", (long long)a->exec_id, a->session_id);
     ask_announce(a, "asked");
-    const char *decided = json_object_object_get_ex(props, "decided", &v) ? json_object_get_string(v) : NULL;
-    int permission = strcmp(kind, "permission") == 0;
+    json_object *v;
     if (!a->answer) {
         /* opencode run decided alone: recorded as it did. */
+        int allowed = json_object_object_get_ex(props, "decided", &v) && json_object_is_type(v, json_type_string) &&
+                      strcmp(json_object_get_string(v), "allow") == 0;
         json_object *r = ask_rejection(kind);
-        int allowed = decided && strcmp(decided, "allow") == 0;
         if (allowed)
             json_object_object_add(r, "reply", json_object_new_string("once"));
         ask_settle(a, allowed ? "allowed" : "rejected", r, "opencode");
         json_object_put(r);
-        ask_drop(a);
         return;
     }
-    if (permission && strcmp(cf->permission_policy, "ask") != 0) {
-        int allow = strcmp(cf->permission_policy, "allow") == 0;
+    const char *policy = b->cfg.conf->permission_policy;
+    if (strcmp(kind, "permission") == 0 && strcmp(policy, "ask") != 0) {
+        int allow = strcmp(policy, "allow") == 0;
         json_object *r = json_object_new_object();
         json_object_object_add(r, "reply", json_object_new_string(allow ? "once" : "reject"));
-        if (ask_decide(a, allow ? "allowed" : "rejected", r, "policy") == 0)
-            ask_drop(a);
-        else
-            log_warn("could not answer a prompt by policy", "kind=%s id=%s", kind, a->id);
+        if (ask_propose(a, allow ? "allowed" : "rejected", r, "policy", NULL, NULL) != 0)
+            ask_settle(a, "lost", NULL, "ocpm");
         json_object_put(r);
         return;
     }
-    uv_timer_start(&a->timer, ask_timeout_cb,
-                   (uint64_t)(permission ? cf->permission_timeout_ms : cf->question_timeout_ms), 0);
+    ask_start_timer(a);
 }
 
 static ask_t *ask_find(ask_book_t *b, const char *kind, const char *owner, const char *session_id, const char *id)
 {
-    for (ask_t *a = b->pending; a; a = a->next)
-        if (strcmp(a->id, id) == 0 && strcmp(a->kind, kind) == 0 && strcmp(a->owner, owner) == 0 &&
-            strcmp(a->session_id, session_id) == 0)
+    for (ask_t *a = b->list; a; a = a->next)
+        if (a->state != ASK_SETTLED && strcmp(a->id, id) == 0 && strcmp(a->kind, kind) == 0 &&
+            strcmp(a->owner, owner) == 0 && strcmp(a->session_id, session_id) == 0)
             return a;
     return NULL;
 }
 
 int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *session_id, const char *id,
-              json_object *args, json_object **record, char *why, size_t whylen)
+              json_object *args, ask_replied_fn done, void *rctx, char *why, size_t whylen)
 {
-    *record = NULL;
     ask_t *a = ask_find(b, kind, owner, session_id, id);
     if (!a) {
         char status[16];
@@ -285,6 +382,8 @@ int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *se
             return snprintf(why, whylen, "no such %s", kind), 404;
         return snprintf(why, whylen, "this %s is no longer pending (status %s)", kind, status), 409;
     }
+    if (a->state != ASK_PENDING)
+        return snprintf(why, whylen, "this %s is being answered", kind), 409;
     json_object *v;
     const char *status;
     if (strcmp(kind, "permission") == 0) {
@@ -295,24 +394,37 @@ int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *se
     }
     char by[257];
     snprintf(by, sizeof by, "%s", *owner ? owner : "anonymous");
-    if (ask_decide(a, status, args, by) != 0)
-        return snprintf(why, whylen, "the opencode server could not be told; try again"), 502;
-    db_prompt_t row = ask_row(a);
-    *record = db_prompt_record(&row);
-    ask_drop(a);
-    return 200;
+    if (ask_propose(a, status, args, by, done, rctx) != 0)
+        return snprintf(why, whylen, "the opencode server cannot be reached now; try again"), 502;
+    return 0;
+}
+
+long ask_answering(const ask_book_t *b, int64_t exec_id)
+{
+    long n = 0;
+    for (const ask_t *a = b ? b->list : NULL; a; a = a->next)
+        n += a->exec_id == exec_id && a->state == ASK_ANSWERING && !a->orphan;
+    return n;
 }
 
 void ask_turn_ended(ask_book_t *b, int64_t exec_id)
 {
     if (!b)
         return;
-    ask_t *a = b->pending;
+    ask_t *a = b->list;
     while (a) {
         ask_t *next = a->next;
-        if (a->exec_id == exec_id) {
+        if (a->exec_id != exec_id || a->state == ASK_SETTLED) {
+            a = next;
+            continue;
+        }
+        if (a->state == ASK_PENDING) {
             ask_settle(a, "lost", NULL, "ocpm");
-            ask_drop(a);
+        } else { /* being answered: opencode's report settles it; the turn hears no more of it */
+            a->orphan = 1;
+            a->emit = NULL;
+            a->answer = NULL;
+            a->job = NULL;
         }
         a = next;
     }

@@ -287,6 +287,8 @@ int control_error(control_conn_t *c, int status, const char *code, const char *m
     return control_error_retry(c, status, code, message, NULL, 0);
 }
 
+int control_closing(const control_conn_t *c) { return c->closing; }
+
 int control_stream_start(control_conn_t *c)
 {
     json_object *f = json_object_new_object();

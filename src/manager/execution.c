@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "changes.h"
 #include "workspace.h"
 
 /* An error message is cut here (it is stored and shown in history pages). */
@@ -17,8 +18,6 @@
  * and tools' output, are in the manager's log). */
 #define EXECUTION_ERR_START "the agent could not be started; the manager's log says why"
 #define EXECUTION_ERR_PROJECT "the workspace could not be made its own project; the manager's log says why"
-/* Prompts recorded per turn at most (a real turn asks a few). */
-#define EXECUTION_PROMPTS_MAX 256
 /* How long git may take to make a workspace a repository. */
 #define EXECUTION_PROJECT_TIMEOUT_MS 30000
 
@@ -129,7 +128,7 @@ static void execution_release_bytes(execution_t *e)
     e->queued_bytes = 0;
 }
 
-static void execution_detach(void *ctx, control_conn_t *c)
+void execution_detach(void *ctx, control_conn_t *c)
 {
     execution_t *e = ctx;
     for (int i = 0; i < e->nwaiters; i++)
@@ -148,39 +147,6 @@ int execution_add_waiter(execution_t *e, control_conn_t *c, int stream)
         return -1;
     e->waiters[e->nwaiters] = c;
     e->waiter_stream[e->nwaiters] = stream;
-    e->nwaiters++;
-    control_set_waiter(c, execution_detach, e);
-    return 0;
-}
-
-void execution_emit(execution_t *e, const char *event, json_object *data)
-{
-    long long id = turn_log(e->turn, event, data);
-    for (int i = 0; i < e->nwaiters; i++)
-        if (e->waiter_stream[i])
-            control_event(e->waiters[i], id, event, data);
-}
-
-static void execution_replay_one(void *ctx, const db_event_t *ev)
-{
-    json_object *data = json_tokener_parse(ev->data);
-    control_event(ctx, ev->seq, ev->type, data);
-    json_object_put(data);
-}
-
-int execution_follow(execution_t *e, control_conn_t *c, long long after)
-{
-    if (e->nwaiters >= EXECUTION_WAITERS_MAX || user_add(e->sch->cfg.users, e->owner, USER_WAITERS, 1) != 0)
-        return -1;
-    control_stream_start(c);
-    if (turn_replay(e->turn, after, execution_replay_one, c)) {
-        json_object *d = json_object_new_object();
-        json_object_object_add(d, "message", json_object_new_string("events past events_max were not kept"));
-        control_event(c, 0, "events.truncated", d);
-        json_object_put(d);
-    }
-    e->waiters[e->nwaiters] = c;
-    e->waiter_stream[e->nwaiters] = 1;
     e->nwaiters++;
     control_set_waiter(c, execution_detach, e);
     return 0;
@@ -282,7 +248,8 @@ void execution_finish(execution_t *e, exec_status_t status)
     }
     e->rec.status = status;
     e->rec.finished_at = clock_now();
-    e->rec.has_changes = turn_changes(e->turn, e->rec.changes);
+    if (!e->rec.has_changes)
+        e->rec.has_changes = turn_changes(e->turn, e->rec.changes);
     execution_store(e, 1);
     if (s->cfg.finished)
         s->cfg.finished(s->cfg.ctx, e->rec.mode, status,
@@ -339,59 +306,74 @@ static void execution_on_session(void *ctx, const char *oc_sid)
     storage_retry_session_oc(e->sch->cfg.storage, e->owner, e->session_id, oc_sid);
 }
 
-/* ask.h: answer a prompt through the backend the execution runs on. */
-static int execution_answer(void *ctx, const char *kind, const char *id, json_object *reply)
-{
-    execution_t *e = ctx;
-    if (!e->job || !e->backend->ops->answer)
-        return -1;
-    return e->backend->ops->answer(e->job, kind, id, reply);
-}
-
-static void execution_emit_cb(void *ctx, const char *event, json_object *record) { execution_emit(ctx, event, record); }
-
-/* opencode's events: read for the audit, passed on to streaming clients; its prompts become
- * ocpm's records (ask.h), announced in their place. */
-static void execution_on_event(void *ctx, const char *type, json_object *data)
-{
-    execution_t *e = ctx;
-    static const char *const prompts[][2] = {{"permission.asked", "permission"}, {"question.asked", "question"}};
-    static const char *const quiet[] = {"permission.replied", "question.replied", "question.rejected"};
-    turn_observe(e->turn, type, data);
-    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++)
-        if (strcmp(type, prompts[i][0]) == 0) {
-            /* The agent's server (or its stderr) says what it asks: bounded per turn. */
-            if (++e->prompts > EXECUTION_PROMPTS_MAX) {
-                if (e->prompts == EXECUTION_PROMPTS_MAX + 1)
-                    log_warn("too many prompts in one turn; later ones are not recorded", "executionId=%lld max=%d",
-                             (long long)e->rec.id, EXECUTION_PROMPTS_MAX);
-                return;
-            }
-            ask_origin_t from = {.owner = e->owner, .session_id = e->session_id, .exec_id = e->rec.id,
-                                 .answer = e->backend->ops->answer ? execution_answer : NULL, .job = e,
-                                 .emit = execution_emit_cb, .ectx = e};
-            json_object *tool, *call;
-            const char *name = NULL;
-            if (json_object_object_get_ex(data, "tool", &tool) && json_object_object_get_ex(tool, "callID", &call))
-                name = turn_tool_name(e->turn, json_object_get_string(call));
-            ask_raised(e->sch->cfg.asks, prompts[i][1], data, &from, name);
-            return;
-        }
-    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
-        if (strcmp(type, quiet[i]) == 0)
-            return;
-    execution_emit(e, type, data);
-}
-
 /* The job ended, however it ended: what it said goes into the record, then the one finish path. */
+/* The turn is over and nothing is awaited any more: record, answer, free. */
+static void execution_conclude(execution_t *e)
+{
+    scheduler_t *s = e->sch;
+    exec_status_t st = e->final_status;
+    ask_turn_ended(s->cfg.asks, e->rec.id);
+    log_info("OpenCode command completed",
+             "processId=%ld executionId=%lld sessionId=%s mode=%s status=%s duration=%.0f exitCode=%d signal=%d "
+             "peakRssKb=%ld activeProcesses=%ld",
+             e->rec.pid, (long long)e->rec.id, e->session_id, e->rec.mode, exec_status_name(st),
+             (clock_now() - e->rec.started_at) * 1000.0, e->rec.has_exit ? e->rec.exit_code : -1, e->rec.signal,
+             e->rec.peak_rss_kb, s->running - 1);
+    execution_finish(e, st);
+    scheduler_kick(s);
+}
+
+void execution_maybe_conclude(execution_t *e)
+{
+    if (e->concluding && !e->changes && ask_answering(e->sch->cfg.asks, e->rec.id) == 0)
+        execution_conclude(e);
+}
+
+static void execution_changes_done(void *ctx, int ok, const long long counts[3], const char *error)
+{
+    execution_t *e = ctx;
+    e->changes = NULL;
+    if (ok) {
+        e->rec.has_changes = 1;
+        memcpy(e->rec.changes, counts, sizeof e->rec.changes);
+    } else {
+        log_warn("cannot count the files a turn changed", "executionId=%lld error=%s", (long long)e->rec.id,
+                 log_q(error));
+    }
+    execution_maybe_conclude(e);
+}
+
+/* Where opencode gives no diff summary (opencode run), git counts what the turn's tools changed
+ * (changes.h). A turn without a tool call changed nothing. */
+static void execution_count_changes(execution_t *e)
+{
+    if (e->backend->ops->summarises_changes)
+        return;
+    if (turn_tool_count(e->turn) == 0) {
+        e->rec.has_changes = 1;
+        return;
+    }
+    session_t *sess = execution_session(e);
+    const char *why = NULL;
+    int has_git = 0;
+    int fd = sess ? workspace_check(e->sch->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why) : -1;
+    char err[256] = "";
+    if (fd >= 0 && has_git)
+        e->changes = changes_count(e->sch->cfg.loop, e->sch->cfg.conf->git_bin, e->shared_home ? NULL : e->owner, fd,
+                                   EXECUTION_PROJECT_TIMEOUT_MS, execution_changes_done, e, err, sizeof err);
+    if (fd >= 0)
+        close(fd);
+    if (!e->changes)
+        log_warn("cannot count the files a turn changed", "executionId=%lld error=%s", (long long)e->rec.id,
+                 log_q(err[0] ? err : why ? why : "the workspace is not a git repository"));
+}
+
 static void execution_on_done(void *ctx, const backend_result_t *r)
 {
     execution_t *e = ctx;
-    scheduler_t *s = e->sch;
     /* backend.h: done never comes before start has returned (e is still being launched). */
     assert(!e->starting);
     e->job = NULL;
-    ask_turn_ended(s->cfg.asks, e->rec.id);
     /* The answer as the backend bounded it (oc_run at answer_max, the server at its reply's bound). */
     if (r->text && !e->answer) {
         e->answer = strndup(r->text, r->text_len);
@@ -414,16 +396,12 @@ static void execution_on_done(void *ctx, const backend_result_t *r)
     if (r->stderr_tail && !e->stderr_tail)
         e->stderr_tail = strdup(r->stderr_tail);
     /* A stop's own reason first: an error the stop caused ("Aborted") is its consequence. */
-    exec_status_t st = r->stopped ? execution_stopped_status(e, r->stopped) : r->ok ? EXEC_SUCCEEDED : EXEC_FAILED;
+    e->final_status = r->stopped ? execution_stopped_status(e, r->stopped) : r->ok ? EXEC_SUCCEEDED : EXEC_FAILED;
     execution_set_error(e, r->error);
-    log_info("OpenCode command completed",
-             "processId=%ld executionId=%lld sessionId=%s mode=%s status=%s duration=%.0f exitCode=%d signal=%d "
-             "peakRssKb=%ld activeProcesses=%ld",
-             e->rec.pid, (long long)e->rec.id, e->session_id, e->rec.mode, exec_status_name(st),
-             (clock_now() - e->rec.started_at) * 1000.0, r->has_exit ? r->exit_code : -1, r->signal,
-             e->rec.peak_rss_kb, s->running - 1);
-    execution_finish(e, st);
-    scheduler_kick(s);
+    /* The turn ends once the answers on their way to opencode have landed and its changes are counted. */
+    e->concluding = 1;
+    execution_count_changes(e);
+    execution_maybe_conclude(e);
 }
 
 /* Tell the streaming clients that e started, and how. */
@@ -545,6 +523,10 @@ void execution_stop(execution_t *e, backend_stop_t why)
 {
     if (e->job) {
         e->backend->ops->stop(e->job, why);
+    } else if (e->changes) { /* the run is over; only its count remains */
+        changes_cancel(e->changes);
+        e->changes = NULL;
+        execution_maybe_conclude(e);
     } else if (e->project && !e->stop_why) {
         e->stop_why = why;
         project_cancel(e->project);

@@ -241,6 +241,12 @@ int scheduler_follow(scheduler_t *s, int64_t id, const char *owner, control_conn
 {
     for (execution_t *e = s->live; e; e = e->live_next)
         if (e->rec.id == id && strcmp(e->owner, owner) == 0) {
+            /* A follower holds a responder thread as a waiting message does: the same share. */
+            if (s->message_capacity > 0 && user_count(s->cfg.users, owner, USER_WAITERS) >=
+                                               user_share_of(s->message_capacity, s->cfg.conf->user_max_share))
+                return scheduler_refuse(s, c, 429, "user_busy",
+                                        "you hold your share of the pool's message capacity (user_max_share)", NULL),
+                       -1;
             if (execution_follow(e, c, after) == 0)
                 return 1;
             return scheduler_refuse(s, c, 429, "too_many_waiters", "too many clients follow this execution", NULL), -1;

@@ -3,6 +3,7 @@
 #ifndef OCPM_SCHEDULER_INTERNAL_H
 #define OCPM_SCHEDULER_INTERNAL_H
 
+#include "changes.h"
 #include "project.h"
 #include "scheduler.h"
 #include "turn.h"
@@ -43,6 +44,9 @@ struct execution {
     execution_t *live_prev, *live_next;
     turn_t *turn; /* what the agent did: events sent, tool calls, changes */
     int prompts;  /* permission and question prompts raised so far */
+    int concluding;              /* its job ended: it waits for answers landing and its change count */
+    exec_status_t final_status;  /* how the job ended, once concluding */
+    changes_job_t *changes;      /* counting the files the turn changed (changes.h) */
     int unsaved;                /* the final record waits in storage_retry */
 };
 
@@ -51,6 +55,13 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
                            const char **err);
 /* Count bytes of its text against the queue bounds while it waits. */
 int execution_hold_bytes(execution_t *e, long bytes);
+/* execution_events.c: opencode's events for e (the backend's event callback): read for the audit,
+ * prompts made records, the rest sent on. */
+void execution_on_event(void *ctx, const char *type, json_object *data);
+/* Conclude e when its job has ended and nothing it waits for is left (answers, a change count). */
+void execution_maybe_conclude(execution_t *e);
+/* A waiter's connection went away (control.h's detach). */
+void execution_detach(void *ctx, control_conn_t *c);
 /* Send an event to e's streaming clients (kept in its turn, with the next id). */
 void execution_emit(execution_t *e, const char *event, json_object *data);
 /* c follows e's events: those after after now, then the rest live, then done. -1: no room. */

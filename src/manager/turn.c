@@ -163,7 +163,9 @@ static void turn_tool_part(turn_t *t, json_object *part)
     const char *name = turn_str(part, "tool"), *call = turn_str(part, "callID");
     json_object *state = turn_get(part, "state");
     const char *status = turn_str(state, "status");
-    if (!name || !call || !status)
+    /* The call's id is the record's key: printable, whole (no NUL inside), short. */
+    if (!name || !call || !status || strlen(call) != (size_t)json_object_get_string_len(turn_get(part, "callID")) ||
+        !valid_token(call, 128))
         return;
     turn_tool_t *tc = turn_tool(t, call);
     if (!tc)
@@ -266,6 +268,8 @@ json_object *turn_tools_json(const turn_t *t)
     return a;
 }
 
+size_t turn_tool_count(const turn_t *t) { return t->ntools; }
+
 const char *turn_tool_name(const turn_t *t, const char *call_id)
 {
     for (size_t i = 0; call_id && i < t->ntools; i++)
@@ -311,7 +315,9 @@ int turn_store(const turn_t *t, db_t *db, int64_t exec_id)
     }
     for (size_t i = 0; i < t->nevents; i++)
         events[i] = (db_event_t){.seq = t->events[i].seq, .type = t->events[i].type, .data = t->events[i].data};
-    int rc = db_turn_store(db, exec_id, tools, t->ntools, events, t->nevents);
+    /* Events carry the answer's text and the tools' inputs and outputs: with store_prompts = no they
+     * are never written (a replay of a finished execution is then its done, from the record). */
+    int rc = db_turn_store(db, exec_id, tools, t->ntools, events, t->lim.store_prompts ? t->nevents : 0);
     free(tools);
     free(events);
     return rc;

@@ -138,7 +138,11 @@ static void oc_run_line(void *ctx, const char *line, size_t len, int cut)
         return;
     }
     oc_run_keep(j, &e);
-    j->ev.event(j->ctx, e.type, e.obj);
+    /* What opencode prints is the agent's to shape: a line may not pass itself off as a prompt
+     * (those come from stderr, under BACKEND_EVENT_DECIDED) or as one of ocpm's own events. */
+    if (strncmp(e.type, "permission.", 11) != 0 && strncmp(e.type, "question.", 9) != 0 &&
+        strcmp(e.type, BACKEND_EVENT_DECIDED) != 0)
+        j->ev.event(j->ctx, e.type, e.obj);
     oc_event_free(&e);
 }
 
@@ -200,7 +204,7 @@ static void oc_run_err_line(void *ctx, const char *line, size_t len, int cut)
     json_object_object_add(props, "permission", json_object_new_string(p));
     json_object_object_add(props, "patterns", patterns);
     json_object_object_add(props, "decided", json_object_new_string("reject"));
-    j->ev.event(j->ctx, "permission.asked", props);
+    j->ev.event(j->ctx, BACKEND_EVENT_DECIDED, props);
     json_object_put(props);
 }
 

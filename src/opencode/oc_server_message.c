@@ -392,26 +392,42 @@ static backend_job_t *oc_server_msg_start(void *self, const backend_request_t *r
     return msg;
 }
 
+typedef struct oc_server_answer {
+    backend_answered_fn done;
+    void *ctx;
+    char id[72];
+} oc_server_answer_t;
+
 static void oc_server_answer_done(void *ctx, int err, const char *errmsg, long status, const char *body, size_t len)
 {
     (void)body;
     (void)len;
-    char *what = ctx;
-    if (err || status != 200)
-        log_warn("the opencode server refused an answer to a prompt", "request=%s status=%ld error=%s", what, status,
-                 log_q(err ? errmsg : ""));
+    oc_server_answer_t *a = ctx;
+    char why[160] = "";
+    if (err)
+        snprintf(why, sizeof why, "the opencode server could not be reached: %s", errmsg);
+    else if (status != 200)
+        snprintf(why, sizeof why, "the opencode server refused the answer (HTTP %ld)", status);
+    if (why[0])
+        log_warn("the opencode server did not take an answer to a prompt", "request=%s reason=%s", a->id, log_q(why));
     else
-        log_debug("answer sent to the opencode server", "request=%s", what);
-    free(what);
+        log_debug("answer taken by the opencode server", "request=%s", a->id);
+    a->done(a->ctx, !why[0], why);
+    free(a);
 }
 
 /* A prompt's answer: POST /permission/{id}/reply {reply, message?}, /question/{id}/reply {answers}
  * or /question/{id}/reject. The turn goes on when opencode has it (its events say so). */
-static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, const char *id, json_object *reply)
+static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, const char *id, json_object *reply,
+                                      backend_answered_fn done, void *ctx)
 {
     oc_server_t *s = msg->server;
-    if (msg->finished || oc_server_pid(s) <= 0 || !valid_id(id))
+    oc_server_answer_t *a;
+    if (msg->finished || oc_server_pid(s) <= 0 || !valid_id(id) || !(a = calloc(1, sizeof *a)))
         return -1;
+    a->done = done;
+    a->ctx = ctx;
+    snprintf(a->id, sizeof a->id, "%s", id);
     json_object *b = json_object_new_object(), *v;
     const char *action = "reply";
     if (strcmp(kind, "permission") == 0) {
@@ -430,10 +446,10 @@ static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, cons
     http_opts_t o = {.method = "POST", .url = url,
                      .body = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                      .userpwd = s->userpwd, .timeout_ms = 10000, .max_body = 65536,
-                     .done = oc_server_answer_done, .ctx = strdup(id)};
-    int rc = o.ctx && http_request(s->cfg.http, &o) ? 0 : -1;
+                     .done = oc_server_answer_done, .ctx = a};
+    int rc = http_request(s->cfg.http, &o) ? 0 : -1;
     if (rc != 0)
-        free(o.ctx);
+        free(a);
     json_object_put(b);
     return rc;
 }
@@ -467,6 +483,7 @@ static long oc_server_backend_capacity(void *self)
 const backend_ops_t oc_server_backend = {
     .mode = "server",
     .label = "server",
+    .summarises_changes = 1,
     .state = oc_server_backend_state,
     .capacity = oc_server_backend_capacity,
     .start = oc_server_msg_start,

@@ -176,6 +176,7 @@ const char *const db_migrations[] = {
     "CREATE TABLE prompts ("
     "  id TEXT NOT NULL,"
     "  kind TEXT NOT NULL CHECK (kind IN ('permission', 'question')),"
+    "  opencode_id TEXT,"
     "  owner TEXT NOT NULL,"
     "  session_id TEXT NOT NULL,"
     "  execution_id INTEGER REFERENCES executions(id) ON DELETE CASCADE,"
@@ -277,8 +278,10 @@ const char *const db_sql[ST_COUNT] = {
                        " WHERE e.queued_at >= ?1 AND e.queued_at < ?2 GROUP BY t.tool, t.status ORDER BY 3 DESC LIMIT 100",
     [ST_EVENT_INSERT] = "INSERT INTO events (execution_id, seq, type, data) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVENT_LIST] = "SELECT seq, type, data FROM events WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
+    /* ids are ocpm's own (unique per execution): a replace is only ever the same prompt's update. */
     [ST_PROMPT_PUT] = "INSERT OR REPLACE INTO prompts (id, kind, owner, session_id, execution_id, status, request, reply,"
-                      " asked_at, replied_at, replied_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      " asked_at, replied_at, replied_by, opencode_id)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_PROMPT_LIST] = "SELECT id, execution_id, status, request, reply, asked_at, replied_at, replied_by FROM prompts"
                        " WHERE owner = ?1 AND kind = ?2 AND (?3 IS NULL OR session_id = ?3)"
                        " AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR execution_id = ?5) ORDER BY asked_at, id",

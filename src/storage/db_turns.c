@@ -143,6 +143,7 @@ int db_prompt_put(db_t *db, const db_prompt_t *p)
     sqlite3_bind_double(s, 9, p->asked_at);
     db_bind_time(s, 10, p->replied_at);
     db_bind_text(s, 11, p->replied_by);
+    db_bind_text(s, 12, p->opencode_id);
     return db_run(db, ST_PROMPT_PUT);
 }
 

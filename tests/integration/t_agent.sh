@@ -33,6 +33,7 @@ curl -sN --max-time 60 -u alice:apw -H 'Accept: text/event-stream' -H 'Content-T
 SSE=$!
 check "the permission is pending" wait_until 20 pending w permissions
 P=$(j '.permissions[0].id')
+like "$P" '^per_[0-9]+_[0-9]+$' "its id is ocpm's own, not the agent's"
 is "$(j '.permissions[0] | [.permission, (.patterns|join(",")), .tool.name, .status] | join(" ")')" \
     "external_directory /etc/* read pending" "a record: what, which patterns, which tool call, pending"
 check "the stream announced it with the same record" grep -q "\"id\":\"$P\".*\"status\":\"pending\"" "$TDIR/turn.sse"
@@ -140,6 +141,28 @@ like "$(j .answer)" 'question rejected' "and the agent was told"
 req GET /api/sessions/w/questions
 is "$(j '[.questions[].status] | join(" ")')" "answered rejected" "the session's questions, oldest first"
 
+# --- what the agent's server says cannot pick records or fake answers ---------------------------------
+req POST /api/sessions '{"id":"g"}'
+async g "ghost [[ghost]]"
+G_EX=$ID
+check "a request opencode does not know is pending" wait_until 20 pending g permissions
+G=$(j '.permissions[0].id')
+req POST "/api/sessions/g/permissions/$G" '{"reply":"once"}'
+is "$STATUS:$(j .error.code)" "502:opencode_unavailable" "an answer opencode refuses is not recorded as given"
+req GET /api/sessions/g/permissions
+is "$(j '.permissions[0].status')" pending "the request stays pending"
+req POST /api/sessions/g/abort
+check "its turn ends" wait_until 20 finished "$G_EX"
+req GET /api/sessions/g/permissions
+is "$(j '.permissions[0].status')" lost "and the request is lost with it"
+async g "twins [[twins]]"
+T_EX=$ID
+check "two requests with one opencode id are two records" wait_until 20 sh -c "curl -s -u alice:apw '$BASE/api/sessions/g/permissions?status=pending' | jq -e '.permissions | length == 2'"
+req POST /api/sessions/g/abort
+check "that turn ends too" wait_until 20 finished "$T_EX"
+req GET /api/sessions/g/permissions
+is "$(j '[.permissions[].id] | unique | length'):$(j '.permissions | length')" "3:3" "no record was replaced"
+
 # --- a prompt outlives no server ----------------------------------------------------------------
 req POST /api/sessions '{"id":"l"}'
 async l "lost [[permission]]"
@@ -155,7 +178,7 @@ is "$STATUS" 409 "and cannot be answered any more"
 # --- webhooks ----------------------------------------------------------------------------------
 hook_events() { jq -r 'select(.answered == 204) | .headers["X-Ocpm-Event"]' "$HOOKS" | sort | tr '\n' ' '; }
 check "every finished execution and every prompt is delivered" \
-    wait_until 30 sh -c "[ \$(jq -r 'select(.answered == 204)' '$HOOKS' | jq -s length) -ge 8 ]"
+    wait_until 30 sh -c "[ \$(jq -r 'select(.answered == 204)' '$HOOKS' | jq -s length) -ge 13 ]"
 like "$(hook_events)" 'execution.finished.*permission.asked.*question.asked' "execution.finished, permission.asked, question.asked"
 D=$(jq -r 'select(.headers["X-Ocpm-Event"] == "permission.asked") | .headers["X-Ocpm-Delivery"]' "$HOOKS" | head -1)
 is "$(jq -r "select(.headers[\"X-Ocpm-Delivery\"] == \"$D\") | .answered" "$HOOKS" | tr '\n' ' ')" "500 500 204 " \

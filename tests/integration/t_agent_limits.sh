@@ -67,7 +67,7 @@ check "then the server recycles" wait_until 30 sh -c "[ \"\$(curl -s '$BASE/api/
 
 # --- policies, bounds, digests -----------------------------------------------------------------
 stack_stop_ocpmd
-export OCPM_PERMISSION_POLICY=reject OCPM_EVENTS_MAX=5 OCPM_STORE_PROMPTS=no OCPM_SERVER_MAX_MESSAGES=0
+export OCPM_PERMISSION_POLICY=reject OCPM_STORE_PROMPTS=no OCPM_SERVER_MAX_MESSAGES=0
 stack_start_ocpmd
 check "the manager restarted with permission_policy = reject" wait_until 20 sh -c "[ \"\$(curl -s '$BASE/api/opencode/status' | jq -r .server.state)\" = ready ]"
 req POST /api/sessions/t/messages '{"text":"policy [[permission]] [[tools]]"}'
@@ -78,16 +78,21 @@ req GET "/api/executions/$EX"
 is "$(j '.permissions[0] | .status + " " + .repliedBy')" "rejected policy" "recorded as decided by the policy"
 is "$(j '.tools[0].input'):$(j '.tools[0].inputBytes'):$(j '.tools[0].inputSha256 | length')" "null:32:64" \
     "store_prompts = no: a tool call's input is kept as its size and SHA-256"
-curl -sN "$BASE/api/executions/$EX/events" >"$TDIR/bounded.sse"
-is "$(grep -c '^id: ' "$TDIR/bounded.sse")" 6 "events_max = 5: five events kept, and done"
-check "the replay says where it stops" grep -q '^event: events.truncated' "$TDIR/bounded.sse"
-check "done keeps its own id, after the ones not kept" sh -c "grep -B1 '^event: done' '$TDIR/bounded.sse' | grep -qv '^id: 6\$'"
+curl -sN "$BASE/api/executions/$EX/events" >"$TDIR/private.sse"
+is "$(grep -c '^event: ' "$TDIR/private.sse"):$(grep -c 'fake server answer' "$TDIR/private.sse")" "1:0" \
+    "store_prompts = no: no event is stored (they hold the answer): a replay is done alone, without text"
+is "$(sql "select count(*) from events where execution_id=$EX")" 0 "the events table has none of its events"
 stack_stop_ocpmd
-export OCPM_PERMISSION_POLICY=allow
+export OCPM_PERMISSION_POLICY=allow OCPM_STORE_PROMPTS=yes OCPM_EVENTS_MAX=5
 stack_start_ocpmd
 check "the manager restarted with permission_policy = allow" wait_until 20 sh -c "[ \"\$(curl -s '$BASE/api/opencode/status' | jq -r .server.state)\" = ready ]"
 req POST /api/sessions/t/messages '{"text":"allowed [[permission]]"}'
 like "$(j .text)" 'permission: once' "permission_policy = allow answers once"
-req GET "/api/executions/$(j .execution.id)"
+EX=$(j .execution.id)
+req GET "/api/executions/$EX"
 is "$(j '.permissions[0] | .status + " " + .repliedBy')" "allowed policy" "recorded as allowed by the policy"
+curl -sN "$BASE/api/executions/$EX/events" >"$TDIR/bounded.sse"
+is "$(grep -c '^id: ' "$TDIR/bounded.sse")" 6 "events_max = 5: five events kept, and done"
+check "the replay says which ids were not kept" grep -q '^event: events.truncated' "$TDIR/bounded.sse"
+check "done keeps its own id, after the ones not kept" sh -c "grep -B1 '^event: done' '$TDIR/bounded.sse' | grep -q '^id: \([7-9]\|[1-9][0-9]\+\)\$'"
 t_done

@@ -72,8 +72,12 @@ static void fake_end(backend_job_t *j, int ok, backend_stop_t stopped, const cha
 
 static void fake_stop(backend_job_t *j, backend_stop_t why) { fake_end(j, 0, why, NULL, "Aborted"); }
 
-static const backend_ops_t fake_ops = {"per-session", "standalone", fake_state, fake_capacity, fake_start, fake_stop, NULL};
-static const backend_ops_t fake_server_ops = {"server", "server", fake_state, fake_capacity, fake_start, fake_stop, NULL};
+static const backend_ops_t fake_ops = {.mode = "per-session", .label = "standalone", .state = fake_state,
+                                       .capacity = fake_capacity, .start = fake_start, .stop = fake_stop,
+                                       .summarises_changes = 1};
+static const backend_ops_t fake_server_ops = {.mode = "server", .label = "server", .state = fake_state,
+                                              .capacity = fake_capacity, .start = fake_start, .stop = fake_stop,
+                                              .summarises_changes = 1};
 
 typedef struct world {
     char dir[64];
