@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "scheduler_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -11,12 +12,65 @@
 /* Prompts recorded per turn at most (a real turn asks a few). */
 #define EXECUTION_PROMPTS_MAX 256
 
+/* s with every from replaced by to (malloc'd), or NULL when from is not in it. */
+static char *execution_replace(const char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    if (!fl)
+        return NULL;
+    for (const char *p = strstr(s, from); p; p = strstr(p + fl, from))
+        n++;
+    if (!n)
+        return NULL;
+    char *out = malloc(strlen(s) + n * tl + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = s, *q; (q = strstr(p, from)); p = q + fl) {
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, to, tl);
+        o += tl;
+        s = q + fl;
+    }
+    strcpy(o, s);
+    return out;
+}
+
+/* opencode's events name the server's paths (a session's directory, its cwd and root): clients
+ * see the workspace as /workspace and ocpm's other directories as /ocpm, never where they are.
+ * Returns a new object, or NULL when data names none. */
+static json_object *execution_redact(const execution_t *e, json_object *data)
+{
+    const conf_t *cf = e->sch->cfg.conf;
+    session_t *sess = session_find(e->sch->cfg.sessions, e->owner, e->session_id);
+    const char *paths[][2] = {{sess ? session_workspace(sess) : "", "/workspace"},
+                              {cf->workspace_root, "/ocpm"},
+                              {cf->agent_home, "/ocpm"},
+                              {cf->state_dir, "/ocpm"}};
+    const char *s = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *cur = NULL;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char *next = execution_replace(cur ? cur : s, paths[i][0], paths[i][1]);
+        if (next) {
+            free(cur);
+            cur = next;
+        }
+    }
+    json_object *o = cur ? json_tokener_parse(cur) : NULL;
+    free(cur);
+    return o;
+}
+
 void execution_emit(execution_t *e, const char *event, json_object *data)
 {
+    json_object *clean = data ? execution_redact(e, data) : NULL;
+    if (clean)
+        data = clean;
     long long id = turn_log(e->turn, event, data);
     for (int i = 0; i < e->nwaiters; i++)
         if (e->waiter_stream[i])
             control_event(e->waiters[i], id, event, data);
+    json_object_put(clean);
 }
 
 static void execution_replay_one(void *ctx, const db_event_t *ev)

@@ -31,6 +31,8 @@ req POST "/api/sessions/a/permissions/$P" '{"reply":"once"}'
 is "$STATUS:$(j .status)" "200:allowed" "answered once"
 wait "$SSE"
 check "the stream carried permission.asked" grep -q '^event: permission.asked' "$TDIR/turn.sse"
+if grep -q "$TDIR" "$TDIR/turn.sse"; then not_ok "opencode's events reach the client without server paths" "$(grep -o ".\{40\}$TDIR.\{20\}" "$TDIR/turn.sse" | head -2)"
+else ok "opencode's events reach the client without server paths"; fi
 EX=$(grep -A1 '^event: done' "$TDIR/turn.sse" | sed -n 's/^data: //p' | jq -r .execution.id)
 req GET "/api/executions/$EX"
 is "$(j .status)" succeeded "the turn completes"

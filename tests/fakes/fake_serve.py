@@ -176,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 SESSIONS[sid] = {"directory": directory, "history": [], "busy": False, "abort": threading.Event()}
                 INSTANCES.add(directory)
-            publish(directory, "session.created", {"sessionID": sid, "info": {"id": sid}})
+            publish(directory, "session.created", {"sessionID": sid, "info": {"id": sid, "directory": directory}})
             return self.send_json(200, {"id": sid, "directory": directory, "title": self.body().get("title", "")})
         if u.path == "/global/dispose":
             with LOCK:
