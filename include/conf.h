@@ -68,6 +68,8 @@ typedef struct conf {
     long queue_max_bytes;
     long user_queue_max_bytes;
     long user_max_share;      /* percent of the run slots and of the pool's message capacity */
+    long user_max_running;    /* messages of one owner running at once (0: user_max_share alone) */
+    long user_queue_limit;    /* messages of one owner waiting (0: no count bound) */
     long user_max_sessions;
     long user_max_workspaces;
     char git_bin[PATH_MAX];

@@ -2,8 +2,9 @@
  *
  * Messages wait in one FIFO (oldest first) and in their session's own queue: at most one message
  * of a session runs at a time, in the order they came. While fewer than max_concurrent_runs run,
- * the oldest waiting message of an idle session starts, unless its user already holds
- * user_max_share of the slots (then the next user's goes first).
+ * the next message starts round robin over the users that have one able to start (its session
+ * idle, its user under user_max_share of the slots and under user_max_running), the oldest of
+ * that user's: one user's 500 waiting messages delay another's one by at most one start per slot.
  *
  * Where it runs is decided from the primary backend's state (backend.h): READY, it runs there;
  * FULL, nothing starts until a job ends; WAIT (a server being replaced), messages wait; DOWN (a
@@ -13,7 +14,8 @@
  * server's agent home.
  *
  * Admission, checked when a message is submitted (429 with Retry-After): the session's queue
- * (session_queue_limit), bytes of messages waiting in memory, overall (queue_max_bytes) and per
+ * (session_queue_limit), the user's waiting messages (user_queue_limit), bytes of messages waiting
+ * in memory, overall (queue_max_bytes) and per
  * user (user_queue_max_bytes), and messages of one user holding responder threads (sync and
  * stream) beyond user_max_share of the pool's message capacity. */
 #ifndef OCPM_SCHEDULER_H

@@ -1,13 +1,20 @@
 /* user: what each user holds right now, for the bounds one user may not pass.
  *
- * Counters per owner (the unauthenticated owner "" included): sessions, executions running, bytes
- * of messages waiting in memory, and messages whose client holds a responder thread while it waits
+ * Counters per owner (the unauthenticated owner "" included): sessions, executions running, messages
+ * waiting and their bytes in memory, and messages whose client holds a responder thread while it waits
  * (synchronous and streaming ones). An entry exists while any counter is above zero. O(1) per
  * call; the table grows with the number of users holding something. */
 #ifndef OCPM_USER_H
 #define OCPM_USER_H
 
-typedef enum { USER_SESSIONS, USER_RUNNING, USER_QUEUED_BYTES, USER_WAITERS, USER_NCOUNTERS } user_counter_t;
+typedef enum {
+    USER_SESSIONS,
+    USER_RUNNING,
+    USER_QUEUED,       /* messages waiting to start */
+    USER_QUEUED_BYTES,
+    USER_WAITERS,
+    USER_NCOUNTERS
+} user_counter_t;
 
 typedef struct user_table user_table_t;
 

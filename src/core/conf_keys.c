@@ -64,6 +64,11 @@ const conf_key_t conf_keys[] = {
      "The same for one user (at most queue_max_bytes)."},
     {"user_max_share", CT_PERCENT, N(user_max_share), "50%", 1, 100, NULL, NULL,
      "The most one user may hold of the run slots, and of the pool's capacity for clients waiting on messages."},
+    {"user_max_running", CT_INT, N(user_max_running), "0", 0, 4096, NULL, NULL,
+     "Messages of one user running at once; more wait their turn (0: user_max_share of the slots alone)."},
+    {"user_queue_limit", CT_INT, N(user_queue_limit), "256", 0, 1000000, NULL, NULL,
+     "Messages of one user waiting to start, all sessions together; one more gets 429 user_limit (0: no "
+     "bound but the bytes')."},
     {"user_max_sessions", CT_INT, N(user_max_sessions), "1000", 1, 100000000L, NULL, NULL,
      "Sessions (not deleted) one user may have."},
     {"user_max_workspaces", CT_INT, N(user_max_workspaces), "1000", 1, 100000000L, NULL, NULL,

@@ -115,6 +115,10 @@ int execution_hold_bytes(execution_t *e, long bytes)
 {
     if (user_add(e->sch->cfg.users, e->owner, USER_QUEUED_BYTES, bytes) != 0)
         return -1;
+    if (user_add(e->sch->cfg.users, e->owner, USER_QUEUED, 1) != 0) {
+        user_add(e->sch->cfg.users, e->owner, USER_QUEUED_BYTES, -bytes);
+        return -1;
+    }
     e->queued_bytes = bytes;
     return 0;
 }
@@ -125,6 +129,7 @@ static void execution_release_bytes(execution_t *e)
     if (!e->queued_bytes)
         return;
     user_add(e->sch->cfg.users, e->owner, USER_QUEUED_BYTES, -e->queued_bytes);
+    user_add(e->sch->cfg.users, e->owner, USER_QUEUED, -1);
     e->queued_bytes = 0;
 }
 

@@ -114,6 +114,25 @@ static void scheduler_expire(scheduler_t *s, double now)
     }
 }
 
+/* The next message to start: round robin over the owners with one that may start (its session idle,
+ * its owner under share), in the order of their names, from the one after the owner served last;
+ * of that owner's, the oldest. So one user's long queue delays another's message by at most one
+ * start per slot. NULL: none may start. */
+static execution_t *scheduler_next(scheduler_t *s, long share)
+{
+    execution_t *after = NULL, *first = NULL;
+    for (execution_t *e = s->head; e; e = e->qnext) {
+        session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
+        if (!sess || session_running(sess) || user_count(s->cfg.users, e->owner, USER_RUNNING) >= share)
+            continue;
+        if (!first || strcmp(e->owner, first->owner) < 0)
+            first = e;
+        if (strcmp(e->owner, s->last_owner) > 0 && (!after || strcmp(e->owner, after->owner) < 0))
+            after = e;
+    }
+    return after ? after : first;
+}
+
 void scheduler_kick(scheduler_t *s)
 {
     if (s->stopping)
@@ -124,21 +143,22 @@ void scheduler_kick(scheduler_t *s)
             scheduler_expire(s, clock_now());
         return;
     }
-    /* No user holds more than user_max_share of the route's slots. */
+    /* No user holds more than user_max_share of the route's slots, nor user_max_running. */
     long share = user_share_of(r.limit, s->cfg.conf->user_max_share);
-    for (execution_t *e = s->head, *next; e && s->running < r.limit; e = next) {
-        next = e->qnext;
+    if (s->cfg.conf->user_max_running > 0 && s->cfg.conf->user_max_running < share)
+        share = s->cfg.conf->user_max_running;
+    execution_t *e;
+    while (s->running < r.limit && (e = scheduler_next(s, share))) {
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
-        if (!sess || session_running(sess) || user_count(s->cfg.users, e->owner, USER_RUNNING) >= share)
-            continue;
         /* The oldest waiting message of its session is the head of the session's queue. */
         if (session_dequeue(sess) != e) {
             log_error("a session's queue and the scheduler's disagree", "sessionId=%s", e->session_id);
-            continue;
+            break;
         }
+        snprintf(s->last_owner, sizeof s->last_owner, "%s", e->owner);
         scheduler_unlink(s, e);
         s->queued--;
-        /* Starting may finish (and free) e, and only removes e: next is intact. */
+        /* Starting may finish (and free) e. */
         execution_begin(e, r.backend, r.shared_home);
     }
 }
@@ -162,6 +182,9 @@ static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, schedule
     user_table_t *u = s->cfg.users;
     if ((long)session_waiting(sess) >= cf->session_queue_limit)
         return (int)scheduler_refuse(s, c, 429, "queue_full", "this session's queue is full; retry later", "session");
+    if (cf->user_queue_limit > 0 && user_count(u, owner, USER_QUEUED) >= cf->user_queue_limit)
+        return (int)scheduler_refuse(s, c, 429, "user_limit",
+                                     "you have user_queue_limit messages waiting; retry when one has started", "user");
     if (user_count(u, owner, USER_QUEUED_BYTES) + bytes > cf->user_queue_max_bytes)
         return (int)scheduler_refuse(s, c, 429, "queue_full",
                                      "your messages waiting to run are over user_queue_max_bytes; retry later", "user");

@@ -17,6 +17,7 @@ struct scheduler {
     execution_t *head, *tail; /* every waiting execution, oldest first */
     execution_t *live;        /* every execution not yet finished (queued, starting, running) */
     long running, queued;
+    char last_owner[257]; /* the owner whose message started last (the round robin's place) */
     long message_capacity;
     unsigned long long finished, failed;
     int stopping;

@@ -44,7 +44,7 @@ void oc_server_maybe_recycle(oc_server_t *s)
     s->recycling = 1;
     s->restart_reason = why;
     oc_server_set_state(s, OC_SERVER_DRAINING);
-    if (s->in_flight == 0)
+    if (s->in_flight == 0 && s->answers == 0)
         oc_server_terminate(s, why);
 }
 

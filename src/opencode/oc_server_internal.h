@@ -74,6 +74,7 @@ struct oc_server {
     /* messages and workspaces */
     backend_job_t *msgs;
     long in_flight;
+    long answers; /* answers to the agent's prompts on their way: a draining server waits for them too */
     oc_server_dir_t *dirs;
     uv_timer_t health_timer, start_timer, dispose_timer, resub_timer, kill_timer;
     void (*stop_done)(void *ctx);

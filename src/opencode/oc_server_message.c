@@ -50,7 +50,7 @@ static void oc_server_msg_finish(backend_job_t *msg, const backend_result_t *r)
     uv_timer_stop(&msg->timer);
     msg->ev.done(msg->ctx, r);
     uv_close((uv_handle_t *)&msg->timer, oc_server_msg_closed);
-    if (s->state == OC_SERVER_DRAINING && s->in_flight == 0)
+    if (s->state == OC_SERVER_DRAINING && s->in_flight == 0 && s->answers == 0)
         oc_server_terminate(s, s->restart_reason ? s->restart_reason : "recycle");
 }
 
@@ -393,6 +393,7 @@ static backend_job_t *oc_server_msg_start(void *self, const backend_request_t *r
 }
 
 typedef struct oc_server_answer {
+    oc_server_t *server;
     backend_answered_fn done;
     void *ctx;
     char id[72];
@@ -412,8 +413,13 @@ static void oc_server_answer_done(void *ctx, int err, const char *errmsg, long s
         log_warn("the opencode server did not take an answer to a prompt", "request=%s reason=%s", a->id, log_q(why));
     else
         log_debug("answer taken by the opencode server", "request=%s", a->id);
+    oc_server_t *s = a->server;
+    s->answers--;
     a->done(a->ctx, !why[0], why);
     free(a);
+    /* A recycle waits for answers too: the server must not go before it has answered. */
+    if (s->state == OC_SERVER_DRAINING && s->in_flight == 0 && s->answers == 0)
+        oc_server_terminate(s, s->restart_reason ? s->restart_reason : "recycle");
 }
 
 /* A prompt's answer: POST /permission/{id}/reply {reply, message?}, /question/{id}/reply {answers}
@@ -425,6 +431,7 @@ static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, cons
     oc_server_answer_t *a;
     if (msg->finished || oc_server_pid(s) <= 0 || !valid_id(id) || !(a = calloc(1, sizeof *a)))
         return -1;
+    a->server = s;
     a->done = done;
     a->ctx = ctx;
     snprintf(a->id, sizeof a->id, "%s", id);
@@ -450,6 +457,8 @@ static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, cons
     int rc = http_request(s->cfg.http, &o) ? 0 : -1;
     if (rc != 0)
         free(a);
+    else
+        s->answers++;
     json_object_put(b);
     return rc;
 }

@@ -203,6 +203,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(404, {"_tag": "NotFoundError", "message": "request not found: " + m.group(2)})
             p["reply"] = body if m.group(3) == "reply" else "reject"
             p["done"].set()
+            # The turn goes on before the reply is answered, as on a busy server: ocpm must neither
+            # end the turn nor recycle the server before this answer lands.
+            time.sleep(0.3)
             return self.send_json(200, True)
         m = re.match(r"^/session/([^/]+)/(message|abort)$", u.path)
         if not m:

@@ -361,6 +361,56 @@ static void test_user_share(void **state)
     fake_end(&w->primary.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
 }
 
+static void test_round_robin(void **state)
+{
+    world_t *w = *state;
+    w->conf.max_concurrent_runs = 1;
+    world_start(w, 0);
+    session_t *a[3];
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "a%d", i + 1);
+        a[i] = world_session(w, "alice", id);
+    }
+    session_t *b = world_session(w, "bob", "b"), *c = world_session(w, "carol", "c");
+    for (int i = 0; i < 3; i++) {
+        char text[8];
+        snprintf(text, sizeof text, "a%d", i + 1);
+        submit(w, a[i], text);
+    }
+    submit(w, b, "b");
+    submit(w, c, "c");
+    /* Bob's and carol's came after all of alice's, yet start right after her first. */
+    static const char *const order[] = {"a1", "b", "c", "a2", "a3"};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(w->primary.njobs, i + 1);
+        assert_string_equal(w->primary.jobs[i].text, order[i]);
+        fake_end(&w->primary.jobs[i], 1, BACKEND_STOP_NONE, NULL, NULL);
+    }
+}
+
+static void test_user_limits(void **state)
+{
+    world_t *w = *state;
+    w->conf.user_max_running = 1;
+    w->conf.user_queue_limit = 1;
+    world_start(w, 0);
+    session_t *a1 = world_session(w, "alice", "a1"), *a2 = world_session(w, "alice", "a2");
+    session_t *a3 = world_session(w, "alice", "a3"), *b = world_session(w, "bob", "b");
+    submit(w, a1, "alice one");
+    submit(w, a2, "alice two");
+    /* One of hers waits (user_max_running = 1 of the two slots): her next is over user_queue_limit. */
+    assert_int_equal(scheduler_submit(w->s, a3, "refused", NULL, NULL, NULL, SCHEDULER_WAIT_ASYNC), -1);
+    submit(w, b, "bob");
+    assert_int_equal(w->primary.njobs, 2);
+    assert_string_equal(w->primary.jobs[1].text, "bob");
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    assert_string_equal(w->primary.jobs[2].text, "alice two");
+    fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->primary.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
+    assert_int_equal(scheduler_queued(w->s), 0);
+}
+
 static void test_shutdown(void **state)
 {
     world_t *w = *state;
@@ -400,6 +450,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish_paths, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_routes_by_backend_state, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_share, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_user_limits, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_shutdown, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounds, world_setup, world_teardown),
     };
