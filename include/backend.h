@@ -16,7 +16,13 @@
 #include <json-c/json.h>
 
 /* Why ocpm stopped a job (0: it did not). */
-typedef enum { BACKEND_STOP_NONE = 0, BACKEND_STOP_ABORT, BACKEND_STOP_TIMEOUT, BACKEND_STOP_SHUTDOWN } backend_stop_t;
+typedef enum {
+    BACKEND_STOP_NONE = 0,
+    BACKEND_STOP_ABORT,
+    BACKEND_STOP_TIMEOUT,
+    BACKEND_STOP_SHUTDOWN,
+    BACKEND_STOP_BUDGET, /* the turn's cost passed user_turn_cost_max */
+} backend_stop_t;
 
 /* Whether a backend can take a message now. */
 typedef enum {

@@ -70,6 +70,8 @@ typedef struct conf {
     long user_max_share;      /* percent of the run slots and of the pool's message capacity */
     long user_max_running;    /* messages of one owner running at once (0: user_max_share alone) */
     long user_queue_limit;    /* messages of one owner waiting (0: no count bound) */
+    long user_daily_tokens;   /* tokens (in + out) one owner may use per UTC day (0: no bound) */
+    long user_daily_cost_micro, user_turn_cost_max_micro; /* cost, in millionths (0: no bound) */
     long user_max_sessions;
     long user_max_workspaces;
     char git_bin[PATH_MAX];

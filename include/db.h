@@ -129,6 +129,9 @@ int db_prompt_status(db_t *db, const char *owner, const char *kind, const char *
 /* Pending prompts left by a manager that stopped become lost (opencode forgot them with it). */
 int db_prompt_lose_pending(db_t *db, double now, int *count);
 int db_webhook_record(db_t *db, const db_webhook_t *w);
+/* Tokens (in and out) and cost per owner of the executions finished since since. */
+typedef void (*db_usage_fn)(void *ctx, const char *owner, long long tokens, double cost);
+int db_usage_since(db_t *db, double since, db_usage_fn fn, void *ctx);
 
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);

@@ -16,6 +16,7 @@ typedef enum {
     EXEC_TIMEOUT,     /* stopped at run_timeout */
     EXEC_ABORTED,     /* stopped or cancelled by a client (abort, delete) */
     EXEC_INTERRUPTED, /* stopped by the manager's shutdown, or left by a manager that died */
+    EXEC_BUDGET,      /* stopped when its cost passed user_turn_cost_max */
     EXEC_NSTATUS
 } exec_status_t;
 

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "ask.h"
+#include "budget.h"
 #include "conf.h"
 #include "control.h"
 #include "db.h"
@@ -43,6 +44,7 @@ typedef struct manager {
     pool_t *pool;           /* the FastCGI responders */
     metrics_t *metrics;
     ask_book_t *asks;       /* the agent's permission and question prompts */
+    budget_t *budget;       /* what each user may spend */
     webhook_t *webhook;     /* NULL without webhook_url */
     char **child_env;       /* the allowlisted environment for opencode */
     char version[128];      /* opencode --version */

@@ -27,6 +27,7 @@
 
 #include "ask.h"
 #include "backend.h"
+#include "budget.h"
 #include "conf.h"
 #include "control.h"
 #include "db.h"
@@ -60,6 +61,7 @@ typedef struct scheduler_config {
     void (*ended)(void *ctx, int64_t id, json_object *record, const turn_t *turn);
     void *ctx;
     ask_book_t *asks; /* the agent's prompts */
+    budget_t *budget; /* what each user may spend (NULL: no bounds) */
 } scheduler_config_t;
 
 scheduler_t *scheduler_new(const scheduler_config_t *cfg);

@@ -43,6 +43,8 @@ int turn_replay(const turn_t *t, long long after, db_event_fn fn, void *ctx);
 
 /* The tool calls so far, as the API shows them (a new JSON array). */
 json_object *turn_tools_json(const turn_t *t);
+/* The turn's cost so far, as its events report it. */
+double turn_cost(const turn_t *t);
 /* Tool calls seen so far. */
 size_t turn_tool_count(const turn_t *t);
 /* The tool of a call seen so far (NULL: none with that id). */

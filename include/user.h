@@ -13,6 +13,8 @@ typedef enum {
     USER_QUEUED,       /* messages waiting to start */
     USER_QUEUED_BYTES,
     USER_WAITERS,
+    USER_DAY_TOKENS,     /* tokens used today (UTC; budget.h resets them) */
+    USER_DAY_COST_MICRO, /* cost today, in millionths */
     USER_NCOUNTERS
 } user_counter_t;
 
@@ -23,6 +25,8 @@ void user_table_free(user_table_t *t);
 long user_count(user_table_t *t, const char *owner, user_counter_t k);
 /* Add delta (negative to release). Returns -1 when out of memory (nothing counted). */
 int user_add(user_table_t *t, const char *owner, user_counter_t k, long delta);
+/* Set counter k of every user to 0. */
+void user_reset(user_table_t *t, user_counter_t k);
 /* The total over every user. */
 long user_total(const user_table_t *t, user_counter_t k);
 /* share (percent) of capacity, at least 1: the most one user may hold. */

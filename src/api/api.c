@@ -90,6 +90,7 @@ const api_route_t api_routes[] = {
      "one of your executions, with its tool calls, changes and prompts"},
     {"GET", "/api/executions/{n}/events", "exec.events", NULL, api_events_query, API_FOLLOWS, api_exec_events,
      "its events as SSE from after (or Last-Event-ID), then live ones until done"},
+    {"GET", "/api/usage", "usage", NULL, NULL, 0, api_usage, "your usage today and your bounds (budgets)"},
     {"GET", "/api/stats", "stats", NULL, api_stats_query, API_OPERATOR, api_stats,
      "counts, durations, resources, tokens: everyone's"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,

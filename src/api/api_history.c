@@ -39,6 +39,14 @@ void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call) { api_e
 
 void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call) { api_exec_page(ctx, c, call, NULL); }
 
+void api_usage(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    manager_t *m = ctx;
+    json_object *o = budget_usage_json(m->budget, call->user, clock_now());
+    json_object_object_add(o, "user", *call->user ? json_object_new_string(call->user) : NULL);
+    control_reply(c, 200, o, NULL);
+}
+
 void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;

@@ -103,6 +103,8 @@ static double api_m_resp_inflight(const void *c) { (void)c; return (double)infli
 static double api_m_resp_refused(const void *c) { (void)c; return (double)inflight_refused(); }
 static double api_m_db_failures(const void *c) { return (double)storage_retry_failures(API_M(c)->storage); }
 static double api_m_db_pending(const void *c) { return (double)storage_retry_pending(API_M(c)->storage); }
+static double api_m_tokens(const void *c) { return (double)budget_tokens_total(API_M(c)->budget); }
+static double api_m_cost(const void *c) { return budget_cost_total(API_M(c)->budget); }
 static double api_m_prompts(const void *c) { return (double)ask_pending(API_M(c)->asks); }
 static double api_m_hooks_pending(const void *c) { return (double)webhook_pending(API_M(c)->webhook); }
 static double api_m_hooks_delivered(const void *c) { return (double)webhook_delivered(API_M(c)->webhook); }
@@ -139,6 +141,8 @@ static const metric_t api_metric_table[] = {
      api_m_db_failures},
     {"ocpm_db_pending_writes", METRIC_GAUGE, "Final execution records waiting to be written again.",
      api_m_db_pending},
+    {"ocpm_tokens_total", METRIC_COUNTER, "Tokens (in and out) finished executions reported.", api_m_tokens},
+    {"ocpm_cost_total", METRIC_COUNTER, "Cost finished executions reported, in the provider's currency.", api_m_cost},
     {"ocpm_prompts_pending", METRIC_GAUGE, "Permission and question prompts waiting for an answer.", api_m_prompts},
     {"ocpm_webhook_pending", METRIC_GAUGE, "Webhook deliveries being tried.", api_m_hooks_pending},
     {"ocpm_webhook_delivered_total", METRIC_COUNTER, "Webhook deliveries a receiver accepted.", api_m_hooks_delivered},

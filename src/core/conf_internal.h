@@ -9,7 +9,7 @@
 
 typedef enum {
     CT_PATH, CT_STRING, CT_INT, CT_DURATION, CT_SIZE, CT_BOOL, CT_MODE, CT_OCTAL, CT_LEVEL, CT_NAME, CT_PERCENT,
-    CT_POLICY, CT_URL, CT_SECRET, CT_NTYPES
+    CT_POLICY, CT_URL, CT_SECRET, CT_MONEY, CT_NTYPES
 } conf_type_t;
 
 typedef struct conf_key {

@@ -69,6 +69,13 @@ const conf_key_t conf_keys[] = {
     {"user_queue_limit", CT_INT, N(user_queue_limit), "256", 0, 1000000, NULL, NULL,
      "Messages of one user waiting to start, all sessions together; one more gets 429 user_limit (0: no "
      "bound but the bytes')."},
+    {"user_daily_tokens", CT_INT, N(user_daily_tokens), "0", 0, 1000000000000000L, NULL, NULL,
+     "Tokens (in and out, as opencode reports them) one user may use per UTC day; a message past it gets "
+     "429 budget_exceeded until midnight UTC (0: no bound)."},
+    {"user_daily_cost", CT_MONEY, N(user_daily_cost_micro), "0", 0, 999999999999999L, NULL, NULL,
+     "The same bound on cost, in the provider's currency as opencode reports it, such as 5 or 0.25."},
+    {"user_turn_cost_max", CT_MONEY, N(user_turn_cost_max_micro), "0", 0, 999999999999999L, NULL, NULL,
+     "A turn whose cost passes this is stopped and recorded budget_exceeded (0: no bound)."},
     {"user_max_sessions", CT_INT, N(user_max_sessions), "1000", 1, 100000000L, NULL, NULL,
      "Sessions (not deleted) one user may have."},
     {"user_max_workspaces", CT_INT, N(user_max_workspaces), "1000", 1, 100000000L, NULL, NULL,

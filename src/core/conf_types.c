@@ -180,6 +180,44 @@ static int conf_format_bool(const conf_key_t *k, const void *f, char *o, size_t 
     return snprintf(o, n, "%s", *(const int *)f ? "yes" : "no");
 }
 
+/* An amount of the provider's currency, as opencode reports cost: decimal, at most 6 places, kept
+ * in millionths (a long). */
+static int conf_parse_money(const conf_key_t *k, void *field, const char *v, const char **why)
+{
+    size_t whole = strspn(v, "0123456789");
+    const char *frac = v + whole;
+    size_t places = 0;
+    if (*frac == '.') {
+        places = strspn(frac + 1, "0123456789");
+        if (places == 0 || places > 6 || frac[1 + places])
+            return *why = "expected an amount such as 5 or 0.25 (at most 6 decimal places)", -1;
+    } else if (*frac) {
+        return *why = "expected an amount such as 5 or 0.25 (at most 6 decimal places)", -1;
+    }
+    if (whole == 0 || whole > 9)
+        return *why = "expected an amount such as 5 or 0.25, below 1000000000", -1;
+    long micro = strtol(v, NULL, 10) * 1000000L;
+    for (size_t i = 0, scale = 100000; i < 6; i++, scale /= 10)
+        if (i < places)
+            micro += (long)(frac[1 + i] - '0') * (long)scale;
+    if (micro < k->min || micro > k->max)
+        return *why = "out of range", -1;
+    *(long *)field = micro;
+    return 0;
+}
+
+static int conf_format_money(const conf_key_t *k, const void *f, char *o, size_t n)
+{
+    (void)k;
+    long m = *(const long *)f;
+    int w = snprintf(o, n, "%ld.%06ld", m / 1000000L, m % 1000000L);
+    while (w > 0 && (size_t)w < n && o[w - 1] == '0')
+        o[--w] = '\0';
+    if (w > 0 && (size_t)w < n && o[w - 1] == '.')
+        o[--w] = '\0';
+    return w;
+}
+
 /* A secret is never written back (`ocpmd -T` output is shown and pasted around). */
 static int conf_format_secret(const conf_key_t *k, const void *f, char *o, size_t n)
 {
@@ -202,4 +240,5 @@ const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_POLICY] = {"policy", conf_parse_policy, conf_format_text},
     [CT_URL] = {"url", conf_parse_url, conf_format_text},
     [CT_SECRET] = {"secret", conf_parse_text, conf_format_secret},
+    [CT_MONEY] = {"amount", conf_parse_money, conf_format_money},
 };

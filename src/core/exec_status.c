@@ -6,7 +6,7 @@
 static const char *const names[EXEC_NSTATUS] = {
     [EXEC_QUEUED] = "queued",   [EXEC_RUNNING] = "running", [EXEC_SUCCEEDED] = "succeeded",
     [EXEC_FAILED] = "failed",   [EXEC_TIMEOUT] = "timeout", [EXEC_ABORTED] = "aborted",
-    [EXEC_INTERRUPTED] = "interrupted",
+    [EXEC_INTERRUPTED] = "interrupted", [EXEC_BUDGET] = "budget_exceeded",
 };
 
 const char *exec_status_name(exec_status_t s)

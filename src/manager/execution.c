@@ -190,7 +190,8 @@ static json_object *execution_json(execution_t *e)
 static const char *execution_error_code(exec_status_t st)
 {
     static const char *const codes[EXEC_NSTATUS] = {
-        [EXEC_TIMEOUT] = "run_timeout", [EXEC_ABORTED] = "aborted", [EXEC_INTERRUPTED] = "interrupted"};
+        [EXEC_TIMEOUT] = "run_timeout", [EXEC_ABORTED] = "aborted", [EXEC_INTERRUPTED] = "interrupted",
+        [EXEC_BUDGET] = "budget_exceeded"};
     return codes[st] ? codes[st] : "opencode_failed";
 }
 
@@ -262,6 +263,8 @@ void execution_finish(execution_t *e, exec_status_t status)
                         (e->rec.started_at > 0 ? e->rec.started_at : e->rec.finished_at) - e->rec.queued_at);
     if (sess)
         session_note_message(sess, e->rec.finished_at);
+    if (s->cfg.budget && e->rec.has_usage)
+        budget_spend(s->cfg.budget, e->owner, e->rec.tokens_in + e->rec.tokens_out, e->rec.cost, e->rec.finished_at);
     s->finished++;
     if (status != EXEC_SUCCEEDED)
         s->failed++;
@@ -280,6 +283,7 @@ static exec_status_t execution_stopped_status(execution_t *e, backend_stop_t why
         [BACKEND_STOP_ABORT] = {EXEC_ABORTED, "aborted by request"},
         [BACKEND_STOP_TIMEOUT] = {EXEC_TIMEOUT, NULL},
         [BACKEND_STOP_SHUTDOWN] = {EXEC_INTERRUPTED, "killed at manager shutdown after shutdown_timeout"},
+        [BACKEND_STOP_BUDGET] = {EXEC_BUDGET, "stopped: the turn's cost passed user_turn_cost_max"},
     };
     if (why == BACKEND_STOP_TIMEOUT) {
         char msg[96];

@@ -142,13 +142,21 @@ static void execution_refuse_prompt(execution_t *e, const char *kind, json_objec
 void execution_on_event(void *ctx, const char *type, json_object *data)
 {
     execution_t *e = ctx;
+    turn_observe(e->turn, type, data);
+    /* A turn past user_turn_cost_max is stopped (once): recorded budget_exceeded. */
+    long cap = e->sch->cfg.conf->user_turn_cost_max_micro;
+    if (cap > 0 && !e->over_budget && e->job && turn_cost(e->turn) * 1e6 > (double)cap) {
+        e->over_budget = 1;
+        log_warn("a turn passed user_turn_cost_max; stopping it", "executionId=%lld sessionId=%s cost=%.6f",
+                 (long long)e->rec.id, e->session_id, turn_cost(e->turn));
+        execution_stop(e, BACKEND_STOP_BUDGET);
+    }
     /* A prompt opencode decided alone is only believed from a backend that cannot be asked. */
     if (strcmp(type, BACKEND_EVENT_DECIDED) == 0 && e->backend->ops->answer)
         return;
     static const char *const prompts[][2] = {
         {"permission.asked", "permission"}, {"question.asked", "question"}, {BACKEND_EVENT_DECIDED, "permission"}};
     static const char *const quiet[] = {"permission.replied", "question.replied", "question.rejected"};
-    turn_observe(e->turn, type, data);
     for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++)
         if (strcmp(type, prompts[i][0]) == 0) {
             /* The agent's server (or its stderr) says what it asks: bounded per turn. */

@@ -307,6 +307,9 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;
     if (manager_init_storage(m, err, errlen) != 0)
         return -1;
+    m->budget = budget_new(c, m->users);
+    if (!m->budget || budget_load(m->budget, m->db, clock_now()) != 0)
+        return snprintf(err, errlen, "cannot load today's usage: %s", db_errmsg(m->db)), -1;
     ask_config_t ac = {.loop = m->loop, .db = m->db, .conf = c, .notify = manager_prompt_asked, .ctx = m};
     m->asks = ask_book_new(&ac);
     m->webhook = webhook_new(m->loop, m->http, m->db, c);
@@ -323,6 +326,7 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
 static void manager_free(manager_t *m)
 {
     scheduler_free(m->scheduler);
+    budget_free(m->budget);
     oc_runner_free(m->runner);
     metrics_free(m->metrics);
     oc_models_free(m->models);

@@ -119,7 +119,7 @@ static int manager_make_scheduler(manager_t *m, char *err, size_t errlen)
 {
     scheduler_config_t sc = {.loop = m->loop, .conf = m->conf, .db = m->db, .sessions = m->sessions,
                              .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
-                             .ended = manager_scheduler_ended, .ctx = m, .asks = m->asks};
+                             .ended = manager_scheduler_ended, .ctx = m, .asks = m->asks, .budget = m->budget};
     backend_t run = {&oc_run_backend, m->runner};
     if (m->server) {
         sc.primary = (backend_t){&oc_server_backend, m->server};

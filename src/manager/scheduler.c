@@ -182,6 +182,13 @@ static int scheduler_admit(scheduler_t *s, session_t *sess, long bytes, schedule
     user_table_t *u = s->cfg.users;
     if ((long)session_waiting(sess) >= cf->session_queue_limit)
         return (int)scheduler_refuse(s, c, 429, "queue_full", "this session's queue is full; retry later", "session");
+    char why[160];
+    long reset_s = 0;
+    if (s->cfg.budget && budget_check(s->cfg.budget, owner, clock_now(), why, sizeof why, &reset_s) != 0) {
+        if (c)
+            control_error_retry(c, 429, "budget_exceeded", why, "budget", reset_s > 0 ? reset_s : 1);
+        return -1;
+    }
     if (cf->user_queue_limit > 0 && user_count(u, owner, USER_QUEUED) >= cf->user_queue_limit)
         return (int)scheduler_refuse(s, c, 429, "user_limit",
                                      "you have user_queue_limit messages waiting; retry when one has started", "user");

@@ -46,6 +46,7 @@ struct execution {
     turn_t *turn; /* what the agent did: events sent, tool calls, changes */
     int prompts;  /* permission and question prompts raised so far */
     int concluding;              /* its job ended: it waits for answers landing and its change count */
+    int over_budget;             /* stopped at user_turn_cost_max */
     exec_status_t final_status;  /* how the job ended, once concluding */
     changes_job_t *changes;      /* counting the files the turn changed (changes.h) */
     int unsaved;                /* the final record waits in storage_retry */

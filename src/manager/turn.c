@@ -12,6 +12,8 @@
 #define TURN_ERROR_MAX 2048
 /* More calls than this in one turn are counted, not kept one by one. */
 #define TURN_TOOLS_MAX 1024
+/* Assistant messages of one turn whose cost is followed (a turn has a few: one per step). */
+#define TURN_MESSAGES_MAX 64
 
 typedef struct turn_event {
     long long seq;
@@ -37,6 +39,14 @@ struct turn {
     size_t ntools, tools_cap;
     int has_changes;
     long long changes[3];
+    /* cost so far: opencode run's step_finish parts add up; a server reports each assistant
+     * message's cost as it grows (the last word per message counts) */
+    double steps_cost;
+    struct {
+        char id[64];
+        double cost;
+    } messages[TURN_MESSAGES_MAX];
+    size_t nmessages;
 };
 
 turn_t *turn_new(const turn_limits_t *lim)
@@ -215,8 +225,49 @@ static void turn_diffs(turn_t *t, json_object *info)
     memcpy(t->changes, c, sizeof c);
 }
 
+/* The cost an event reports. */
+static void turn_cost_of(turn_t *t, const char *type, json_object *data)
+{
+    json_object *c;
+    if (strcmp(type, "step_finish") == 0) {
+        c = turn_get(turn_get(data, "part"), "cost");
+        if (c && (json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)) &&
+            json_object_get_double(c) > 0)
+            t->steps_cost += json_object_get_double(c);
+        return;
+    }
+    json_object *info = turn_get(data, "info");
+    const char *role = turn_str(info, "role"), *id = turn_str(info, "id");
+    c = turn_get(info, "cost");
+    if (!role || strcmp(role, "assistant") != 0 || !id || !c ||
+        !(json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)))
+        return;
+    size_t i = 0;
+    while (i < t->nmessages && strcmp(t->messages[i].id, id) != 0)
+        i++;
+    if (i == t->nmessages) {
+        if (i == TURN_MESSAGES_MAX)
+            i--; /* the last slot stands for the rest */
+        else
+            t->nmessages++;
+        snprintf(t->messages[i].id, sizeof t->messages[i].id, "%s", id);
+    }
+    double v = json_object_get_double(c);
+    t->messages[i].cost = v > 0 ? v : 0;
+}
+
+double turn_cost(const turn_t *t)
+{
+    double c = t->steps_cost;
+    for (size_t i = 0; i < t->nmessages; i++)
+        c += t->messages[i].cost;
+    return c;
+}
+
 void turn_observe(turn_t *t, const char *type, json_object *data)
 {
+    if (strcmp(type, "step_finish") == 0 || strcmp(type, "message.updated") == 0)
+        turn_cost_of(t, type, data);
     if (strcmp(type, "tool_use") == 0) {
         turn_tool_part(t, turn_get(data, "part"));
     } else if (strcmp(type, "message.part.updated") == 0) {

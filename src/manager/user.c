@@ -67,6 +67,18 @@ int user_add(user_table_t *t, const char *owner, user_counter_t k, long delta)
 
 long user_total(const user_table_t *t, user_counter_t k) { return t->totals[k]; }
 
+void user_reset(user_table_t *t, user_counter_t k)
+{
+    for (size_t i = 0; i < USER_BUCKETS; i++) {
+        user_t *u = t->buckets[i], *next;
+        for (; u; u = next) {
+            next = u->next; /* user_add may free u */
+            if (u->n[k])
+                user_add(t, u->owner, k, -u->n[k]);
+        }
+    }
+}
+
 long user_share_of(long capacity, long share_percent)
 {
     long n = capacity * share_percent / 100;

@@ -54,6 +54,7 @@ enum {
     ST_PROMPT_STATUS,
     ST_PROMPT_LOSE,
     ST_WEBHOOK_INSERT,
+    ST_USAGE_SINCE,
     ST_COUNT
 };
 

@@ -213,6 +213,66 @@ const char *const db_migrations[] = {
     "         round(avg(t.duration_ms), 1) AS mean_ms, round(max(t.duration_ms), 1) AS max_ms,"
     "         datetime(min(e.queued_at), 'unixepoch') AS first, datetime(max(e.queued_at), 'unixepoch') AS last"
     "  FROM tool_calls t JOIN executions e ON e.id = t.execution_id GROUP BY t.tool, t.status;",
+    /* 5: a turn stopped at user_turn_cost_max is recorded budget_exceeded: the status CHECK takes it
+     * (SQLite changes a CHECK only by rebuilding the table). Rows, ids and the children that refer
+     * to them stay as they are. */
+    "CREATE TABLE executions_v5 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed',"
+    "                                        'timeout','aborted','interrupted','budget_exceeded')),"
+    "  argv TEXT, pid INTEGER, model TEXT, agent TEXT,"
+    "  queued_at REAL NOT NULL, started_at REAL, finished_at REAL, duration_ms REAL, queue_wait_ms REAL,"
+    "  exit_code INTEGER, signal INTEGER, peak_rss_kb INTEGER, cpu_user_ms REAL, cpu_sys_ms REAL,"
+    "  tokens_in INTEGER, tokens_out INTEGER, cost REAL,"
+    "  prompt TEXT, prompt_bytes INTEGER, prompt_sha256 TEXT,"
+    "  answer TEXT, answer_bytes INTEGER, answer_sha256 TEXT,"
+    "  opencode_session_id TEXT, stderr_tail TEXT, error TEXT,"
+    "  changes_files INTEGER, changes_additions INTEGER, changes_deletions INTEGER,"
+    "  FOREIGN KEY (owner, session_id) REFERENCES sessions(owner, id)"
+    ");"
+    "INSERT INTO executions_v5 SELECT * FROM executions;"
+    "DROP VIEW executions_by_hour;"
+    "DROP VIEW session_summary;"
+    "DROP VIEW failures;"
+    "DROP VIEW tool_usage;"
+    "DROP TABLE executions;"
+    "ALTER TABLE executions_v5 RENAME TO executions;"
+    "CREATE INDEX executions_session ON executions(owner, session_id, id);"
+    "CREATE INDEX executions_status ON executions(status, id);"
+    "CREATE INDEX executions_queued ON executions(queued_at);"
+    "CREATE INDEX executions_owner ON executions(owner, id);"
+    "CREATE INDEX executions_mode ON executions(mode, id);"
+    "CREATE INDEX executions_duration ON executions(duration_ms, queued_at);"
+    "CREATE INDEX executions_wait ON executions(queue_wait_ms, queued_at);"
+    "CREATE INDEX executions_finished_owner ON executions(finished_at, owner);"
+    "CREATE VIEW executions_by_hour AS"
+    "  SELECT strftime('%Y-%m-%d %H:00', queued_at, 'unixepoch') AS hour, count(*) AS runs,"
+    "         sum(status = 'succeeded') AS succeeded,"
+    "         sum(status IN ('failed', 'timeout', 'interrupted', 'budget_exceeded')) AS failed,"
+    "         sum(status = 'aborted') AS aborted,"
+    "         round(avg(duration_ms), 1) AS mean_ms, round(max(duration_ms), 1) AS max_ms,"
+    "         sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out"
+    "  FROM executions GROUP BY hour;"
+    "CREATE VIEW session_summary AS"
+    "  SELECT s.id, s.owner, s.workspace, s.opencode_session_id, s.message_count,"
+    "         datetime(s.created_at, 'unixepoch') AS created, datetime(s.last_activity, 'unixepoch') AS last_activity,"
+    "         s.deleted_at IS NOT NULL AS deleted, count(e.id) AS executions,"
+    "         coalesce(sum(e.status = 'succeeded'), 0) AS succeeded,"
+    "         coalesce(sum(e.status IN ('failed', 'timeout', 'interrupted', 'budget_exceeded')), 0) AS failed,"
+    "         round(avg(e.duration_ms), 1) AS mean_ms, sum(e.tokens_in) AS tokens_in,"
+    "         sum(e.tokens_out) AS tokens_out, sum(e.cost) AS cost"
+    "  FROM sessions s LEFT JOIN executions e ON e.owner = s.owner AND e.session_id = s.id GROUP BY s.owner, s.id;"
+    "CREATE VIEW failures AS"
+    "  SELECT id, session_id, owner, mode, status, datetime(finished_at, 'unixepoch') AS finished, exit_code,"
+    "         signal, error FROM executions WHERE status IN ('failed', 'timeout', 'interrupted', 'budget_exceeded');"
+    "CREATE VIEW tool_usage AS"
+    "  SELECT t.tool, t.status, count(*) AS calls, count(DISTINCT e.owner) AS users,"
+    "         round(avg(t.duration_ms), 1) AS mean_ms, round(max(t.duration_ms), 1) AS max_ms,"
+    "         datetime(min(e.queued_at), 'unixepoch') AS first, datetime(max(e.queued_at), 'unixepoch') AS last"
+    "  FROM tool_calls t JOIN executions e ON e.id = t.execution_id GROUP BY t.tool, t.status;",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -287,6 +347,9 @@ const char *const db_sql[ST_COUNT] = {
                        " AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR execution_id = ?5) ORDER BY asked_at, id",
     [ST_PROMPT_STATUS] = "SELECT status FROM prompts WHERE owner = ?1 AND id = ?2 AND kind = ?3 AND session_id = ?4",
     [ST_PROMPT_LOSE] = "UPDATE prompts SET status = 'lost', replied_at = ?1, replied_by = 'ocpm' WHERE status = 'pending'",
+    /* Today's usage per owner (budget.h), from what finished executions reported. */
+    [ST_USAGE_SINCE] = "SELECT owner, sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), sum(coalesce(cost, 0))"
+                       " FROM executions WHERE finished_at >= ?1 GROUP BY owner",
     [ST_WEBHOOK_INSERT] = "INSERT INTO webhook_deliveries (delivery, event, execution_id, status, attempts, http_status,"
                           " error, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"

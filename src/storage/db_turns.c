@@ -252,3 +252,18 @@ int db_webhook_record(db_t *db, const db_webhook_t *w)
     sqlite3_bind_double(s, 9, w->finished_at);
     return db_run(db, ST_WEBHOOK_INSERT);
 }
+
+int db_usage_since(db_t *db, double since, db_usage_fn fn, void *ctx)
+{
+    if (!db->h)
+        return db_failed(db), -1;
+    sqlite3_stmt *s = db->st[ST_USAGE_SINCE];
+    sqlite3_bind_double(s, 1, since);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), sqlite3_column_double(s, 2));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_failed(db), -1;
+    return 0;
+}

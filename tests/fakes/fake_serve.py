@@ -23,7 +23,8 @@ Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (u
 [[permission]] (a read of /etc/hostname that asks external_directory and waits for the reply),
 [[question]] (the question tool: "Which color?" red/blue, waiting for the answer),
 [[ghost]] (a permission.asked the server does not know: answering it gets 404; the turn waits until
-aborted), [[twins]] (two permission.asked with one id, then waits for the abort). Knobs in the environment:
+aborted), [[twins]] (two permission.asked with one id, then waits for the abort), [[spend=C]] (the assistant
+message reports cost C, then the turn waits for the abort). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
 slow_start (the next start takes 3 s before it listens).
@@ -240,6 +241,12 @@ class Handler(BaseHTTPRequestHandler):
             publish(directory, "message.updated", {"sessionID": sid, "info": {
                 "id": rid("msg_"), "role": "user", "sessionID": sid, "summary": {"diffs": [
                     {"file": "made.txt", "patch": "+hi\n", "additions": 1, "deletions": 0, "status": "added"}]}}})
+        spend = re.search(r"\[\[spend=([0-9.]+)\]\]", text)
+        if spend:
+            publish(directory, "message.updated", {"sessionID": sid, "info": {
+                "id": mid, "role": "assistant", "sessionID": sid, "cost": float(spend.group(1))}})
+            s["abort"].wait(3600)
+            return extra, True
         if "[[ghost]]" in text or "[[twins]]" in text:
             for _ in range(2 if "[[twins]]" in text else 1):
                 publish(directory, "permission.asked", {"id": "per_ghost", "sessionID": sid, "permission": "read",
