@@ -41,6 +41,8 @@ struct execution *session_running(const session_t *s);
 void session_set_running(session_t *s, struct execution *e);
 size_t session_waiting(const session_t *s);
 int session_enqueue(session_t *s, struct execution *e);
+/* The oldest waiting execution (it stays), or NULL. */
+struct execution *session_peek(const session_t *s);
 /* Take the oldest waiting execution, or NULL. */
 struct execution *session_dequeue(session_t *s);
 /* Remove a particular waiting execution; returns 1 if it was there. */

@@ -394,6 +394,12 @@ static void execution_on_done(void *ctx, const backend_result_t *r)
         e->rec.tokens_out = r->tokens_out;
         e->rec.cost = r->cost;
     }
+    /* What its events said it spent, when more (a turn stopped before its answer; a server's answer
+     * names its last step's cost alone): the budget must see it. */
+    if (turn_cost(e->turn) > e->rec.cost) {
+        e->rec.has_usage = 1;
+        e->rec.cost = turn_cost(e->turn);
+    }
     e->rec.has_exit = r->has_exit;
     e->rec.exit_code = r->exit_code;
     e->rec.signal = r->signal;

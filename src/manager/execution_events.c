@@ -149,7 +149,9 @@ void execution_on_event(void *ctx, const char *type, json_object *data)
         e->over_budget = 1;
         log_warn("a turn passed user_turn_cost_max; stopping it", "executionId=%lld sessionId=%s cost=%.6f",
                  (long long)e->rec.id, e->session_id, turn_cost(e->turn));
+        /* The stop may end (and free) e at once: nothing of e after it. */
         execution_stop(e, BACKEND_STOP_BUDGET);
+        return;
     }
     /* A prompt opencode decided alone is only believed from a backend that cannot be asked. */
     if (strcmp(type, BACKEND_EVENT_DECIDED) == 0 && e->backend->ops->answer)

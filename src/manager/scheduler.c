@@ -123,7 +123,8 @@ static execution_t *scheduler_next(scheduler_t *s, long share)
     execution_t *after = NULL, *first = NULL;
     for (execution_t *e = s->head; e; e = e->qnext) {
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
-        if (!sess || session_running(sess) || user_count(s->cfg.users, e->owner, USER_RUNNING) >= share)
+        if (e->unstartable || !sess || session_running(sess) ||
+            user_count(s->cfg.users, e->owner, USER_RUNNING) >= share)
             continue;
         if (!first || strcmp(e->owner, first->owner) < 0)
             first = e;
@@ -151,13 +152,23 @@ void scheduler_kick(scheduler_t *s)
     while (s->running < r.limit && (e = scheduler_next(s, share))) {
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
         /* The oldest waiting message of its session is the head of the session's queue. */
-        if (session_dequeue(sess) != e) {
+        if (session_peek(sess) != e) {
             log_error("a session's queue and the scheduler's disagree", "sessionId=%s", e->session_id);
-            break;
+            e->unstartable = 1; /* never picked again: the others go on */
+            continue;
         }
+        session_dequeue(sess);
         snprintf(s->last_owner, sizeof s->last_owner, "%s", e->owner);
         scheduler_unlink(s, e);
         s->queued--;
+        /* Its user's daily budget ran out while it waited: it does not start. */
+        char why[160];
+        long reset_s;
+        if (s->cfg.budget && budget_check(s->cfg.budget, e->owner, clock_now(), why, sizeof why, &reset_s) != 0) {
+            execution_set_error(e, why);
+            execution_finish(e, EXEC_BUDGET);
+            continue;
+        }
         /* Starting may finish (and free) e. */
         execution_begin(e, r.backend, r.shared_home);
     }

@@ -47,6 +47,7 @@ struct execution {
     int prompts;  /* permission and question prompts raised so far */
     int concluding;              /* its job ended: it waits for answers landing and its change count */
     int over_budget;             /* stopped at user_turn_cost_max */
+    int unstartable;             /* its session's queue disagrees: never picked (logged once) */
     exec_status_t final_status;  /* how the job ended, once concluding */
     changes_job_t *changes;      /* counting the files the turn changed (changes.h) */
     int unsaved;                /* the final record waits in storage_retry */

@@ -177,6 +177,8 @@ int session_enqueue(session_t *s, struct execution *e)
     return 0;
 }
 
+struct execution *session_peek(const session_t *s) { return s->head ? s->head->e : NULL; }
+
 struct execution *session_dequeue(session_t *s)
 {
     qnode_t *q = s->head;

@@ -14,6 +14,8 @@
 #define TURN_TOOLS_MAX 1024
 /* Assistant messages of one turn whose cost is followed (a turn has a few: one per step). */
 #define TURN_MESSAGES_MAX 64
+/* More than this for one step is not a cost anyone reports: taken as none. */
+#define TURN_COST_MAX 1e6
 
 typedef struct turn_event {
     long long seq;
@@ -225,15 +227,21 @@ static void turn_diffs(turn_t *t, json_object *info)
     memcpy(t->changes, c, sizeof c);
 }
 
+/* A cost as the agent's events state it: a finite amount from 0 to TURN_COST_MAX, else 0. */
+static double turn_amount(json_object *c)
+{
+    if (!c || !(json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)))
+        return 0;
+    double v = json_object_get_double(c);
+    return v > 0 && v <= TURN_COST_MAX ? v : 0; /* NaN fails both comparisons */
+}
+
 /* The cost an event reports. */
 static void turn_cost_of(turn_t *t, const char *type, json_object *data)
 {
     json_object *c;
     if (strcmp(type, "step_finish") == 0) {
-        c = turn_get(turn_get(data, "part"), "cost");
-        if (c && (json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)) &&
-            json_object_get_double(c) > 0)
-            t->steps_cost += json_object_get_double(c);
+        t->steps_cost += turn_amount(turn_get(turn_get(data, "part"), "cost"));
         return;
     }
     json_object *info = turn_get(data, "info");
@@ -246,14 +254,15 @@ static void turn_cost_of(turn_t *t, const char *type, json_object *data)
     while (i < t->nmessages && strcmp(t->messages[i].id, id) != 0)
         i++;
     if (i == t->nmessages) {
-        if (i == TURN_MESSAGES_MAX)
-            i--; /* the last slot stands for the rest */
-        else
+        if (i == TURN_MESSAGES_MAX) { /* the last slot moves on: what it held stays counted */
+            i--;
+            t->steps_cost += t->messages[i].cost;
+        } else {
             t->nmessages++;
+        }
         snprintf(t->messages[i].id, sizeof t->messages[i].id, "%s", id);
     }
-    double v = json_object_get_double(c);
-    t->messages[i].cost = v > 0 ? v : 0;
+    t->messages[i].cost = turn_amount(c);
 }
 
 double turn_cost(const turn_t *t)

@@ -348,7 +348,8 @@ const char *const db_sql[ST_COUNT] = {
     [ST_PROMPT_STATUS] = "SELECT status FROM prompts WHERE owner = ?1 AND id = ?2 AND kind = ?3 AND session_id = ?4",
     [ST_PROMPT_LOSE] = "UPDATE prompts SET status = 'lost', replied_at = ?1, replied_by = 'ocpm' WHERE status = 'pending'",
     /* Today's usage per owner (budget.h), from what finished executions reported. */
-    [ST_USAGE_SINCE] = "SELECT owner, sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), sum(coalesce(cost, 0))"
+    /* total(), not sum(): a forged count would make sum() fail with an overflow, and the start with it. */
+    [ST_USAGE_SINCE] = "SELECT owner, min(total(tokens_in) + total(tokens_out), 1e15), min(total(cost), 1e12)"
                        " FROM executions WHERE finished_at >= ?1 GROUP BY owner",
     [ST_WEBHOOK_INSERT] = "INSERT INTO webhook_deliveries (delivery, event, execution_id, status, attempts, http_status,"
                           " error, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

@@ -261,7 +261,8 @@ int db_usage_since(db_t *db, double since, db_usage_fn fn, void *ctx)
     sqlite3_bind_double(s, 1, since);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        fn(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), sqlite3_column_double(s, 2));
+        fn(ctx, (const char *)sqlite3_column_text(s, 0), (long long)sqlite3_column_double(s, 1),
+           sqlite3_column_double(s, 2));
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return db_failed(db), -1;

@@ -158,6 +158,42 @@ static void test_hash_only(void **state)
     db_close(db);
 }
 
+static void usage_cb(void *ctx, const char *owner, long long tokens, double cost)
+{
+    (void)owner;
+    (void)cost;
+    *(long long *)ctx = tokens;
+}
+
+/* Today's usage is read back at start: counts the agent forged as large as a row holds must not make
+ * the sum fail (SQLite's sum() would, with an overflow, and the manager's start with it). */
+static void test_usage_never_overflows(void **state)
+{
+    (void)state;
+    char err[256], p2[160];
+    snprintf(p2, sizeof p2, "%s/u.db", dir);
+    db_t *db = db_open(p2, 1, 1024, err, sizeof err);
+    assert_non_null(db);
+    db_session_t s = {.id = "s", .owner = "u", .workspace = "/w", .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(db, &s), 0);
+    for (int i = 0; i < 2; i++) {
+        db_exec_t e = {.session_id = "s", .owner = "u", .mode = "per-session", .status = EXEC_QUEUED, .prompt = "x",
+                       .prompt_len = 1, .queued_at = 100};
+        assert_int_equal(db_exec_insert(db, &e), 0);
+        e.status = EXEC_SUCCEEDED;
+        e.started_at = 100;
+        e.finished_at = 101;
+        e.has_usage = 1;
+        e.tokens_in = e.tokens_out = INT64_MAX;
+        e.cost = 1e300;
+        assert_int_equal(db_exec_update(db, &e, 1), 0);
+    }
+    long long tokens = 0;
+    assert_int_equal(db_usage_since(db, 50, usage_cb, &tokens), 0);
+    assert_true(tokens > 0 && tokens <= 1000000000000000LL);
+    db_close(db);
+}
+
 static void test_foreign_key_and_bad_path(void **state)
 {
     (void)state;
@@ -302,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_hash_only),
+        cmocka_unit_test(test_usage_never_overflows),
         cmocka_unit_test(test_foreign_key_and_bad_path),
         cmocka_unit_test(test_busy_fault),
         cmocka_unit_test(test_removed_and_restored),

@@ -89,6 +89,7 @@ typedef struct world {
     storage_retry_t *storage;
     scheduler_t *s;
     fake_t primary, fallback;
+    budget_t *budget;
     int finished[EXEC_NSTATUS];
 } world_t;
 
@@ -158,6 +159,8 @@ static void world_start(world_t *w, int with_fallback)
 {
     scheduler_config_t sc = {.loop = &w->loop, .conf = &w->conf, .db = w->db, .sessions = w->sessions,
                              .users = w->users, .storage = w->storage, .finished = world_finished, .ctx = w};
+    w->budget = budget_new(&w->conf, w->users);
+    sc.budget = w->budget;
     sc.primary = (backend_t){with_fallback ? &fake_server_ops : &fake_ops, &w->primary};
     if (with_fallback)
         sc.fallback = (backend_t){&fake_ops, &w->fallback};
@@ -169,6 +172,7 @@ static int world_teardown(void **state)
 {
     world_t *w = *state;
     scheduler_free(w->s);
+    budget_free(w->budget);
     storage_retry_free(w->storage);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
@@ -411,6 +415,46 @@ static void test_user_limits(void **state)
     assert_int_equal(scheduler_queued(w->s), 0);
 }
 
+/* A turn whose events pass user_turn_cost_max is stopped from inside its own event; a backend whose
+ * stop ends the job at once (this fake's) frees the execution there: nothing may touch it after. */
+static void test_turn_cost_cap(void **state)
+{
+    world_t *w = *state;
+    w->conf.user_turn_cost_max_micro = 10000; /* 0.01 */
+    world_start(w, 0);
+    session_t *a = world_session(w, "alice", "a");
+    int64_t id = submit(w, a, "spends");
+    backend_job_t *j = &w->primary.jobs[0];
+    json_object *ev = json_tokener_parse("{\"part\":{\"type\":\"step-finish\",\"cost\":0.5}}");
+    j->ev.event(j->ctx, "step_finish", ev);
+    json_object_put(ev);
+    assert_true(j->ended);
+    expect_row(w, id, "alice", "budget_exceeded", "user_turn_cost_max");
+    /* What it spent counts, though its result reported no usage. */
+    json_object *row = db_exec_get(w->db, id, "alice");
+    assert_true(json_object_get_double(json_object_object_get(row, "cost")) > 0.49);
+    json_object_put(row);
+}
+
+/* A user whose daily budget runs out while messages wait: they do not start. */
+static void test_daily_budget_at_start(void **state)
+{
+    world_t *w = *state;
+    w->conf.max_concurrent_runs = 1;
+    w->conf.user_daily_cost_micro = 100000; /* 0.1 */
+    world_start(w, 0);
+    session_t *a1 = world_session(w, "alice", "a1"), *a2 = world_session(w, "alice", "a2");
+    submit(w, a1, "first");
+    int64_t second = submit(w, a2, "second");
+    backend_job_t *j = &w->primary.jobs[0];
+    backend_result_t r = {.ok = 1, .has_usage = 1, .tokens_in = 1, .tokens_out = 1, .cost = 1.0};
+    j->ended = 1;
+    j->ev.done(j->ctx, &r);
+    assert_int_equal(w->primary.njobs, 1); /* the second never started */
+    expect_row(w, second, "alice", "budget_exceeded", "budget");
+    assert_int_equal(scheduler_queued(w->s), 0);
+}
+
 static void test_shutdown(void **state)
 {
     world_t *w = *state;
@@ -452,6 +496,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_share, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_round_robin, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_limits, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_turn_cost_cap, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_daily_budget_at_start, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_shutdown, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounds, world_setup, world_teardown),
     };

@@ -155,6 +155,30 @@ static void test_ids_and_bounds(void **state)
     turn_free(t);
 }
 
+/* Costs come from the agent's events: nothing negative, infinite, NaN or absurd counts; a long turn's
+ * many messages all count. */
+static void test_costs(void **state)
+{
+    (void)state;
+    turn_t *t = new_turn(100, 1 << 20, 1024, 1);
+    static const char *const bad[] = {"-5", "NaN", "1e300", "\"3\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char ev[96];
+        snprintf(ev, sizeof ev, "{\"part\":{\"cost\":%s}}", bad[i]);
+        observe(t, "step_finish", ev);
+    }
+    assert_true(turn_cost(t) == 0);
+    observe(t, "step_finish", "{\"part\":{\"cost\":0.25}}");
+    for (int i = 0; i < 100; i++) {
+        char ev[128];
+        snprintf(ev, sizeof ev, "{\"info\":{\"role\":\"assistant\",\"id\":\"msg_%d\",\"cost\":0.01}}", i);
+        observe(t, "message.updated", ev);
+        observe(t, "message.updated", ev); /* updates of one message count once */
+    }
+    assert_true(turn_cost(t) > 1.2499 && turn_cost(t) < 1.2501);
+    turn_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_inputs_kept_or_digested),
         cmocka_unit_test(test_changes_from_the_summary),
         cmocka_unit_test(test_ids_and_bounds),
+        cmocka_unit_test(test_costs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
