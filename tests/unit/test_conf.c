@@ -70,6 +70,26 @@ static void test_bad_values_name_key_and_value(void **state)
     assert_int_equal(conf_finish(&c, err, sizeof err), -1); /* larger than max_body_bytes */
 }
 
+/* Amounts (user_daily_cost, user_turn_cost_max): decimals to 6 places, kept in millionths. */
+static void test_money(void **state)
+{
+    (void)state;
+    conf_t c;
+    char err[256];
+    conf_defaults(&c);
+    static const struct {
+        const char *in;
+        long micro;
+    } ok[] = {{"0", 0}, {"5", 5000000}, {"0.25", 250000}, {"0.000001", 1}, {"12.5", 12500000}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_int_equal(conf_set(&c, "user_turn_cost_max", ok[i].in, err, sizeof err), 0);
+        assert_int_equal(c.user_turn_cost_max_micro, ok[i].micro);
+    }
+    static const char *const bad[] = {"0.1234567", "-1", ".5", "1.", "1e3", "abc", "1,5", "1234567890"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(conf_set(&c, "user_daily_cost", bad[i], err, sizeof err), -1);
+}
+
 static void test_file_and_env(void **state)
 {
     (void)state;
@@ -111,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_serve_64),
         cmocka_unit_test(test_units),
+        cmocka_unit_test(test_money),
         cmocka_unit_test(test_bad_values_name_key_and_value),
         cmocka_unit_test(test_file_and_env),
     };
