@@ -55,6 +55,7 @@ enum {
     ST_PROMPT_LOSE,
     ST_WEBHOOK_INSERT,
     ST_USAGE_SINCE,
+    ST_PRUNE_HOOKS,
     ST_COUNT
 };
 

@@ -353,6 +353,8 @@ const char *const db_sql[ST_COUNT] = {
                        " FROM executions WHERE finished_at >= ?1 GROUP BY owner",
     [ST_WEBHOOK_INSERT] = "INSERT INTO webhook_deliveries (delivery, event, execution_id, status, attempts, http_status,"
                           " error, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_PRUNE_HOOKS] = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+                       " WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
     [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"
                         " ORDER BY id LIMIT ?2)",
 };

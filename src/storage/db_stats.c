@@ -132,8 +132,9 @@ json_object *db_stats(db_t *db, double since, double until)
 int db_prune(db_t *db, double before, long batch, long *deleted)
 {
     *deleted = 0;
-    static const int sts[] = {ST_PRUNE_EXECS, ST_PRUNE_EVENTS};
-    for (size_t i = 0; i < 2; i++) {
+    /* Executions take their tool calls, events and prompts with them (ON DELETE CASCADE). */
+    static const int sts[] = {ST_PRUNE_EXECS, ST_PRUNE_EVENTS, ST_PRUNE_HOOKS};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) {
         sqlite3_bind_double(db->st[sts[i]], 1, before);
         sqlite3_bind_int64(db->st[sts[i]], 2, batch);
         if (db_run(db, sts[i]) != 0)

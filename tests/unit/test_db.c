@@ -191,6 +191,19 @@ static void test_usage_never_overflows(void **state)
     long long tokens = 0;
     assert_int_equal(db_usage_since(db, 50, usage_cb, &tokens), 0);
     assert_true(tokens > 0 && tokens <= 1000000000000000LL);
+    /* Retention takes executions with their tool calls and events, and old webhook deliveries. */
+    db_tool_t tool = {.tool = "bash", .call_id = "c1", .status = "completed", .input_bytes = 1, .output_bytes = -1};
+    db_event_t ev = {.seq = 1, .type = "started", .data = "{}"};
+    assert_int_equal(db_turn_store(db, 1, &tool, 1, &ev, 1), 0);
+    db_webhook_t hook = {.delivery = "d1", .event = "execution.finished", .execution_id = 1, .delivered = 1,
+                         .attempts = 1, .http_status = 204, .created_at = 101, .finished_at = 101};
+    assert_int_equal(db_webhook_record(db, &hook), 0);
+    long deleted = 0;
+    assert_int_equal(db_prune(db, 1000, 100, &deleted), 0);
+    assert_int_equal(deleted, 3); /* two executions, one delivery */
+    json_object *tools = db_tool_list(db, 1);
+    assert_int_equal(json_object_array_length(tools), 0);
+    json_object_put(tools);
     db_close(db);
 }
 
