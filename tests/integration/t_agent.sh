@@ -16,7 +16,9 @@ wait_until 10 grep -q listening "$HOOKS.out" || { echo "Bail out! the webhook re
 export OCPM_WEBHOOK_URL="http://127.0.0.1:$(sed -n 's|.*127.0.0.1:\([0-9]*\).*|\1|p' "$HOOKS.out")/hook"
 export OCPM_WEBHOOK_SECRET="s3cret" OCPM_WEBHOOK_ATTEMPTS=3
 t_start
-trap 'kill $HOOK_PID 2>/dev/null; rm -f "$HOOKS" "$HOOKS.out"; t_cleanup' EXIT
+# The receiver goes with the test however it ends (t_done clears the EXIT trap: hook_stop first).
+hook_stop() { kill "$HOOK_PID" 2>/dev/null; wait "$HOOK_PID" 2>/dev/null; rm -f "$HOOKS" "$HOOKS.out"; }
+trap 'hook_stop; t_cleanup' EXIT
 
 finished() { req GET "/api/executions/$1"; [ "$(j .status)" != queued ] && [ "$(j .status)" != running ]; }
 pending() { req GET "/api/sessions/$1/$2?status=pending"; [ "$(j ".$2 | length")" = 1 ]; }
@@ -202,4 +204,5 @@ is "$VALID" "bad=0" "every delivery is signed: HMAC-SHA256 of its body with webh
 is "$(jq -r "select(.headers[\"X-Ocpm-Delivery\"] == \"$D\") | .body" "$HOOKS" | head -1 | jq -r '.data.permission + " " + .data.status')" \
     "external_directory pending" "the body carries the prompt's record"
 
+hook_stop
 t_done
