@@ -75,6 +75,10 @@ void ask_raised(ask_book_t *b, const char *kind, json_object *props, const ask_o
 int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *session_id, const char *id,
               json_object *args, ask_replied_fn done, void *rctx, char *why, size_t whylen);
 
+/* opencode's event says it took the answer to its request oc_id (permission.replied,
+ * question.replied, question.rejected): the prompt is settled now, whatever becomes of the HTTP
+ * answer to ocpm's reply (a server that dies right after taking it must not make it lost). */
+void ask_confirmed(ask_book_t *b, int64_t exec_id, const char *kind, const char *oc_id);
 /* Answers of execution exec_id on their way to opencode now. Its turn should wait for them (each
  * calls its origin's landed) before it ends: then its record and its stream hold their outcome. */
 long ask_answering(const ask_book_t *b, int64_t exec_id);

@@ -36,6 +36,9 @@ typedef struct http_opts {
     http_data_fn data;    /* streaming when set */
     http_done_fn done;
     void *ctx;
+    /* Called instead of done for a request cancelled or freed with the client before it ended, so a
+     * ctx only done would free is freed (NULL: nothing to free). */
+    void (*drop)(void *ctx);
 } http_opts_t;
 
 /* A client: one multi handle driven by loop. NULL when libcurl cannot start. */

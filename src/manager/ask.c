@@ -176,6 +176,11 @@ static void ask_answer_landed(ask_t *a, int ok, const char *why);
 static void ask_answered(void *ctx, int ok, const char *why)
 {
     ask_t *a = ctx;
+    if (a->state == ASK_SETTLED) { /* opencode's own event said it took the answer first */
+        a->awaiting = 0;
+        ask_release(a);
+        return;
+    }
     void (*landed)(void *) = a->orphan ? NULL : a->landed;
     void *ectx = a->ectx;
     ask_answer_landed(a, ok, why);
@@ -397,6 +402,32 @@ int ask_reply(ask_book_t *b, const char *kind, const char *owner, const char *se
     if (ask_propose(a, status, args, by, done, rctx) != 0)
         return snprintf(why, whylen, "the opencode server cannot be reached now; try again"), 502;
     return 0;
+}
+
+void ask_confirmed(ask_book_t *b, int64_t exec_id, const char *kind, const char *oc_id)
+{
+    for (ask_t *a = b ? b->list : NULL; a; a = a->next) {
+        if (a->state != ASK_ANSWERING || a->orphan || a->exec_id != exec_id || strcmp(a->kind, kind) != 0 ||
+            strcmp(a->oc_id, oc_id) != 0)
+            continue;
+        /* Settled now, as answered: the turn no longer waits for the HTTP report, which only frees a. */
+        ask_replied_fn replied = a->replied;
+        void *rctx = a->rctx;
+        json_object *p = a->proposed;
+        a->replied = NULL;
+        a->proposed = NULL;
+        a->landed = NULL;
+        ask_settle(a, a->proposed_status, p, a->proposed_by);
+        a->emit = NULL;
+        if (replied) {
+            db_prompt_t row = ask_row(a);
+            json_object *rec = db_prompt_record(&row);
+            replied(rctx, 200, rec, NULL);
+            json_object_put(rec);
+        }
+        json_object_put(p);
+        return;
+    }
 }
 
 long ask_answering(const ask_book_t *b, int64_t exec_id)

@@ -181,8 +181,14 @@ void execution_on_event(void *ctx, const char *type, json_object *data)
             return;
         }
     for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
-        if (strcmp(type, quiet[i]) == 0)
+        if (strcmp(type, quiet[i]) == 0) {
+            json_object *rq;
+            if (e->backend->ops->answer && json_object_object_get_ex(data, "requestID", &rq) &&
+                json_object_is_type(rq, json_type_string))
+                ask_confirmed(e->sch->cfg.asks, e->rec.id, i == 0 ? "permission" : "question",
+                              json_object_get_string(rq));
             return;
+        }
     execution_emit(e, type, data);
 }
 

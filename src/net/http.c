@@ -19,6 +19,7 @@ struct http_req {
     http_data_fn data;
     http_done_fn done;
     void *ctx;
+    void (*drop)(void *ctx);
     char errbuf[CURL_ERROR_SIZE];
     int cancelled;
     http_req_t *prev, *next;
@@ -235,6 +236,8 @@ void http_free_client(http_t *h)
     while (h->reqs) {
         http_req_t *r = h->reqs;
         http_unlink(r);
+        if (r->drop)
+            r->drop(r->ctx);
         http_free(r);
     }
     curl_multi_cleanup(h->multi);
@@ -285,6 +288,7 @@ http_req_t *http_request(http_t *h, const http_opts_t *o)
     r->data = o->data;
     r->done = o->done;
     r->ctx = o->ctx;
+    r->drop = o->drop;
     r->max = o->max_body ? o->max_body : (64u << 20);
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, o->url);
@@ -344,6 +348,8 @@ void http_cancel(http_req_t *r)
         return;
     http_t *h = r->h;
     http_unlink(r);
+    if (r->drop)
+        r->drop(r->ctx);
     for (http_req_t **pp = &h->pending_add; *pp; pp = &(*pp)->deferred)
         if (*pp == r) { /* never reached curl */
             *pp = r->deferred;

@@ -140,6 +140,7 @@ static void oc_server_start_timeout_cb(uv_timer_t *t)
 
 static void oc_server_started(void *ctx, pid_t pid)
 {
+    uv_timer_stop(&((oc_server_t *)ctx)->kill_timer); /* a grace meant for the process before */
     oc_server_t *s = ctx;
     s->messages = 0;
     s->healthy = s->failures = s->listening = 0;
@@ -235,6 +236,10 @@ static void oc_server_kill_cb(uv_timer_t *t)
 
 void oc_server_terminate(oc_server_t *s, const char *why)
 {
+    /* A process already gone (its exit is being handled) has nothing left to kill: an armed timer
+     * would find its successor instead. */
+    if (oc_server_pid(s) <= 0)
+        return;
     oc_server_kill(s, why, SIGTERM);
     uv_timer_start(&s->kill_timer, oc_server_kill_cb, OC_SERVER_STOP_GRACE_MS, 0);
 }

@@ -252,7 +252,8 @@ static void oc_server_dispose_tick(uv_timer_t *t)
             oc_server_urlencode(d->path, enc, sizeof enc);
             snprintf(url, sizeof url, "%s/instance/dispose?directory=%s", s->base, enc);
             http_opts_t o = {.method = "POST", .url = url, .userpwd = s->userpwd, .timeout_ms = 30000,
-                             .max_body = 65536, .done = oc_server_dispose_done, .ctx = strdup(d->path)};
+                             .max_body = 65536, .done = oc_server_dispose_done, .ctx = strdup(d->path),
+                             .drop = free};
             if (!o.ctx || !http_request(s->cfg.http, &o)) {
                 free(o.ctx);
                 pd = &d->next; /* try again at the next tick */

@@ -298,7 +298,7 @@ static void oc_server_msg_stop(backend_job_t *msg, backend_stop_t why)
         oc_server_urlencode(msg->workspace, enc, sizeof enc);
         snprintf(url, sizeof url, "%s/session/%s/abort?directory=%s", s->base, msg->oc_sid, enc);
         http_opts_t o = {.method = "POST", .url = url, .userpwd = s->userpwd, .timeout_ms = 10000,
-                         .max_body = 65536, .done = oc_server_abort_done, .ctx = strdup(msg->oc_sid)};
+                         .max_body = 65536, .done = oc_server_abort_done, .ctx = strdup(msg->oc_sid), .drop = free};
         if (!o.ctx || !http_request(s->cfg.http, &o))
             free(o.ctx);
     }
@@ -453,7 +453,7 @@ static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, cons
     http_opts_t o = {.method = "POST", .url = url,
                      .body = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                      .userpwd = s->userpwd, .timeout_ms = 10000, .max_body = 65536,
-                     .done = oc_server_answer_done, .ctx = a};
+                     .done = oc_server_answer_done, .ctx = a, .drop = free};
     int rc = http_request(s->cfg.http, &o) ? 0 : -1;
     if (rc != 0)
         free(a);

@@ -23,7 +23,8 @@ Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (u
 [[permission]] (a read of /etc/hostname that asks external_directory and waits for the reply),
 [[question]] (the question tool: "Which color?" red/blue, waiting for the answer),
 [[ghost]] (a permission.asked the server does not know: answering it gets 404; the turn waits until
-aborted), [[twins]] (two permission.asked with one id, then waits for the abort), [[spend=C]] (the assistant
+aborted), [[twins]] (two permission.asked with one id, then waits for the abort), [[slowreply]] (the HTTP answer
+to a reply comes 30 s after the reply took effect), [[spend=C]] (the assistant
 message reports cost C, then the turn waits for the abort). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
@@ -203,10 +204,12 @@ class Handler(BaseHTTPRequestHandler):
             if not p:
                 return self.send_json(404, {"_tag": "NotFoundError", "message": "request not found: " + m.group(2)})
             p["reply"] = body if m.group(3) == "reply" else "reject"
+            # As opencode does: the reply is published, and the turn goes on, before the HTTP answer
+            # (late on a busy server: ocpm must neither end the turn nor recycle the server before it
+            # lands, and must believe the event if the answer never comes).
+            publish(p["directory"], m.group(1) + ".replied", {"sessionID": p["sid"], "requestID": m.group(2)})
             p["done"].set()
-            # The turn goes on before the reply is answered, as on a busy server: ocpm must neither
-            # end the turn nor recycle the server before this answer lands.
-            time.sleep(0.3)
+            time.sleep(30 if p["slow"] else 0.3)
             return self.send_json(200, True)
         m = re.match(r"^/session/([^/]+)/(message|abort)$", u.path)
         if not m:
@@ -230,6 +233,7 @@ class Handler(BaseHTTPRequestHandler):
         """The knobs that make the agent act: tool calls, a permission, a question. Returns what the
         answer says about them, and whether the turn was aborted meanwhile."""
         extra = ""
+        s["slowreply"] = "[[slowreply]]" in text
         if aborted:
             return extra, aborted
         if "[[tools]]" in text:
@@ -374,7 +378,7 @@ def tool_update(directory, sid, mid, call, tool, status, inp, **more):
 def ask(directory, sid, s, kind, props):
     """Publish KIND.asked and wait for its reply (or the abort): the reply's body, "reject", or None."""
     rq = rid("per_" if kind == "permission" else "que_")
-    p = {"done": threading.Event(), "reply": None}
+    p = {"done": threading.Event(), "reply": None, "directory": directory, "sid": sid, "slow": s.get("slowreply")}
     with LOCK:
         PROMPTS[rq] = p
     publish(directory, kind + ".asked", dict(props, id=rq, sessionID=sid))
@@ -383,7 +387,6 @@ def ask(directory, sid, s, kind, props):
             with LOCK:
                 PROMPTS.pop(rq, None)
             return None
-    publish(directory, kind + ".replied", {"sessionID": sid, "requestID": rq})
     return p["reply"]
 
 

@@ -168,6 +168,19 @@ check "that turn ends too" wait_until 20 finished "$T_EX"
 req GET /api/sessions/g/permissions
 is "$(j '[.permissions[].id] | unique | length'):$(j '.permissions | length')" "3:3" "no record was replaced"
 
+# --- an answer opencode took stays taken, though the server dies before answering ocpm's request -------
+req POST /api/sessions '{"id":"k"}'
+async k "taken [[permission]] [[slowreply]]"
+K_EX=$ID
+check "a permission is pending" wait_until 20 pending k permissions
+req POST "/api/sessions/k/permissions/$(j '.permissions[0].id')" '{"reply":"always"}'
+is "$STATUS:$(j .status)" "200:allowed" "opencode's own event confirms the answer (its HTTP answer is 30 s late)"
+kill -9 "$(curl -s -u alice:apw "$BASE/api/opencode/status" | jq -r .server.pid)"
+check "the server dies; the turn ends" wait_until 20 finished "$K_EX"
+req GET /api/sessions/k/permissions
+is "$(j '.permissions[0] | .status + " " + .reply')" "allowed always" "the record stays as opencode took it, not lost"
+check "the server comes back" wait_until 30 sh -c "[ \"\$(curl -s -u alice:apw '$BASE/api/opencode/status' | jq -r .server.state)\" = ready ]"
+
 # --- a prompt outlives no server ----------------------------------------------------------------
 req POST /api/sessions '{"id":"l"}'
 async l "lost [[permission]]"
@@ -183,7 +196,7 @@ is "$STATUS" 409 "and cannot be answered any more"
 # --- webhooks ----------------------------------------------------------------------------------
 hook_events() { jq -r 'select(.answered == 204) | .headers["X-Ocpm-Event"]' "$HOOKS" | sort | tr '\n' ' '; }
 check "every finished execution and every prompt is delivered" \
-    wait_until 30 sh -c "[ \$(jq -r 'select(.answered == 204)' '$HOOKS' | jq -s length) -ge 13 ]"
+    wait_until 30 sh -c "[ \$(jq -r 'select(.answered == 204)' '$HOOKS' | jq -s length) -ge 15 ]"
 like "$(hook_events)" 'execution.finished.*permission.asked.*question.asked' "execution.finished, permission.asked, question.asked"
 D=$(jq -r 'select(.headers["X-Ocpm-Event"] == "permission.asked") | .headers["X-Ocpm-Delivery"]' "$HOOKS" | head -1)
 is "$(jq -r "select(.headers[\"X-Ocpm-Delivery\"] == \"$D\") | .answered" "$HOOKS" | tr '\n' ' ')" "500 500 204 " \
