@@ -58,6 +58,9 @@ typedef struct ask_origin {
     void (*landed)(void *ectx);
 } ask_origin_t;
 
+/* The reply that refuses a prompt of kind, as the API takes it (a new object). */
+json_object *ask_rejection(const char *kind);
+
 ask_book_t *ask_book_new(const ask_config_t *cfg);
 /* Frees every prompt: call it right before the HTTP client is freed (whose cancelled requests then
  * never report to a prompt that is gone). */

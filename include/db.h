@@ -116,6 +116,9 @@ int db_turn_store(db_t *db, int64_t exec_id, const db_tool_t *tools, size_t ntoo
 json_object *db_tool_list(db_t *db, int64_t exec_id);
 /* fn for each stored event of an execution with an id above after, in order. */
 int db_event_each(db_t *db, int64_t exec_id, long long after, db_event_fn fn, void *ctx);
+/* Add what the agent did to an execution's row (as db_exec_get answers it, owner as stored):
+ * "tools", "permissions", "questions" (empty arrays when a read fails: then -1). */
+int db_exec_add_turn(db_t *db, json_object *row, int64_t exec_id);
 /* Insert or replace a prompt (keyed by owner and id). */
 int db_prompt_put(db_t *db, const db_prompt_t *p);
 /* A prompt as the API shows it (its request's fields merged in). */

@@ -29,9 +29,9 @@ typedef struct turn_limits {
 turn_t *turn_new(const turn_limits_t *lim);
 void turn_free(turn_t *t);
 
-/* Give the next event its id and keep it (unless past the bounds). data is serialised as sent.
- * Returns the id. */
-long long turn_log(turn_t *t, const char *type, json_object *data);
+/* Give the next event its id and keep it (unless past the bounds): data is its JSON text, as sent
+ * (copied). Returns the id. */
+long long turn_log(turn_t *t, const char *type, const char *data);
 /* The last id given (0: none yet). */
 long long turn_last_id(const turn_t *t);
 /* Read a tool call or a diff summary out of one of opencode's events. */

@@ -55,15 +55,7 @@ void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call)
     if (!o)
         return control_error(c, 404, "execution_not_found", "no such execution"), (void)0;
     /* What its agent did: tool calls (stored when it ends), permission and question prompts. */
-    static const char *const kinds[][2] = {{"permission", "permissions"}, {"question", "questions"}};
-    json_object *tools = db_tool_list(m->db, id);
-    json_object_object_add(o, "tools", tools ? tools : json_object_new_array());
-    json_object *owner = NULL;
-    json_object_object_get_ex(o, "owner", &owner);
-    for (size_t i = 0; i < 2; i++) {
-        json_object *l = db_prompt_list(m->db, json_object_get_string(owner), kinds[i][0], NULL, NULL, id);
-        json_object_object_add(o, kinds[i][1], l ? l : json_object_new_array());
-    }
+    db_exec_add_turn(m->db, o, id);
     control_reply(c, 200, db_exec_public(o), NULL);
 }
 

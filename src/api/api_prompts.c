@@ -68,6 +68,11 @@ static void api_prompt_reply(manager_t *m, control_conn_t *c, const api_call_t *
 {
     if (!api_session_of(m, c, call))
         return;
+    /* A question's answer is its answers or a rejection, never both (each field checked by its row). */
+    json_object *v;
+    if (strcmp(kind, "question") == 0 && json_object_object_get_ex(call->args, "answers", &v) ==
+                                             json_object_object_get_ex(call->args, "reject", &v))
+        return (void)control_error(c, 400, "invalid_field", "give either answers or \"reject\": true");
     api_answer_job_t *j = calloc(1, sizeof *j);
     if (!j)
         return (void)control_error(c, 500, "internal", "out of memory");
@@ -89,12 +94,6 @@ void api_permission_reply(void *ctx, control_conn_t *c, const api_call_t *call)
 
 void api_question_reply(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    if (!api_session_of(ctx, c, call))
-        return;
-    json_object *v;
-    int answers = json_object_object_get_ex(call->args, "answers", &v), reject = json_object_object_get_ex(call->args, "reject", &v);
-    if (answers == reject)
-        return (void)control_error(c, 400, "invalid_field", "give either answers or \"reject\": true");
     api_prompt_reply(ctx, c, call, "question");
 }
 

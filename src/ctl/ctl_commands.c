@@ -165,15 +165,7 @@ int ctl_show(ctl_opts_t *o, int argc, char **argv)
     json_object *row = db_exec_get(db, id, NULL);
     int rc = row ? 0 : ctl_fail("no execution %s", argv[0]);
     if (row) {
-        /* What its agent did: tool calls, permission and question prompts. */
-        json_object *tools = db_tool_list(db, id), *owner = NULL;
-        json_object_object_add(row, "tools", tools ? tools : json_object_new_array());
-        json_object_object_get_ex(row, "owner", &owner);
-        static const char *const kinds[][2] = {{"permission", "permissions"}, {"question", "questions"}};
-        for (size_t i = 0; i < 2; i++) {
-            json_object *l = db_prompt_list(db, json_object_get_string(owner), kinds[i][0], NULL, NULL, id);
-            json_object_object_add(row, kinds[i][1], l ? l : json_object_new_array());
-        }
+        db_exec_add_turn(db, row, id); /* what its agent did: tool calls, prompts */
         ctl_output(o, row, NULL);
     }
     json_object_put(row);

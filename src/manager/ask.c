@@ -148,8 +148,7 @@ static void ask_settle(ask_t *a, const char *status, json_object *reply, const c
     ask_release(a);
 }
 
-/* The reply that refuses kind. */
-static json_object *ask_rejection(const char *kind)
+json_object *ask_rejection(const char *kind)
 {
     json_object *r = json_object_new_object();
     if (strcmp(kind, "permission") == 0)

@@ -45,12 +45,17 @@ static void budget_roll(budget_t *b, double now)
 #define BUDGET_TOKENS_MAX 1000000000000LL
 #define BUDGET_COST_MAX 1e9
 
+static void budget_sane(long long *tokens, double *cost)
+{
+    if (*tokens < 0 || *tokens > BUDGET_TOKENS_MAX)
+        *tokens = *tokens < 0 ? 0 : BUDGET_TOKENS_MAX;
+    if (!(*cost >= 0 && *cost <= BUDGET_COST_MAX)) /* NaN too */
+        *cost = *cost > BUDGET_COST_MAX ? BUDGET_COST_MAX : 0;
+}
+
 static void budget_add(budget_t *b, const char *owner, long long tokens, double cost)
 {
-    if (tokens < 0 || tokens > BUDGET_TOKENS_MAX)
-        tokens = tokens < 0 ? 0 : BUDGET_TOKENS_MAX;
-    if (!(cost >= 0 && cost <= BUDGET_COST_MAX)) /* NaN too */
-        cost = cost > BUDGET_COST_MAX ? BUDGET_COST_MAX : 0;
+    budget_sane(&tokens, &cost);
     user_add(b->users, owner, USER_DAY_TOKENS, (long)tokens);
     user_add(b->users, owner, USER_DAY_COST_MICRO, (long)(cost * 1e6 + 0.5));
 }
@@ -69,10 +74,7 @@ int budget_load(budget_t *b, db_t *db, double now)
 void budget_spend(budget_t *b, const char *owner, long long tokens, double cost, double now)
 {
     budget_roll(b, now);
-    if (tokens < 0 || tokens > BUDGET_TOKENS_MAX)
-        tokens = tokens < 0 ? 0 : BUDGET_TOKENS_MAX;
-    if (!(cost >= 0 && cost <= BUDGET_COST_MAX))
-        cost = cost > BUDGET_COST_MAX ? BUDGET_COST_MAX : 0;
+    budget_sane(&tokens, &cost);
     if (tokens > 0 || cost > 0)
         budget_add(b, owner, tokens, cost);
     b->tokens_total += tokens;

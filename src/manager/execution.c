@@ -205,7 +205,8 @@ static void execution_answer_waiters(execution_t *e)
     json_object *done = json_object_new_object();
     json_object_object_add(done, "execution", json_object_get(rec));
     json_object_object_add(done, "text", e->answer ? json_object_new_string(e->answer) : NULL);
-    long long done_id = turn_log(e->turn, "done", done);
+    long long done_id = turn_log(e->turn, "done", json_object_to_json_string_ext(done, JSON_C_TO_STRING_PLAIN |
+                                                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(done);
     if (turn_store(e->turn, e->sch->cfg.db, e->rec.id) != 0)
         log_error("cannot record the turn's tool calls and events", "executionId=%lld error=%s",

@@ -38,8 +38,8 @@ static char *execution_replace(const char *s, const char *from, const char *to)
 
 /* opencode's events name the server's paths (a session's directory, its cwd and root): clients
  * see the workspace as /workspace and ocpm's other directories as /ocpm, never where they are.
- * Returns a new object, or NULL when data names none. */
-static json_object *execution_redact(const execution_t *e, json_object *data)
+ * s is the event's JSON text; returns it rewritten (malloc'd), or NULL when it names none. */
+static char *execution_redact(const execution_t *e, const char *s)
 {
     const conf_t *cf = e->sch->cfg.conf;
     session_t *sess = session_find(e->sch->cfg.sessions, e->owner, e->session_id);
@@ -47,7 +47,6 @@ static json_object *execution_redact(const execution_t *e, json_object *data)
                               {cf->workspace_root, "/ocpm"},
                               {cf->agent_home, "/ocpm"},
                               {cf->state_dir, "/ocpm"}};
-    const char *s = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     char *cur = NULL;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char *next = execution_replace(cur ? cur : s, paths[i][0], paths[i][1]);
@@ -56,21 +55,22 @@ static json_object *execution_redact(const execution_t *e, json_object *data)
             cur = next;
         }
     }
-    json_object *o = cur ? json_tokener_parse(cur) : NULL;
-    free(cur);
-    return o;
+    return cur;
 }
 
+/* The event's text is made once: redacted, kept, and parsed again only when it was rewritten. */
 void execution_emit(execution_t *e, const char *event, json_object *data)
 {
-    json_object *clean = data ? execution_redact(e, data) : NULL;
-    if (clean)
-        data = clean;
-    long long id = turn_log(e->turn, event, data);
+    const char *s = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                         : "null";
+    char *text = execution_redact(e, s);
+    json_object *clean = text ? json_tokener_parse(text) : NULL;
+    long long id = turn_log(e->turn, event, text ? text : s);
     for (int i = 0; i < e->nwaiters; i++)
         if (e->waiter_stream[i])
-            control_event(e->waiters[i], id, event, data);
+            control_event(e->waiters[i], id, event, clean ? clean : data);
     json_object_put(clean);
+    free(text);
 }
 
 static void execution_replay_one(void *ctx, const db_event_t *ev)
@@ -127,11 +127,7 @@ static void execution_refused(void *ctx, int ok, const char *why)
 /* A prompt past the turn's bound: refused at once, so the turn never waits for it, and not recorded. */
 static void execution_refuse_prompt(execution_t *e, const char *kind, json_object *props)
 {
-    json_object *id, *r = json_object_new_object();
-    if (strcmp(kind, "permission") == 0)
-        json_object_object_add(r, "reply", json_object_new_string("reject"));
-    else
-        json_object_object_add(r, "reject", json_object_new_boolean(1));
+    json_object *id, *r = ask_rejection(kind);
     if (json_object_object_get_ex(props, "id", &id) && json_object_is_type(id, json_type_string))
         execution_answer(e, kind, json_object_get_string(id), r, execution_refused, NULL);
     json_object_put(r);

@@ -147,6 +147,21 @@ int db_prompt_put(db_t *db, const db_prompt_t *p)
     return db_run(db, ST_PROMPT_PUT);
 }
 
+int db_exec_add_turn(db_t *db, json_object *row, int64_t exec_id)
+{
+    static const char *const kinds[][2] = {{"permission", "permissions"}, {"question", "questions"}};
+    json_object *tools = db_tool_list(db, exec_id), *owner = NULL;
+    int rc = tools ? 0 : -1;
+    json_object_object_add(row, "tools", tools ? tools : json_object_new_array());
+    json_object_object_get_ex(row, "owner", &owner);
+    for (size_t i = 0; i < 2; i++) {
+        json_object *l = db_prompt_list(db, json_object_get_string(owner), kinds[i][0], NULL, NULL, exec_id);
+        rc |= l ? 0 : -1;
+        json_object_object_add(row, kinds[i][1], l ? l : json_object_new_array());
+    }
+    return rc;
+}
+
 json_object *db_prompt_record(const db_prompt_t *p)
 {
     json_object *o = json_object_new_object();
