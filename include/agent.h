@@ -15,7 +15,8 @@
  *   agent_home/            ocpmd's, 0711
  *     config/opencode/     ocpmd's, 0755: XDG_CONFIG_HOME, read-only to every agent
  *     users/<owner>/       the agent's, 0700: HOME of one user's per-message runs
- *     server/              the agent's, 0700: HOME of the shared opencode server
+ *     server/              the agent's, 0700: HOME of the first opencode server (servers)
+ *     server-<n>/          the agent's, 0700: HOME of server n (1 to servers - 1)
  * In per-session mode a run reaches its own workspace and its own user's home only; the shared
  * server (server mode) reaches every workspace, so server mode keeps the agent away from ocpm but
  * not one user's agent from another's files.
@@ -52,10 +53,11 @@ typedef struct agent_launch {
     char home[PATH_MAX];
 } agent_launch_t;
 
-/* Prepare to start an agent process. owner: whose home (NULL: the shared server's). workspace_fd: the
+/* Prepare to start an agent process. owner: whose home (NULL: server number `server`'s, 0 for the
+ * first; ignored for a user's). workspace_fd: the
  * workspace it may write (an fd the caller checked, so the sandbox binds to that directory), or
  * -1 for the whole workspace_root (the shared server). Creates the home when missing. */
-int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen);
+int agent_launch(agent_launch_t *l, const char *owner, int server, int workspace_fd, char *err, size_t errlen);
 /* Set one more variable of the launch's environment (at most 4 per launch), replacing the
  * operator's of that name. */
 int agent_launch_setenv(agent_launch_t *l, const char *name, const char *value);

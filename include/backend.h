@@ -36,7 +36,8 @@ typedef struct backend_job backend_job_t;
 
 /* One message to run. Strings are borrowed for the call. */
 typedef struct backend_request {
-    const char *owner;      /* whose agent home (NULL: the shared server's) */
+    const char *owner;      /* whose agent home (NULL: server number `server`'s) */
+    int server;             /* with owner NULL: the server this run stands in for (its opencode data) */
     const char *workspace;  /* the workspace's path */
     int workspace_fd;       /* the same directory, as checked (O_PATH) */
     const char *oc_session; /* the opencode conversation to continue, or NULL to begin one */
@@ -84,6 +85,8 @@ typedef struct backend_ops {
     backend_state_t (*state)(void *self);
     /* The most jobs it runs at once (0: no limit of its own; the scheduler's bound applies). */
     long (*capacity)(void *self);
+    /* The jobs it runs now (the scheduler places sessions on the least loaded); NULL: not placed. */
+    long (*load)(void *self);
     /* Start a job. Returns it, or NULL with err when nothing started (no event will come). On
      * success *pid is the process that runs it and *argv_json (malloc'd, may be NULL) its argv.
      * No event and no done() before it has returned: they come from the loop. */

@@ -63,6 +63,7 @@ typedef struct conf {
     long server_max_messages;
     long server_max_rss;
     long server_max_inflight;
+    long servers; /* opencode serve processes (auto resolved to the core count by conf_finish) */
     long run_rlimit_as, run_rlimit_nofile, run_rlimit_cpu_s, run_rlimit_nproc, run_rlimit_fsize;
     /* bounds per user and overall */
     long queue_max_bytes;
@@ -86,6 +87,9 @@ typedef struct conf {
      * those, may be moved where the agent can reach them (agent.h). */
     unsigned derived;
 } conf_t;
+
+/* The most opencode servers one manager supervises (servers). */
+#define CONF_SERVERS_MAX 16
 
 #define CONF_DERIVED_WORKSPACE_ROOT 1u
 #define CONF_DERIVED_AGENT_HOME 2u

@@ -43,6 +43,7 @@ typedef struct db_session {
     const char *id, *owner, *workspace, *oc_session_id;
     double created_at, last_activity;
     long message_count;
+    int server; /* the opencode server it is placed on, -1: none yet */
 } db_session_t;
 
 typedef struct db_exec_filter {
@@ -142,6 +143,8 @@ int db_event(db_t *db, double now, const char *kind, const char *detail);
 
 int db_session_insert(db_t *db, const db_session_t *s);
 int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *oc_session_id);
+/* Place a session on opencode server number server (servers). */
+int db_session_set_server(db_t *db, const char *owner, const char *id, int server);
 int db_session_delete(db_t *db, const char *owner, const char *id, double now);
 /* Calls fn for every session not deleted. */
 int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);

@@ -36,7 +36,9 @@ typedef struct manager {
     oc_models_t *models;
     http_t *http;
     oc_runner_t *runner;    /* `opencode run` per message: the per-session backend, the server's fallback */
-    oc_server_t *server;    /* NULL unless server mode was chosen */
+    oc_server_t *servers[CONF_SERVERS_MAX]; /* the opencode servers (server mode; else none) */
+    int nservers;
+    int servers_stopping;   /* shutdown: servers not yet stopped */
     scheduler_t *scheduler;
     storage_retry_t *storage;
     prune_t *prune;

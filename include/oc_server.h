@@ -22,7 +22,8 @@
  * running in that session; with ordered events the answer is held until the stream has delivered
  * the turn's events.
  *
- * An instance type: the manager makes one; a second is a second call of oc_server_new. */
+ * An instance type: the manager makes `servers` of them, each with its own number, agent home (and
+ * so its own opencode database), port, password and supervision. */
 #ifndef OCPM_OC_SERVER_H
 #define OCPM_OC_SERVER_H
 
@@ -48,6 +49,7 @@ typedef enum {
 typedef struct oc_server oc_server_t;
 
 typedef struct oc_server_config {
+    int index;             /* its number among the manager's servers (0 up): its home, its label */
     uv_loop_t *loop;
     const conf_t *conf;
     http_t *http;

@@ -6,12 +6,18 @@
  * idle, its user under user_max_share of the slots and under user_max_running), the oldest of
  * that user's: one user's 500 waiting messages delay another's one by at most one start per slot.
  *
- * Where it runs is decided from the primary backend's state (backend.h): READY, it runs there;
- * FULL, nothing starts until a job ends; WAIT (a server being replaced), messages wait; DOWN (a
- * server starting or restarting after a failure), the fallback backend runs them (at most
- * fallback_max_runs at once) when fallback is on, else they wait, at most fallback_wait, then
- * fail. A run standing in for the server continues the server's conversations, so it uses the
- * server's agent home.
+ * With several servers, a session is placed on one the first time a message of it starts: the
+ * least loaded (ready before full before waiting before down, then fewest messages in flight,
+ * then fewest sessions placed, then the lowest number); the placement is stored in the session's
+ * row and kept across restarts of ocpm and of the server. A session placed on a server that no
+ * longer exists (servers lowered) is placed again, and its opencode conversation starts anew.
+ *
+ * Where a message runs is decided from its session's server's state (backend.h): READY, it runs
+ * there; FULL, it waits until a job there ends; WAIT (that server being replaced), it waits; DOWN
+ * (that server starting or restarting after a failure), the fallback backend runs it (at most
+ * fallback_max_runs at once in all) when fallback is on, else it waits, at most fallback_wait,
+ * then fails. Other servers' sessions are not affected. A run standing in for a server continues
+ * that server's conversations, so it uses that server's agent home (its opencode data).
  *
  * Admission, checked when a message is submitted (429 with Retry-After): the session's queue
  * (session_queue_limit), the user's waiting messages (user_queue_limit), bytes of messages waiting
@@ -53,8 +59,11 @@ typedef struct scheduler_config {
     session_table_t *sessions;
     user_table_t *users;
     storage_retry_t *storage; /* where records the database refused wait */
-    backend_t primary;        /* where messages run */
-    backend_t fallback;       /* ops NULL: none; runs messages while the primary is DOWN */
+    /* Where messages run: one backend, or several of the same kind (servers) over which sessions are
+     * placed (the backend has a load op): each session on one, stored, for good. */
+    backend_t primary[CONF_SERVERS_MAX];
+    int nprimary;
+    backend_t fallback;       /* ops NULL: none; runs a session's messages while its primary is DOWN */
     /* An execution finished (for the metrics); duration_s < 0 when it never started. */
     void (*finished)(void *ctx, const char *mode, exec_status_t status, double duration_s, double queue_wait_s);
     /* The same execution's final record and what its agent did (for the webhook, the tool metrics). */

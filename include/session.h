@@ -33,7 +33,11 @@ const char *session_owner(const session_t *s);
 const char *session_workspace(const session_t *s);
 const char *session_workspace_name(const session_t *s);
 const char *session_oc_id(const session_t *s);
+/* Set (or, with NULL, forget) the opencode conversation it continues. */
 int session_set_oc_id(session_t *s, const char *oc_session_id);
+/* The opencode server the session is placed on (servers), -1 when it has not needed one yet. */
+int session_server(const session_t *s);
+void session_set_server(session_t *s, int server);
 void session_note_message(session_t *s, double at);
 
 /* The queue: the running execution (NULL if none) and the waiting ones. */

@@ -18,14 +18,16 @@ static const char *const agent_system_paths[] = {
     "/run/systemd/resolve", /* /etc/resolv.conf points here where systemd-resolved runs */
 };
 
-/* The home of one user's runs, or of the shared server: made on first use. */
-static int agent_make_home(const char *owner, char *home, size_t len, char *err, size_t errlen)
+/* The home of one user's runs, or of server `server`: made on first use. */
+static int agent_make_home(const char *owner, int server, char *home, size_t len, char *err, size_t errlen)
 {
     char od[80];
     if (owner) {
         agent_owner_dir(owner, od, sizeof od);
         snprintf(home, len, "%s/users/%s", agent_state.conf->agent_home, od);
-    } else {
+    } else if (server > 0) {
+        snprintf(home, len, "%s/server-%d", agent_state.conf->agent_home, server);
+    } else { /* the first server's: where the only one's always was */
         snprintf(home, len, "%s/server", agent_state.conf->agent_home);
     }
     static const char *const subs[] = {"", "/data", "/cache", "/state", "/tmp"};
@@ -144,7 +146,7 @@ static int agent_build_sandbox(agent_launch_t *l, int workspace_fd, char *err, s
     return 0;
 }
 
-int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *err, size_t errlen)
+int agent_launch(agent_launch_t *l, const char *owner, int server, int workspace_fd, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
     l->sandbox_fd = -1;
@@ -158,7 +160,7 @@ int agent_launch(agent_launch_t *l, const char *owner, int workspace_fd, char *e
     /* Counted per user: as ocpmd's own user it would count ocpmd and everything else of that user. */
     l->rlimit_nproc = agent_state.switching ? c->run_rlimit_nproc : 0;
     l->rlimit_fsize = c->run_rlimit_fsize;
-    if (agent_make_home(owner, l->home, sizeof l->home, err, errlen) != 0)
+    if (agent_make_home(owner, server, l->home, sizeof l->home, err, errlen) != 0)
         return -1;
     if (agent_build_env(l) != 0) {
         snprintf(err, errlen, "out of memory");

@@ -138,7 +138,7 @@ changes_job_t *changes_count(uv_loop_t *loop, const char *git_bin, const char *o
     j->done = done;
     j->ctx = ctx;
     agent_launch_t l;
-    if (agent_launch(&l, owner, workspace_fd, err, errlen) != 0) {
+    if (agent_launch(&l, owner, 0, workspace_fd, err, errlen) != 0) {
         close(p[0]), close(p[1]);
         linebuf_free(j->lines);
         free(j);

@@ -100,7 +100,7 @@ static int project_step(project_job_t *j, char *err, size_t errlen)
     char *commit[] = {j->git, "-c", "user.name=ocpm", "-c", "user.email=ocpm@localhost", "-c", "commit.gpgsign=false",
                       "commit", "-q", "--allow-empty", "--no-verify", "-m", msg, NULL};
     agent_launch_t l;
-    if (agent_launch(&l, j->owner, j->workspace_fd, err, errlen) != 0)
+    if (agent_launch(&l, j->owner, 0, j->workspace_fd, err, errlen) != 0)
         return -1;
     /* Only the agent's own git: no system configuration, no prompts. */
     size_t n = 0;

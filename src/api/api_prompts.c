@@ -202,14 +202,16 @@ void api_session_diff(void *ctx, control_conn_t *c, const api_call_t *call)
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;
-    if (!m->server)
+    if (!m->nservers)
         return (void)control_error(c, 409, "not_in_server_mode",
                                    "the diff comes from the opencode server; this manager runs a process per message");
     api_diff_job_t *j = calloc(1, sizeof *j);
     if (!j)
         return (void)control_error(c, 500, "internal", "out of memory");
     j->c = c;
-    j->req = oc_server_diff(m->server, session_workspace(s), api_diff_done, j);
+    /* The session's server; any can read a workspace's changes for one not placed yet. */
+    int server = session_server(s) >= 0 && session_server(s) < m->nservers ? session_server(s) : 0;
+    j->req = oc_server_diff(m->servers[server], session_workspace(s), api_diff_done, j);
     if (!j->req) {
         free(j);
         return (void)control_error(c, 503, "server_unavailable", "the opencode server is not ready; retry shortly");

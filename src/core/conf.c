@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -185,6 +186,10 @@ int conf_finish(conf_t *c, char *err, size_t errlen)
                     CONF_DERIVED_AGENT_HOME))
         return -1;
     c->derived |= d;
+    if (c->servers == 0) { /* auto */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->servers = cores < 1 ? 1 : cores > CONF_SERVERS_MAX ? CONF_SERVERS_MAX : cores;
+    }
     if (c->user_queue_max_bytes > c->queue_max_bytes) {
         snprintf(err, errlen, "invalid value %ld for user_queue_max_bytes: larger than queue_max_bytes (%ld)",
                  c->user_queue_max_bytes, c->queue_max_bytes);

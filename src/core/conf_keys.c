@@ -106,7 +106,11 @@ const conf_key_t conf_keys[] = {
      "(applied when the agent has a user of its own)."},
     {"run_rlimit_fsize", CT_SIZE, N(run_rlimit_fsize), "0", 0, 1L << 50, NULL, NULL,
      "The largest file an agent process may write (0: inherited); disk quotas bound the sum."},
-    {"server_start_timeout", CT_DURATION, N(server_start_timeout_ms), "30s", 100, 600000, "Server mode", NULL,
+    {"servers", CT_COUNT, N(servers), "1", 1, CONF_SERVERS_MAX, "Server mode", NULL,
+     "How many opencode serve processes: each is one Node process (one core, its own heap and opencode "
+     "database), supervised on its own. A session is placed on the least loaded when it first needs one and "
+     "stays there (stored in the database). auto: the number of online cores, at most 16."},
+    {"server_start_timeout", CT_DURATION, N(server_start_timeout_ms), "30s", 100, 600000, NULL, NULL,
      "How long opencode serve may take to become ready."},
     {"heartbeat_interval", CT_DURATION, N(heartbeat_interval_ms), "10s", 50, 3600000, NULL, NULL,
      "How often the server's health is checked."},

@@ -107,6 +107,16 @@ static int conf_parse_int(const conf_key_t *k, void *field, const char *v, const
     return conf_store_long(k, field, n, why);
 }
 
+/* A count, or auto: stored as 0, which conf_finish makes the number of online cores. */
+static int conf_parse_count(const conf_key_t *k, void *field, const char *v, const char **why)
+{
+    if (strcmp(v, "auto") == 0)
+        return *(long *)field = 0, 0;
+    if (conf_parse_int(k, field, v, why) != 0)
+        return *why = "expected a whole number or auto", -1;
+    return 0;
+}
+
 static int conf_parse_octal(const conf_key_t *k, void *field, const char *v, const char **why)
 {
     char *end;
@@ -241,4 +251,5 @@ const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_URL] = {"url", conf_parse_url, conf_format_text},
     [CT_SECRET] = {"secret", conf_parse_text, conf_format_secret},
     [CT_MONEY] = {"amount", conf_parse_money, conf_format_money},
+    [CT_COUNT] = {"number or auto", conf_parse_count, conf_format_long},
 };

@@ -169,8 +169,12 @@ char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const
     metrics_out_t o = {0};
     metrics_put_own(&o, mt);
     for (size_t i = 0; i < n; i++) {
-        metrics_meta(&o, table[i].name, table[i].type == METRIC_COUNTER ? "counter" : "gauge", table[i].help);
-        metrics_put(&o, "%s %.17g\n", table[i].name, table[i].read(ctx));
+        const metric_t *t = &table[i];
+        metrics_meta(&o, t->name, t->type == METRIC_COUNTER ? "counter" : "gauge", t->help);
+        if (!t->label)
+            metrics_put(&o, "%s %.17g\n", t->name, t->read(ctx));
+        for (int k = 0, nk = t->label ? t->count(ctx) : 0; k < nk; k++)
+            metrics_put(&o, "%s{%s=\"%d\"} %.17g\n", t->name, t->label, k, t->read_at(ctx, k));
     }
     if (o.oom) {
         free(o.buf);

@@ -80,6 +80,7 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
     if (!e)
         return *err = "out of memory", NULL;
     e->sch = s;
+    e->stand_in = -1;
     e->workspace_fd = -1;
     const conf_t *cf = s->cfg.conf;
     turn_limits_t lim = {.max_events = cf->events_max, .max_event_bytes = cf->events_max_bytes,
@@ -100,7 +101,7 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
     }
     e->rec.prompt_len = strlen(text);
     e->rec.status = EXEC_QUEUED;
-    e->rec.mode = s->cfg.primary.ops->mode;
+    e->rec.mode = s->cfg.primary[0].ops->mode;
     e->rec.queued_at = clock_now();
     execution_sync_rec(e);
     if (db_exec_insert(s->cfg.db, &e->rec) != 0) {
@@ -249,6 +250,8 @@ void execution_finish(execution_t *e, exec_status_t status)
     if (e->holds_slot) {
         e->holds_slot = 0;
         s->running--;
+        if (e->stand_in >= 0)
+            s->stand_ins--;
         user_add(s->cfg.users, e->owner, USER_RUNNING, -1);
         if (sess && session_running(sess) == e)
             session_set_running(sess, NULL);
@@ -369,7 +372,7 @@ static void execution_count_changes(execution_t *e)
     int fd = sess ? workspace_check(e->sch->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why) : -1;
     char err[256] = "";
     if (fd >= 0 && has_git)
-        e->changes = changes_count(e->sch->cfg.loop, e->sch->cfg.conf->git_bin, e->shared_home ? NULL : e->owner, fd,
+        e->changes = changes_count(e->sch->cfg.loop, e->sch->cfg.conf->git_bin, e->owner, fd,
                                    EXECUTION_PROJECT_TIMEOUT_MS, execution_changes_done, e, err, sizeof err);
     if (fd >= 0)
         close(fd);
@@ -449,7 +452,8 @@ static void execution_launch(execution_t *e)
     const backend_t *b = e->backend;
     const conf_t *cf = e->sch->cfg.conf;
     backend_request_t rq = {
-        .owner = e->shared_home ? NULL : e->owner,
+        .owner = e->stand_in >= 0 ? NULL : e->owner,
+        .server = e->stand_in,
         .workspace = session_workspace(sess),
         .workspace_fd = e->workspace_fd,
         .oc_session = session_oc_id(sess),
@@ -496,7 +500,7 @@ static void execution_project_done(void *ctx, int ok, const char *error)
     scheduler_kick(s);
 }
 
-void execution_begin(execution_t *e, const backend_t *b, int shared_home)
+void execution_begin(execution_t *e, const backend_t *b, int stand_in)
 {
     scheduler_t *s = e->sch;
     session_t *sess = execution_session(e);
@@ -506,7 +510,9 @@ void execution_begin(execution_t *e, const backend_t *b, int shared_home)
     user_add(s->cfg.users, e->owner, USER_RUNNING, 1);
     e->holds_slot = 1;
     e->backend = b;
-    e->shared_home = shared_home;
+    e->stand_in = stand_in;
+    if (stand_in >= 0)
+        s->stand_ins++;
     e->rec.mode = b->ops->mode;
     e->rec.started_at = clock_now();
     e->rec.status = EXEC_RUNNING;

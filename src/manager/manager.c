@@ -108,8 +108,9 @@ static void manager_close_all(manager_t *m)
     m->asks = NULL;
     webhook_free(m->webhook); /* before the HTTP client: it cancels its requests */
     m->webhook = NULL;
-    oc_server_free(m->server); /* before the HTTP client: it cancels its requests */
-    m->server = NULL;
+    for (int i = 0; i < m->nservers; i++) /* before the HTTP client: they cancel their requests */
+        oc_server_free(m->servers[i]);
+    m->nservers = 0;
     http_free_client(m->http);
     m->http = NULL;
     prune_free(m->prune);
@@ -128,10 +129,12 @@ static void manager_after_pool(void *ctx)
     manager_close_all(ctx);
 }
 
+/* One server stopped; the responders stop after the last. */
 static void manager_after_server(void *ctx)
 {
     manager_t *m = ctx;
-    pool_stop(m->pool, manager_after_pool, m);
+    if (--m->servers_stopping <= 0)
+        pool_stop(m->pool, manager_after_pool, m);
 }
 
 /* Shutdown, first phase: wait for the running executions, stopping them once shutdown_timeout
@@ -150,9 +153,10 @@ static void manager_drain_tick(uv_timer_t *t)
         return;
     }
     uv_timer_stop(t);
-    if (m->server)
-        oc_server_stop(m->server, manager_after_server, m);
-    else
+    m->servers_stopping = m->nservers;
+    for (int i = 0; i < m->nservers; i++)
+        oc_server_stop(m->servers[i], manager_after_server, m);
+    if (m->nservers == 0)
         manager_after_server(m);
 }
 
@@ -186,9 +190,11 @@ static void manager_load_session(void *ctx, const db_session_t *s)
 {
     manager_load_t *l = ctx;
     const char *name = workspace_name(l->m->conf->workspace_root, s->owner, s->workspace);
-    if (session_add(l->m->sessions, s->id, s->owner, s->workspace, name, s->oc_session_id, s->created_at,
-                    s->last_activity, s->message_count) &&
-        user_add(l->m->users, s->owner, USER_SESSIONS, 1) == 0)
+    session_t *se = session_add(l->m->sessions, s->id, s->owner, s->workspace, name, s->oc_session_id, s->created_at,
+                                s->last_activity, s->message_count);
+    if (se)
+        session_set_server(se, s->server);
+    if (se && user_add(l->m->users, s->owner, USER_SESSIONS, 1) == 0)
         l->n++;
 }
 
@@ -371,7 +377,7 @@ int manager_run(const conf_t *conf, const char *exe, control_request_fn dispatch
         log_info("OpenCode process manager initialized",
                  "mode=%s available=%s version=%s serverModeSupported=%s responders=%ld threads=%ld "
                  "maxConcurrentRuns=%ld fcgiSocket=%s",
-                 m.server ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
+                 m.nservers ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
                  m.serve_supported ? "true" : "false", conf->responders, conf->responder_threads,
                  conf->max_concurrent_runs, log_q(conf->fcgi_socket));
     }

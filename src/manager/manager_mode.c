@@ -16,7 +16,7 @@ static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t 
 {
     agent_launch_t as;
     char err[256];
-    if (agent_launch(&as, NULL, -1, err, sizeof err) != 0) {
+    if (agent_launch(&as, NULL, 0, -1, err, sizeof err) != 0) {
         log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
         return -1;
     }
@@ -76,21 +76,35 @@ static void manager_server_event(void *ctx, const char *kind, const char *detail
     manager_event(ctx, kind, detail);
 }
 
-/* Start the server and wait (the loop runs only its handles meanwhile) until it is ready or has
- * failed. NULL when it has, or why not. */
-static const char *manager_start_server(manager_t *m, char *err, size_t errlen)
+/* Start the servers and wait (the loop runs only its handles meanwhile) until none is still
+ * starting. NULL when at least one is ready (the others keep trying under their supervision), or
+ * why not. */
+static const char *manager_start_servers(manager_t *m, char *err, size_t errlen)
 {
-    oc_server_config_t sc = {.loop = m->loop, .conf = m->conf, .http = m->http, .models = m->models,
-                             .changed = manager_server_changed, .event = manager_server_event, .ctx = m};
-    m->server = oc_server_new(&sc);
-    if (!m->server)
-        return "out of memory";
-    if (oc_server_start(m->server, err, errlen) != 0)
-        return "opencode serve did not start";
-    while (oc_server_state(m->server) == OC_SERVER_STARTING)
+    for (int i = 0; i < m->conf->servers; i++) {
+        oc_server_config_t sc = {.index = i, .loop = m->loop, .conf = m->conf, .http = m->http,
+                                 .models = m->models, .changed = manager_server_changed,
+                                 .event = manager_server_event, .ctx = m};
+        if (!(m->servers[i] = oc_server_new(&sc)))
+            return "out of memory";
+        m->nservers = i + 1;
+        if (oc_server_start(m->servers[i], err, errlen) != 0)
+            return "opencode serve did not start";
+    }
+    int starting, ready;
+    do {
         uv_run(m->loop, UV_RUN_ONCE);
-    if (oc_server_state(m->server) != OC_SERVER_READY)
+        starting = ready = 0;
+        for (int i = 0; i < m->nservers; i++) {
+            starting += oc_server_state(m->servers[i]) == OC_SERVER_STARTING;
+            ready += oc_server_state(m->servers[i]) == OC_SERVER_READY;
+        }
+    } while (starting > 0);
+    if (ready == 0)
         return "opencode serve did not become healthy within server_start_timeout";
+    if (ready < m->nservers)
+        log_warn("some opencode servers are not ready; they restart under supervision", "ready=%d servers=%d",
+                 ready, m->nservers);
     return NULL;
 }
 
@@ -121,11 +135,14 @@ static int manager_make_scheduler(manager_t *m, char *err, size_t errlen)
                              .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
                              .ended = manager_scheduler_ended, .ctx = m, .asks = m->asks, .budget = m->budget};
     backend_t run = {&oc_run_backend, m->runner};
-    if (m->server) {
-        sc.primary = (backend_t){&oc_server_backend, m->server};
+    for (int i = 0; i < m->nservers; i++)
+        sc.primary[i] = (backend_t){&oc_server_backend, m->servers[i]};
+    sc.nprimary = m->nservers;
+    if (m->nservers) {
         sc.fallback = run;
     } else {
-        sc.primary = run;
+        sc.primary[0] = run;
+        sc.nprimary = 1;
     }
     m->scheduler = scheduler_new(&sc);
     if (!m->scheduler)
@@ -146,14 +163,17 @@ int manager_choose_mode(manager_t *m, char *err, size_t errlen)
     else if (!m->serve_supported && c->mode == MODE_AUTO)
         why = "opencode serve is not supported";
     else
-        why = manager_start_server(m, err, errlen);
+        why = manager_start_servers(m, err, errlen);
     if (!why) {
-        log_info("OpenCode server mode enabled", "pid=%ld", (long)oc_server_pid(m->server));
+        for (int i = 0; i < m->nservers; i++)
+            log_info("OpenCode server mode enabled", "server=%d pid=%ld", i, (long)oc_server_pid(m->servers[i]));
         manager_event(m, "mode", "server");
         return manager_make_scheduler(m, err, errlen);
     }
-    oc_server_free(m->server);
-    m->server = NULL;
+    for (int i = 0; i < m->nservers; i++) {
+        oc_server_free(m->servers[i]);
+    }
+    m->nservers = 0;
     if (c->mode == MODE_SERVER)
         return snprintf(err, errlen, "mode = server, but %s", why), -1;
     if (c->mode == MODE_AUTO)

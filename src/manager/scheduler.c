@@ -60,32 +60,72 @@ static void scheduler_dequeue(scheduler_t *s, execution_t *e, session_t *sess)
     s->queued--;
 }
 
-/* Where waiting messages may start now. */
+/* Where a waiting message may start now. */
 typedef struct scheduler_route {
     const backend_t *backend; /* NULL: nowhere yet */
-    int shared_home;          /* the fallback, standing in for the primary */
-    long limit;               /* how many may run at once on this route */
+    int server;               /* its session's primary (placed or to be placed) */
+    int stand_in;             /* the fallback, standing in for that server: -1 when it is not */
+    long limit;               /* how many may run at once on this route: the per-user share's base */
     int expires;              /* waiting for it ends after fallback_wait */
 } scheduler_route_t;
 
-static scheduler_route_t scheduler_route(const scheduler_t *s)
+static int scheduler_placing(const scheduler_t *s) { return s->cfg.primary[0].ops->load != NULL; }
+
+/* How busy a primary is, for placement: its state first, then what it runs. */
+static long long scheduler_rank(const backend_t *b)
+{
+    static const int order[] = {[BACKEND_READY] = 0, [BACKEND_FULL] = 1, [BACKEND_WAIT] = 2, [BACKEND_DOWN] = 3};
+    return (long long)order[b->ops->state(b->self)] << 40 | (long long)b->ops->load(b->self) << 20;
+}
+
+static void scheduler_count_placed(void *ctx, session_t *sess)
+{
+    long *placed = ctx;
+    int i = session_server(sess);
+    if (i >= 0 && i < CONF_SERVERS_MAX)
+        placed[i]++;
+}
+
+/* The primary a new session goes to: the least loaded (scheduler.h). O(sessions): once per session. */
+static int scheduler_best(const scheduler_t *s)
+{
+    long placed[CONF_SERVERS_MAX] = {0};
+    if (s->cfg.nprimary > 1)
+        session_each(s->cfg.sessions, scheduler_count_placed, placed);
+    int best = 0;
+    long long best_rank = 0;
+    for (int i = 0; i < s->cfg.nprimary; i++) {
+        long long r = scheduler_rank(&s->cfg.primary[i]) + (placed[i] < (1L << 20) ? placed[i] : (1L << 20) - 1);
+        if (i == 0 || r < best_rank)
+            best = i, best_rank = r;
+    }
+    return best;
+}
+
+/* The primary sess is placed on, or would be now. */
+static int scheduler_server_of(const scheduler_t *s, const session_t *sess)
+{
+    int i = scheduler_placing(s) ? session_server(sess) : 0;
+    return i >= 0 && i < s->cfg.nprimary ? i : scheduler_best(s);
+}
+
+static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *sess)
 {
     const conf_t *cf = s->cfg.conf;
-    const backend_t *p = &s->cfg.primary;
-    scheduler_route_t r = {.limit = cf->max_concurrent_runs};
+    scheduler_route_t r = {.server = scheduler_server_of(s, sess), .stand_in = -1, .limit = cf->max_concurrent_runs};
+    const backend_t *p = &s->cfg.primary[r.server];
     switch (p->ops->state(p->self)) {
     case BACKEND_READY:
         r.backend = p;
         break;
-    case BACKEND_FULL: /* nothing starts until one of its jobs ends */
-        r.limit = 0;
-        break;
+    case BACKEND_FULL: /* nothing starts there until one of its jobs ends */
     case BACKEND_WAIT: /* a replacement comes: wait for it, without end */
         break;
     case BACKEND_DOWN:
         if (s->cfg.fallback.ops && cf->fallback) {
-            r.backend = &s->cfg.fallback;
-            r.shared_home = 1;
+            if (s->stand_ins < cf->fallback_max_runs)
+                r.backend = &s->cfg.fallback;
+            r.stand_in = r.server;
             if (cf->fallback_max_runs < r.limit)
                 r.limit = cf->fallback_max_runs;
         } else {
@@ -93,63 +133,92 @@ static scheduler_route_t scheduler_route(const scheduler_t *s)
         }
         break;
     }
-    if (r.backend) {
-        long cap = r.backend->ops->capacity(r.backend->self);
-        if (cap > 0 && cap < r.limit)
-            r.limit = cap;
-    }
+    long cap = r.stand_in < 0 ? p->ops->capacity(p->self) : 0;
+    if (cap > 0 && cap < r.limit)
+        r.limit = cap;
     return r;
 }
 
-/* With nowhere to run and fallback off, a message waits for the server, but not without end. */
+/* With nowhere to run and fallback off, a message waits for its server, but not without end. */
 static void scheduler_expire(scheduler_t *s, double now)
 {
     for (execution_t *e = s->head, *next; e; e = next) {
         next = e->qnext;
         if ((now - e->rec.queued_at) * 1000.0 <= s->cfg.conf->fallback_wait_ms)
             continue;
-        scheduler_dequeue(s, e, session_find(s->cfg.sessions, e->owner, e->session_id));
+        session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
+        if (sess && !scheduler_route(s, sess).expires)
+            continue;
+        scheduler_dequeue(s, e, sess);
         execution_set_error(e, "the opencode server is unavailable and fallback is off");
         execution_finish(e, EXEC_FAILED);
     }
 }
 
-/* The next message to start: round robin over the owners with one that may start (its session idle,
- * its owner under share), in the order of their names, from the one after the owner served last;
- * of that owner's, the oldest. So one user's long queue delays another's message by at most one
- * start per slot. NULL: none may start. */
-static execution_t *scheduler_next(scheduler_t *s, long share)
+/* No user holds more than user_max_share of the route's slots, nor user_max_running. */
+static long scheduler_share(const scheduler_t *s, long limit)
+{
+    long share = user_share_of(limit, s->cfg.conf->user_max_share);
+    if (s->cfg.conf->user_max_running > 0 && s->cfg.conf->user_max_running < share)
+        share = s->cfg.conf->user_max_running;
+    return share;
+}
+
+/* The next message to start and its route: round robin over the owners with one that may start
+ * (its session idle, its route open, its owner under share), in the order of their names, from
+ * the one after the owner served last; of that owner's, the oldest. So one user's long queue
+ * delays another's message by at most one start per slot. NULL: none may start. */
+static execution_t *scheduler_next(scheduler_t *s, scheduler_route_t *route)
 {
     execution_t *after = NULL, *first = NULL;
+    scheduler_route_t ra = {0}, rf = {0};
     for (execution_t *e = s->head; e; e = e->qnext) {
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
-        if (e->unstartable || !sess || session_running(sess) ||
-            user_count(s->cfg.users, e->owner, USER_RUNNING) >= share)
+        if (e->unstartable || !sess || session_running(sess))
             continue;
-        if (!first || strcmp(e->owner, first->owner) < 0)
-            first = e;
-        if (strcmp(e->owner, s->last_owner) > 0 && (!after || strcmp(e->owner, after->owner) < 0))
-            after = e;
+        /* Only owners that could be first or next are worth a route. */
+        int before_first = !first || strcmp(e->owner, first->owner) < 0;
+        int next_after = strcmp(e->owner, s->last_owner) > 0 && (!after || strcmp(e->owner, after->owner) < 0);
+        if (!before_first && !next_after)
+            continue;
+        scheduler_route_t r = scheduler_route(s, sess);
+        if (!r.backend || user_count(s->cfg.users, e->owner, USER_RUNNING) >= scheduler_share(s, r.limit))
+            continue;
+        if (before_first)
+            first = e, rf = r;
+        if (next_after)
+            after = e, ra = r;
     }
+    *route = after ? ra : rf;
     return after ? after : first;
+}
+
+/* Place sess on the route's server for good, the first time it needs one (scheduler.h). */
+static void scheduler_place(scheduler_t *s, session_t *sess, int server)
+{
+    int was = session_server(sess);
+    if (!scheduler_placing(s) || was == server)
+        return;
+    if (was >= 0 && session_oc_id(sess)) {
+        log_warn("session placed on a server that no longer exists; its opencode conversation starts anew",
+                 "sessionId=%s server=%d servers=%d", session_id(sess), was, s->cfg.nprimary);
+        session_set_oc_id(sess, NULL);
+        db_session_set_oc(s->cfg.db, session_owner(sess), session_id(sess), NULL);
+    }
+    session_set_server(sess, server);
+    if (db_session_set_server(s->cfg.db, session_owner(sess), session_id(sess), server) != 0)
+        log_warn("cannot store a session's server; it may be placed again after a restart",
+                 "sessionId=%s server=%d", session_id(sess), server);
+    log_info("session placed", "sessionId=%s server=%d", session_id(sess), server);
 }
 
 void scheduler_kick(scheduler_t *s)
 {
     if (s->stopping)
         return;
-    scheduler_route_t r = scheduler_route(s);
-    if (!r.backend) {
-        if (r.expires)
-            scheduler_expire(s, clock_now());
-        return;
-    }
-    /* No user holds more than user_max_share of the route's slots, nor user_max_running. */
-    long share = user_share_of(r.limit, s->cfg.conf->user_max_share);
-    if (s->cfg.conf->user_max_running > 0 && s->cfg.conf->user_max_running < share)
-        share = s->cfg.conf->user_max_running;
     execution_t *e;
-    while (s->running < r.limit && (e = scheduler_next(s, share))) {
+    scheduler_route_t r;
+    while (s->running < s->cfg.conf->max_concurrent_runs && (e = scheduler_next(s, &r))) {
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
         /* The oldest waiting message of its session is the head of the session's queue. */
         if (session_peek(sess) != e) {
@@ -169,9 +238,12 @@ void scheduler_kick(scheduler_t *s)
             execution_finish(e, EXEC_BUDGET);
             continue;
         }
+        scheduler_place(s, sess, r.server);
         /* Starting may finish (and free) e. */
-        execution_begin(e, r.backend, r.shared_home);
+        execution_begin(e, r.backend, r.stand_in);
     }
+    if (!s->cfg.fallback.ops || !s->cfg.conf->fallback)
+        scheduler_expire(s, clock_now());
 }
 
 /* Answer c with a refusal (nobody to answer when c is NULL). */

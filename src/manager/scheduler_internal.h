@@ -17,6 +17,7 @@ struct scheduler {
     execution_t *head, *tail; /* every waiting execution, oldest first */
     execution_t *live;        /* every execution not yet finished (queued, starting, running) */
     long running, queued;
+    long stand_ins; /* of those running, the fallback's runs standing in for a server */
     char last_owner[257]; /* the owner whose message started last (the round robin's place) */
     long message_capacity;
     unsigned long long finished, failed;
@@ -31,7 +32,7 @@ struct execution {
     size_t answer_len;
     const backend_t *backend; /* where it runs, once started */
     backend_job_t *job;       /* its job there */
-    int shared_home;          /* stands in for another backend: that backend's agent home */
+    int stand_in;             /* >= 0: a fallback run standing in for that server (its agent home) */
     project_job_t *project;   /* making the workspace a repository before the start */
     int workspace_fd;         /* the checked workspace (O_PATH), while starting */
     int holds_slot;           /* counted in running */
@@ -71,8 +72,9 @@ void execution_emit(execution_t *e, const char *event, json_object *data);
 int execution_follow(execution_t *e, control_conn_t *c, long long after);
 /* c waits for e (a stream when stream is set). Returns -1 when e has no room for another. */
 int execution_add_waiter(execution_t *e, control_conn_t *c, int stream);
-/* Take a run slot and start e on b: check the workspace, make it a project, hand it to b. */
-void execution_begin(execution_t *e, const backend_t *b, int shared_home);
+/* Take a run slot and start e on b: check the workspace, make it a project, hand it to b. stand_in:
+ * the server a fallback run stands in for (its agent home), or -1. */
+void execution_begin(execution_t *e, const backend_t *b, int stand_in);
 /* Stop e wherever it is in its start or its run; its end follows (at once or after the grace). */
 void execution_stop(execution_t *e, backend_stop_t why);
 /* Set e's error unless it has one (the first cause is the one recorded). */

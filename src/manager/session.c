@@ -16,6 +16,7 @@ struct session {
     char *owner, *workspace, *wsname, *oc_id;
     double created_at, last_activity;
     long message_count;
+    int server; /* the opencode server it is placed on, -1: none yet */
     struct execution *running;
     qnode_t *head, *tail;
     size_t waiting;
@@ -98,6 +99,7 @@ session_t *session_add(session_table_t *t, const char *id, const char *owner, co
     s->created_at = created_at;
     s->last_activity = last_activity;
     s->message_count = message_count;
+    s->server = -1;
     size_t h = session_hash(t, owner, id);
     s->next = t->buckets[h];
     t->buckets[h] = s;
@@ -142,10 +144,13 @@ const char *session_workspace(const session_t *s) { return s->workspace; }
 const char *session_workspace_name(const session_t *s) { return s->wsname; }
 const char *session_oc_id(const session_t *s) { return s->oc_id; }
 
+int session_server(const session_t *s) { return s->server; }
+void session_set_server(session_t *s, int server) { s->server = server; }
+
 int session_set_oc_id(session_t *s, const char *oc)
 {
-    char *n = strdup(oc);
-    if (!n)
+    char *n = oc ? strdup(oc) : NULL;
+    if (oc && !n)
         return -1;
     free(s->oc_id);
     s->oc_id = n;
@@ -224,6 +229,7 @@ json_object *session_json(const session_t *s)
     json_object_object_add(o, "message_count", json_object_new_int64(s->message_count));
     json_object_object_add(o, "busy", json_object_new_boolean(s->running != NULL));
     json_object_object_add(o, "queued", json_object_new_int64((int64_t)s->waiting));
+    json_object_object_add(o, "server", s->server >= 0 ? json_object_new_int(s->server) : NULL);
     return o;
 }
 

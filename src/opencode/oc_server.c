@@ -26,7 +26,7 @@ void oc_server_set_state(oc_server_t *s, oc_server_state_t st)
 {
     if (s->state == st)
         return;
-    log_info("opencode server state", "from=%s to=%s pid=%ld", oc_server_state_names[s->state],
+    log_info("opencode server state", "server=%d from=%s to=%s pid=%ld", s->cfg.index, oc_server_state_names[s->state],
              oc_server_state_names[st], (long)oc_server_pid(s));
     s->state = st;
     oc_server_changed(s);
@@ -89,7 +89,7 @@ static int oc_server_build(void *ctx, proc_spec_t *ps, char *err, size_t errlen)
     s->port = oc_server_free_port();
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
     snprintf(s->port_s, sizeof s->port_s, "%d", s->port);
-    if (agent_launch(&s->launch, NULL, -1, err, errlen) != 0)
+    if (agent_launch(&s->launch, NULL, s->cfg.index, -1, err, errlen) != 0)
         return -1;
     /* The agent's environment plus the password and user (both replaced, never inherited). */
     size_t n = 0;
@@ -133,7 +133,7 @@ static void oc_server_start_timeout_cb(uv_timer_t *t)
     oc_server_t *s = t->data;
     if (s->state != OC_SERVER_STARTING)
         return;
-    log_warn("opencode server not ready within server_start_timeout", "pid=%ld timeoutMs=%ld", (long)oc_server_pid(s),
+    log_warn("opencode server not ready within server_start_timeout", "server=%d pid=%ld timeoutMs=%ld", s->cfg.index, (long)oc_server_pid(s),
              s->cfg.conf->server_start_timeout_ms);
     oc_server_kill(s, "start timeout", SIGKILL);
 }
@@ -145,7 +145,7 @@ static void oc_server_started(void *ctx, pid_t pid)
     s->messages = 0;
     s->healthy = s->failures = s->listening = 0;
     s->rss_kb = 0;
-    log_info("opencode server starting", "pid=%ld port=%d", (long)pid, s->port);
+    log_info("opencode server starting", "server=%d pid=%ld port=%d", s->cfg.index, (long)pid, s->port);
     oc_server_set_state(s, OC_SERVER_STARTING);
     uv_timer_start(&s->start_timer, oc_server_start_timeout_cb, (uint64_t)s->cfg.conf->server_start_timeout_ms, 0);
 }
@@ -154,7 +154,7 @@ static void oc_server_line(void *ctx, int is_stderr, const char *line, size_t le
 {
     (void)len;
     oc_server_t *s = ctx;
-    log_info("opencode serve output", "stream=%s line=%s cut=%d", is_stderr ? "stderr" : "stdout", log_q(line), cut);
+    log_info("opencode serve output", "server=%d stream=%s line=%s cut=%d", s->cfg.index, is_stderr ? "stderr" : "stdout", log_q(line), cut);
     if (!s->listening && strstr(line, "listening on")) {
         s->listening = 1;
         oc_server_health_check(s);
@@ -171,9 +171,9 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
     if (pid == 0)
         snprintf(detail, sizeof detail, "pid=0 reason=%s", log_q(err));
     else if (status >= 0 && WIFSIGNALED(status))
-        snprintf(detail, sizeof detail, "pid=%ld signal=%d reason=%s", (long)pid, WTERMSIG(status), reason);
+        snprintf(detail, sizeof detail, "server=%d pid=%ld signal=%d reason=%s", s->cfg.index, (long)pid, WTERMSIG(status), reason);
     else
-        snprintf(detail, sizeof detail, "pid=%ld exit=%d reason=%s", (long)pid, status >= 0 ? WEXITSTATUS(status) : -1,
+        snprintf(detail, sizeof detail, "server=%d pid=%ld exit=%d reason=%s", s->cfg.index, (long)pid, status >= 0 ? WEXITSTATUS(status) : -1,
                  reason);
     uv_timer_stop(&s->kill_timer);
     uv_timer_stop(&s->start_timer);
@@ -229,7 +229,7 @@ static void oc_server_kill_cb(uv_timer_t *t)
 {
     oc_server_t *s = t->data;
     if (oc_server_pid(s) > 0) {
-        log_warn("opencode server did not stop in time; killing", "pid=%ld", (long)oc_server_pid(s));
+        log_warn("opencode server did not stop in time; killing", "server=%d pid=%ld", s->cfg.index, (long)oc_server_pid(s));
         supervisor_signal(s->sup, SIGKILL);
     }
 }
@@ -321,7 +321,7 @@ void oc_server_stop(oc_server_t *s, void (*done)(void *ctx), void *ctx)
     s->stop_ctx = ctx;
     if (oc_server_pid(s) > 0) {
         s->state = OC_SERVER_STOPPING;
-        log_info("stopping the opencode server", "pid=%ld", (long)oc_server_pid(s));
+        log_info("stopping the opencode server", "server=%d pid=%ld", s->cfg.index, (long)oc_server_pid(s));
     }
     supervisor_stop(s->sup, oc_server_stopped);
 }
@@ -353,6 +353,7 @@ json_object *oc_server_status_json(const oc_server_t *s)
     pid_t pid = oc_server_pid(s);
     double started = supervisor_started_at(s->sup);
     json_object *o = json_object_new_object();
+    json_object_object_add(o, "index", json_object_new_int(s->cfg.index));
     json_object_object_add(o, "state", json_object_new_string(oc_server_state_names[s->state]));
     json_object_object_add(o, "pid", pid > 0 ? json_object_new_int64(pid) : NULL);
     json_object_object_add(o, "port", pid > 0 ? json_object_new_int(s->port) : NULL);

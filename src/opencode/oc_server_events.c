@@ -66,7 +66,7 @@ static void oc_server_events_done(void *ctx, int err, const char *errmsg, long s
     (void)len;
     oc_server_t *s = ctx;
     s->events_req = NULL;
-    log_warn("opencode event stream ended; resubscribing", "status=%ld error=%s", status,
+    log_warn("opencode event stream ended; resubscribing", "server=%d status=%ld error=%s", s->cfg.index, status,
              log_q(err ? errmsg : "closed"));
     uv_timer_start(&s->resub_timer, oc_server_resub_cb, OC_SERVER_RESUBSCRIBE_MS, 0);
 }

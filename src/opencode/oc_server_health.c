@@ -39,7 +39,7 @@ void oc_server_maybe_recycle(oc_server_t *s)
         why = "server_max_rss";
     if (!why)
         return;
-    log_info("recycling the opencode server", "reason=%s messages=%lu rssKb=%ld inFlight=%ld", why, s->messages,
+    log_info("recycling the opencode server", "server=%d reason=%s messages=%lu rssKb=%ld inFlight=%ld", s->cfg.index, why, s->messages,
              s->rss_kb, s->in_flight);
     s->recycling = 1;
     s->restart_reason = why;
@@ -100,7 +100,7 @@ static void oc_server_fetch_models(oc_server_t *s)
 static void oc_server_became_ready(oc_server_t *s)
 {
     uv_timer_stop(&s->start_timer);
-    log_info("opencode server ready", "pid=%ld port=%d latencyMs=%.1f", (long)oc_server_pid(s), s->port,
+    log_info("opencode server ready", "server=%d pid=%ld port=%d latencyMs=%.1f", s->cfg.index, (long)oc_server_pid(s), s->port,
              s->last_latency_ms);
     if (s->cfg.event)
         s->cfg.event(s->cfg.ctx, "server_ready", NULL);
@@ -137,14 +137,14 @@ static void oc_server_health_done(void *ctx, int err, const char *errmsg, long s
         /* Busy, not hung: a saturated server answers health checks late while its event stream
          * still shows prompts progressing. Killing it would fail every prompt in flight. */
         log_warn("opencode server health check slow; its event stream shows progress",
-                 "pid=%ld inFlight=%ld error=%s", (long)pid, s->in_flight, log_q(err ? errmsg : "unhealthy answer"));
+                 "server=%d pid=%ld inFlight=%ld error=%s", s->cfg.index, (long)pid, s->in_flight, log_q(err ? errmsg : "unhealthy answer"));
     } else {
         s->healthy = 0;
         s->failures++;
-        log_warn("opencode server health check failed", "pid=%ld failures=%d status=%ld error=%s", (long)pid,
+        log_warn("opencode server health check failed", "server=%d pid=%ld failures=%d status=%ld error=%s", s->cfg.index, (long)pid,
                  s->failures, status, log_q(err ? errmsg : "unhealthy answer"));
         if (s->state == OC_SERVER_READY && s->failures >= s->cfg.conf->health_failures) {
-            log_error("opencode server unhealthy; killing it", "pid=%ld failures=%d", (long)pid, s->failures);
+            log_error("opencode server unhealthy; killing it", "server=%d pid=%ld failures=%d", s->cfg.index, (long)pid, s->failures);
             oc_server_kill(s, "health", SIGKILL);
         }
     }
@@ -156,8 +156,8 @@ void oc_server_suspect(oc_server_t *s, const char *why)
     if (s->suspect || s->state != OC_SERVER_READY)
         return;
     s->suspect = 1;
-    log_warn("opencode server request failed; checking its health before the next message", "pid=%ld error=%s",
-             (long)oc_server_pid(s), log_q(why));
+    log_warn("opencode server request failed; checking its health before the next message", "server=%d pid=%ld error=%s",
+             s->cfg.index, (long)oc_server_pid(s), log_q(why));
     oc_server_health_check(s);
 }
 

@@ -489,12 +489,15 @@ static long oc_server_backend_capacity(void *self)
     return s->cfg.conf->server_max_inflight;
 }
 
+static long oc_server_backend_load(void *self) { return oc_server_in_flight(self); }
+
 const backend_ops_t oc_server_backend = {
     .mode = "server",
     .label = "server",
     .summarises_changes = 1,
     .state = oc_server_backend_state,
     .capacity = oc_server_backend_capacity,
+    .load = oc_server_backend_load,
     .start = oc_server_msg_start,
     .stop = oc_server_msg_stop,
     .answer = oc_server_msg_prompt_reply,

@@ -273,6 +273,8 @@ const char *const db_migrations[] = {
     "         round(avg(t.duration_ms), 1) AS mean_ms, round(max(t.duration_ms), 1) AS max_ms,"
     "         datetime(min(e.queued_at), 'unixepoch') AS first, datetime(max(e.queued_at), 'unixepoch') AS last"
     "  FROM tool_calls t JOIN executions e ON e.id = t.execution_id GROUP BY t.tool, t.status;",
+    /* 6: the opencode server a session is placed on (servers; NULL: not placed yet). */
+    "ALTER TABLE sessions ADD COLUMN server INTEGER;",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -288,9 +290,10 @@ const char *const db_sql[ST_COUNT] = {
     [ST_SESS_INSERT] = "INSERT INTO sessions (id, owner, workspace, opencode_session_id, created_at,"
                        " last_activity, message_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
     [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?3 WHERE owner = ?1 AND id = ?2",
+    [ST_SESS_SET_SERVER] = "UPDATE sessions SET server = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
-                     " message_count FROM sessions WHERE deleted_at IS NULL",
+                     " message_count, server FROM sessions WHERE deleted_at IS NULL",
     [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE owner = ?1 AND id = ?2",
     [ST_SESS_WORKSPACES] = "SELECT count(DISTINCT workspace), coalesce(max(workspace = ?2), 0) FROM sessions"
                            " WHERE owner = ?1",

@@ -23,6 +23,14 @@ int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *o
     return db_run(db, ST_SESS_SET_OC);
 }
 
+int db_session_set_server(db_t *db, const char *owner, const char *id, int server)
+{
+    db_bind_text(db->st[ST_SESS_SET_SERVER], 1, owner);
+    db_bind_text(db->st[ST_SESS_SET_SERVER], 2, id);
+    sqlite3_bind_int(db->st[ST_SESS_SET_SERVER], 3, server);
+    return db_run(db, ST_SESS_SET_SERVER);
+}
+
 int db_session_delete(db_t *db, const char *owner, const char *id, double now)
 {
     db_bind_text(db->st[ST_SESS_DELETE], 1, owner);
@@ -46,6 +54,7 @@ int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void
             .created_at = sqlite3_column_double(s, 4),
             .last_activity = sqlite3_column_double(s, 5),
             .message_count = (long)sqlite3_column_int64(s, 6),
+            .server = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7),
         };
         fn(ctx, &se);
     }

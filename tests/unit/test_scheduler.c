@@ -27,6 +27,7 @@ struct backend_job {
     void *ctx;
     char text[64];
     int owner_null; /* the request asked for the shared home */
+    int server;     /* ... of this server */
     int ended;
 };
 
@@ -41,6 +42,14 @@ typedef struct fake {
 
 static backend_state_t fake_state(void *self) { return ((fake_t *)self)->state; }
 static long fake_capacity(void *self) { return ((fake_t *)self)->capacity; }
+static long fake_load(void *self)
+{
+    const fake_t *f = self;
+    long n = 0;
+    for (int i = 0; i < f->njobs; i++)
+        n += !f->jobs[i].ended;
+    return n;
+}
 
 static backend_job_t *fake_start(void *self, const backend_request_t *rq, const backend_events_t *ev, void *ctx,
                                  long *pid, char **argv_json, char *err, size_t errlen)
@@ -56,6 +65,7 @@ static backend_job_t *fake_start(void *self, const backend_request_t *rq, const 
     j->ev = *ev;
     j->ctx = ctx;
     j->owner_null = rq->owner == NULL;
+    j->server = rq->server;
     snprintf(j->text, sizeof j->text, "%s", rq->text);
     *pid = 4242;
     return j;
@@ -76,8 +86,8 @@ static const backend_ops_t fake_ops = {.mode = "per-session", .label = "standalo
                                        .capacity = fake_capacity, .start = fake_start, .stop = fake_stop,
                                        .summarises_changes = 1};
 static const backend_ops_t fake_server_ops = {.mode = "server", .label = "server", .state = fake_state,
-                                              .capacity = fake_capacity, .start = fake_start, .stop = fake_stop,
-                                              .summarises_changes = 1};
+                                              .capacity = fake_capacity, .load = fake_load, .start = fake_start,
+                                              .stop = fake_stop, .summarises_changes = 1};
 
 typedef struct world {
     char dir[64];
@@ -88,7 +98,7 @@ typedef struct world {
     user_table_t *users;
     storage_retry_t *storage;
     scheduler_t *s;
-    fake_t primary, fallback;
+    fake_t primary, second, fallback;
     budget_t *budget;
     int finished[EXEC_NSTATUS];
 } world_t;
@@ -149,19 +159,23 @@ static int world_setup(void **state)
     storage_retry_config_t rc = {.loop = &w->loop, .db = w->db, .db_path = path, .busy_timeout_ms = 1000};
     w->storage = storage_retry_new(&rc);
     w->primary = (fake_t){.state = BACKEND_READY};
+    w->second = (fake_t){.state = BACKEND_READY};
     w->fallback = (fake_t){.state = BACKEND_READY};
     *state = w;
     return w->db && w->sessions && w->users && w->storage ? 0 : -1;
 }
 
-/* The scheduler over the primary alone, or with the fallback behind a "server" primary. */
+/* The scheduler over the primary alone, or with the fallback behind a "server" primary (and a
+ * second server when with_fallback is 2). */
 static void world_start(world_t *w, int with_fallback)
 {
     scheduler_config_t sc = {.loop = &w->loop, .conf = &w->conf, .db = w->db, .sessions = w->sessions,
                              .users = w->users, .storage = w->storage, .finished = world_finished, .ctx = w};
     w->budget = budget_new(&w->conf, w->users);
     sc.budget = w->budget;
-    sc.primary = (backend_t){with_fallback ? &fake_server_ops : &fake_ops, &w->primary};
+    sc.primary[0] = (backend_t){with_fallback ? &fake_server_ops : &fake_ops, &w->primary};
+    sc.primary[1] = (backend_t){&fake_server_ops, &w->second};
+    sc.nprimary = with_fallback == 2 ? 2 : 1;
     if (with_fallback)
         sc.fallback = (backend_t){&fake_ops, &w->fallback};
     w->s = scheduler_new(&sc);
@@ -346,6 +360,85 @@ static void test_routes_by_backend_state(void **state)
     expect_row(w, id, "alice", "failed", "fallback is off");
 }
 
+typedef struct find_server {
+    const char *owner, *id;
+    int server;
+} find_server_t;
+
+static void find_server_each(void *ctx, const db_session_t *row)
+{
+    find_server_t *f = ctx;
+    if (strcmp(row->owner, f->owner) == 0 && strcmp(row->id, f->id) == 0)
+        f->server = row->server;
+}
+
+/* The server a session is placed on, as stored. */
+static int stored_server(world_t *w, const char *owner, const char *id)
+{
+    find_server_t f = {owner, id, -2};
+    assert_int_equal(db_session_each(w->db, find_server_each, &f), 0);
+    return f.server;
+}
+
+static void test_placement(void **state)
+{
+    world_t *w = *state;
+    world_start(w, 2);
+    w->conf.fallback = 1;
+    w->conf.max_concurrent_runs = 8;
+    session_t *a = world_session(w, "alice", "a"), *b = world_session(w, "bob", "b"),
+              *c = world_session(w, "carol", "c");
+    assert_int_equal(session_server(a), -1);
+    /* The least loaded: a ties and takes the first; b finds it busy and takes the second. */
+    submit(w, a, "a1");
+    submit(w, b, "b1");
+    assert_int_equal(w->primary.njobs, 1);
+    assert_int_equal(w->second.njobs, 1);
+    assert_int_equal(session_server(a), 0);
+    assert_int_equal(session_server(b), 1);
+    assert_int_equal(stored_server(w, "alice", "a"), 0);
+    assert_int_equal(stored_server(w, "bob", "b"), 1);
+    fake_end(&w->primary.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->second.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Both idle with one session each: the first again; then a stays there though it is busier. */
+    submit(w, c, "c1");
+    assert_int_equal(session_server(c), 0);
+    submit(w, a, "a2");
+    assert_int_equal(w->primary.njobs, 3);
+    assert_int_equal(w->second.njobs, 1);
+    fake_end(&w->primary.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->primary.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Its server down: a's message falls back in that server's home; b's server is not affected. */
+    w->primary.state = BACKEND_DOWN;
+    submit(w, a, "a3");
+    submit(w, b, "b2");
+    assert_int_equal(w->fallback.njobs, 1);
+    assert_true(w->fallback.jobs[0].owner_null);
+    assert_int_equal(w->fallback.jobs[0].server, 0);
+    assert_int_equal(w->second.njobs, 2);
+    fake_end(&w->fallback.jobs[0], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->second.jobs[1], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Its server being replaced: a waits; b still runs. */
+    w->primary.state = BACKEND_WAIT;
+    submit(w, a, "a4");
+    submit(w, b, "b3");
+    assert_int_equal(w->primary.njobs + w->fallback.njobs, 4);
+    assert_int_equal(w->second.njobs, 3);
+    w->primary.state = BACKEND_READY;
+    scheduler_kick(w->s);
+    assert_int_equal(w->primary.njobs, 4);
+    fake_end(&w->primary.jobs[3], 1, BACKEND_STOP_NONE, NULL, NULL);
+    fake_end(&w->second.jobs[2], 1, BACKEND_STOP_NONE, NULL, NULL);
+    /* Placed on a server that no longer exists: placed again, its conversation forgotten. */
+    session_set_server(c, 7);
+    session_set_oc_id(c, "ses_gone");
+    w->second.state = BACKEND_READY;
+    submit(w, c, "c2");
+    assert_int_not_equal(session_server(c), 7);
+    assert_null(session_oc_id(c));
+    assert_int_equal(stored_server(w, "carol", "c"), session_server(c));
+}
+
 static void test_user_share(void **state)
 {
     world_t *w = *state;
@@ -493,6 +586,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_while_queued, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_finish_paths, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_routes_by_backend_state, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_placement, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_share, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_round_robin, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_limits, world_setup, world_teardown),
