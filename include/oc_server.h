@@ -14,7 +14,8 @@
  * until a health check, sent at once, passes or the exit is seen. Workspaces
  * idle for instance_idle_timeout are disposed. After server_max_messages messages, or once its RSS
  * passes server_max_rss, the server is recycled: new messages wait, the ones in flight finish, then
- * it is replaced at once; no message fails.
+ * it is replaced at once and new messages wait for the successor too (a planned replacement costs
+ * no fallback process) unless it fails to start; no message fails.
  *
  * Messages: POST /session (lazily, for a new conversation) then POST /session/{id}/message, with the
  * model always named (the server keeps a session's last one). Events: one GET /global/event

@@ -29,6 +29,8 @@ void oc_server_set_state(oc_server_t *s, oc_server_state_t st)
     log_info("opencode server state", "server=%d from=%s to=%s pid=%ld", s->cfg.index, oc_server_state_names[s->state],
              oc_server_state_names[st], (long)oc_server_pid(s));
     s->state = st;
+    if (st != OC_SERVER_STARTING && st != OC_SERVER_DRAINING)
+        s->replacing = 0; /* the replacement is ready, or failed (then it is down like any) */
     oc_server_changed(s);
 }
 
@@ -196,6 +198,7 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
      * for the fresh server (recycling) or go to the fallback (a crash), never to this one. */
     int recycled = s->recycling;
     s->recycling = 0;
+    s->replacing = recycled;
     if (recycled) {
         log_info("opencode server recycled; starting a fresh one", "%s", detail);
         oc_server_record(s, "server_recycle", detail);

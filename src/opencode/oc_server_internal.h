@@ -67,6 +67,7 @@ struct oc_server {
     long rss_kb;
     unsigned long messages, messages_total; /* served by this process, by every process */
     int recycling;
+    int replacing; /* a recycled server's successor is starting: messages wait for it (no fallback) */
     const char *restart_reason;
     http_req_t *health_req, *events_req;
     sse_t *sse;

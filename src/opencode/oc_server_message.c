@@ -478,6 +478,8 @@ static backend_state_t oc_server_backend_state(void *self)
     case OC_SERVER_DRAINING:
     case OC_SERVER_STOPPING:
         return BACKEND_WAIT;
+    case OC_SERVER_STARTING: /* a planned replacement waits for its successor; a restart falls back */
+        return s->replacing ? BACKEND_WAIT : BACKEND_DOWN;
     default:
         return BACKEND_DOWN;
     }

@@ -28,7 +28,8 @@ to a reply comes 30 s after the reply took effect), [[spend=C]] (the assistant
 message reports cost C, then the turn waits for the abort). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
-slow_start (the next start takes 3 s before it listens).
+slow_start (the next start takes 3 s before it listens); NAME@HOME (hang_health@server-1) switches it
+for the one server whose HOME's last component is HOME (ocpm's servers have homes of their own).
 Each request is appended to OPENCODE_FAKE_LOG as {"serve": method, path, auth} when set.
 """
 import base64
@@ -66,7 +67,8 @@ def publish(directory, typ, props):
 
 def control(name):
     d = os.environ.get("OPENCODE_FAKE_CONTROL_DIR")
-    return bool(d) and os.path.exists(os.path.join(d, name))
+    mine = name + "@" + os.path.basename(os.environ.get("HOME", "").rstrip("/"))
+    return bool(d) and (os.path.exists(os.path.join(d, name)) or os.path.exists(os.path.join(d, mine)))
 
 
 class Handler(BaseHTTPRequestHandler):
