@@ -40,12 +40,20 @@ function renderStatus(s) {
   }
   const card = $("server-card");
   card.classList.remove("healthy", "unhealthy");
-  if (s.server) {
-    text("server", s.server.healthy ? "healthy" : s.server.state);
-    card.classList.add(s.server.healthy ? "healthy" : "unhealthy");
-    const up = s.server.startedAt ? ago(Date.now() / 1000 - s.server.startedAt / 1000) : "–";
-    text("server-sub", "pid " + (s.server.pid || "–") + ", restarts " + s.server.restarts + ", up " + up +
-      ", " + Math.round((s.server.rssBytes || 0) / 1048576) + " MB");
+  const servers = s.servers || [];
+  if (servers.length) {
+    const healthy = servers.filter((v) => v.healthy).length;
+    text("server", servers.length === 1 ? (healthy ? "healthy" : servers[0].state) : healthy + "/" + servers.length + " healthy");
+    card.classList.add(healthy === servers.length ? "healthy" : "unhealthy");
+    // One line per server: its number, state, pid, restarts, age, memory and messages in flight.
+    const lines = servers.map((v) => {
+      const up = v.startedAt ? ago(Date.now() / 1000 - v.startedAt / 1000) : "–";
+      return (servers.length > 1 ? "#" + v.index + " " + (v.healthy ? "" : v.state + ", ") : "") +
+        "pid " + (v.pid || "–") + ", restarts " + v.restarts + ", up " + up + ", " +
+        Math.round((v.rssBytes || 0) / 1048576) + " MB" + (servers.length > 1 ? ", " + v.inFlight + " in flight" : "");
+    });
+    const sub = $("server-sub");
+    sub.replaceChildren(...lines.flatMap((l, i) => (i ? [document.createElement("br"), document.createTextNode(l)] : [document.createTextNode(l)])));
   } else {
     text("server", "none");
     text("server-sub", s.available ? "opencode " + s.version : "opencode unavailable");
