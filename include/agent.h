@@ -35,14 +35,18 @@
 #include "conf.h"
 #include "proc.h"
 
-/* In main(), after conf_finish: resolve the agent user and group, refuse unsafe ones, and move
- * derived paths the agent could not reach. Logs what it decided. Returns 0 or -1 with err. */
-int agent_setup(conf_t *c, char *err, size_t errlen);
+/* One agent: a user, a home and an environment (a pool of ocpm's has its own). */
+typedef struct agent agent_t;
+
+/* In main(), after conf_finish: resolve the agent user and group of c, refuse unsafe ones, and move
+ * derived paths the agent could not reach (in c). Logs what it decided. Returns the agent, or NULL
+ * with err. c must outlive it. */
+agent_t *agent_setup(conf_t *c, char *err, size_t errlen);
 
 /* In the manager, before anything is spawned: create agent_home's layout, copy the operator's
- * OPENCODE_CONFIG, build the base environment from env (filtered by pass_env). */
-int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen);
-void agent_free(void);
+ * OPENCODE_CONFIG, take the base environment env (already filtered by pass_env). */
+int agent_init(agent_t *a, const conf_t *c, char *const *env, char *err, size_t errlen);
+void agent_free(agent_t *a);
 
 /* What one agent process needs; agent_launch_done releases it. */
 typedef struct agent_launch {
@@ -57,7 +61,8 @@ typedef struct agent_launch {
  * first; ignored for a user's). workspace_fd: the
  * workspace it may write (an fd the caller checked, so the sandbox binds to that directory), or
  * -1 for the whole workspace_root (the shared server). Creates the home when missing. */
-int agent_launch(agent_launch_t *l, const char *owner, int server, int workspace_fd, char *err, size_t errlen);
+int agent_launch(const agent_t *a, agent_launch_t *l, const char *owner, int server, int workspace_fd, char *err,
+                 size_t errlen);
 /* Set one more variable of the launch's environment (at most 4 per launch), replacing the
  * operator's of that name. */
 int agent_launch_setenv(agent_launch_t *l, const char *name, const char *value);
@@ -66,8 +71,8 @@ void agent_apply(const agent_launch_t *l, proc_spec_t *ps);
 void agent_launch_done(agent_launch_t *l);
 
 /* The owner of the agent's files: its uid and gid (ocpmd's own when it does not switch). */
-uid_t agent_uid(void);
-gid_t agent_gid(void);
+uid_t agent_uid(const agent_t *a);
+gid_t agent_gid(const agent_t *a);
 /* The directory name that stands for an owner under workspace_root and agent_home/users: the
  * name itself when it is a plain one ([A-Za-z0-9_][A-Za-z0-9._-]{0,63}), else '@' and a digest;
  * the unauthenticated owner ("") is "@anonymous", which no user name can be. */
@@ -78,9 +83,9 @@ typedef enum { AGENT_DIR_OCPM, AGENT_DIR_SHARED, AGENT_DIR_AGENT } agent_dir_t;
 /* Make a directory (or check one): not a symlink, a directory, owned as `who` says, with mode. A
  * directory of ocpmd's own is handed over when needed; one someone else made is refused.
  * Returns 0 or -1 with why. */
-int agent_mkdir(const char *path, agent_dir_t who, mode_t mode, const char **why);
+int agent_mkdir(const agent_t *a, const char *path, agent_dir_t who, mode_t mode, const char **why);
 
 /* agentIsolation for the status document. */
-json_object *agent_status_json(void);
+json_object *agent_status_json(const agent_t *a);
 
 #endif

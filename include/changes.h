@@ -12,6 +12,8 @@
 
 #include <uv.h>
 
+#include "agent.h"
+
 typedef struct changes_job changes_job_t;
 /* ok: counts holds files, additions, deletions; else error says why. */
 typedef void (*changes_done_fn)(void *ctx, int ok, const long long counts[3], const char *error);
@@ -19,7 +21,7 @@ typedef void (*changes_done_fn)(void *ctx, int ok, const long long counts[3], co
 /* Start counting in the workspace (workspace_fd from workspace_check) of owner. done is called
  * exactly once from the loop, unless changes_cancel comes first. NULL with err when nothing could
  * start. */
-changes_job_t *changes_count(uv_loop_t *loop, const char *git_bin, const char *owner, int workspace_fd,
+changes_job_t *changes_count(uv_loop_t *loop, const agent_t *agent, const char *git_bin, const char *owner, int workspace_fd,
                              long timeout_ms, changes_done_fn done, void *ctx, char *err, size_t errlen);
 /* Stop it: its git is killed and done is not called. */
 void changes_cancel(changes_job_t *j);

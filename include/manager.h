@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "agent.h"
 #include "ask.h"
 #include "budget.h"
 #include "conf.h"
@@ -30,6 +31,7 @@
 typedef struct manager {
     uv_loop_t *loop;
     const conf_t *conf;
+    agent_t *agent;         /* who the agent is (main's, from agent_setup) */
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;
@@ -66,6 +68,6 @@ void manager_touch(manager_t *m);
 /* Initialise everything (database, probes, sockets, responders) and run the loop until shutdown
  * completes; requests on the control socket go to dispatch, with the manager as its ctx (the API,
  * api.h: main wires the two, so that neither includes the other). Returns 0 on a clean stop. */
-int manager_run(const conf_t *conf, const char *exe, control_request_fn dispatch);
+int manager_run(const conf_t *conf, agent_t *agent, const char *exe, control_request_fn dispatch);
 
 #endif

@@ -22,11 +22,13 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "agent.h"
 
 typedef struct oc_runner oc_runner_t;
 
 typedef struct oc_runner_config {
     uv_loop_t *loop;
+    const agent_t *agent; /* who runs it */
     const char *bin;     /* opencode_bin */
     size_t stderr_tail;  /* stderr_tail_bytes */
     size_t answer_max;   /* the answer's text is cut here */

@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "agent.h"
 #include "conf.h"
 #include "http.h"
 #include "oc_models.h"
@@ -51,6 +52,7 @@ typedef struct oc_server oc_server_t;
 
 typedef struct oc_server_config {
     int index;             /* its number among the manager's servers (0 up): its home, its label */
+    const agent_t *agent;  /* who runs it */
     uv_loop_t *loop;
     const conf_t *conf;
     http_t *http;

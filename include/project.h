@@ -15,6 +15,8 @@
 
 #include <uv.h>
 
+#include "agent.h"
+
 typedef struct project_job project_job_t;
 /* ok: the workspace is a repository with a commit; else error says why. */
 typedef void (*project_done_fn)(void *ctx, int ok, const char *error);
@@ -22,7 +24,8 @@ typedef void (*project_done_fn)(void *ctx, int ok, const char *error);
 /* Start making the workspace (workspace_fd from workspace_check, workspace_path its path) of owner a repository.
  * done is called exactly once from the loop, unless project_cancel comes first. NULL with err
  * when nothing could start. */
-project_job_t *project_prepare(uv_loop_t *loop, const char *git_bin, const char *owner, int workspace_fd,
+project_job_t *project_prepare(uv_loop_t *loop, const agent_t *agent, const char *git_bin, const char *owner,
+                               int workspace_fd,
                                const char *workspace_path, long timeout_ms, project_done_fn done, void *ctx, char *err,
                                size_t errlen);
 /* Stop it: its git is killed and done is not called. */

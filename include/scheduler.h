@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "ask.h"
+#include "agent.h"
 #include "backend.h"
 #include "budget.h"
 #include "conf.h"
@@ -54,6 +55,7 @@ typedef enum {
 
 typedef struct scheduler_config {
     uv_loop_t *loop;
+    const agent_t *agent; /* who runs its messages (workspaces checked for it, git run as it) */
     const conf_t *conf;
     db_t *db;
     session_table_t *sessions;

@@ -14,11 +14,13 @@
 
 #include <stddef.h>
 
+#include "agent.h"
+
 /* Where owner's workspace `name` is (or would be), without making anything. Returns 0 or -1 with why. */
 int workspace_path(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why);
 /* Make (or find) owner's workspace `name`. Returns 0 and its absolute path in out, or -1 with why
  * (a sentence for the client). */
-int workspace_resolve(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why);
+int workspace_resolve(const agent_t *agent, const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why);
 /* The name a workspace path stands for (what clients see): the path below root/<owner-dir>/, or
  * below root/ for a workspace made before workspaces had owners. Points into path. */
 const char *workspace_name(const char *root, const char *owner, const char *path);
@@ -26,6 +28,6 @@ const char *workspace_name(const char *root, const char *owner, const char *path
  * ocpmd's directories above, the agent's at the leaf; one of ocpmd's own at the leaf is handed to
  * the agent)? Returns an O_PATH descriptor of the leaf (the caller closes it; the sandbox binds to
  * it), with *has_git telling whether it holds a repository; or -1 with why. */
-int workspace_check(const char *root, const char *path, int *has_git, const char **why);
+int workspace_check(const agent_t *agent, const char *root, const char *path, int *has_git, const char **why);
 
 #endif

@@ -72,10 +72,11 @@ int main(int argc, char **argv)
     }
     conf_t conf;
     char err[1024];
+    agent_t *agent = NULL;
     conf_defaults(&conf);
     if ((file && *file && conf_load_file(&conf, file, err, sizeof err) != 0) ||
         conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0 ||
-        agent_setup(&conf, err, sizeof err) != 0) {
+        !(agent = agent_setup(&conf, err, sizeof err))) {
         fprintf(stderr, "ocpmd: configuration error: %s\n", err);
         if (test)
             fprintf(stderr, "ocpmd: configuration %s test failed\n", file && *file ? file : "(defaults)");
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
             fputs(buf, stdout);
         }
         fprintf(stderr, "ocpmd: configuration %s test is successful\n", file && *file ? file : "(defaults)");
+        agent_free(agent);
         return 0;
     }
     log_level_t lvl = LOGL_INFO;
@@ -105,7 +107,8 @@ int main(int argc, char **argv)
         return 1;
     }
     exe[n] = '\0';
-    rc = manager_run(&conf, exe, api_dispatch);
+    rc = manager_run(&conf, agent, exe, api_dispatch);
+    agent_free(agent);
     log_close();
     return rc;
 }

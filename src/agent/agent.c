@@ -28,10 +28,8 @@ static const char *const agent_own_vars[] = {
     "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "OPENCODE_CONFIG",
 };
 
-agent_state_t agent_state;
-
-uid_t agent_uid(void) { return agent_state.uid; }
-gid_t agent_gid(void) { return agent_state.gid; }
+uid_t agent_uid(const agent_t *a) { return a->uid; }
+gid_t agent_gid(const agent_t *a) { return a->gid; }
 
 /* Root, or both capabilities a switch of user needs (CAP_SETGID = 6, CAP_SETUID = 7). */
 static int agent_can_switch(void)
@@ -104,11 +102,11 @@ static int agent_reaches(const char *dir, uid_t uid, const gid_t *groups, int ng
 }
 
 /* Move the derived agent paths out of a state_dir the agent cannot reach. */
-static int agent_relocate(conf_t *c, const gid_t *groups, int ngroups, char *err, size_t errlen)
+static int agent_relocate(const agent_t *a, conf_t *c, const gid_t *groups, int ngroups, char *err, size_t errlen)
 {
     unsigned movable = c->derived & (CONF_DERIVED_WORKSPACE_ROOT | CONF_DERIVED_AGENT_HOME);
     char blocker[PATH_MAX];
-    if (!movable || agent_reaches(c->state_dir, agent_state.uid, groups, ngroups, blocker, sizeof blocker))
+    if (!movable || agent_reaches(c->state_dir, a->uid, groups, ngroups, blocker, sizeof blocker))
         return 0;
     char real[PATH_MAX], hex[65], base[PATH_MAX];
     if (!realpath(c->state_dir, real))
@@ -132,7 +130,7 @@ static int agent_relocate(conf_t *c, const gid_t *groups, int ngroups, char *err
 }
 
 /* The agent must never be in the FastCGI socket's group (it would speak to the pool as anyone). */
-static int agent_check_socket_group(const conf_t *c, const gid_t *groups, int ngroups, char *err, size_t errlen)
+static int agent_check_socket_group(const agent_t *a, const conf_t *c, const gid_t *groups, int ngroups, char *err, size_t errlen)
 {
     gid_t sg = getegid();
     if (c->fcgi_socket_group[0]) {
@@ -143,29 +141,30 @@ static int agent_check_socket_group(const conf_t *c, const gid_t *groups, int ng
         }
         sg = g->gr_gid;
     }
-    if (!agent_state.switching)
+    if (!a->switching)
         return 0;
     for (int i = 0; i < ngroups; i++)
         if (groups[i] == sg) {
             snprintf(err, errlen, "agent user %s is in the FastCGI socket's group (gid %ld): it could reach the pool",
-                     agent_state.name, (long)sg);
+                     a->name, (long)sg);
             return -1;
         }
     return 0;
 }
 
-int agent_setup(conf_t *c, char *err, size_t errlen)
+/* Who the agent of c is (agent_setup). */
+static int agent_resolve(agent_t *a, conf_t *c, char *err, size_t errlen)
 {
-    agent_state.conf = c;
+    a->conf = c;
     int can = agent_can_switch();
     const char *name = c->agent_user[0] ? c->agent_user : can ? CONF_AGENT_USER_DEFAULT : "self";
     if (strcmp(name, "self") == 0) {
-        agent_state.switching = 0;
-        agent_state.uid = geteuid();
-        agent_state.gid = getegid();
-        struct passwd *pw = getpwuid(agent_state.uid);
-        snprintf(agent_state.name, sizeof agent_state.name, "%s", pw ? pw->pw_name : "self");
-        agent_state.why_self = c->agent_user[0] ? "configured" : "cannot switch";
+        a->switching = 0;
+        a->uid = geteuid();
+        a->gid = getegid();
+        struct passwd *pw = getpwuid(a->uid);
+        snprintf(a->name, sizeof a->name, "%s", pw ? pw->pw_name : "self");
+        a->why_self = c->agent_user[0] ? "configured" : "cannot switch";
         return 0;
     }
     struct passwd *pw = getpwnam(name);
@@ -189,37 +188,51 @@ int agent_setup(conf_t *c, char *err, size_t errlen)
                  "agent_user = self runs the agent as ocpmd's own user", name);
         return -1;
     }
-    agent_state.switching = 1;
-    agent_state.uid = pw->pw_uid;
-    agent_state.gid = pw->pw_gid;
-    snprintf(agent_state.name, sizeof agent_state.name, "%s", name);
+    a->switching = 1;
+    a->uid = pw->pw_uid;
+    a->gid = pw->pw_gid;
+    snprintf(a->name, sizeof a->name, "%s", name);
     if (c->agent_group[0]) {
         struct group *g = getgrnam(c->agent_group);
         if (!g) {
             snprintf(err, errlen, "agent_group %s does not exist", c->agent_group);
             return -1;
         }
-        agent_state.gid = g->gr_gid;
+        a->gid = g->gr_gid;
     }
-    if (agent_state.gid == 0) {
+    if (a->gid == 0) {
         snprintf(err, errlen, "agent_group is root's group: the agent never runs with it");
         return -1;
     }
     gid_t groups[AGENT_GROUPS_MAX];
     int ngroups = AGENT_GROUPS_MAX - 1;
-    if (getgrouplist(agent_state.name, agent_state.gid, groups, &ngroups) < 0)
+    if (getgrouplist(a->name, a->gid, groups, &ngroups) < 0)
         ngroups = 0;
-    /* The child drops supplementary groups: it holds only agent_state.gid, whatever /etc/group says. The
+    /* The child drops supplementary groups: it holds only a->gid, whatever /etc/group says. The
      * membership check still uses the list, so a configuration that would be wrong elsewhere is
      * refused here too. */
-    groups[ngroups++] = agent_state.gid;
-    if (agent_check_socket_group(c, groups, ngroups, err, errlen) != 0)
+    groups[ngroups++] = a->gid;
+    if (agent_check_socket_group(a, c, groups, ngroups, err, errlen) != 0)
         return -1;
-    gid_t only[1] = {agent_state.gid};
-    return agent_relocate(c, only, 1, err, errlen);
+    gid_t only[1] = {a->gid};
+    return agent_relocate(a, c, only, 1, err, errlen);
 }
 
-int agent_mkdir(const char *path, agent_dir_t who, mode_t mode, const char **why)
+agent_t *agent_setup(conf_t *c, char *err, size_t errlen)
+{
+    agent_t *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (agent_resolve(a, c, err, errlen) != 0) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int agent_mkdir(const agent_t *a, const char *path, agent_dir_t who, mode_t mode, const char **why)
 {
     if (mkdir(path, mode) != 0 && errno != EEXIST) {
         *why = "cannot create the directory";
@@ -230,8 +243,8 @@ int agent_mkdir(const char *path, agent_dir_t who, mode_t mode, const char **why
         *why = "not a directory (or a symlink)";
         return -1;
     }
-    uid_t want = who == AGENT_DIR_AGENT ? agent_state.uid : geteuid();
-    gid_t wantg = who == AGENT_DIR_OCPM ? getegid() : agent_state.gid;
+    uid_t want = who == AGENT_DIR_AGENT ? a->uid : geteuid();
+    gid_t wantg = who == AGENT_DIR_OCPM ? getegid() : a->gid;
     if (st.st_uid != want || st.st_gid != wantg) {
         /* Only ocpmd's own directories are handed over; one someone else made is refused. */
         if (st.st_uid != geteuid() || lchown(path, want, wantg) != 0) {
@@ -270,18 +283,18 @@ int agent_mkdirs(const char *dir, char *err, size_t errlen)
 
 /* The agent must be able to walk into path from state_dir: give state_dir (ocpm's) search for
  * others when path lies inside it. */
-static void agent_open_state_dir(const conf_t *c, const char *path)
+static void agent_open_state_dir(const agent_t *a, const conf_t *c, const char *path)
 {
     size_t n = strlen(c->state_dir);
     struct stat st;
-    if (!agent_state.switching || strncmp(path, c->state_dir, n) != 0 || path[n] != '/' || stat(c->state_dir, &st) != 0)
+    if (!a->switching || strncmp(path, c->state_dir, n) != 0 || path[n] != '/' || stat(c->state_dir, &st) != 0)
         return;
     if (!(st.st_mode & S_IXOTH) && st.st_uid == geteuid())
         chmod(c->state_dir, (st.st_mode & 07777) | S_IXOTH);
 }
 
 /* Copy the operator's OPENCODE_CONFIG where the agent may read it (ocpmd reads it as itself). */
-static int agent_copy_config(const char *dir, char *err, size_t errlen)
+static int agent_copy_config(agent_t *a, const char *dir, char *err, size_t errlen)
 {
     const char *src = getenv("OPENCODE_CONFIG");
     if (!src || !*src)
@@ -299,18 +312,18 @@ static int agent_copy_config(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "OPENCODE_CONFIG %s: larger than 1 MiB", src);
         return -1;
     }
-    snprintf(agent_state.config_copy, sizeof agent_state.config_copy, "%s/operator.json", dir);
+    snprintf(a->config_copy, sizeof a->config_copy, "%s/operator.json", dir);
     char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.new", agent_state.config_copy);
+    snprintf(tmp, sizeof tmp, "%s.new", a->config_copy);
     unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, agent_state.switching ? 0640 : 0600);
-    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n && fchown(fd, geteuid(), agent_state.gid) == 0 &&
-             fchmod(fd, agent_state.switching ? 0640 : 0600) == 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, a->switching ? 0640 : 0600);
+    int ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n && fchown(fd, geteuid(), a->gid) == 0 &&
+             fchmod(fd, a->switching ? 0640 : 0600) == 0;
     if (fd >= 0 && close(fd) != 0)
         ok = 0;
     free(buf);
-    if (!ok || rename(tmp, agent_state.config_copy) != 0) {
-        snprintf(err, errlen, "cannot copy OPENCODE_CONFIG to %s: %s", agent_state.config_copy, strerror(errno));
+    if (!ok || rename(tmp, a->config_copy) != 0) {
+        snprintf(err, errlen, "cannot copy OPENCODE_CONFIG to %s: %s", a->config_copy, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -318,7 +331,7 @@ static int agent_copy_config(const char *dir, char *err, size_t errlen)
 }
 
 /* The directory that holds the opencode binary (symlinks resolved): the agent reads it. */
-static void agent_find_opencode(const conf_t *c)
+static void agent_find_opencode(agent_t *a, const conf_t *c)
 {
     char found[PATH_MAX] = "";
     if (strchr(c->opencode_bin, '/')) {
@@ -339,7 +352,7 @@ static void agent_find_opencode(const conf_t *c)
         char *slash = strrchr(real, '/');
         if (slash && slash != real)
             *slash = '\0';
-        snprintf(agent_state.opencode_dir, sizeof agent_state.opencode_dir, "%s", real);
+        snprintf(a->opencode_dir, sizeof a->opencode_dir, "%s", real);
     }
 }
 
@@ -353,35 +366,35 @@ static int agent_is_own_var(const char *entry)
     return 0;
 }
 
-int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
+int agent_init(agent_t *a, const conf_t *c, char *const *env, char *err, size_t errlen)
 {
-    agent_state.conf = c;
-    agent_state.sandbox = c->agent_sandbox && sandbox_abi() > 0;
-    if (c->agent_sandbox && !agent_state.sandbox)
+    a->conf = c;
+    a->sandbox = c->agent_sandbox && sandbox_abi() > 0;
+    if (c->agent_sandbox && !a->sandbox)
         log_warn("Landlock is not available in this kernel; the agent runs without a file-system sandbox", NULL);
-    if (!agent_state.switching)
-        log_warn("the agent runs as ocpmd's own user", "user=%s reason=%s sandbox=%s", agent_state.name,
-                 log_q(agent_state.why_self ? agent_state.why_self : ""), agent_state.sandbox ? "landlock" : "off");
+    if (!a->switching)
+        log_warn("the agent runs as ocpmd's own user", "user=%s reason=%s sandbox=%s", a->name,
+                 log_q(a->why_self ? a->why_self : ""), a->sandbox ? "landlock" : "off");
     char dir[PATH_MAX + 32];
     const char *why = NULL;
     if (agent_mkdirs(c->agent_home, err, errlen) != 0 || agent_mkdirs(c->workspace_root, err, errlen) != 0)
         return -1;
-    agent_open_state_dir(c, c->agent_home);
-    agent_open_state_dir(c, c->workspace_root);
+    agent_open_state_dir(a, c, c->agent_home);
+    agent_open_state_dir(a, c, c->workspace_root);
     /* Say now, not at the first message, when the agent cannot walk to its directories. */
     const char *mine[] = {c->agent_home, c->workspace_root};
-    for (size_t i = 0; agent_state.switching && i < 2; i++) {
+    for (size_t i = 0; a->switching && i < 2; i++) {
         char blocker[PATH_MAX], sub[PATH_MAX + 2];
-        gid_t g[1] = {agent_state.gid};
+        gid_t g[1] = {a->gid};
         snprintf(sub, sizeof sub, "%s/x", mine[i]);
-        if (!agent_reaches(sub, agent_state.uid, g, 1, blocker, sizeof blocker)) {
-            snprintf(err, errlen, "the agent user %s cannot reach %s: %s is not searchable by it", agent_state.name, mine[i],
+        if (!agent_reaches(sub, a->uid, g, 1, blocker, sizeof blocker)) {
+            snprintf(err, errlen, "the agent user %s cannot reach %s: %s is not searchable by it", a->name, mine[i],
                      blocker);
             return -1;
         }
     }
-    if (agent_mkdir(c->agent_home, AGENT_DIR_OCPM, 0711, &why) != 0 ||
-        agent_mkdir(c->workspace_root, AGENT_DIR_OCPM, 0711, &why) != 0) {
+    if (agent_mkdir(a, c->agent_home, AGENT_DIR_OCPM, 0711, &why) != 0 ||
+        agent_mkdir(a, c->workspace_root, AGENT_DIR_OCPM, 0711, &why) != 0) {
         snprintf(err, errlen, "agent_home or workspace_root: %s", why);
         return -1;
     }
@@ -390,53 +403,55 @@ int agent_init(const conf_t *c, char *const *env, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         snprintf(dir, sizeof dir, "%s/%s", c->agent_home, own[i]);
         int users = strcmp(own[i], "users") == 0;
-        if (agent_mkdir(dir, users ? AGENT_DIR_OCPM : AGENT_DIR_SHARED, users ? 0711 : 0750, &why) != 0) {
+        if (agent_mkdir(a, dir, users ? AGENT_DIR_OCPM : AGENT_DIR_SHARED, users ? 0711 : 0750, &why) != 0) {
             snprintf(err, errlen, "%s: %s", dir, why);
             return -1;
         }
     }
     snprintf(dir, sizeof dir, "%s/config/opencode", c->agent_home);
-    if (agent_copy_config(dir, err, errlen) != 0)
+    if (agent_copy_config(a, dir, err, errlen) != 0)
         return -1;
-    agent_find_opencode(c);
+    agent_find_opencode(a, c);
     size_t n = 0;
     while (env && env[n])
         n++;
-    agent_state.base_env = calloc(n + 1, sizeof *agent_state.base_env);
-    if (!agent_state.base_env) {
+    a->base_env = calloc(n + 1, sizeof *a->base_env);
+    if (!a->base_env) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0, o = 0; i < n; i++)
-        if (!agent_is_own_var(env[i]) && !(agent_state.base_env[o++] = strdup(env[i]))) {
+        if (!agent_is_own_var(env[i]) && !(a->base_env[o++] = strdup(env[i]))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=%s", agent_state.name,
-             (long)agent_state.uid, (long)agent_state.gid, agent_state.switching ? "yes" : "no", agent_state.sandbox ? "landlock" : "off", sandbox_abi(),
+    log_info("agent ready", "user=%s uid=%ld gid=%ld switching=%s sandbox=%s landlockAbi=%d agent_home=%s", a->name,
+             (long)a->uid, (long)a->gid, a->switching ? "yes" : "no", a->sandbox ? "landlock" : "off", sandbox_abi(),
              log_q(c->agent_home));
     return 0;
 }
 
-void agent_free(void)
+void agent_free(agent_t *a)
 {
-    for (char **p = agent_state.base_env; p && *p; p++)
+    if (!a)
+        return;
+    for (char **p = a->base_env; p && *p; p++)
         free(*p);
-    free(agent_state.base_env);
-    agent_state.base_env = NULL;
+    free(a->base_env);
+    free(a);
 }
 
-json_object *agent_status_json(void)
+json_object *agent_status_json(const agent_t *a)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "user", json_object_new_string(agent_state.name));
-    json_object_object_add(o, "uid", json_object_new_int64((int64_t)agent_state.uid));
-    json_object_object_add(o, "gid", json_object_new_int64((int64_t)agent_state.gid));
+    json_object_object_add(o, "user", json_object_new_string(a->name));
+    json_object_object_add(o, "uid", json_object_new_int64((int64_t)a->uid));
+    json_object_object_add(o, "gid", json_object_new_int64((int64_t)a->gid));
     /* The agent runs under a uid of its own (not ocpmd's): ocpm's files and sockets are out of reach. */
-    json_object_object_add(o, "separateUser", json_object_new_boolean(agent_state.switching));
-    json_object_object_add(o, "sandbox", json_object_new_string(agent_state.sandbox ? "landlock" : "off"));
+    json_object_object_add(o, "separateUser", json_object_new_boolean(a->switching));
+    json_object_object_add(o, "sandbox", json_object_new_string(a->sandbox ? "landlock" : "off"));
     json_object_object_add(o, "landlockAbi", json_object_new_int(sandbox_abi()));
-    const char *limits = agent_state.switching
+    const char *limits = a->switching
                              ? "the agent can reach the network and whatever its user may read; in server mode one "
                                "opencode server serves every user's workspace"
                              : "the agent runs as ocpmd's own user: it can connect to ocpm's sockets (run ocpmd as "

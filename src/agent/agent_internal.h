@@ -8,7 +8,7 @@
 
 #include "agent.h"
 
-typedef struct agent_state {
+struct agent {
     const conf_t *conf;
     int switching;  /* child processes change user */
     uid_t uid;
@@ -19,12 +19,7 @@ typedef struct agent_state {
     char **base_env;
     char config_copy[PATH_MAX];
     char opencode_dir[PATH_MAX];
-} agent_state_t;
-
-/* The agent, as agent_setup and agent_init made it (one per process). */
-extern agent_state_t agent_state;
-
-
+};
 
 /* agent.c: make the directory of the agent's (mkdir -p of its parents, as ocpmd). */
 int agent_mkdirs(const char *dir, char *err, size_t errlen);

@@ -123,7 +123,7 @@ static void changes_timeout(uv_timer_t *t)
         proc_kill_group(j->pid, SIGKILL);
 }
 
-changes_job_t *changes_count(uv_loop_t *loop, const char *git_bin, const char *owner, int workspace_fd,
+changes_job_t *changes_count(uv_loop_t *loop, const agent_t *agent, const char *git_bin, const char *owner, int workspace_fd,
                              long timeout_ms, changes_done_fn done, void *ctx, char *err, size_t errlen)
 {
     changes_job_t *j = calloc(1, sizeof *j);
@@ -138,7 +138,7 @@ changes_job_t *changes_count(uv_loop_t *loop, const char *git_bin, const char *o
     j->done = done;
     j->ctx = ctx;
     agent_launch_t l;
-    if (agent_launch(&l, owner, 0, workspace_fd, err, errlen) != 0) {
+    if (agent_launch(agent, &l, owner, 0, workspace_fd, err, errlen) != 0) {
         close(p[0]), close(p[1]);
         linebuf_free(j->lines);
         free(j);

@@ -18,6 +18,7 @@
 
 struct project_job {
     uv_loop_t *loop;
+    const agent_t *agent;
     char *git, *owner, *path;
     int workspace_fd;
     int step;      /* 0: git init, 1: git commit */
@@ -100,7 +101,7 @@ static int project_step(project_job_t *j, char *err, size_t errlen)
     char *commit[] = {j->git, "-c", "user.name=ocpm", "-c", "user.email=ocpm@localhost", "-c", "commit.gpgsign=false",
                       "commit", "-q", "--allow-empty", "--no-verify", "-m", msg, NULL};
     agent_launch_t l;
-    if (agent_launch(&l, j->owner, 0, j->workspace_fd, err, errlen) != 0)
+    if (agent_launch(j->agent, &l, j->owner, 0, j->workspace_fd, err, errlen) != 0)
         return -1;
     /* Only the agent's own git: no system configuration, no prompts. */
     size_t n = 0;
@@ -141,7 +142,8 @@ static int project_step(project_job_t *j, char *err, size_t errlen)
     return 0;
 }
 
-project_job_t *project_prepare(uv_loop_t *loop, const char *git_bin, const char *owner, int workspace_fd,
+project_job_t *project_prepare(uv_loop_t *loop, const agent_t *agent, const char *git_bin, const char *owner,
+                               int workspace_fd,
                                const char *workspace_path, long timeout_ms, project_done_fn done, void *ctx, char *err,
                                size_t errlen)
 {
@@ -161,6 +163,7 @@ project_job_t *project_prepare(uv_loop_t *loop, const char *git_bin, const char 
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(j->nonce + 2 * i, 3, "%02x", rnd[i]);
     j->loop = loop;
+    j->agent = agent;
     j->workspace_fd = dup(workspace_fd);
     j->err_fd = -1;
     j->done = done;

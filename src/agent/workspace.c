@@ -35,7 +35,7 @@ int workspace_path(const char *root, const char *owner, const char *name, char *
     return 0;
 }
 
-int workspace_resolve(const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why)
+int workspace_resolve(const agent_t *agent, const char *root, const char *owner, const char *name, char *out, size_t outlen, const char **why)
 {
     char cur[PATH_MAX], od[80];
     if (workspace_real_root(root, cur, why) != 0)
@@ -66,14 +66,14 @@ int workspace_resolve(const char *root, const char *owner, const char *name, cha
             *why = S_ISLNK(st.st_mode) ? "workspace path holds a symlink" : "workspace is not a directory";
             return -1;
         }
-        if (existed && (st.st_uid == agent_uid()) != leaf && agent_uid() != geteuid()) {
+        if (existed && (st.st_uid == agent_uid(agent)) != leaf && agent_uid(agent) != geteuid()) {
             /* An agent's directory above the leaf is another workspace; one of ocpmd's at the leaf
              * holds other workspaces. Neither may become this one. */
             *why = leaf ? "workspace holds other workspaces" : "workspace lies inside another workspace";
             return -1;
         }
         const char *mwhy = NULL;
-        if (agent_mkdir(cur, leaf ? AGENT_DIR_AGENT : AGENT_DIR_OCPM, leaf ? 0700 : 0711, &mwhy) != 0) {
+        if (agent_mkdir(agent, cur, leaf ? AGENT_DIR_AGENT : AGENT_DIR_OCPM, leaf ? 0700 : 0711, &mwhy) != 0) {
             *why = "cannot create workspace directory";
             return -1;
         }
@@ -105,7 +105,7 @@ const char *workspace_name(const char *root, const char *owner, const char *path
     return path;
 }
 
-int workspace_check(const char *root, const char *path, int *has_git, const char **why)
+int workspace_check(const agent_t *agent, const char *root, const char *path, int *has_git, const char **why)
 {
     char real[PATH_MAX];
     if (workspace_real_root(root, real, why) != 0)
@@ -147,12 +147,12 @@ int workspace_check(const char *root, const char *path, int *has_git, const char
             return -1;
         }
         int leaf = *p == '\0';
-        uid_t want = leaf ? agent_uid() : geteuid();
+        uid_t want = leaf ? agent_uid(agent) : geteuid();
         if (st.st_uid != want) {
             /* ocpmd's own directory at the leaf (made before the agent had a user of its own) is
              * handed over; anything else is someone else's. */
             const char *mwhy = NULL;
-            if (!(leaf && st.st_uid == geteuid() && agent_mkdir(path, AGENT_DIR_AGENT, 0700, &mwhy) == 0)) {
+            if (!(leaf && st.st_uid == geteuid() && agent_mkdir(agent, path, AGENT_DIR_AGENT, 0700, &mwhy) == 0)) {
                 close(fd);
                 *why = leaf ? "the workspace belongs to another user" : "a directory above the workspace belongs to another user";
                 return -1;
@@ -162,7 +162,7 @@ int workspace_check(const char *root, const char *path, int *has_git, const char
     /* A repository with its first commit (project.h): .git a directory of the agent's, HEAD, and
      * the branch ocpm made (or refs packed by the agent's own git). */
     struct stat g, h, r;
-    *has_git = fstatat(fd, ".git", &g, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(g.st_mode) && g.st_uid == agent_uid() &&
+    *has_git = fstatat(fd, ".git", &g, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(g.st_mode) && g.st_uid == agent_uid(agent) &&
                fstatat(fd, ".git/HEAD", &h, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(h.st_mode) &&
                (fstatat(fd, ".git/refs/heads/main", &r, AT_SYMLINK_NOFOLLOW) == 0 ||
                 fstatat(fd, ".git/packed-refs", &r, AT_SYMLINK_NOFOLLOW) == 0);

@@ -48,7 +48,7 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)control_requests(m->control)));
     json_object_object_add(x, "responders", pool_status_json(m->pool));
     json_object_object_add(x, "database", storage_retry_status_json(m->storage));
-    json_object_object_add(x, "agentIsolation", agent_status_json());
+    json_object_object_add(x, "agentIsolation", agent_status_json(m->agent));
     json_object_object_add(x, "promptsPending", json_object_new_int64(ask_pending(m->asks)));
     json_object *hooks = json_object_new_object();
     json_object_object_add(hooks, "enabled", json_object_new_boolean(m->webhook != NULL));

@@ -99,7 +99,7 @@ void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
         return control_error(c, 400, "invalid_workspace", why), (void)0;
     if (api_session_admit(m, c, call->user, path) != 0)
         return;
-    if (workspace_resolve(m->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
+    if (workspace_resolve(m->agent, m->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
         return control_error(c, 400, "invalid_workspace", why), (void)0;
     double now = clock_now();
     db_session_t row = {.id = id, .owner = call->user, .workspace = path, .created_at = now, .last_activity = now};

@@ -369,10 +369,10 @@ static void execution_count_changes(execution_t *e)
     session_t *sess = execution_session(e);
     const char *why = NULL;
     int has_git = 0;
-    int fd = sess ? workspace_check(e->sch->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why) : -1;
+    int fd = sess ? workspace_check(e->sch->cfg.agent, e->sch->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why) : -1;
     char err[256] = "";
     if (fd >= 0 && has_git)
-        e->changes = changes_count(e->sch->cfg.loop, e->sch->cfg.conf->git_bin, e->owner, fd,
+        e->changes = changes_count(e->sch->cfg.loop, e->sch->cfg.agent, e->sch->cfg.conf->git_bin, e->owner, fd,
                                    EXECUTION_PROJECT_TIMEOUT_MS, execution_changes_done, e, err, sizeof err);
     if (fd >= 0)
         close(fd);
@@ -519,7 +519,7 @@ void execution_begin(execution_t *e, const backend_t *b, int stand_in)
     /* The workspace again, now: a failed check fails the message, and nothing runs. */
     const char *why = NULL;
     int has_git = 0;
-    e->workspace_fd = workspace_check(s->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why);
+    e->workspace_fd = workspace_check(s->cfg.agent, s->cfg.conf->workspace_root, session_workspace(sess), &has_git, &why);
     if (e->workspace_fd < 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "workspace check failed: %s; nothing was run", why);
@@ -534,7 +534,7 @@ void execution_begin(execution_t *e, const backend_t *b, int stand_in)
         return;
     }
     char err[256];
-    e->project = project_prepare(s->cfg.loop, s->cfg.conf->git_bin, e->owner, e->workspace_fd,
+    e->project = project_prepare(s->cfg.loop, s->cfg.agent, s->cfg.conf->git_bin, e->owner, e->workspace_fd,
                                  session_workspace(sess), EXECUTION_PROJECT_TIMEOUT_MS, execution_project_done, e, err,
                                  sizeof err);
     if (!e->project)

@@ -299,14 +299,14 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
     m->child_env = proc_env_filter(environ, c->pass_env);
     if (!m->child_env)
         return snprintf(err, errlen, "out of memory"), -1;
-    if (agent_init(c, m->child_env, err, errlen) != 0)
+    if (agent_init(m->agent, c, m->child_env, err, errlen) != 0)
         return -1;
     m->sessions = session_table_new(4096);
     m->users = user_table_new();
     m->models = oc_models_new();
     m->metrics = metrics_new(m->started_at);
     m->http = http_new(m->loop);
-    oc_runner_config_t rc = {.loop = m->loop, .bin = c->opencode_bin, .stderr_tail = (size_t)c->stderr_tail_bytes,
+    oc_runner_config_t rc = {.loop = m->loop, .agent = m->agent, .bin = c->opencode_bin, .stderr_tail = (size_t)c->stderr_tail_bytes,
                              .answer_max = 1u << 20, .allow_all = strcmp(c->permission_policy, "allow") == 0};
     m->runner = oc_runner_new(&rc);
     if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http || !m->runner)
@@ -338,14 +338,13 @@ static void manager_free(manager_t *m)
     oc_models_free(m->models);
     session_table_free(m->sessions);
     user_table_free(m->users);
-    agent_free();
     proc_env_free(m->child_env);
     db_close(m->db);
 }
 
-int manager_run(const conf_t *conf, const char *exe, control_request_fn dispatch)
+int manager_run(const conf_t *conf, agent_t *agent, const char *exe, control_request_fn dispatch)
 {
-    manager_t m = {.conf = conf};
+    manager_t m = {.conf = conf, .agent = agent};
     manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1, .dispatch = dispatch};
     uv_loop_t loop;
     snprintf(m.exe, sizeof m.exe, "%s", exe);

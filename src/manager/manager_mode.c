@@ -16,7 +16,7 @@ static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t 
 {
     agent_launch_t as;
     char err[256];
-    if (agent_launch(&as, NULL, 0, -1, err, sizeof err) != 0) {
+    if (agent_launch(m->agent, &as, NULL, 0, -1, err, sizeof err) != 0) {
         log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
         return -1;
     }
@@ -82,7 +82,7 @@ static void manager_server_event(void *ctx, const char *kind, const char *detail
 static const char *manager_start_servers(manager_t *m, char *err, size_t errlen)
 {
     for (int i = 0; i < m->conf->servers; i++) {
-        oc_server_config_t sc = {.index = i, .loop = m->loop, .conf = m->conf, .http = m->http,
+        oc_server_config_t sc = {.index = i, .agent = m->agent, .loop = m->loop, .conf = m->conf, .http = m->http,
                                  .models = m->models, .changed = manager_server_changed,
                                  .event = manager_server_event, .ctx = m};
         if (!(m->servers[i] = oc_server_new(&sc)))
@@ -131,7 +131,7 @@ static void manager_scheduler_ended(void *ctx, int64_t id, json_object *record, 
 /* The backends: the server with per-message runs as its fallback, or per-message runs alone. */
 static int manager_make_scheduler(manager_t *m, char *err, size_t errlen)
 {
-    scheduler_config_t sc = {.loop = m->loop, .conf = m->conf, .db = m->db, .sessions = m->sessions,
+    scheduler_config_t sc = {.loop = m->loop, .agent = m->agent, .conf = m->conf, .db = m->db, .sessions = m->sessions,
                              .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
                              .ended = manager_scheduler_ended, .ctx = m, .asks = m->asks, .budget = m->budget};
     backend_t run = {&oc_run_backend, m->runner};

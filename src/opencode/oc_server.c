@@ -91,7 +91,7 @@ static int oc_server_build(void *ctx, proc_spec_t *ps, char *err, size_t errlen)
     s->port = oc_server_free_port();
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
     snprintf(s->port_s, sizeof s->port_s, "%d", s->port);
-    if (agent_launch(&s->launch, NULL, s->cfg.index, -1, err, errlen) != 0)
+    if (agent_launch(s->cfg.agent, &s->launch, NULL, s->cfg.index, -1, err, errlen) != 0)
         return -1;
     /* The agent's environment plus the password and user (both replaced, never inherited). */
     size_t n = 0;

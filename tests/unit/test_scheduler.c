@@ -99,6 +99,7 @@ typedef struct world {
     storage_retry_t *storage;
     scheduler_t *s;
     fake_t primary, second, fallback;
+    agent_t *agent;
     budget_t *budget;
     int finished[EXEC_NSTATUS];
 } world_t;
@@ -114,7 +115,7 @@ static session_t *world_session(world_t *w, const char *owner, const char *id)
 {
     char path[4096], p[4200];
     const char *why = NULL;
-    assert_int_equal(workspace_resolve(w->conf.workspace_root, owner, id, path, sizeof path, &why), 0);
+    assert_int_equal(workspace_resolve(w->agent, w->conf.workspace_root, owner, id, path, sizeof path, &why), 0);
     static const char *const made[] = {"/.git", "/.git/refs", "/.git/refs/heads"};
     for (size_t i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s%s", path, made[i]);
@@ -148,7 +149,7 @@ static int world_setup(void **state)
     mkdir(w->conf.workspace_root, 0711);
     w->conf.max_concurrent_runs = 2;
     w->conf.user_max_share = 100;
-    if (conf_finish(&w->conf, err, sizeof err) != 0 || agent_setup(&w->conf, err, sizeof err) != 0)
+    if (conf_finish(&w->conf, err, sizeof err) != 0 || !(w->agent = agent_setup(&w->conf, err, sizeof err)))
         return -1;
     uv_loop_init(&w->loop);
     char path[128];
@@ -169,7 +170,7 @@ static int world_setup(void **state)
  * second server when with_fallback is 2). */
 static void world_start(world_t *w, int with_fallback)
 {
-    scheduler_config_t sc = {.loop = &w->loop, .conf = &w->conf, .db = w->db, .sessions = w->sessions,
+    scheduler_config_t sc = {.loop = &w->loop, .agent = w->agent, .conf = &w->conf, .db = w->db, .sessions = w->sessions,
                              .users = w->users, .storage = w->storage, .finished = world_finished, .ctx = w};
     w->budget = budget_new(&w->conf, w->users);
     sc.budget = w->budget;
@@ -193,6 +194,7 @@ static int world_teardown(void **state)
     session_table_free(w->sessions);
     user_table_free(w->users);
     db_close(w->db);
+    agent_free(w->agent);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
     int rc = system(cmd);

@@ -18,6 +18,7 @@
 #include "workspace.h"
 
 static char base[64], root[256], outside[256];
+static agent_t *agent;
 
 static int setup(void **state)
 {
@@ -27,7 +28,7 @@ static int setup(void **state)
     char err[256];
     conf_defaults(&c);
     snprintf(c.agent_user, sizeof c.agent_user, "self");
-    if (conf_finish(&c, err, sizeof err) != 0 || agent_setup(&c, err, sizeof err) != 0)
+    if (conf_finish(&c, err, sizeof err) != 0 || !(agent = agent_setup(&c, err, sizeof err)))
         return -1;
     char tmpl[] = "/tmp/ocpm-ws-XXXXXX";
     char *d = mkdtemp(tmpl);
@@ -43,6 +44,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    agent_free(agent);
     (void)state;
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
@@ -54,7 +56,7 @@ static void test_creates_nested_per_owner(void **state)
     (void)state;
     char out[4096], want[600], real[4096];
     const char *why = NULL;
-    assert_int_equal(workspace_resolve(root, "alice", "team/proj", out, sizeof out, &why), 0);
+    assert_int_equal(workspace_resolve(agent, root, "alice", "team/proj", out, sizeof out, &why), 0);
     assert_non_null(realpath(root, real));
     snprintf(want, sizeof want, "%s/alice/team/proj", real);
     assert_string_equal(out, want);
@@ -64,14 +66,14 @@ static void test_creates_nested_per_owner(void **state)
     assert_int_equal(st.st_mode & 07777, 0700);
     /* The same name of another owner is another directory. */
     char other[4096];
-    assert_int_equal(workspace_resolve(root, "bob", "team/proj", other, sizeof other, &why), 0);
+    assert_int_equal(workspace_resolve(agent, root, "bob", "team/proj", other, sizeof other, &why), 0);
     assert_string_not_equal(out, other);
     /* The unauthenticated owner has a directory no user name can have. */
-    assert_int_equal(workspace_resolve(root, "", "p", other, sizeof other, &why), 0);
+    assert_int_equal(workspace_resolve(agent, root, "", "p", other, sizeof other, &why), 0);
     assert_non_null(strstr(other, "/@anonymous/p"));
     assert_string_equal(workspace_name(root, "alice", out), "team/proj");
     /* A name is never a server path. */
-    assert_int_equal(workspace_resolve(root, "alice", "/etc", other, sizeof other, &why), -1);
+    assert_int_equal(workspace_resolve(agent, root, "alice", "/etc", other, sizeof other, &why), -1);
 }
 
 static void test_owner_dir_names(void **state)
@@ -99,16 +101,16 @@ static void test_symlinks_refused(void **state)
     mkdir(dir, 0711);
     snprintf(link, sizeof link, "%s/carol/escape", root);
     assert_int_equal(symlink(outside, link), 0);
-    assert_int_equal(workspace_resolve(root, "carol", "escape", out, sizeof out, &why), -1);
+    assert_int_equal(workspace_resolve(agent, root, "carol", "escape", out, sizeof out, &why), -1);
     assert_non_null(strstr(why, "symlink"));
-    assert_int_equal(workspace_resolve(root, "carol", "escape/sub", out, sizeof out, &why), -1);
+    assert_int_equal(workspace_resolve(agent, root, "carol", "escape/sub", out, sizeof out, &why), -1);
     char sub[300];
     snprintf(sub, sizeof sub, "%s/sub", outside);
     assert_int_not_equal(access(sub, F_OK), 0); /* nothing was created outside */
     /* Even a link that stays inside is refused: the walk follows none. */
     snprintf(link, sizeof link, "%s/carol/alias", root);
     assert_int_equal(symlink("escape", link), 0);
-    assert_int_equal(workspace_resolve(root, "carol", "alias", out, sizeof out, &why), -1);
+    assert_int_equal(workspace_resolve(agent, root, "carol", "alias", out, sizeof out, &why), -1);
 }
 
 static void test_check_before_a_run(void **state)
@@ -117,8 +119,8 @@ static void test_check_before_a_run(void **state)
     char out[4096];
     const char *why = NULL;
     int has_git = -1;
-    assert_int_equal(workspace_resolve(root, "dave", "w", out, sizeof out, &why), 0);
-    int fd = workspace_check(root, out, &has_git, &why);
+    assert_int_equal(workspace_resolve(agent, root, "dave", "w", out, sizeof out, &why), 0);
+    int fd = workspace_check(agent, root, out, &has_git, &why);
     assert_true(fd >= 0);
     assert_int_equal(has_git, 0);
     close(fd);
@@ -137,7 +139,7 @@ static void test_check_before_a_run(void **state)
         assert_non_null(f);
         fclose(f);
     }
-    fd = workspace_check(root, out, &has_git, &why);
+    fd = workspace_check(agent, root, out, &has_git, &why);
     assert_true(fd >= 0);
     assert_int_equal(has_git, 1);
     close(fd);
@@ -146,14 +148,14 @@ static void test_check_before_a_run(void **state)
     snprintf(moved, sizeof moved, "%s.moved", out);
     assert_int_equal(rename(out, moved), 0);
     assert_int_equal(symlink("/etc", out), 0);
-    assert_int_equal(workspace_check(root, out, &has_git, &why), -1);
+    assert_int_equal(workspace_check(agent, root, out, &has_git, &why), -1);
     assert_non_null(strstr(why, "symlink"));
     /* Gone altogether. */
     unlink(out);
-    assert_int_equal(workspace_check(root, out, &has_git, &why), -1);
+    assert_int_equal(workspace_check(agent, root, out, &has_git, &why), -1);
     assert_non_null(strstr(why, "gone"));
     /* Outside the root. */
-    assert_int_equal(workspace_check(root, "/etc", &has_git, &why), -1);
+    assert_int_equal(workspace_check(agent, root, "/etc", &has_git, &why), -1);
 }
 
 static void test_file_is_not_workspace(void **state)
@@ -167,7 +169,7 @@ static void test_file_is_not_workspace(void **state)
     assert_non_null(fp);
     fclose(fp);
     const char *why = NULL;
-    assert_int_equal(workspace_resolve(root, "erin", "afile", out, sizeof out, &why), -1);
+    assert_int_equal(workspace_resolve(agent, root, "erin", "afile", out, sizeof out, &why), -1);
 }
 
 int main(void)
