@@ -14,6 +14,16 @@
 
 typedef enum { MODE_AUTO = 0, MODE_PER_SESSION, MODE_SERVER } conf_mode_t;
 
+/* Pools (PHP-FPM's [www]): a section `[NAME]` of the file holds the settings of one pool, on top of
+ * the global ones (conf_pool builds its conf_t). Only the keys of conf_pool_keys may appear there. */
+#define CONF_POOLS_MAX 16
+#define CONF_POOL_NAME_MAX 32
+#define CONF_SECTION_TEXT 4096
+typedef struct conf_section {
+    char name[CONF_POOL_NAME_MAX + 1];
+    char text[CONF_SECTION_TEXT]; /* its lines, as "LINE\tkey\tvalue\n" */
+} conf_section_t;
+
 typedef struct conf {
     char state_dir[PATH_MAX];
     char db_path[PATH_MAX];
@@ -83,6 +93,14 @@ typedef struct conf {
     char webhook_url[1024];
     char webhook_secret[256];
     long webhook_attempts, webhook_timeout_ms;
+    /* pools */
+    char pool_name[CONF_POOL_NAME_MAX + 1]; /* the pool this conf is ("default" when the file has none) */
+    char pool_users[1024];   /* the REMOTE_USER names mapped to this pool */
+    char default_pool[CONF_POOL_NAME_MAX + 1]; /* the pool of every user no pool names ("": refused) */
+    char env_file[PATH_MAX]; /* KEY=VALUE lines for this pool's agents (its provider keys) */
+    int nsections;
+    conf_section_t sections[CONF_POOLS_MAX];
+    char file[PATH_MAX];     /* the file the sections came from (for messages) */
     /* Which of the paths conf_finish derived from state_dir (CONF_DERIVED_*): those, and only
      * those, may be moved where the agent can reach them (agent.h). */
     unsigned derived;
@@ -108,6 +126,14 @@ int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen);
 int conf_load_env(conf_t *c, char *err, size_t errlen);
 /* Derive empty paths from state_dir and check cross-key rules. */
 int conf_finish(conf_t *c, char *err, size_t errlen);
+/* How many pools c defines: its sections, or 1 (the global settings, pool "default") without. */
+int conf_npools(const conf_t *c);
+/* Pool i's settings (c finished): c with section i on top, its paths derived under
+ * state_dir/pools/NAME when c's were derived (an explicit global workspace_root or agent_home must
+ * be set in each section: pools never share one). Returns 0 or -1 with err naming file:line. */
+int conf_pool(const conf_t *c, int i, conf_t *out, char *err, size_t errlen);
+/* Is key one a pool section may set? */
+int conf_is_pool_key(const char *key);
 /* Write every key with its effective value, one `key = value` a line. */
 void conf_dump(const conf_t *c, char *buf, size_t size);
 /* The settings documented from their table: "md" (docs/configuration.md's table), "man" (the

@@ -94,6 +94,62 @@ static char *conf_trim(char *s)
     return s;
 }
 
+int conf_is_pool_key(const char *key)
+{
+    for (size_t i = 0; i < conf_npool_keys; i++)
+        if (strcmp(conf_pool_keys[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* A section's name: [A-Za-z0-9_-], 1 to CONF_POOL_NAME_MAX bytes. */
+static int conf_pool_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    return len > 0 && len <= CONF_POOL_NAME_MAX &&
+           strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == len;
+}
+
+/* "[NAME]": start section NAME. */
+static int conf_section_start(conf_t *c, char *s, char *err, size_t errlen)
+{
+    size_t n = strlen(s);
+    if (s[n - 1] != ']')
+        return snprintf(err, errlen, "expected [NAME]: %.200s", s), -1;
+    s[n - 1] = '\0';
+    char *name = conf_trim(s + 1);
+    if (!conf_pool_name_ok(name))
+        return snprintf(err, errlen, "a pool's name is 1 to %d of A-Z a-z 0-9 _ -: %.200s", CONF_POOL_NAME_MAX, name),
+               -1;
+    for (int i = 0; i < c->nsections; i++)
+        if (strcmp(c->sections[i].name, name) == 0)
+            return snprintf(err, errlen, "pool %s is defined twice", name), -1;
+    if (c->nsections == CONF_POOLS_MAX)
+        return snprintf(err, errlen, "more than %d pools", CONF_POOLS_MAX), -1;
+    conf_section_t *sec = &c->sections[c->nsections++];
+    memset(sec, 0, sizeof *sec);
+    snprintf(sec->name, sizeof sec->name, "%s", name);
+    return 0;
+}
+
+/* One `key = value` of the file: applied (globally), or kept for its pool (conf_pool applies it). */
+static int conf_file_line(conf_t *c, int lineno, const char *key, const char *val, char *err, size_t errlen)
+{
+    if (c->nsections == 0) {
+        if (strcmp(key, "users") == 0 || strcmp(key, "user") == 0 || strcmp(key, "group") == 0)
+            return snprintf(err, errlen, "%s belongs in a pool section ([NAME])", key), -1;
+        return conf_set(c, key, val, err, errlen);
+    }
+    if (!conf_is_pool_key(key))
+        return snprintf(err, errlen, "%s cannot be set per pool (only before the first [section])", key), -1;
+    conf_section_t *sec = &c->sections[c->nsections - 1];
+    size_t used = strlen(sec->text);
+    int w = snprintf(sec->text + used, sizeof sec->text - used, "%d\t%s\t%s\n", lineno, key, val);
+    if (w < 0 || (size_t)w >= sizeof sec->text - used || strchr(val, '\t'))
+        return snprintf(err, errlen, "pool %s: too many settings (or a tab in a value)", sec->name), -1;
+    return 0;
+}
+
 int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
@@ -101,7 +157,8 @@ int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char line[2048];
+    snprintf(c->file, sizeof c->file, "%s", path);
+    char line[2048], why[512];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
@@ -113,6 +170,14 @@ int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
         char *s = conf_trim(line);
         if (!*s || *s == '#')
             continue;
+        if (*s == '[') {
+            if (conf_section_start(c, s, why, sizeof why) != 0) {
+                snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+                rc = -1;
+                break;
+            }
+            continue;
+        }
         char *eq = strchr(s, '=');
         if (!eq) {
             snprintf(err, errlen, "%s:%d: expected key = value: %.200s", path, lineno, s);
@@ -126,8 +191,7 @@ int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
             val[vl - 1] = '\0';
             val++;
         }
-        char why[512];
-        if (conf_set(c, key, val, why, sizeof why) != 0) {
+        if (conf_file_line(c, lineno, key, val, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
             rc = -1;
             break;
@@ -146,7 +210,7 @@ int conf_load_env(conf_t *c, char *err, size_t errlen)
             name[o++] = (char)toupper((unsigned char)*p);
         name[o] = '\0';
         const char *v = getenv(name);
-        if (!v)
+        if (!v || strcmp(conf_keys[i].name, "users") == 0) /* a pool section's alone */
             continue;
         char why[512];
         if (conf_set(c, conf_keys[i].name, v, why, sizeof why) != 0) {
@@ -170,6 +234,130 @@ static int conf_derive(char *dst, size_t size, const char *dir, const char *leaf
     return 0;
 }
 
+/* servers = auto: the number of online cores. */
+static void conf_resolve_auto(conf_t *c)
+{
+    if (c->servers == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->servers = cores < 1 ? 1 : cores > CONF_SERVERS_MAX ? CONF_SERVERS_MAX : cores;
+    }
+}
+
+/* One setting of a section's text at *p: its line, key and value (pointers into buf). 0 at the end. */
+static int conf_section_next(const char **p, char *buf, size_t len, int *line, char **key, char **val)
+{
+    const char *nl = strchr(*p, '\n');
+    if (!**p || !nl || (size_t)(nl - *p) >= len)
+        return 0;
+    memcpy(buf, *p, (size_t)(nl - *p));
+    buf[nl - *p] = '\0';
+    *p = nl + 1;
+    char *t1 = strchr(buf, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+    if (!t2)
+        return 0;
+    *t1 = *t2 = '\0';
+    *line = atoi(buf);
+    *key = t1 + 1;
+    *val = t2 + 1;
+    return 1;
+}
+
+/* Does section j's users list name u? */
+static int conf_section_names(const conf_section_t *sec, const char *u)
+{
+    const char *p = sec->text;
+    char buf[2048], *key, *val;
+    int line;
+    while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
+        char *save = NULL;
+        for (char *w = strtok_r(val, " ", &save); strcmp(key, "users") == 0 && w; w = strtok_r(NULL, " ", &save))
+            if (strcmp(w, u) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* A user named by two pools, or a default_pool that is none of them, is an error. */
+static int conf_check_pools(const conf_t *c, char *err, size_t errlen)
+{
+    if (c->nsections == 0) {
+        if (c->default_pool[0] && strcmp(c->default_pool, "default") != 0)
+            return snprintf(err, errlen, "default_pool %s: the file defines no pools", c->default_pool), -1;
+        return 0;
+    }
+    int found = !c->default_pool[0];
+    for (int i = 0; i < c->nsections; i++) {
+        found |= strcmp(c->sections[i].name, c->default_pool) == 0;
+        const char *p = c->sections[i].text;
+        char buf[2048], *key, *val;
+        int line;
+        while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
+            char *save = NULL;
+            for (char *u = strtok_r(val, " ", &save); strcmp(key, "users") == 0 && u; u = strtok_r(NULL, " ", &save))
+                for (int j = 0; j < i; j++)
+                    if (conf_section_names(&c->sections[j], u))
+                        return snprintf(err, errlen, "%s:%d: user %s is in pools %s and %s", c->file, line, u,
+                                        c->sections[j].name, c->sections[i].name),
+                               -1;
+        }
+    }
+    if (!found)
+        return snprintf(err, errlen, "default_pool %s is not one of the file's pools", c->default_pool), -1;
+    return 0;
+}
+
+int conf_npools(const conf_t *c) { return c->nsections ? c->nsections : 1; }
+
+/* A pool's own directory under state_dir, for a path the global settings derived. */
+static int conf_pool_path(char *dst, size_t size, const conf_t *c, const char *name, const char *leaf, unsigned bit,
+                          char *err, size_t errlen)
+{
+    if (!(c->derived & bit))
+        return snprintf(err, errlen, "pool %s: set %s in its section (the global one is explicit, and pools never "
+                                     "share one)", name, leaf), -1;
+    if ((size_t)snprintf(dst, size, "%s/pools/%s/%s", c->state_dir, name, leaf) >= size)
+        return snprintf(err, errlen, "pool %s: state_dir too long to derive %s", name, leaf), -1;
+    return 0;
+}
+
+int conf_pool(const conf_t *c, int i, conf_t *out, char *err, size_t errlen)
+{
+    *out = *c;
+    out->nsections = 0;
+    if (c->nsections == 0) {
+        snprintf(out->pool_name, sizeof out->pool_name, "default");
+        return 0;
+    }
+    const conf_section_t *sec = &c->sections[i];
+    snprintf(out->pool_name, sizeof out->pool_name, "%s", sec->name);
+    out->pool_users[0] = out->workspace_root[0] = out->agent_home[0] = '\0';
+    out->derived &= ~(CONF_DERIVED_WORKSPACE_ROOT | CONF_DERIVED_AGENT_HOME);
+    const char *p = sec->text;
+    char buf[2048], *key, *val, why[512];
+    int line;
+    while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
+        for (size_t a = 0; a < 2; a++)
+            if (strcmp(key, conf_pool_aliases[a][0]) == 0)
+                key = (char *)conf_pool_aliases[a][1];
+        if (conf_set(out, key, val, why, sizeof why) != 0)
+            return snprintf(err, errlen, "%s:%d: pool %s: %s", c->file, line, sec->name, why), -1;
+    }
+    if (!out->workspace_root[0]) {
+        if (conf_pool_path(out->workspace_root, sizeof out->workspace_root, c, sec->name, "workspaces",
+                           CONF_DERIVED_WORKSPACE_ROOT, err, errlen) != 0)
+            return -1;
+        out->derived |= CONF_DERIVED_WORKSPACE_ROOT;
+    }
+    if (!out->agent_home[0]) {
+        if (conf_pool_path(out->agent_home, sizeof out->agent_home, c, sec->name, "agent", CONF_DERIVED_AGENT_HOME, err,
+                           errlen) != 0)
+            return -1;
+        out->derived |= CONF_DERIVED_AGENT_HOME;
+    }
+    conf_resolve_auto(out);
+    return 0;
+}
+
 int conf_finish(conf_t *c, char *err, size_t errlen)
 {
     if (!c->state_dir[0]) {
@@ -186,10 +374,9 @@ int conf_finish(conf_t *c, char *err, size_t errlen)
                     CONF_DERIVED_AGENT_HOME))
         return -1;
     c->derived |= d;
-    if (c->servers == 0) { /* auto */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        c->servers = cores < 1 ? 1 : cores > CONF_SERVERS_MAX ? CONF_SERVERS_MAX : cores;
-    }
+    conf_resolve_auto(c);
+    if (conf_check_pools(c, err, errlen) != 0)
+        return -1;
     if (c->user_queue_max_bytes > c->queue_max_bytes) {
         snprintf(err, errlen, "invalid value %ld for user_queue_max_bytes: larger than queue_max_bytes (%ld)",
                  c->user_queue_max_bytes, c->queue_max_bytes);

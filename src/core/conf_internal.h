@@ -26,6 +26,9 @@ typedef struct conf_key {
 
 extern const conf_key_t conf_keys[];
 extern const size_t conf_nkeys;
+extern const char *const conf_pool_keys[];
+extern const size_t conf_npool_keys;
+extern const char *const conf_pool_aliases[2][2];
 
 /* One type: how a value is read into the field, how the field is written back. */
 typedef struct conf_type_ops {

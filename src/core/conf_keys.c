@@ -80,6 +80,15 @@ const conf_key_t conf_keys[] = {
      "Sessions (not deleted) one user may have."},
     {"user_max_workspaces", CT_INT, N(user_max_workspaces), "1000", 1, 100000000L, NULL, NULL,
      "Workspace directories one user may have made (a deleted session's stays, with its files)."},
+    {"default_pool", CT_NAME, S(default_pool), "", 0, 0, "Pools", "(none)",
+     "With pool sections ([NAME] in the file, like PHP-FPM's [www]): the pool of every user no pool's `users` "
+     "names; empty, such users are refused (403 no_pool)."},
+    {"users", CT_STRING, S(pool_users), "", 0, 0, NULL, NULL,
+     "In a pool section: the REMOTE_USER names (space-separated, exact) whose sessions live in this pool. A name "
+     "may be in one pool only."},
+    {"env_file", CT_PATH, S(env_file), "", 0, 0, NULL, NULL,
+     "KEY=VALUE lines ('#' comments) added to the environment of the agents (its own provider keys per pool); "
+     "read by ocpmd at start, so it may be readable by root alone."},
     {"agent_user", CT_NAME, S(agent_user), "", 0, 0, "The agent", "(automatic)",
      "Who every opencode process runs as: ocpm-agent when ocpmd may switch users (root, or CAP_SETUID and "
      "CAP_SETGID), else ocpmd's own user with a warning; self says the latter on purpose. Never root."},
@@ -178,3 +187,16 @@ const conf_key_t conf_keys[] = {
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
+
+/* The keys a pool section may set (the rest are the manager's alone), and the names a section
+ * may use for two of them (PHP-FPM's). */
+const char *const conf_pool_keys[] = {
+    "users", "user", "group", "agent_user", "agent_group", "agent_home", "agent_read_paths", "agent_write_paths",
+    "workspace_root", "pass_env", "env_file", "servers", "max_concurrent_runs", "session_queue_limit",
+    "run_timeout", "permission_policy", "permission_timeout", "question_timeout", "run_rlimit_as",
+    "run_rlimit_nofile", "run_rlimit_cpu", "run_rlimit_nproc", "run_rlimit_fsize", "fallback", "fallback_max_runs",
+    "fallback_wait", "server_max_inflight", "server_max_messages", "server_max_rss", "instance_idle_timeout",
+    "user_max_share", "user_max_running", "user_queue_limit",
+};
+const size_t conf_npool_keys = sizeof conf_pool_keys / sizeof conf_pool_keys[0];
+const char *const conf_pool_aliases[][2] = {{"user", "agent_user"}, {"group", "agent_group"}};

@@ -439,6 +439,8 @@ static void test_placement(void **state)
     assert_int_not_equal(session_server(c), 7);
     assert_null(session_oc_id(c));
     assert_int_equal(stored_server(w, "carol", "c"), session_server(c));
+    fake_t *on = session_server(c) == 0 ? &w->primary : &w->second;
+    fake_end(&on->jobs[on->njobs - 1], 1, BACKEND_STOP_NONE, NULL, NULL);
 }
 
 static void test_user_share(void **state)
