@@ -70,6 +70,8 @@ int agent_launch_setenv(agent_launch_t *l, const char *name, const char *value);
 void agent_apply(const agent_launch_t *l, proc_spec_t *ps);
 void agent_launch_done(agent_launch_t *l);
 
+/* Does the agent run under a user of its own (not ocpmd's)? */
+int agent_separate(const agent_t *a);
 /* The owner of the agent's files: its uid and gid (ocpmd's own when it does not switch). */
 uid_t agent_uid(const agent_t *a);
 gid_t agent_gid(const agent_t *a);

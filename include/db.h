@@ -20,6 +20,7 @@ typedef struct db db_t;
 typedef struct db_exec {
     int64_t id;
     const char *session_id, *owner, *mode;
+    const char *pool; /* the pool it runs in (NULL: "default") */
     exec_status_t status;
     const char *argv_json, *model, *agent;
     const char *prompt;
@@ -44,6 +45,7 @@ typedef struct db_session {
     double created_at, last_activity;
     long message_count;
     int server; /* the opencode server it is placed on, -1: none yet */
+    const char *pool; /* the pool it lives in */
 } db_session_t;
 
 typedef struct db_exec_filter {

@@ -24,6 +24,7 @@
 #include "prune.h"
 #include "scheduler.h"
 #include "session.h"
+#include "tenant.h"
 #include "storage_retry.h"
 #include "user.h"
 #include "webhook.h"
@@ -31,17 +32,14 @@
 typedef struct manager {
     uv_loop_t *loop;
     const conf_t *conf;
-    agent_t *agent;         /* who the agent is (main's, from agent_setup) */
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;
     oc_models_t *models;
     http_t *http;
-    oc_runner_t *runner;    /* `opencode run` per message: the per-session backend, the server's fallback */
-    oc_server_t *servers[CONF_SERVERS_MAX]; /* the opencode servers (server mode; else none) */
-    int nservers;
+    tenant_t tenants[CONF_POOLS_MAX];
+    int ntenants;
     int servers_stopping;   /* shutdown: servers not yet stopped */
-    scheduler_t *scheduler;
     storage_retry_t *storage;
     prune_t *prune;
     control_t *control;
@@ -50,7 +48,6 @@ typedef struct manager {
     ask_book_t *asks;       /* the agent's permission and question prompts */
     budget_t *budget;       /* what each user may spend */
     webhook_t *webhook;     /* NULL without webhook_url */
-    char **child_env;       /* the allowlisted environment for opencode */
     char version[128];      /* opencode --version */
     int available;          /* opencode --version worked */
     int serve_supported;    /* opencode serve exists */
@@ -68,6 +65,9 @@ void manager_touch(manager_t *m);
 /* Initialise everything (database, probes, sockets, responders) and run the loop until shutdown
  * completes; requests on the control socket go to dispatch, with the manager as its ctx (the API,
  * api.h: main wires the two, so that neither includes the other). Returns 0 on a clean stop. */
-int manager_run(const conf_t *conf, agent_t *agent, const char *exe, control_request_fn dispatch);
+int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
+                control_request_fn dispatch);
+
+
 
 #endif

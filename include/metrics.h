@@ -16,17 +16,17 @@ typedef struct metrics metrics_t;
 
 typedef enum { METRIC_GAUGE, METRIC_COUNTER } metric_type_t;
 
-/* One metric: its name, type and help, and how to read its value from ctx. A labelled one (label
- * set) has one sample per instance: count(ctx) of them, the i-th read by read_at with the label's
- * value i (the number of a server, say: bounded by the configuration). */
+/* One metric: its name, type and help, and how to read its value from ctx. A labelled one (count
+ * set) has one sample per instance: count(ctx) of them, the i-th read by read_at, with its labels
+ * written by labels (`pool="a",server="0"`: instances the configuration bounds, never a user's). */
 typedef struct metric {
     const char *name;
     metric_type_t type;
     const char *help;
     double (*read)(const void *ctx);
-    const char *label;
     int (*count)(const void *ctx);
     double (*read_at)(const void *ctx, int i);
+    void (*labels)(const void *ctx, int i, char *out, size_t len);
 } metric_t;
 
 metrics_t *metrics_new(double started_at);

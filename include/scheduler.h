@@ -57,6 +57,7 @@ typedef struct scheduler_config {
     uv_loop_t *loop;
     const agent_t *agent; /* who runs its messages (workspaces checked for it, git run as it) */
     const conf_t *conf;
+    const char *pool;         /* the pool it schedules for (recorded with each execution) */
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;

@@ -38,6 +38,9 @@ int session_set_oc_id(session_t *s, const char *oc_session_id);
 /* The opencode server the session is placed on (servers), -1 when it has not needed one yet. */
 int session_server(const session_t *s);
 void session_set_server(session_t *s, int server);
+/* The pool it lives in (an index of the manager's pools; -1: its pool is no longer configured). */
+int session_pool(const session_t *s);
+void session_set_pool(session_t *s, int pool);
 void session_note_message(session_t *s, double at);
 
 /* The queue: the running execution (NULL if none) and the waiting ones. */

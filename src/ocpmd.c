@@ -18,6 +18,42 @@
 #include "manager.h"
 #include "responder.h"
 
+static void free_pools(conf_t **pools, agent_t **agents)
+{
+    for (int i = 0; i < CONF_POOLS_MAX; i++) {
+        agent_free(agents[i]);
+        free(pools[i]);
+    }
+}
+
+/* Each pool's settings and agent (its user resolved, its paths where that user can reach them).
+ * Two pools never share an agent user: their agents could read each other's workspaces. Returns
+ * how many, or -1 with err. */
+static int setup_pools(const conf_t *conf, conf_t **pools, agent_t **agents, char *err, size_t errlen)
+{
+    int n = conf_npools(conf);
+    for (int i = 0; i < n; i++) {
+        char why[768];
+        if (!(pools[i] = malloc(sizeof *pools[i])))
+            return snprintf(err, errlen, "out of memory"), -1;
+        if (conf_pool(conf, i, pools[i], err, errlen) != 0)
+            return -1;
+        if (!(agents[i] = agent_setup(pools[i], why, sizeof why))) {
+            if (conf->nsections)
+                snprintf(err, errlen, "pool %s: %s", pools[i]->pool_name, why);
+            else
+                snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (agent_separate(agents[i]) && agent_uid(agents[i]) == agent_uid(agents[j]))
+                return snprintf(err, errlen, "pools %s and %s run as the same agent user: their agents could read "
+                                             "each other's workspaces (give each its own user)",
+                                pools[j]->pool_name, pools[i]->pool_name), -1;
+    }
+    return n;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -70,16 +106,19 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    conf_t conf;
+    static conf_t conf;
     char err[1024];
-    agent_t *agent = NULL;
+    conf_t *pools[CONF_POOLS_MAX] = {0};
+    agent_t *agents[CONF_POOLS_MAX] = {0};
     conf_defaults(&conf);
+    int npools = 0;
     if ((file && *file && conf_load_file(&conf, file, err, sizeof err) != 0) ||
         conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0 ||
-        !(agent = agent_setup(&conf, err, sizeof err))) {
+        (npools = setup_pools(&conf, pools, agents, err, sizeof err)) < 0) {
         fprintf(stderr, "ocpmd: configuration error: %s\n", err);
         if (test)
             fprintf(stderr, "ocpmd: configuration %s test failed\n", file && *file ? file : "(defaults)");
+        free_pools(pools, agents);
         return 1;
     }
     if (test) {
@@ -89,7 +128,7 @@ int main(int argc, char **argv)
             fputs(buf, stdout);
         }
         fprintf(stderr, "ocpmd: configuration %s test is successful\n", file && *file ? file : "(defaults)");
-        agent_free(agent);
+        free_pools(pools, agents);
         return 0;
     }
     log_level_t lvl = LOGL_INFO;
@@ -107,8 +146,8 @@ int main(int argc, char **argv)
         return 1;
     }
     exe[n] = '\0';
-    rc = manager_run(&conf, agent, exe, api_dispatch);
-    agent_free(agent);
+    rc = manager_run(&conf, pools, agents, npools, exe, api_dispatch);
+    free_pools(pools, agents);
     log_close();
     return rc;
 }

@@ -28,6 +28,7 @@ static const char *const agent_own_vars[] = {
     "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "OPENCODE_CONFIG",
 };
 
+int agent_separate(const agent_t *a) { return a->switching; }
 uid_t agent_uid(const agent_t *a) { return a->uid; }
 gid_t agent_gid(const agent_t *a) { return a->gid; }
 

@@ -3,29 +3,84 @@
 
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "clock.h"
 #include "inflight.h"
 
+/* The i-th server of all the pools' (pool order, then number): its number in its pool, and the pool. */
+static int api_server_index(const manager_t *m, int i, const tenant_t **t)
+{
+    for (int p = 0; p < m->ntenants; p++) {
+        if (i < m->tenants[p].nservers) {
+            *t = &m->tenants[p];
+            return i;
+        }
+        i -= m->tenants[p].nservers;
+    }
+    *t = &m->tenants[0];
+    return 0;
+}
+
+static const oc_server_t *api_server_at(const manager_t *m, int i)
+{
+    const tenant_t *t = NULL;
+    int k = api_server_index(m, i, &t);
+    return t->servers[k];
+}
+
+static json_object *api_server_json(const manager_t *m, int i)
+{
+    const tenant_t *t = NULL;
+    int k = api_server_index(m, i, &t);
+    json_object *o = oc_server_status_json(t->servers[k]);
+    json_object_object_add(o, "pool", json_object_new_string(t->conf->pool_name));
+    return o;
+}
+
+/* Each pool: its name, how it runs, what it holds now and what it did since the start. */
+static json_object *api_status_pools(const manager_t *m)
+{
+    json_object *a = json_object_new_array();
+    for (int i = 0; i < m->ntenants; i++) {
+        const tenant_t *t = &m->tenants[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(t->conf->pool_name));
+        json_object_object_add(o, "default", json_object_new_boolean(m->conf->nsections == 0 ||
+                                                                     strcmp(t->conf->pool_name, m->conf->default_pool) == 0));
+        json_object_object_add(o, "mode", json_object_new_string(t->nservers ? "server" : "per-session"));
+        json_object_object_add(o, "servers", json_object_new_int(t->nservers));
+        json_object_object_add(o, "maxConcurrentRuns", json_object_new_int64(t->conf->max_concurrent_runs));
+        json_object_object_add(o, "running", json_object_new_int64(scheduler_running(t->scheduler)));
+        json_object_object_add(o, "queued", json_object_new_int64(scheduler_queued(t->scheduler)));
+        json_object_object_add(o, "executions", json_object_new_int64((int64_t)t->executions));
+        json_object_object_add(o, "tokens", json_object_new_int64((int64_t)t->tokens));
+        json_object_object_add(o, "cost", json_object_new_double(t->cost));
+        json_object_object_add(o, "agentIsolation", agent_status_json(t->agent));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 /* The process manager's part of the status document: the original design's fields. */
 static json_object *api_status_process_manager(const manager_t *m, double now)
 {
-    int server = m->nservers > 0, running = 0;
-    for (int i = 0; i < m->nservers; i++)
-        running |= oc_server_pid(m->servers[i]) > 0;
+    int server = tenant_servers(m), running = 0;
+    for (int i = 0; i < server; i++)
+        running |= oc_server_pid(api_server_at(m, i)) > 0;
     json_object *pm = json_object_new_object();
     json_object_object_add(pm, "isRunning", json_object_new_boolean(running));
     json_object_object_add(pm, "isReady", json_object_new_boolean(m->ready && !m->stopping));
-    json_object_object_add(pm, "pendingRequests", json_object_new_int64(scheduler_queued(m->scheduler)));
+    json_object_object_add(pm, "pendingRequests", json_object_new_int64(tenant_queued(m)));
     json_object_object_add(pm, "activeSessions", json_object_new_int64((int64_t)session_count(m->sessions)));
     json_object_object_add(pm, "lastActivity", json_object_new_int64((int64_t)(m->last_activity * 1000.0)));
     json_object_object_add(pm, "idleTime", json_object_new_int64((int64_t)((now - m->last_activity) * 1000.0)));
     json_object_object_add(pm, "mode", json_object_new_string(server ? "server" : "per-session"));
     json_object_object_add(pm, "description",
                            json_object_new_string(!server ? "Each message spawns separate OpenCode process"
-                                                  : m->nservers == 1 ? "All sessions share one persistent OpenCode server"
+                                                  : server == 1 ? "All sessions share one persistent OpenCode server"
                                                                      : "Sessions are placed on persistent OpenCode servers"));
     return pm;
 }
@@ -42,13 +97,14 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(x, "fallback", json_object_new_boolean(m->conf->fallback));
     json_object_object_add(x, "shuttingDown", json_object_new_boolean(m->stopping));
     json_object_object_add(x, "maxConcurrentRuns", json_object_new_int64(m->conf->max_concurrent_runs));
-    json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)oc_runner_spawned(m->runner)));
-    json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)scheduler_finished(m->scheduler)));
-    json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)scheduler_failed(m->scheduler)));
+    json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)tenant_spawned(m)));
+    json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)tenant_finished(m)));
+    json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)tenant_failed(m)));
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)control_requests(m->control)));
     json_object_object_add(x, "responders", pool_status_json(m->pool));
     json_object_object_add(x, "database", storage_retry_status_json(m->storage));
-    json_object_object_add(x, "agentIsolation", agent_status_json(m->agent));
+    json_object_object_add(x, "agentIsolation", agent_status_json(m->tenants[0].agent));
+    json_object_object_add(x, "pools", api_status_pools(m));
     json_object_object_add(x, "promptsPending", json_object_new_int64(ask_pending(m->asks)));
     json_object *hooks = json_object_new_object();
     json_object_object_add(hooks, "enabled", json_object_new_boolean(m->webhook != NULL));
@@ -73,15 +129,16 @@ void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "available", json_object_new_boolean(m->available));
     json_object_object_add(o, "version", m->available ? json_object_new_string(m->version) : NULL);
-    json_object_object_add(o, "runningProcesses", json_object_new_int64(scheduler_running(m->scheduler)));
+    json_object_object_add(o, "runningProcesses", json_object_new_int64(tenant_running(m)));
     json_object_object_add(o, "activeStreams", json_object_new_int64(control_streams(m->control)));
     json_object_object_add(o, "processManager", api_status_process_manager(m, now));
     /* server: the first (the original single server's place); servers: every one. */
-    if (m->nservers)
-        json_object_object_add(o, "server", oc_server_status_json(m->servers[0]));
+    int n = tenant_servers(m);
+    if (n)
+        json_object_object_add(o, "server", api_server_json(m, 0));
     json_object *servers = json_object_new_array();
-    for (int i = 0; i < m->nservers; i++)
-        json_object_array_add(servers, oc_server_status_json(m->servers[i]));
+    for (int i = 0; i < n; i++)
+        json_object_array_add(servers, api_server_json(m, i));
     json_object_object_add(o, "servers", servers);
     json_object_object_add(o, "ocpm", api_status_ocpm(m, now));
     control_reply(c, 200, o, NULL);
@@ -100,11 +157,11 @@ void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
 
 /* How each metric is read from the manager. */
 #define API_M(ctx) ((const manager_t *)(ctx))
-static double api_m_running(const void *c) { return (double)scheduler_running(API_M(c)->scheduler); }
-static double api_m_queued(const void *c) { return (double)scheduler_queued(API_M(c)->scheduler); }
+static double api_m_running(const void *c) { return (double)tenant_running(API_M(c)); }
+static double api_m_queued(const void *c) { return (double)tenant_queued(API_M(c)); }
 static double api_m_streams(const void *c) { return (double)control_streams(API_M(c)->control); }
 static double api_m_sessions(const void *c) { return (double)session_count(API_M(c)->sessions); }
-static double api_m_spawned(const void *c) { return (double)oc_runner_spawned(API_M(c)->runner); }
+static double api_m_spawned(const void *c) { return (double)tenant_spawned(API_M(c)); }
 static double api_m_requests(const void *c) { return (double)control_requests(API_M(c)->control); }
 static double api_m_resp_restarts(const void *c) { return (double)pool_restarts(API_M(c)->pool); }
 static double api_m_resp_inflight(const void *c) { (void)c; return (double)inflight_total(); }
@@ -117,20 +174,44 @@ static double api_m_prompts(const void *c) { return (double)ask_pending(API_M(c)
 static double api_m_hooks_pending(const void *c) { return (double)webhook_pending(API_M(c)->webhook); }
 static double api_m_hooks_delivered(const void *c) { return (double)webhook_delivered(API_M(c)->webhook); }
 static double api_m_hooks_failed(const void *c) { return (double)webhook_failed(API_M(c)->webhook); }
-static int api_m_servers(const void *c) { return API_M(c)->nservers; }
+static int api_m_servers(const void *c) { return tenant_servers(API_M(c)); }
 static double api_m_server_up(const void *c, int i)
 {
-    const oc_server_t *s = API_M(c)->servers[i];
+    const oc_server_t *s = api_server_at(API_M(c), i);
     return oc_server_state(s) != OC_SERVER_OFF && oc_server_pid(s) > 0;
 }
-static double api_m_server_healthy(const void *c, int i) { return oc_server_healthy(API_M(c)->servers[i]); }
-static double api_m_server_restarts(const void *c, int i) { return (double)oc_server_restarts(API_M(c)->servers[i]); }
+static double api_m_server_healthy(const void *c, int i) { return oc_server_healthy(api_server_at(API_M(c), i)); }
+static double api_m_server_restarts(const void *c, int i)
+{
+    return (double)oc_server_restarts(api_server_at(API_M(c), i));
+}
 static double api_m_server_rss(const void *c, int i)
 {
-    return api_m_server_up(c, i) ? (double)oc_server_rss_bytes(API_M(c)->servers[i]) : 0;
+    return api_m_server_up(c, i) ? (double)oc_server_rss_bytes(api_server_at(API_M(c), i)) : 0;
 }
-static double api_m_server_inflight(const void *c, int i) { return (double)oc_server_in_flight(API_M(c)->servers[i]); }
-#define API_PER_SERVER(fn) "server", api_m_servers, fn
+static double api_m_server_inflight(const void *c, int i)
+{
+    return (double)oc_server_in_flight(api_server_at(API_M(c), i));
+}
+static void api_m_server_labels(const void *c, int i, char *out, size_t len)
+{
+    const tenant_t *t = NULL;
+    int k = api_server_index(API_M(c), i, &t);
+    snprintf(out, len, "pool=\"%s\",server=\"%d\"", t->conf->pool_name, k);
+}
+static int api_m_pools(const void *c) { return API_M(c)->ntenants; }
+static const tenant_t *api_m_pool(const void *c, int i) { return &API_M(c)->tenants[i]; }
+static double api_m_pool_running(const void *c, int i) { return (double)scheduler_running(api_m_pool(c, i)->scheduler); }
+static double api_m_pool_queued(const void *c, int i) { return (double)scheduler_queued(api_m_pool(c, i)->scheduler); }
+static double api_m_pool_execs(const void *c, int i) { return (double)api_m_pool(c, i)->executions; }
+static double api_m_pool_tokens(const void *c, int i) { return (double)api_m_pool(c, i)->tokens; }
+static double api_m_pool_cost(const void *c, int i) { return api_m_pool(c, i)->cost; }
+static void api_m_pool_labels(const void *c, int i, char *out, size_t len)
+{
+    snprintf(out, len, "pool=\"%s\"", api_m_pool(c, i)->conf->pool_name);
+}
+#define API_PER_SERVER(fn) api_m_servers, fn, api_m_server_labels
+#define API_PER_POOL(fn) api_m_pools, fn, api_m_pool_labels
 
 static const metric_t api_metric_table[] = {
     {"ocpm_running_processes", METRIC_GAUGE, "Executions running now.", api_m_running, NULL, NULL, NULL},
@@ -166,6 +247,16 @@ static const metric_t api_metric_table[] = {
      API_PER_SERVER(api_m_server_rss)},
     {"ocpm_server_messages_in_flight", METRIC_GAUGE, "Messages on the opencode server now.", NULL,
      API_PER_SERVER(api_m_server_inflight)},
+    {"ocpm_pool_running_processes", METRIC_GAUGE, "Executions running now in the pool.", NULL,
+     API_PER_POOL(api_m_pool_running)},
+    {"ocpm_pool_queued_messages", METRIC_GAUGE, "Messages waiting to start in the pool.", NULL,
+     API_PER_POOL(api_m_pool_queued)},
+    {"ocpm_pool_executions_total", METRIC_COUNTER, "Executions the pool finished since the manager started.", NULL,
+     API_PER_POOL(api_m_pool_execs)},
+    {"ocpm_pool_tokens_total", METRIC_COUNTER, "Tokens (in and out) the pool's executions reported since the start.",
+     NULL, API_PER_POOL(api_m_pool_tokens)},
+    {"ocpm_pool_cost_total", METRIC_COUNTER, "Cost the pool's executions reported since the start.", NULL,
+     API_PER_POOL(api_m_pool_cost)},
 };
 
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call)

@@ -131,9 +131,9 @@ void api_exec_events(void *ctx, control_conn_t *c, const api_call_t *call)
     manager_t *m = ctx;
     int64_t id = strtoll(call->id, NULL, 10);
     long long after = (long long)api_num(call, "after", 0);
-    int live = scheduler_follow(m->scheduler, id, call->user, c, after);
-    if (live != 0)
-        return;
+    for (int i = 0; i < m->ntenants; i++)
+        if (scheduler_follow(m->tenants[i].scheduler, id, call->user, c, after) != 0)
+            return;
     json_object *row = db_exec_get(m->db, id, call->user);
     if (!row)
         return (void)control_error(c, 404, "execution_not_found", "no such execution");
@@ -202,7 +202,8 @@ void api_session_diff(void *ctx, control_conn_t *c, const api_call_t *call)
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;
-    if (!m->nservers)
+    tenant_t *t = tenant_of(m, s);
+    if (!t->nservers)
         return (void)control_error(c, 409, "not_in_server_mode",
                                    "the diff comes from the opencode server; this manager runs a process per message");
     api_diff_job_t *j = calloc(1, sizeof *j);
@@ -210,8 +211,8 @@ void api_session_diff(void *ctx, control_conn_t *c, const api_call_t *call)
         return (void)control_error(c, 500, "internal", "out of memory");
     j->c = c;
     /* The session's server; any can read a workspace's changes for one not placed yet. */
-    int server = session_server(s) >= 0 && session_server(s) < m->nservers ? session_server(s) : 0;
-    j->req = oc_server_diff(m->servers[server], session_workspace(s), api_diff_done, j);
+    int server = session_server(s) >= 0 && session_server(s) < t->nservers ? session_server(s) : 0;
+    j->req = oc_server_diff(t->servers[server], session_workspace(s), api_diff_done, j);
     if (!j->req) {
         free(j);
         return (void)control_error(c, 503, "server_unavailable", "the opencode server is not ready; retry shortly");

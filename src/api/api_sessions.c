@@ -36,12 +36,18 @@ void api_storage_error(manager_t *m, control_conn_t *c, const char *what)
 }
 
 /* A session the user may see, or NULL after answering 404. Ids are the user's own: another user's
- * session of the same id is simply not there. */
+ * session of the same id is simply not there. A session of a pool that is no longer configured,
+ * or not the user's pool any more (the operator moved the user), is not touched: 409. */
 session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call)
 {
     session_t *s = session_find(m->sessions, call->user, call->id);
     if (!s)
-        control_error(c, 404, "session_not_found", "no such session");
+        return control_error(c, 404, "session_not_found", "no such session"), NULL;
+    tenant_t *t = tenant_of(m, s);
+    if (!t)
+        return control_error(c, 409, "pool_gone", "this session's pool is no longer configured"), NULL;
+    if (t != tenant_of_user(m, call->user))
+        return control_error(c, 409, "pool_changed", "this session lives in a pool you are no longer mapped to"), NULL;
     return s;
 }
 
@@ -90,19 +96,23 @@ void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
         return control_error(c, 409, "session_conflict", "this session id is bound to another workspace"), (void)0;
     if (s)
         return control_reply(c, 200, session_json(s), NULL), (void)0;
+    tenant_t *t = tenant_of_user(m, call->user);
+    if (!t)
+        return control_error(c, 403, "no_pool", "no pool takes your sessions (see default_pool)"), (void)0;
     int exists = db_session_exists(m->db, call->user, id);
     if (exists != 0)
         return exists < 0 ? api_storage_error(m, c, "cannot read sessions")
                           : (void)control_error(c, 409, "session_deleted",
                                                 "this session id belonged to a deleted session");
-    if (workspace_path(m->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
+    if (workspace_path(t->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
         return control_error(c, 400, "invalid_workspace", why), (void)0;
     if (api_session_admit(m, c, call->user, path) != 0)
         return;
-    if (workspace_resolve(m->agent, m->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
+    if (workspace_resolve(t->agent, t->conf->workspace_root, call->user, wsname, path, sizeof path, &why) != 0)
         return control_error(c, 400, "invalid_workspace", why), (void)0;
     double now = clock_now();
-    db_session_t row = {.id = id, .owner = call->user, .workspace = path, .created_at = now, .last_activity = now};
+    db_session_t row = {.id = id, .owner = call->user, .workspace = path, .created_at = now, .last_activity = now,
+                        .pool = t->conf->pool_name};
     if (db_session_insert(m->db, &row) != 0) {
         log_error("cannot record session", "sessionId=%s error=%s", id, log_q(db_errmsg(m->db)));
         return api_storage_error(m, c, "cannot record the session");
@@ -110,8 +120,9 @@ void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
     s = session_add(m->sessions, id, call->user, path, wsname, NULL, now, now, 0);
     if (!s || user_add(m->users, call->user, USER_SESSIONS, 1) != 0)
         return control_error(c, 500, "internal", "out of memory"), (void)0;
+    session_set_pool(s, t->index);
     manager_touch(m);
-    log_info("Session workspace mapped", "sessionId=%s workspace=%s", id, log_q(path));
+    log_info("Session workspace mapped", "sessionId=%s workspace=%s pool=%s", id, log_q(path), t->conf->pool_name);
     control_reply(c, 201, session_json(s), NULL);
 }
 
@@ -147,7 +158,7 @@ void api_session_delete(void *ctx, control_conn_t *c, const api_call_t *call)
         return;
     if (db_session_delete(m->db, session_owner(s), session_id(s), clock_now()) != 0)
         return api_storage_error(m, c, "cannot record the deletion");
-    int n = scheduler_abort_session(m->scheduler, s, "session deleted");
+    int n = scheduler_abort_session(tenant_of(m, s)->scheduler, s, "session deleted");
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(session_id(s)));
     json_object_object_add(o, "deleted", json_object_new_boolean(1));
@@ -164,7 +175,7 @@ void api_session_abort(void *ctx, control_conn_t *c, const api_call_t *call)
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;
-    int n = scheduler_abort_session(m->scheduler, s, "aborted by request");
+    int n = scheduler_abort_session(tenant_of(m, s)->scheduler, s, "aborted by request");
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(session_id(s)));
     json_object_object_add(o, "aborted", json_object_new_int(n));
@@ -187,6 +198,6 @@ void api_message(void *ctx, control_conn_t *c, const api_call_t *call)
     if (!known)
         return control_error(c, 400, "unknown_model", "opencode offers no such model"), (void)0;
     scheduler_wait_t how = call->stream ? SCHEDULER_WAIT_STREAM : call->async ? SCHEDULER_WAIT_ASYNC : SCHEDULER_WAIT_SYNC;
-    if (scheduler_submit(m->scheduler, s, api_arg(call, "text"), model, api_arg(call, "agent"), c, how) >= 0)
+    if (scheduler_submit(tenant_of(m, s)->scheduler, s, api_arg(call, "text"), model, api_arg(call, "agent"), c, how) >= 0)
         manager_touch(m);
 }

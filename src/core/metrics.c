@@ -171,10 +171,13 @@ char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const
     for (size_t i = 0; i < n; i++) {
         const metric_t *t = &table[i];
         metrics_meta(&o, t->name, t->type == METRIC_COUNTER ? "counter" : "gauge", t->help);
-        if (!t->label)
+        if (!t->count)
             metrics_put(&o, "%s %.17g\n", t->name, t->read(ctx));
-        for (int k = 0, nk = t->label ? t->count(ctx) : 0; k < nk; k++)
-            metrics_put(&o, "%s{%s=\"%d\"} %.17g\n", t->name, t->label, k, t->read_at(ctx, k));
+        for (int k = 0, nk = t->count ? t->count(ctx) : 0; k < nk; k++) {
+            char labels[256];
+            t->labels(ctx, k, labels, sizeof labels);
+            metrics_put(&o, "%s{%s} %.17g\n", t->name, labels, t->read_at(ctx, k));
+        }
     }
     if (o.oom) {
         free(o.buf);

@@ -102,6 +102,7 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
     e->rec.prompt_len = strlen(text);
     e->rec.status = EXEC_QUEUED;
     e->rec.mode = s->cfg.primary[0].ops->mode;
+    e->rec.pool = s->cfg.pool;
     e->rec.queued_at = clock_now();
     execution_sync_rec(e);
     if (db_exec_insert(s->cfg.db, &e->rec) != 0) {

@@ -15,7 +15,6 @@
 #include "proc.h"
 #include "workspace.h"
 
-extern char **environ;
 
 /* How often to look for processes the agent left behind (adopted by ocpmd, the subreaper). */
 #define MANAGER_SWEEP_MS 2000
@@ -108,9 +107,11 @@ static void manager_close_all(manager_t *m)
     m->asks = NULL;
     webhook_free(m->webhook); /* before the HTTP client: it cancels its requests */
     m->webhook = NULL;
-    for (int i = 0; i < m->nservers; i++) /* before the HTTP client: they cancel their requests */
-        oc_server_free(m->servers[i]);
-    m->nservers = 0;
+    for (int t = 0; t < m->ntenants; t++) { /* before the HTTP client: they cancel their requests */
+        for (int i = 0; i < m->tenants[t].nservers; i++)
+            oc_server_free(m->tenants[t].servers[i]);
+        m->tenants[t].nservers = 0;
+    }
     http_free_client(m->http);
     m->http = NULL;
     prune_free(m->prune);
@@ -137,27 +138,35 @@ static void manager_after_server(void *ctx)
         pool_stop(m->pool, manager_after_pool, m);
 }
 
+static void manager_kill_running(manager_t *m)
+{
+    for (int i = 0; i < m->ntenants; i++)
+        scheduler_kill_running(m->tenants[i].scheduler);
+}
+
 /* Shutdown, first phase: wait for the running executions, stopping them once shutdown_timeout
  * has passed; then stop the server, then the responders. */
 static void manager_drain_tick(uv_timer_t *t)
 {
     manager_life_t *l = t->data;
     manager_t *m = l->m;
-    long running = scheduler_running(m->scheduler);
+    long running = tenant_running(m);
     if (running > 0) {
         if (!l->killed_runs && clock_now() >= l->shutdown_deadline) {
             l->killed_runs = 1;
             log_warn("shutdown_timeout passed; killing running opencode processes", "running=%ld", running);
-            scheduler_kill_running(m->scheduler);
+            manager_kill_running(m);
         }
         return;
     }
     uv_timer_stop(t);
-    m->servers_stopping = m->nservers;
-    for (int i = 0; i < m->nservers; i++)
-        oc_server_stop(m->servers[i], manager_after_server, m);
-    if (m->nservers == 0)
-        manager_after_server(m);
+    m->servers_stopping = 1; /* until every stop below has been asked for */
+    for (int p = 0; p < m->ntenants; p++)
+        for (int i = 0; i < m->tenants[p].nservers; i++) {
+            m->servers_stopping++;
+            oc_server_stop(m->tenants[p].servers[i], manager_after_server, m);
+        }
+    manager_after_server(m);
 }
 
 static void manager_on_stop(manager_life_t *l, int signum)
@@ -168,15 +177,16 @@ static void manager_on_stop(manager_life_t *l, int signum)
         if (!l->killed_runs) {
             log_warn("second stop signal; killing running opencode processes now", "signal=%d", signum);
             l->killed_runs = 1;
-            scheduler_kill_running(m->scheduler);
+            manager_kill_running(m);
         }
         return;
     }
     m->stopping = 1;
     log_info("OpenCode process manager stopping", "signal=%s running=%ld queued=%ld", name,
-             scheduler_running(m->scheduler), scheduler_queued(m->scheduler));
+             tenant_running(m), tenant_queued(m));
     manager_event(m, "manager_stopping", name);
-    scheduler_shutdown(m->scheduler);
+    for (int i = 0; i < m->ntenants; i++)
+        scheduler_shutdown(m->tenants[i].scheduler);
     l->shutdown_deadline = clock_now() + m->conf->shutdown_timeout_ms / 1000.0;
     uv_timer_start(&l->drain_timer, manager_drain_tick, 0, MANAGER_DRAIN_MS);
 }
@@ -189,11 +199,18 @@ typedef struct manager_load {
 static void manager_load_session(void *ctx, const db_session_t *s)
 {
     manager_load_t *l = ctx;
-    const char *name = workspace_name(l->m->conf->workspace_root, s->owner, s->workspace);
+    int pool = -1; /* a pool no longer configured: the session stays, unusable (tenant_of says NULL) */
+    for (int i = 0; i < l->m->ntenants; i++)
+        if (strcmp(l->m->tenants[i].conf->pool_name, s->pool ? s->pool : "default") == 0)
+            pool = i;
+    const char *root = pool >= 0 ? l->m->tenants[pool].conf->workspace_root : "/";
+    const char *name = workspace_name(root, s->owner, s->workspace);
     session_t *se = session_add(l->m->sessions, s->id, s->owner, s->workspace, name, s->oc_session_id, s->created_at,
                                 s->last_activity, s->message_count);
-    if (se)
+    if (se) {
         session_set_server(se, s->server);
+        session_set_pool(se, pool);
+    }
     if (se && user_add(l->m->users, s->owner, USER_SESSIONS, 1) == 0)
         l->n++;
 }
@@ -283,7 +300,8 @@ static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
     m->pool = pool_start(&pc, err, errlen);
     if (!m->pool)
         return -1;
-    scheduler_set_message_capacity(m->scheduler, pool_message_capacity(m->pool));
+    for (int i = 0; i < m->ntenants; i++)
+        scheduler_set_message_capacity(m->tenants[i].scheduler, pool_message_capacity(m->pool));
     return 0;
 }
 
@@ -296,21 +314,16 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
     l->lock_fd = manager_lock(c, err, errlen);
     if (l->lock_fd < 0)
         return -1;
-    m->child_env = proc_env_filter(environ, c->pass_env);
-    if (!m->child_env)
-        return snprintf(err, errlen, "out of memory"), -1;
-    if (agent_init(m->agent, c, m->child_env, err, errlen) != 0)
-        return -1;
     m->sessions = session_table_new(4096);
     m->users = user_table_new();
     m->models = oc_models_new();
     m->metrics = metrics_new(m->started_at);
     m->http = http_new(m->loop);
-    oc_runner_config_t rc = {.loop = m->loop, .agent = m->agent, .bin = c->opencode_bin, .stderr_tail = (size_t)c->stderr_tail_bytes,
-                             .answer_max = 1u << 20, .allow_all = strcmp(c->permission_policy, "allow") == 0};
-    m->runner = oc_runner_new(&rc);
-    if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http || !m->runner)
+    if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;
+    for (int i = 0; i < m->ntenants; i++)
+        if (tenant_init(m, &m->tenants[i], err, errlen) != 0)
+            return -1;
     if (manager_init_storage(m, err, errlen) != 0)
         return -1;
     m->budget = budget_new(c, m->users);
@@ -331,20 +344,25 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
 /* Everything the loop no longer runs. */
 static void manager_free(manager_t *m)
 {
-    scheduler_free(m->scheduler);
+    for (int i = 0; i < m->ntenants; i++)
+        tenant_free(&m->tenants[i]);
     budget_free(m->budget);
-    oc_runner_free(m->runner);
     metrics_free(m->metrics);
     oc_models_free(m->models);
     session_table_free(m->sessions);
     user_table_free(m->users);
-    proc_env_free(m->child_env);
     db_close(m->db);
 }
 
-int manager_run(const conf_t *conf, agent_t *agent, const char *exe, control_request_fn dispatch)
+int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
+                control_request_fn dispatch)
 {
-    manager_t m = {.conf = conf, .agent = agent};
+    static manager_t m; /* large (the pools); one per process */
+    memset(&m, 0, sizeof m);
+    m.conf = conf;
+    m.ntenants = npools;
+    for (int i = 0; i < npools; i++)
+        m.tenants[i] = (tenant_t){.m = &m, .index = i, .conf = pools[i], .agent = agents[i]};
     manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1, .dispatch = dispatch};
     uv_loop_t loop;
     snprintf(m.exe, sizeof m.exe, "%s", exe);
@@ -376,14 +394,14 @@ int manager_run(const conf_t *conf, agent_t *agent, const char *exe, control_req
         log_info("OpenCode process manager initialized",
                  "mode=%s available=%s version=%s serverModeSupported=%s responders=%ld threads=%ld "
                  "maxConcurrentRuns=%ld fcgiSocket=%s",
-                 m.nservers ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
+                 tenant_servers(&m) ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
                  m.serve_supported ? "true" : "false", conf->responders, conf->responder_threads,
                  conf->max_concurrent_runs, log_q(conf->fcgi_socket));
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == 0) {
         manager_event(&m, "manager_stop", "clean");
-        log_info("OpenCode process manager stopped", "executions=%llu", scheduler_finished(m.scheduler));
+        log_info("OpenCode process manager stopped", "executions=%llu", tenant_finished(&m));
         unlink(conf->fcgi_socket);
         unlink(conf->control_socket);
     }

@@ -17,6 +17,7 @@ struct session {
     double created_at, last_activity;
     long message_count;
     int server; /* the opencode server it is placed on, -1: none yet */
+    int pool;   /* the pool it lives in (the manager's tenant index), -1: not configured any more */
     struct execution *running;
     qnode_t *head, *tail;
     size_t waiting;
@@ -145,6 +146,8 @@ const char *session_workspace_name(const session_t *s) { return s->wsname; }
 const char *session_oc_id(const session_t *s) { return s->oc_id; }
 
 int session_server(const session_t *s) { return s->server; }
+int session_pool(const session_t *s) { return s->pool; }
+void session_set_pool(session_t *s, int pool) { s->pool = pool; }
 void session_set_server(session_t *s, int server) { s->server = server; }
 
 int session_set_oc_id(session_t *s, const char *oc)

@@ -47,7 +47,7 @@ enum {
     C_ID, C_SESSION, C_OWNER, C_MODE, C_STATUS, C_ARGV, C_PID, C_MODEL, C_AGENT, C_QUEUED, C_STARTED, C_FINISHED,
     C_DURATION, C_WAIT, C_EXIT, C_SIGNAL, C_RSS, C_CPU_USER, C_CPU_SYS, C_TOKENS_IN, C_TOKENS_OUT, C_COST, C_PROMPT,
     C_PROMPT_BYTES, C_PROMPT_SHA, C_ANSWER, C_ANSWER_BYTES, C_ANSWER_SHA, C_OC_SESSION, C_STDERR, C_ERROR,
-    C_CHANGES_FILES, C_CHANGES_ADD, C_CHANGES_DEL, C_COUNT
+    C_CHANGES_FILES, C_CHANGES_ADD, C_CHANGES_DEL, C_POOL, C_COUNT
 };
 static const struct {
     const char *name;
@@ -65,7 +65,7 @@ static const struct {
     [C_ANSWER_SHA] = {"answer_sha256", 20}, [C_OC_SESSION] = {"opencode_session_id", 21},
     [C_STDERR] = {"stderr_tail", 22}, [C_ERROR] = {"error", 23},
     [C_CHANGES_FILES] = {"changes_files", 24}, [C_CHANGES_ADD] = {"changes_additions", 25},
-    [C_CHANGES_DEL] = {"changes_deletions", 26},
+    [C_CHANGES_DEL] = {"changes_deletions", 26}, [C_POOL] = {"pool", 0},
 };
 
 /* Column c of e's row (hex: room for a digest). */
@@ -109,6 +109,7 @@ static db_val_t db_exec_column(const db_t *db, const db_exec_t *e, int c, char h
     case C_CHANGES_FILES: return dv_int(e->has_changes, e->changes[0]);
     case C_CHANGES_ADD: return dv_int(e->has_changes, e->changes[1]);
     case C_CHANGES_DEL: return dv_int(e->has_changes, e->changes[2]);
+    case C_POOL: return dv_text(e->pool ? e->pool : "default");
     }
     return (db_val_t){DV_NULL};
 }
@@ -166,9 +167,9 @@ json_object *db_exec_json(const db_t *db, const db_exec_t *e)
 int db_exec_insert(db_t *db, db_exec_t *e)
 {
     sqlite3_stmt *s = db->st[ST_EXEC_INSERT];
-    /* (session_id, owner, mode, status, model, agent, queued_at, prompt, prompt_bytes, prompt_sha256) */
+    /* (session_id, owner, mode, status, model, agent, queued_at, prompt, prompt_bytes, prompt_sha256, pool) */
     static const int cols[] = {C_SESSION, C_OWNER, C_MODE, C_STATUS, C_MODEL, C_AGENT, C_QUEUED, C_PROMPT,
-                               C_PROMPT_BYTES, C_PROMPT_SHA};
+                               C_PROMPT_BYTES, C_PROMPT_SHA, C_POOL};
     char hex[65];
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
         db_val_t v = db_exec_column(db, e, cols[i], hex);

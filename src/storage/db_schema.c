@@ -275,6 +275,10 @@ const char *const db_migrations[] = {
     "  FROM tool_calls t JOIN executions e ON e.id = t.execution_id GROUP BY t.tool, t.status;",
     /* 6: the opencode server a session is placed on (servers; NULL: not placed yet). */
     "ALTER TABLE sessions ADD COLUMN server INTEGER;",
+    /* 7: pools: the one each session lives in and each execution ran in (rows from before: "default"). */
+    "ALTER TABLE sessions ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';"
+    "ALTER TABLE executions ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';"
+    "CREATE INDEX executions_pool ON executions(pool, queued_at);",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -288,19 +292,19 @@ const char *const db_sql[ST_COUNT] = {
                      " WHERE status IN ('queued', 'running')",
     [ST_EVENT] = "INSERT INTO manager_events (at, pid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
     [ST_SESS_INSERT] = "INSERT INTO sessions (id, owner, workspace, opencode_session_id, created_at,"
-                       " last_activity, message_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                       " last_activity, message_count, pool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
     [ST_SESS_SET_OC] = "UPDATE sessions SET opencode_session_id = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_SET_SERVER] = "UPDATE sessions SET server = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_DELETE] = "UPDATE sessions SET deleted_at = ?3 WHERE owner = ?1 AND id = ?2",
     [ST_SESS_EACH] = "SELECT id, owner, workspace, opencode_session_id, created_at, last_activity,"
-                     " message_count, server FROM sessions WHERE deleted_at IS NULL",
+                     " message_count, server, pool FROM sessions WHERE deleted_at IS NULL",
     [ST_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE owner = ?1 AND id = ?2",
     [ST_SESS_WORKSPACES] = "SELECT count(DISTINCT workspace), coalesce(max(workspace = ?2), 0) FROM sessions"
                            " WHERE owner = ?1",
     [ST_SESS_BUMP] = "UPDATE sessions SET last_activity = ?3, message_count = message_count + 1"
                      " WHERE owner = ?1 AND id = ?2",
     [ST_EXEC_INSERT] = "INSERT INTO executions (session_id, owner, mode, status, model, agent, queued_at,"
-                       " prompt, prompt_bytes, prompt_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                       " prompt, prompt_bytes, prompt_sha256, pool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_EXEC_UPDATE] =
         "UPDATE executions SET mode = ?2, status = ?3, argv = ?4, pid = ?5, started_at = ?6,"
         " finished_at = ?7, duration_ms = ?8, queue_wait_ms = ?9, exit_code = ?10, signal = ?11,"

@@ -12,6 +12,7 @@ int db_session_insert(db_t *db, const db_session_t *se)
     db_bind_text(s, 4, se->oc_session_id);
     sqlite3_bind_double(s, 5, se->created_at);
     sqlite3_bind_double(s, 6, se->last_activity);
+    db_bind_text(s, 7, se->pool ? se->pool : "default");
     return db_run(db, ST_SESS_INSERT);
 }
 
@@ -55,6 +56,7 @@ int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void
             .last_activity = sqlite3_column_double(s, 5),
             .message_count = (long)sqlite3_column_int64(s, 6),
             .server = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7),
+            .pool = (const char *)sqlite3_column_text(s, 8),
         };
         fn(ctx, &se);
     }

@@ -36,9 +36,9 @@ like "$H1" '/agent/server-1$' "the second has its own home"
 check "and its own opencode data directory" test "$(envof "$P0" XDG_DATA_HOME)" != "$(envof "$P1" XDG_DATA_HOME)"
 check "and its own password" test "$(envof "$P0" OPENCODE_SERVER_PASSWORD)" != "$(envof "$P1" OPENCODE_SERVER_PASSWORD)"
 M=$(curl -s "$BASE/metrics")
-like "$M" 'ocpm_server_up\{server="0"\} 1' "metrics: server 0 up"
-like "$M" 'ocpm_server_up\{server="1"\} 1' "metrics: server 1 up"
-like "$M" 'ocpm_server_healthy\{server="1"\} 1' "metrics: healthy by server"
+like "$M" 'ocpm_server_up\{pool="default",server="0"\} 1' "metrics: server 0 up"
+like "$M" 'ocpm_server_up\{pool="default",server="1"\} 1' "metrics: server 1 up"
+like "$M" 'ocpm_server_healthy\{pool="default",server="1"\} 1' "metrics: healthy by server"
 like "$("$SRC/ocpmctl" status 2>&1)" 'servers\[1\]\.state +ready' "ocpmctl status shows every server"
 
 # --- placement: least loaded, then kept ----------------------------------------------------------

@@ -1,0 +1,179 @@
+/* tenant: the pools of the configuration (manager.h's tenant_t), what they hold together, and
+ * which pool a user's sessions live in. */
+#define _GNU_SOURCE
+#include "manager_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proc.h"
+
+extern char **environ;
+
+/* An env_file's variables at most (its provider keys, a few settings). */
+#define TENANT_ENV_FILE_MAX 256
+
+long tenant_running(const manager_t *m)
+{
+    long n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].scheduler ? scheduler_running(m->tenants[i].scheduler) : 0;
+    return n;
+}
+
+long tenant_queued(const manager_t *m)
+{
+    long n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].scheduler ? scheduler_queued(m->tenants[i].scheduler) : 0;
+    return n;
+}
+
+unsigned long long tenant_finished(const manager_t *m)
+{
+    unsigned long long n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].scheduler ? scheduler_finished(m->tenants[i].scheduler) : 0;
+    return n;
+}
+
+unsigned long long tenant_failed(const manager_t *m)
+{
+    unsigned long long n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].scheduler ? scheduler_failed(m->tenants[i].scheduler) : 0;
+    return n;
+}
+
+unsigned long long tenant_spawned(const manager_t *m)
+{
+    unsigned long long n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].runner ? oc_runner_spawned(m->tenants[i].runner) : 0;
+    return n;
+}
+
+int tenant_servers(const manager_t *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->ntenants; i++)
+        n += m->tenants[i].nservers;
+    return n;
+}
+
+/* Does the space-separated list name user exactly? */
+static int tenant_lists(const char *list, const char *user)
+{
+    size_t n = strlen(user);
+    for (const char *p = list; *p;) {
+        p += strspn(p, " ");
+        size_t w = strcspn(p, " ");
+        if (w && w == n && strncmp(p, user, n) == 0)
+            return 1;
+        p += w;
+    }
+    return 0;
+}
+
+tenant_t *tenant_of_user(manager_t *m, const char *user)
+{
+    if (m->conf->nsections == 0)
+        return &m->tenants[0];
+    for (int i = 0; i < m->ntenants; i++)
+        if (*user && tenant_lists(m->tenants[i].conf->pool_users, user))
+            return &m->tenants[i];
+    for (int i = 0; i < m->ntenants; i++)
+        if (strcmp(m->tenants[i].conf->pool_name, m->conf->default_pool) == 0)
+            return &m->tenants[i];
+    return NULL;
+}
+
+tenant_t *tenant_of(manager_t *m, const session_t *s)
+{
+    int i = session_pool(s);
+    return i >= 0 && i < m->ntenants ? &m->tenants[i] : NULL;
+}
+
+/* Add env_file's KEY=VALUE lines to *env (replacing what pass_env let through of the same name). */
+static int tenant_env_file(const char *path, char ***env, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return snprintf(err, errlen, "env_file %s: %s", path, strerror(errno)), -1;
+    size_t n = 0;
+    while ((*env)[n])
+        n++;
+    char **out = realloc(*env, (n + TENANT_ENV_FILE_MAX + 1) * sizeof *out);
+    if (!out) {
+        fclose(f);
+        return snprintf(err, errlen, "out of memory"), -1;
+    }
+    *env = out;
+    char line[4096];
+    int lineno = 0, rc = 0, added = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        const char *s = line + strspn(line, " \t");
+        if (!*s || *s == '#')
+            continue;
+        size_t klen = strcspn(s, "=");
+        if (!s[klen] || klen == 0 || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != klen ||
+            added == TENANT_ENV_FILE_MAX) {
+            snprintf(err, errlen, "env_file %s:%d: expected NAME=VALUE (at most %d)", path, lineno, TENANT_ENV_FILE_MAX);
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (out[i] && strncmp(out[i], s, klen + 1) == 0) {
+                free(out[i]);
+                out[i] = out[--n];
+                out[n] = NULL;
+                break;
+            }
+        if (!(out[n] = strdup(s))) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            out[++n] = NULL;
+            added++;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int tenant_init(manager_t *m, tenant_t *t, char *err, size_t errlen)
+{
+    const conf_t *c = t->conf;
+    t->m = m;
+    t->child_env = proc_env_filter(environ, c->pass_env);
+    if (!t->child_env)
+        return snprintf(err, errlen, "out of memory"), -1;
+    if (c->env_file[0] && tenant_env_file(c->env_file, &t->child_env, err, errlen) != 0)
+        return -1;
+    if (agent_init(t->agent, c, t->child_env, err, errlen) != 0)
+        return -1;
+    oc_runner_config_t rc = {.loop = m->loop, .agent = t->agent, .bin = c->opencode_bin,
+                             .stderr_tail = (size_t)c->stderr_tail_bytes, .answer_max = 1u << 20,
+                             .allow_all = strcmp(c->permission_policy, "allow") == 0};
+    t->runner = oc_runner_new(&rc);
+    if (!t->runner)
+        return snprintf(err, errlen, "out of memory"), -1;
+    log_info("pool ready", "pool=%s workspace_root=%s agent_home=%s servers=%ld maxConcurrentRuns=%ld", c->pool_name,
+             log_q(c->workspace_root), log_q(c->agent_home), c->servers, c->max_concurrent_runs);
+    return 0;
+}
+
+void tenant_free(tenant_t *t)
+{
+    scheduler_free(t->scheduler);
+    t->scheduler = NULL;
+    oc_runner_free(t->runner);
+    t->runner = NULL;
+    proc_env_free(t->child_env);
+    t->child_env = NULL;
+}
