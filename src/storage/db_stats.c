@@ -55,6 +55,29 @@ static json_object *db_stats_tools(db_t *db, double since, double until)
     return tools;
 }
 
+/* Executions, tokens and cost in the range, by pool. */
+static json_object *db_stats_pools(db_t *db, double since, double until)
+{
+    json_object *pools = json_object_new_object();
+    sqlite3_stmt *s = db->st[ST_STATS_POOLS];
+    sqlite3_bind_double(s, 1, since);
+    sqlite3_bind_double(s, 2, until);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        json_object *p = json_object_new_object(), *tok = json_object_new_object();
+        json_object_object_add(p, "executions", json_object_new_int64(sqlite3_column_int64(s, 1)));
+        json_object_object_add(p, "succeeded", json_object_new_int64(sqlite3_column_int64(s, 2)));
+        json_object_object_add(tok, "in", json_object_new_int64(sqlite3_column_int64(s, 3)));
+        json_object_object_add(tok, "out", json_object_new_int64(sqlite3_column_int64(s, 4)));
+        json_object_object_add(p, "tokens", tok);
+        json_object_object_add(p, "cost", json_object_new_double(sqlite3_column_double(s, 5)));
+        json_object_object_add(p, "mean_ms", sqlite3_column_type(s, 6) == SQLITE_NULL
+                                                 ? NULL : json_object_new_double(sqlite3_column_double(s, 6)));
+        json_object_object_add(pools, (const char *)sqlite3_column_text(s, 0), p);
+    }
+    sqlite3_reset(s);
+    return pools;
+}
+
 json_object *db_stats(db_t *db, double since, double until)
 {
     json_object *o = json_object_new_object(), *by_status = json_object_new_object(),
@@ -126,6 +149,7 @@ json_object *db_stats(db_t *db, double since, double until)
     sqlite3_reset(s);
     json_object_object_add(o, "busiest_sessions", busy);
     json_object_object_add(o, "tool_calls", db_stats_tools(db, since, until));
+    json_object_object_add(o, "by_pool", db_stats_pools(db, since, until));
     return o;
 }
 

@@ -30,7 +30,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
                      escape and a line break, and one whose call id does
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
-                     with a pid) whether it worked
+                     with a pid) whether it worked; env:NAME puts the variable NAME in "env"
 When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
 import json
@@ -68,6 +68,8 @@ def probe(message):
                 s.close()
             elif action == "signal":
                 os.kill(int(path), 0)
+            elif action == "env":
+                out.setdefault("env", {})[path] = os.environ.get(path)
             else:
                 raise ValueError("unknown probe " + action)
             out["checks"][item] = "ok"
