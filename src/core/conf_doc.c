@@ -12,6 +12,17 @@ static const char *conf_doc_default(const conf_key_t *k)
     return k->shown ? k->shown : *k->def ? k->def : "(empty)";
 }
 
+/* The keys a pool section may set, as one sentence (md: each in backquotes). */
+static void conf_doc_pool_keys(FILE *f, int md)
+{
+    fputs("A pool section ([NAME]) may set ", f);
+    for (size_t i = 0; i < conf_npool_keys; i++)
+        fprintf(f, "%s%s%s%s", i ? (i + 1 == conf_npool_keys ? " and " : ", ") : "", md ? "`" : "",
+                conf_pool_keys[i], md ? "`" : "");
+    fputs(" (user and group are agent_user and agent_group, as PHP-FPM names them); the rest are the "
+          "manager's alone.\n", f);
+}
+
 static void conf_doc_md(FILE *f)
 {
     for (size_t i = 0; i < conf_nkeys; i++) {
@@ -21,6 +32,8 @@ static void conf_doc_md(FILE *f)
                     i ? "\n" : "", k->section);
         fprintf(f, "| `%s` | %s | `%s` | %s |\n", k->name, conf_types[k->type].doc, conf_doc_default(k), k->help);
     }
+    fputs("\n### Per pool\n\n", f);
+    conf_doc_pool_keys(f, 1);
 }
 
 static void conf_doc_man(FILE *f)
@@ -40,6 +53,15 @@ static void conf_doc_man(FILE *f)
         roff_text(f, conf_doc_default(k));
         fputs(")\n.br\n", f);
         roff_text(f, k->help);
+        fputc('\n', f);
+    }
+    fputs(".SS Per pool\n", f);
+    char buf[2048];
+    FILE *m = fmemopen(buf, sizeof buf, "w");
+    if (m) {
+        conf_doc_pool_keys(m, 0);
+        fclose(m);
+        roff_text(f, buf);
         fputc('\n', f);
     }
 }
