@@ -20,7 +20,7 @@ struct manager;
 
 /* One pool: its settings and its agent (main's), and what runs its messages. */
 typedef struct tenant {
-    struct manager *m;
+    struct manager *m;       /* its manager, for the callbacks of what it runs */
     int index;
     const conf_t *conf;      /* its settings: the global ones with its section on top */
     agent_t *agent;          /* its user, home and sandbox */
@@ -33,21 +33,21 @@ typedef struct tenant {
     double cost;
 } tenant_t;
 
-/* What runs, waits, has finished or failed, in all the pools. */
-long tenant_running(const struct manager *m);
-long tenant_queued(const struct manager *m);
-unsigned long long tenant_finished(const struct manager *m);
-unsigned long long tenant_failed(const struct manager *m);
-unsigned long long tenant_spawned(const struct manager *m);
+/* What runs, waits, has finished or failed, in all the pools (ts[0..n)). */
+long tenant_running(const tenant_t *ts, int n);
+long tenant_queued(const tenant_t *ts, int n);
+unsigned long long tenant_finished(const tenant_t *ts, int n);
+unsigned long long tenant_failed(const tenant_t *ts, int n);
+unsigned long long tenant_spawned(const tenant_t *ts, int n);
 /* opencode servers in all the pools (0: per-session mode everywhere). */
-int tenant_servers(const struct manager *m);
+int tenant_servers(const tenant_t *ts, int n);
 /* The pool a REMOTE_USER's sessions live in (its pool's users list, else default_pool), or NULL
  * when none takes them. */
-tenant_t *tenant_of_user(struct manager *m, const char *user);
+tenant_t *tenant_of_user(tenant_t *ts, int n, const conf_t *conf, const char *user);
 /* The pool a session lives in, or NULL when its pool is no longer configured. */
-tenant_t *tenant_of(struct manager *m, const session_t *s);
+tenant_t *tenant_of(tenant_t *ts, int n, const session_t *s);
 /* Set up pool t (its environment, agent directories, runner) before it starts anything. */
-int tenant_init(struct manager *m, tenant_t *t, char *err, size_t errlen);
+int tenant_init(tenant_t *t, uv_loop_t *loop, char *err, size_t errlen);
 void tenant_free(tenant_t *t);
 
 #endif

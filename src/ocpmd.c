@@ -54,6 +54,47 @@ static int setup_pools(const conf_t *conf, conf_t **pools, agent_t **agents, cha
     return n;
 }
 
+/* -T: every setting's effective value, then each pool's that differ from the global ones. */
+static void dump_settings(const conf_t *conf, conf_t *const *pools, int npools)
+{
+    static char buf[16384], pbuf[16384];
+    conf_dump(conf, buf, sizeof buf);
+    fputs(buf, stdout);
+    for (int i = 0; conf->nsections && i < npools; i++) {
+        printf("\n[%s]\n", pools[i]->pool_name);
+        conf_dump(pools[i], pbuf, sizeof pbuf);
+        for (char *line = strtok(pbuf, "\n"); line; line = strtok(NULL, "\n")) {
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)strcspn(line, " "), line);
+            if (conf_is_pool_key(key) && !strstr(buf, line))
+                printf("%s\n", line);
+        }
+    }
+}
+
+/* Log, then run the manager until it stops. */
+static int serve(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools)
+{
+    log_level_t lvl = LOGL_INFO;
+    log_level_parse(conf->log_level, &lvl);
+    log_set_level(lvl);
+    int rc = log_open(conf->log_file);
+    if (rc != 0) {
+        fprintf(stderr, "ocpmd: cannot open log_file %s: %s\n", conf->log_file, strerror(-rc));
+        return 1;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ocpmd: cannot find its own binary\n");
+        return 1;
+    }
+    exe[n] = '\0';
+    rc = manager_run(conf, pools, agents, npools, exe, api_dispatch);
+    log_close();
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -122,32 +163,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test) {
-        if (dump) {
-            static char buf[16384];
-            conf_dump(&conf, buf, sizeof buf);
-            fputs(buf, stdout);
-        }
+        if (dump)
+            dump_settings(&conf, pools, npools);
         fprintf(stderr, "ocpmd: configuration %s test is successful\n", file && *file ? file : "(defaults)");
         free_pools(pools, agents);
         return 0;
     }
-    log_level_t lvl = LOGL_INFO;
-    log_level_parse(conf.log_level, &lvl);
-    log_set_level(lvl);
-    int rc = log_open(conf.log_file);
-    if (rc != 0) {
-        fprintf(stderr, "ocpmd: cannot open log_file %s: %s\n", conf.log_file, strerror(-rc));
-        return 1;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) {
-        fprintf(stderr, "ocpmd: cannot find its own binary\n");
-        return 1;
-    }
-    exe[n] = '\0';
-    rc = manager_run(&conf, pools, agents, npools, exe, api_dispatch);
+    int rc = serve(&conf, pools, agents, npools);
     free_pools(pools, agents);
-    log_close();
     return rc;
 }

@@ -67,13 +67,13 @@ static json_object *api_status_pools(const manager_t *m)
 /* The process manager's part of the status document: the original design's fields. */
 static json_object *api_status_process_manager(const manager_t *m, double now)
 {
-    int server = tenant_servers(m), running = 0;
+    int server = tenant_servers(m->tenants, m->ntenants), running = 0;
     for (int i = 0; i < server; i++)
         running |= oc_server_pid(api_server_at(m, i)) > 0;
     json_object *pm = json_object_new_object();
     json_object_object_add(pm, "isRunning", json_object_new_boolean(running));
     json_object_object_add(pm, "isReady", json_object_new_boolean(m->ready && !m->stopping));
-    json_object_object_add(pm, "pendingRequests", json_object_new_int64(tenant_queued(m)));
+    json_object_object_add(pm, "pendingRequests", json_object_new_int64(tenant_queued(m->tenants, m->ntenants)));
     json_object_object_add(pm, "activeSessions", json_object_new_int64((int64_t)session_count(m->sessions)));
     json_object_object_add(pm, "lastActivity", json_object_new_int64((int64_t)(m->last_activity * 1000.0)));
     json_object_object_add(pm, "idleTime", json_object_new_int64((int64_t)((now - m->last_activity) * 1000.0)));
@@ -97,9 +97,9 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(x, "fallback", json_object_new_boolean(m->conf->fallback));
     json_object_object_add(x, "shuttingDown", json_object_new_boolean(m->stopping));
     json_object_object_add(x, "maxConcurrentRuns", json_object_new_int64(m->conf->max_concurrent_runs));
-    json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)tenant_spawned(m)));
-    json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)tenant_finished(m)));
-    json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)tenant_failed(m)));
+    json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)tenant_spawned(m->tenants, m->ntenants)));
+    json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)tenant_finished(m->tenants, m->ntenants)));
+    json_object_object_add(x, "executionsFailed", json_object_new_int64((int64_t)tenant_failed(m->tenants, m->ntenants)));
     json_object_object_add(x, "requests", json_object_new_int64((int64_t)control_requests(m->control)));
     json_object_object_add(x, "responders", pool_status_json(m->pool));
     json_object_object_add(x, "database", storage_retry_status_json(m->storage));
@@ -129,11 +129,11 @@ void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "available", json_object_new_boolean(m->available));
     json_object_object_add(o, "version", m->available ? json_object_new_string(m->version) : NULL);
-    json_object_object_add(o, "runningProcesses", json_object_new_int64(tenant_running(m)));
+    json_object_object_add(o, "runningProcesses", json_object_new_int64(tenant_running(m->tenants, m->ntenants)));
     json_object_object_add(o, "activeStreams", json_object_new_int64(control_streams(m->control)));
     json_object_object_add(o, "processManager", api_status_process_manager(m, now));
     /* server: the first (the original single server's place); servers: every one. */
-    int n = tenant_servers(m);
+    int n = tenant_servers(m->tenants, m->ntenants);
     if (n)
         json_object_object_add(o, "server", api_server_json(m, 0));
     json_object *servers = json_object_new_array();
@@ -157,11 +157,11 @@ void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
 
 /* How each metric is read from the manager. */
 #define API_M(ctx) ((const manager_t *)(ctx))
-static double api_m_running(const void *c) { return (double)tenant_running(API_M(c)); }
-static double api_m_queued(const void *c) { return (double)tenant_queued(API_M(c)); }
+static double api_m_running(const void *c) { return (double)tenant_running(API_M(c)->tenants, API_M(c)->ntenants); }
+static double api_m_queued(const void *c) { return (double)tenant_queued(API_M(c)->tenants, API_M(c)->ntenants); }
 static double api_m_streams(const void *c) { return (double)control_streams(API_M(c)->control); }
 static double api_m_sessions(const void *c) { return (double)session_count(API_M(c)->sessions); }
-static double api_m_spawned(const void *c) { return (double)tenant_spawned(API_M(c)); }
+static double api_m_spawned(const void *c) { return (double)tenant_spawned(API_M(c)->tenants, API_M(c)->ntenants); }
 static double api_m_requests(const void *c) { return (double)control_requests(API_M(c)->control); }
 static double api_m_resp_restarts(const void *c) { return (double)pool_restarts(API_M(c)->pool); }
 static double api_m_resp_inflight(const void *c) { (void)c; return (double)inflight_total(); }
@@ -174,7 +174,7 @@ static double api_m_prompts(const void *c) { return (double)ask_pending(API_M(c)
 static double api_m_hooks_pending(const void *c) { return (double)webhook_pending(API_M(c)->webhook); }
 static double api_m_hooks_delivered(const void *c) { return (double)webhook_delivered(API_M(c)->webhook); }
 static double api_m_hooks_failed(const void *c) { return (double)webhook_failed(API_M(c)->webhook); }
-static int api_m_servers(const void *c) { return tenant_servers(API_M(c)); }
+static int api_m_servers(const void *c) { return tenant_servers(API_M(c)->tenants, API_M(c)->ntenants); }
 static double api_m_server_up(const void *c, int i)
 {
     const oc_server_t *s = api_server_at(API_M(c), i);

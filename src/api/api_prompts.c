@@ -202,7 +202,7 @@ void api_session_diff(void *ctx, control_conn_t *c, const api_call_t *call)
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;
-    tenant_t *t = tenant_of(m, s);
+    tenant_t *t = tenant_of(m->tenants, m->ntenants, s);
     if (!t->nservers)
         return (void)control_error(c, 409, "not_in_server_mode",
                                    "the diff comes from the opencode server; this manager runs a process per message");

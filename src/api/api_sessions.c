@@ -43,10 +43,10 @@ session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *cal
     session_t *s = session_find(m->sessions, call->user, call->id);
     if (!s)
         return control_error(c, 404, "session_not_found", "no such session"), NULL;
-    tenant_t *t = tenant_of(m, s);
+    tenant_t *t = tenant_of(m->tenants, m->ntenants, s);
     if (!t)
         return control_error(c, 409, "pool_gone", "this session's pool is no longer configured"), NULL;
-    if (t != tenant_of_user(m, call->user))
+    if (t != tenant_of_user(m->tenants, m->ntenants, m->conf, call->user))
         return control_error(c, 409, "pool_changed", "this session lives in a pool you are no longer mapped to"), NULL;
     return s;
 }
@@ -96,7 +96,7 @@ void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
         return control_error(c, 409, "session_conflict", "this session id is bound to another workspace"), (void)0;
     if (s)
         return control_reply(c, 200, session_json(s), NULL), (void)0;
-    tenant_t *t = tenant_of_user(m, call->user);
+    tenant_t *t = tenant_of_user(m->tenants, m->ntenants, m->conf, call->user);
     if (!t)
         return control_error(c, 403, "no_pool", "no pool takes your sessions (see default_pool)"), (void)0;
     int exists = db_session_exists(m->db, call->user, id);
@@ -158,7 +158,7 @@ void api_session_delete(void *ctx, control_conn_t *c, const api_call_t *call)
         return;
     if (db_session_delete(m->db, session_owner(s), session_id(s), clock_now()) != 0)
         return api_storage_error(m, c, "cannot record the deletion");
-    int n = scheduler_abort_session(tenant_of(m, s)->scheduler, s, "session deleted");
+    int n = scheduler_abort_session(tenant_of(m->tenants, m->ntenants, s)->scheduler, s, "session deleted");
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(session_id(s)));
     json_object_object_add(o, "deleted", json_object_new_boolean(1));
@@ -175,7 +175,7 @@ void api_session_abort(void *ctx, control_conn_t *c, const api_call_t *call)
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;
-    int n = scheduler_abort_session(tenant_of(m, s)->scheduler, s, "aborted by request");
+    int n = scheduler_abort_session(tenant_of(m->tenants, m->ntenants, s)->scheduler, s, "aborted by request");
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(session_id(s)));
     json_object_object_add(o, "aborted", json_object_new_int(n));
@@ -198,6 +198,6 @@ void api_message(void *ctx, control_conn_t *c, const api_call_t *call)
     if (!known)
         return control_error(c, 400, "unknown_model", "opencode offers no such model"), (void)0;
     scheduler_wait_t how = call->stream ? SCHEDULER_WAIT_STREAM : call->async ? SCHEDULER_WAIT_ASYNC : SCHEDULER_WAIT_SYNC;
-    if (scheduler_submit(tenant_of(m, s)->scheduler, s, api_arg(call, "text"), model, api_arg(call, "agent"), c, how) >= 0)
+    if (scheduler_submit(tenant_of(m->tenants, m->ntenants, s)->scheduler, s, api_arg(call, "text"), model, api_arg(call, "agent"), c, how) >= 0)
         manager_touch(m);
 }

@@ -150,7 +150,7 @@ static void manager_drain_tick(uv_timer_t *t)
 {
     manager_life_t *l = t->data;
     manager_t *m = l->m;
-    long running = tenant_running(m);
+    long running = tenant_running(m->tenants, m->ntenants);
     if (running > 0) {
         if (!l->killed_runs && clock_now() >= l->shutdown_deadline) {
             l->killed_runs = 1;
@@ -183,7 +183,7 @@ static void manager_on_stop(manager_life_t *l, int signum)
     }
     m->stopping = 1;
     log_info("OpenCode process manager stopping", "signal=%s running=%ld queued=%ld", name,
-             tenant_running(m), tenant_queued(m));
+             tenant_running(m->tenants, m->ntenants), tenant_queued(m->tenants, m->ntenants));
     manager_event(m, "manager_stopping", name);
     for (int i = 0; i < m->ntenants; i++)
         scheduler_shutdown(m->tenants[i].scheduler);
@@ -322,7 +322,7 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
     if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;
     for (int i = 0; i < m->ntenants; i++)
-        if (tenant_init(m, &m->tenants[i], err, errlen) != 0)
+        if (tenant_init(&m->tenants[i], m->loop, err, errlen) != 0)
             return -1;
     if (manager_init_storage(m, err, errlen) != 0)
         return -1;
@@ -394,14 +394,14 @@ int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents
         log_info("OpenCode process manager initialized",
                  "mode=%s available=%s version=%s serverModeSupported=%s responders=%ld threads=%ld "
                  "maxConcurrentRuns=%ld fcgiSocket=%s",
-                 tenant_servers(&m) ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
+                 tenant_servers(m.tenants, m.ntenants) ? "server" : "per-session", m.available ? "true" : "false", log_q(m.version),
                  m.serve_supported ? "true" : "false", conf->responders, conf->responder_threads,
                  conf->max_concurrent_runs, log_q(conf->fcgi_socket));
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc == 0) {
         manager_event(&m, "manager_stop", "clean");
-        log_info("OpenCode process manager stopped", "executions=%llu", tenant_finished(&m));
+        log_info("OpenCode process manager stopped", "executions=%llu", tenant_finished(m.tenants, m.ntenants));
         unlink(conf->fcgi_socket);
         unlink(conf->control_socket);
     }

@@ -1,7 +1,7 @@
 /* tenant: the pools of the configuration (manager.h's tenant_t), what they hold together, and
  * which pool a user's sessions live in. */
 #define _GNU_SOURCE
-#include "manager_internal.h"
+#include "tenant.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,51 +16,51 @@ extern char **environ;
 /* An env_file's variables at most (its provider keys, a few settings). */
 #define TENANT_ENV_FILE_MAX 256
 
-long tenant_running(const manager_t *m)
+long tenant_running(const tenant_t *ts, int count)
 {
     long n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].scheduler ? scheduler_running(m->tenants[i].scheduler) : 0;
+    for (int i = 0; i < count; i++)
+        n += ts[i].scheduler ? scheduler_running(ts[i].scheduler) : 0;
     return n;
 }
 
-long tenant_queued(const manager_t *m)
+long tenant_queued(const tenant_t *ts, int count)
 {
     long n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].scheduler ? scheduler_queued(m->tenants[i].scheduler) : 0;
+    for (int i = 0; i < count; i++)
+        n += ts[i].scheduler ? scheduler_queued(ts[i].scheduler) : 0;
     return n;
 }
 
-unsigned long long tenant_finished(const manager_t *m)
+unsigned long long tenant_finished(const tenant_t *ts, int count)
 {
     unsigned long long n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].scheduler ? scheduler_finished(m->tenants[i].scheduler) : 0;
+    for (int i = 0; i < count; i++)
+        n += ts[i].scheduler ? scheduler_finished(ts[i].scheduler) : 0;
     return n;
 }
 
-unsigned long long tenant_failed(const manager_t *m)
+unsigned long long tenant_failed(const tenant_t *ts, int count)
 {
     unsigned long long n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].scheduler ? scheduler_failed(m->tenants[i].scheduler) : 0;
+    for (int i = 0; i < count; i++)
+        n += ts[i].scheduler ? scheduler_failed(ts[i].scheduler) : 0;
     return n;
 }
 
-unsigned long long tenant_spawned(const manager_t *m)
+unsigned long long tenant_spawned(const tenant_t *ts, int count)
 {
     unsigned long long n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].runner ? oc_runner_spawned(m->tenants[i].runner) : 0;
+    for (int i = 0; i < count; i++)
+        n += ts[i].runner ? oc_runner_spawned(ts[i].runner) : 0;
     return n;
 }
 
-int tenant_servers(const manager_t *m)
+int tenant_servers(const tenant_t *ts, int count)
 {
     int n = 0;
-    for (int i = 0; i < m->ntenants; i++)
-        n += m->tenants[i].nservers;
+    for (int i = 0; i < count; i++)
+        n += ts[i].nservers;
     return n;
 }
 
@@ -78,23 +78,23 @@ static int tenant_lists(const char *list, const char *user)
     return 0;
 }
 
-tenant_t *tenant_of_user(manager_t *m, const char *user)
+tenant_t *tenant_of_user(tenant_t *ts, int n, const conf_t *conf, const char *user)
 {
-    if (m->conf->nsections == 0)
-        return &m->tenants[0];
-    for (int i = 0; i < m->ntenants; i++)
-        if (*user && tenant_lists(m->tenants[i].conf->pool_users, user))
-            return &m->tenants[i];
-    for (int i = 0; i < m->ntenants; i++)
-        if (strcmp(m->tenants[i].conf->pool_name, m->conf->default_pool) == 0)
-            return &m->tenants[i];
+    if (conf->nsections == 0)
+        return &ts[0];
+    for (int i = 0; i < n; i++)
+        if (*user && tenant_lists(ts[i].conf->pool_users, user))
+            return &ts[i];
+    for (int i = 0; i < n; i++)
+        if (strcmp(ts[i].conf->pool_name, conf->default_pool) == 0)
+            return &ts[i];
     return NULL;
 }
 
-tenant_t *tenant_of(manager_t *m, const session_t *s)
+tenant_t *tenant_of(tenant_t *ts, int n, const session_t *s)
 {
     int i = session_pool(s);
-    return i >= 0 && i < m->ntenants ? &m->tenants[i] : NULL;
+    return i >= 0 && i < n ? &ts[i] : NULL;
 }
 
 /* Add env_file's KEY=VALUE lines to *env (replacing what pass_env let through of the same name). */
@@ -146,10 +146,9 @@ static int tenant_env_file(const char *path, char ***env, char *err, size_t errl
     return rc;
 }
 
-int tenant_init(manager_t *m, tenant_t *t, char *err, size_t errlen)
+int tenant_init(tenant_t *t, uv_loop_t *loop, char *err, size_t errlen)
 {
     const conf_t *c = t->conf;
-    t->m = m;
     t->child_env = proc_env_filter(environ, c->pass_env);
     if (!t->child_env)
         return snprintf(err, errlen, "out of memory"), -1;
@@ -157,7 +156,7 @@ int tenant_init(manager_t *m, tenant_t *t, char *err, size_t errlen)
         return -1;
     if (agent_init(t->agent, c, t->child_env, err, errlen) != 0)
         return -1;
-    oc_runner_config_t rc = {.loop = m->loop, .agent = t->agent, .bin = c->opencode_bin,
+    oc_runner_config_t rc = {.loop = loop, .agent = t->agent, .bin = c->opencode_bin,
                              .stderr_tail = (size_t)c->stderr_tail_bytes, .answer_max = 1u << 20,
                              .allow_all = strcmp(c->permission_policy, "allow") == 0};
     t->runner = oc_runner_new(&rc);
