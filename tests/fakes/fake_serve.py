@@ -324,7 +324,8 @@ class Handler(BaseHTTPRequestHandler):
             answer += " (model %s)" % s["model"]
         info = {"id": mid, "sessionID": sid, "role": "assistant", "time": {"created": int(time.time() * 1000)},
                 "tokens": {"input": len(text.split()) + 5, "output": len(answer.split()), "reasoning": 0,
-                           "cache": {"read": 0, "write": 0}}, "cost": 0.002}
+                           "cache": {"read": 0, "write": 0}}, "cost": 0.002,
+                "path": {"cwd": directory, "root": directory}}
         aborted = False
         flood = re.search(r"\[\[flood=(\d+)\]\]", text)
         if flood:
@@ -362,6 +363,7 @@ class Handler(BaseHTTPRequestHandler):
             parts.append({"type": "step-finish", "tokens": info["tokens"], "cost": info["cost"]})
             publish(directory, "message.part.updated",
                     {"sessionID": sid, "part": {"id": pid, "sessionID": sid, "type": "text", "text": answer}})
+        publish(directory, "message.updated", {"sessionID": sid, "info": info})
         publish(directory, "session.status", {"sessionID": sid, "status": {"type": "idle"}})
         publish(directory, "session.idle", {"sessionID": sid})
         self.send_json(200, {"info": info, "parts": parts})

@@ -65,7 +65,8 @@ is "$(grep -c '^id: ' "$TDIR/turn.sse")" "$(grep -c '^data: ' "$TDIR/turn.sse")"
 is "$(grep '^id: ' "$TDIR/turn.sse" | awk '{print $2}' | tr '\n' ' ')" "$(seq 1 "$(grep -c '^id: ' "$TDIR/turn.sse")" | tr '\n' ' ')" \
     "ids increase by one from 1"
 check "and it ends with done" sh -c "grep '^event: ' '$TDIR/turn.sse' | tail -1 | grep -q 'event: done'"
-check "opencode's events name the workspace as /workspace" grep -q '"directory":"/workspace"' "$TDIR/turn.sse"
+# The assistant message names its directory (path.cwd, as opencode's does): every turn has one.
+check "opencode's events name the workspace as /workspace" grep -q '"cwd":"/workspace"' "$TDIR/turn.sse"
 if grep -q -e "$STACK_DIR" -e "$TDIR" "$TDIR/turn.sse"; then not_ok "and no server path reaches the client"
 else ok "and no server path reaches the client"; fi
 EX=$(grep -A1 '^event: done' "$TDIR/turn.sse" | sed -n 's/^data: //p' | jq -r .execution.id)
