@@ -26,6 +26,7 @@ def burst(port, k, binary, tag):
             time.sleep(0.1)
 
     results = []
+    why = {}
     lock = threading.Lock()
 
     def one(i):
@@ -33,8 +34,16 @@ def burst(port, k, binary, tag):
         sid = "%s%d" % (tag, i)
         cl.call("POST", "/api/sessions", {"id": sid, "workspace": sid})
         st, body = cl.call("POST", "/api/sessions/%s/messages" % sid, {"text": "burst %d" % i})
+        ok = st == 200 and body["execution"]["status"] == "succeeded"
         with lock:
-            results.append(st == 200 and body["execution"]["status"] == "succeeded")
+            results.append(ok)
+            if not ok:
+                err = (body or {}).get("error") or {}
+                ex = (body or {}).get("execution") or {}
+                k = "%d %s" % (st, err.get("code") or ex.get("status") or "?")
+                if ex.get("error"):
+                    k += ": " + ex["error"][:80]
+                why[k] = why.get(k, 0) + 1
 
     th = threading.Thread(target=sampler)
     th.start()
@@ -47,6 +56,8 @@ def burst(port, k, binary, tag):
     wall = time.perf_counter() - t0
     stop.set()
     th.join()
+    for k2, n in sorted(why.items()):
+        print("    failed: %3d x %s" % (n, k2))
     return wall, k - sum(results), peak[0] / 1024.0
 
 

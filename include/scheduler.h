@@ -58,6 +58,7 @@ typedef struct scheduler_config {
     const agent_t *agent; /* who runs its messages (workspaces checked for it, git run as it) */
     const conf_t *conf;
     const char *pool;         /* the pool it schedules for (recorded with each execution) */
+    int pool_index;           /* its sessions are those of session_pool() == pool_index */
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;

@@ -145,7 +145,7 @@ static int manager_make_scheduler(manager_t *m, tenant_t *t, char *err, size_t e
     scheduler_config_t sc = {.loop = m->loop, .agent = t->agent, .conf = t->conf, .db = m->db, .sessions = m->sessions,
                              .users = m->users, .storage = m->storage, .finished = manager_scheduler_finished,
                              .ended = manager_scheduler_ended, .ctx = t, .asks = m->asks, .budget = m->budget,
-                             .pool = t->conf->pool_name};
+                             .pool = t->conf->pool_name, .pool_index = t->index};
     backend_t run = {&oc_run_backend, t->runner};
     for (int i = 0; i < t->nservers; i++)
         sc.primary[i] = (backend_t){&oc_server_backend, t->servers[i]};

@@ -78,24 +78,29 @@ static long long scheduler_rank(const backend_t *b)
     return (long long)order[b->ops->state(b->self)] << 40 | (long long)b->ops->load(b->self) << 20;
 }
 
+typedef struct scheduler_placed {
+    long n[CONF_SERVERS_MAX];
+    int pool;
+} scheduler_placed_t;
+
 static void scheduler_count_placed(void *ctx, session_t *sess)
 {
-    long *placed = ctx;
+    scheduler_placed_t *p = ctx;
     int i = session_server(sess);
-    if (i >= 0 && i < CONF_SERVERS_MAX)
-        placed[i]++;
+    if (i >= 0 && i < CONF_SERVERS_MAX && session_pool(sess) == p->pool)
+        p->n[i]++;
 }
 
 /* The primary a new session goes to: the least loaded (scheduler.h). O(sessions): once per session. */
 static int scheduler_best(const scheduler_t *s)
 {
-    long placed[CONF_SERVERS_MAX] = {0};
+    scheduler_placed_t placed = {.pool = s->cfg.pool_index};
     if (s->cfg.nprimary > 1)
-        session_each(s->cfg.sessions, scheduler_count_placed, placed);
+        session_each(s->cfg.sessions, scheduler_count_placed, &placed);
     int best = 0;
     long long best_rank = 0;
     for (int i = 0; i < s->cfg.nprimary; i++) {
-        long long r = scheduler_rank(&s->cfg.primary[i]) + (placed[i] < (1L << 20) ? placed[i] : (1L << 20) - 1);
+        long long r = scheduler_rank(&s->cfg.primary[i]) + (placed.n[i] < (1L << 20) ? placed.n[i] : (1L << 20) - 1);
         if (i == 0 || r < best_rank)
             best = i, best_rank = r;
     }

@@ -30,7 +30,8 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
                      escape and a line break, and one whose call id does
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
-                     with a pid) whether it worked; env:NAME puts the variable NAME in "env"
+                     with a pid) whether it worked; env:NAME puts the variable NAME in "env", rlimit:NOFILE
+                     the soft limit in "rlimit"
 When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
 import json
@@ -70,6 +71,9 @@ def probe(message):
                 os.kill(int(path), 0)
             elif action == "env":
                 out.setdefault("env", {})[path] = os.environ.get(path)
+            elif action == "rlimit":
+                import resource
+                out.setdefault("rlimit", {})[path] = resource.getrlimit(getattr(resource, "RLIMIT_" + path))[0]
             else:
                 raise ValueError("unknown probe " + action)
             out["checks"][item] = "ok"

@@ -27,6 +27,8 @@ pools() {
         echo "[alpha]"
         echo "users = ${2-alice}"
         echo "max_concurrent_runs = 1"
+        echo "permission_policy = allow"
+        echo "run_rlimit_nofile = 321"
         echo "env_file = $CONFD/alpha.env"
         [ "$ROOT" = 1 ] && echo "user = ocpm-pool-a"
         echo "[beta]"
@@ -72,13 +74,18 @@ if [ "$ROOT" = 1 ]; then
 else
     : >"$BWS/secret"
 fi
-probe a1 alice:apw env:PROVIDER_KEY env:POOL_ONLY "read:$BWS/secret" "list:$BWS" "list:$STACK_DIR/pools/beta/agent/users"
+probe a1 alice:apw env:PROVIDER_KEY env:POOL_ONLY env:OPENCODE_PERMISSION rlimit:NOFILE "read:$BWS/secret" "list:$BWS" "list:$STACK_DIR/pools/beta/agent/users"
 is "$STATUS" 200 "alice's agent answers the probe"
 P=$(j .text)
 is "$(printf '%s' "$P" | jq -r .env.PROVIDER_KEY)" alpha-key "alpha's agent has alpha's provider key (env_file)"
 is "$(printf '%s' "$P" | jq -r .env.POOL_ONLY)" null "and nothing of beta's environment"
-probe b1 bob:bpw env:PROVIDER_KEY
+is "$(printf '%s' "$P" | jq -r .env.OPENCODE_PERMISSION)" '{"*":"allow"}' "alpha's permission_policy (allow)"
+is "$(printf '%s' "$P" | jq -r .rlimit.NOFILE)" 321 "alpha's run_rlimit_nofile"
+probe b1 bob:bpw env:PROVIDER_KEY env:OPENCODE_PERMISSION rlimit:NOFILE
 is "$(j .text | jq -r .env.PROVIDER_KEY)" beta-key "beta's agent has beta's key"
+is "$(j .text | jq -r '.env.OPENCODE_PERMISSION')" null "beta keeps the global permission_policy (ask)"
+isnt_321() { [ "$(j .text | jq -r .rlimit.NOFILE)" != 321 ]; }
+check "and the global limits" isnt_321
 if [ "$ROOT" = 1 ]; then
     is "$(printf '%s' "$P" | jq -r .uid)" "$(id -u ocpm-pool-a)" "alpha's opencode runs as ocpm-pool-a"
     is "$(j .text | jq -r .uid)" "$(id -u ocpm-pool-b)" "beta's as ocpm-pool-b"
@@ -133,6 +140,27 @@ is "$STATUS" 409 "and her sessions are not touched"
 req POST /api/sessions/a1/messages '{"text":"back in alpha"}' "${A[@]}"
 is "$STATUS" 200 "alice back in alpha: her session works again"
 
+# --- server mode: each pool's servers, as its user, with its environment ----------------------------------
+stack_stop_ocpmd
+OCPM_MODE=server OCPM_SERVERS=1 stack_start_ocpmd -c "$CONFD/nodefault.conf"
+req GET /api/opencode/status
+is "$(j '[.servers[].pool] | join(",")')" alpha,beta "each pool has its own server"
+PA=$(j '.servers[0].pid')
+PB=$(j '.servers[1].pid')
+uid_of() { awk '/^Uid:/ {print $2}' /proc/"$1"/status; }
+envof() { tr '\0' '\n' </proc/"$1"/environ | sed -n "s/^$2=//p"; }
+if [ "$ROOT" = 1 ]; then
+    is "$(uid_of "$PA")/$(uid_of "$PB")" "$(id -u ocpm-pool-a)/$(id -u ocpm-pool-b)" "each pool's server runs as its user"
+fi
+is "$(envof "$PA" PROVIDER_KEY)/$(envof "$PB" PROVIDER_KEY)" alpha-key/beta-key "with its pool's provider key"
+like "$(envof "$PA" HOME)" '/pools/alpha/agent/server$' "and its pool's home"
+# A new session: a1's conversation is in alice's per-message home, which no server reads.
+mk a5 "${A[@]}"
+req POST /api/sessions/a5/messages '{"text":"through alpha'"'"'s server"}' "${A[@]}"
+is "$STATUS/$(j .execution.mode)" 200/server "alice's session runs on alpha's server"
+is "$(sql "select pid from executions where id=$(j .execution.id)")" "$PA" "not beta's"
+like "$(curl -s "$BASE/metrics")" 'ocpm_server_up\{pool="beta",server="0"\} 1' "metrics label servers by pool"
+
 # --- bad pool files ---------------------------------------------------------------------------------------
 bad() { printf "$1" >"$CONFD/bad.conf"; OCPM_STATE_DIR="$TDIR/badstate" "$SRC/ocpmd" -t -c "$CONFD/bad.conf" 2>&1; }
 like "$(bad '[a]\nusers = x\n[b]\nusers = y x\n')" 'user x is in pools a and b' "a user in two pools is refused"
@@ -144,6 +172,15 @@ like "$(bad 'workspace_root = /srv/ws\n[a]\n')" 'pool a: set workspaces in its s
     "pools never share an explicit workspace_root"
 if [ "$ROOT" = 1 ]; then
     like "$(bad '[a]\nuser = ocpm-pool-a\n[b]\nuser = ocpm-pool-a\n')" 'same agent user' "two pools never share a user"
+    printf '[a]\nuser = ocpm-pool-a\n' >"$CONFD/user.conf"
+    chmod 0755 "$CONFD"
+    chmod 0644 "$CONFD/user.conf"
+    if runuser -u nobody -- test -x "$SRC/ocpmd"; then
+        out=$(cd / && OCPM_STATE_DIR=/tmp/ocpm-nobody-state runuser -u nobody -- "$SRC/ocpmd" -t -c "$CONFD/user.conf" 2>&1)
+        like "$out" 'pool a: agent_user ocpm-pool-a: ocpmd cannot switch users' "a pool's user without root is refused clearly"
+    else
+        skip "a pool's user without root is refused" "nobody cannot run $SRC/ocpmd"
+    fi
 else
     like "$(bad '[a]\nuser = nobody\n')" 'cannot switch users' "user without root is refused clearly"
 fi
