@@ -126,6 +126,78 @@ static void test_file_and_env(void **state)
     unlink(path);
 }
 
+/* Write text to a fresh file; its path in path (a mkstemp template). */
+static void conf_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_pools(void **state)
+{
+    (void)state;
+    static conf_t c, p;
+    char err[512], path[] = "/tmp/ocpm-conf-XXXXXX";
+    conf_file(path, "state_dir = /tmp/s\nmax_concurrent_runs = 5\ndefault_pool = b\n"
+                    "[a]\nusers = alice  bob\nuser = ua\nservers = auto\n[b]\nmax_concurrent_runs = 2\n");
+    conf_defaults(&c);
+    assert_int_equal(conf_load_file(&c, path, err, sizeof err), 0);
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_int_equal(conf_npools(&c), 2);
+    assert_int_equal(c.max_concurrent_runs, 5); /* the sections' settings are theirs alone */
+    assert_int_equal(conf_pool(&c, 0, &p, err, sizeof err), 0);
+    assert_string_equal(p.pool_name, "a");
+    assert_string_equal(p.pool_users, "alice  bob");
+    assert_string_equal(p.agent_user, "ua");
+    assert_true(p.servers >= 1 && p.servers <= CONF_SERVERS_MAX);
+    assert_int_equal(p.max_concurrent_runs, 5);
+    assert_string_equal(p.workspace_root, "/tmp/s/pools/a/workspaces");
+    assert_string_equal(p.agent_home, "/tmp/s/pools/a/agent");
+    assert_int_equal(p.nsections, 0);
+    assert_int_equal(conf_pool(&c, 1, &p, err, sizeof err), 0);
+    assert_int_equal(p.max_concurrent_runs, 2);
+    assert_string_equal(p.pool_users, "");
+    assert_string_equal(p.agent_user, "");
+    unlink(path);
+    /* Without sections: one pool, "default", the global settings and paths. */
+    conf_defaults(&c);
+    snprintf(c.state_dir, sizeof c.state_dir, "/tmp/s");
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_int_equal(conf_npools(&c), 1);
+    assert_int_equal(conf_pool(&c, 0, &p, err, sizeof err), 0);
+    assert_string_equal(p.pool_name, "default");
+    assert_string_equal(p.workspace_root, "/tmp/s/workspaces");
+    /* What a section may not hold, and what the sections may not say together. */
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"[a]\nresponders = 2\n", "responders cannot be set per pool"},
+        {"[a]\nusers = x\n[b]\nusers = y x\n", "user x is in pools a and b"},
+        {"default_pool = z\n[a]\n", "default_pool z is not one of"},
+        {"[a b]\n", "a pool's name"},
+        {"[a]\n[a]\n", "defined twice"},
+        {"group = g\n", "belongs in a pool section"},
+        {"[a]\nservers = lots\n", "pool a: invalid value"},
+        {"workspace_root = /w\n[a]\n", "pool a: set workspaces"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char b[] = "/tmp/ocpm-conf-XXXXXX";
+        conf_file(b, bad[i].text);
+        conf_defaults(&c);
+        int rc = conf_load_file(&c, b, err, sizeof err);
+        if (rc == 0)
+            rc = conf_finish(&c, err, sizeof err);
+        for (int k = 0; rc == 0 && k < conf_npools(&c); k++)
+            rc = conf_pool(&c, k, &p, err, sizeof err);
+        unlink(b);
+        assert_int_equal(rc, -1);
+        if (!strstr(err, bad[i].why))
+            fail_msg("%s: got %s", bad[i].text, err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_money),
         cmocka_unit_test(test_bad_values_name_key_and_value),
         cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
