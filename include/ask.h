@@ -48,6 +48,7 @@ typedef struct ask_config {
 /* Who raised a prompt and how to reach its turn. answer NULL: the backend decided alone (the
  * props say what: "decided": "reject" or "allow"). */
 typedef struct ask_origin {
+    const conf_t *conf; /* its pool's settings (policy, timeouts); NULL: the book's */
     const char *owner, *session_id;
     int64_t exec_id;
     ask_answer_fn answer;

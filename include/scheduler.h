@@ -97,6 +97,8 @@ int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, cons
 int scheduler_follow(scheduler_t *s, int64_t id, const char *owner, control_conn_t *c, long long after);
 /* Start what can start (a backend's state changed, a job ended). */
 void scheduler_kick(scheduler_t *s);
+/* The session is deleted: it no longer counts as placed on its server. */
+void scheduler_forget(scheduler_t *s, session_t *sess);
 /* Abort the session's running message and cancel its waiting ones (the session stays). Returns how
  * many executions were affected. */
 int scheduler_abort_session(scheduler_t *s, session_t *sess, const char *reason);

@@ -46,6 +46,9 @@ int tenant_servers(const tenant_t *ts, int n);
 tenant_t *tenant_of_user(tenant_t *ts, int n, const conf_t *conf, const char *user);
 /* The pool a session lives in, or NULL when its pool is no longer configured. */
 tenant_t *tenant_of(tenant_t *ts, int n, const session_t *s);
+/* Is env_file path safe to hold provider keys (a regular file of root's or ocpmd's, readable by
+ * nobody else)? 0, or -1 with why: ocpmd -t and the start refuse one that is not. */
+int tenant_check_env_file(const char *path, char *err, size_t errlen);
 /* Set up pool t (its environment, agent directories, runner) before it starts anything. */
 int tenant_init(tenant_t *t, uv_loop_t *loop, char *err, size_t errlen);
 void tenant_free(tenant_t *t);

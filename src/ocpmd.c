@@ -26,6 +26,13 @@ static void free_pools(conf_t **pools, agent_t **agents)
     }
 }
 
+/* Is one of a and b the other, or inside it? */
+static int paths_overlap(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b), n = na < nb ? na : nb;
+    return strncmp(a, b, n) == 0 && (na == nb || (na < nb ? b[n] : a[n]) == '/');
+}
+
 /* Each pool's settings and agent (its user resolved, its paths where that user can reach them).
  * Two pools never share an agent user: their agents could read each other's workspaces. Returns
  * how many, or -1 with err. */
@@ -45,11 +52,24 @@ static int setup_pools(const conf_t *conf, conf_t **pools, agent_t **agents, cha
                 snprintf(err, errlen, "%s", why);
             return -1;
         }
-        for (int j = 0; j < i; j++)
-            if (agent_separate(agents[i]) && agent_uid(agents[i]) == agent_uid(agents[j]))
+        if (conf->nsections && !agent_separate(agents[i]))
+            return snprintf(err, errlen, "pool %s: its agent would run as ocpmd's own user (agent_user = self, or ocpmd "
+                                         "cannot switch users), which reaches every pool: pools need agents of users "
+                                         "of their own (run ocpmd as root)", pools[i]->pool_name), -1;
+        if (pools[i]->env_file[0] && tenant_check_env_file(pools[i]->env_file, why, sizeof why) != 0)
+            return snprintf(err, errlen, "pool %s: %s", pools[i]->pool_name, why), -1;
+        for (int j = 0; j < i; j++) {
+            if (agent_uid(agents[i]) == agent_uid(agents[j]))
                 return snprintf(err, errlen, "pools %s and %s run as the same agent user: their agents could read "
                                              "each other's workspaces (give each its own user)",
                                 pools[j]->pool_name, pools[i]->pool_name), -1;
+            const char *clash = paths_overlap(pools[i]->workspace_root, pools[j]->workspace_root) ? "workspace_root"
+                                : paths_overlap(pools[i]->agent_home, pools[j]->agent_home)   ? "agent_home"
+                                                                                                : NULL;
+            if (clash)
+                return snprintf(err, errlen, "pools %s and %s share their %s (or one holds the other's): pools never "
+                                             "share files", pools[j]->pool_name, pools[i]->pool_name, clash), -1;
+        }
     }
     return n;
 }

@@ -113,7 +113,11 @@ static int agent_relocate(const agent_t *a, conf_t *c, const gid_t *groups, int 
     if (!realpath(c->state_dir, real))
         snprintf(real, sizeof real, "%s", c->state_dir);
     sha256_hex(real, strlen(real), hex);
-    snprintf(base, sizeof base, "%s/%.16s", OCPM_AGENT_FALLBACK_DIR, hex);
+    /* Each pool its own place (the default pool, or the only one, where it always was). */
+    if (c->pool_name[0] && strcmp(c->pool_name, "default") != 0)
+        snprintf(base, sizeof base, "%s/%.16s/pools/%s", OCPM_AGENT_FALLBACK_DIR, hex, c->pool_name);
+    else
+        snprintf(base, sizeof base, "%s/%.16s", OCPM_AGENT_FALLBACK_DIR, hex);
     if (movable & CONF_DERIVED_WORKSPACE_ROOT &&
         (size_t)snprintf(c->workspace_root, sizeof c->workspace_root, "%s/workspaces", base) >= sizeof c->workspace_root) {
         snprintf(err, errlen, "fallback workspace_root too long");

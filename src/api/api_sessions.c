@@ -36,13 +36,23 @@ void api_storage_error(manager_t *m, control_conn_t *c, const char *what)
 }
 
 /* A session the user may see, or NULL after answering 404. Ids are the user's own: another user's
- * session of the same id is simply not there. A session of a pool that is no longer configured,
- * or not the user's pool any more (the operator moved the user), is not touched: 409. */
-session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call)
+ * session of the same id is simply not there. */
+static session_t *api_session_seen(manager_t *m, control_conn_t *c, const api_call_t *call)
 {
     session_t *s = session_find(m->sessions, call->user, call->id);
     if (!s)
-        return control_error(c, 404, "session_not_found", "no such session"), NULL;
+        control_error(c, 404, "session_not_found", "no such session");
+    return s;
+}
+
+/* A session the user may work with: seen, and in the pool the user maps to. A session of a pool
+ * that is no longer configured, or not the user's pool any more (the operator moved the user), is
+ * not touched (409); it can still be read and deleted. */
+session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call)
+{
+    session_t *s = api_session_seen(m, c, call);
+    if (!s)
+        return NULL;
     tenant_t *t = tenant_of(m->tenants, m->ntenants, s);
     if (!t)
         return control_error(c, 409, "pool_gone", "this session's pool is no longer configured"), NULL;
@@ -145,7 +155,7 @@ void api_session_list(void *ctx, control_conn_t *c, const api_call_t *call)
 
 void api_session_get(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    session_t *s = api_session_of(ctx, c, call);
+    session_t *s = api_session_seen(ctx, c, call);
     if (s)
         control_reply(c, 200, session_json(s), NULL);
 }
@@ -153,12 +163,15 @@ void api_session_get(void *ctx, control_conn_t *c, const api_call_t *call)
 void api_session_delete(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;
-    session_t *s = api_session_of(m, c, call);
+    session_t *s = api_session_seen(m, c, call);
     if (!s)
         return;
     if (db_session_delete(m->db, session_owner(s), session_id(s), clock_now()) != 0)
         return api_storage_error(m, c, "cannot record the deletion");
-    int n = scheduler_abort_session(tenant_of(m->tenants, m->ntenants, s)->scheduler, s, "session deleted");
+    tenant_t *t = tenant_of(m->tenants, m->ntenants, s); /* NULL: its pool is gone, and nothing of it runs */
+    int n = t ? scheduler_abort_session(t->scheduler, s, "session deleted") : 0;
+    if (t)
+        scheduler_forget(t->scheduler, s);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(session_id(s)));
     json_object_object_add(o, "deleted", json_object_new_boolean(1));

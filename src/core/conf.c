@@ -266,7 +266,7 @@ static int conf_section_next(const char **p, char *buf, size_t len, int *line, c
 static int conf_section_names(const conf_section_t *sec, const char *u)
 {
     const char *p = sec->text;
-    char buf[2048], *key, *val;
+    char buf[CONF_SECTION_TEXT + 1], *key, *val;
     int line;
     while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
         char *save = NULL;
@@ -289,7 +289,7 @@ static int conf_check_pools(const conf_t *c, char *err, size_t errlen)
     for (int i = 0; i < c->nsections; i++) {
         found |= strcmp(c->sections[i].name, c->default_pool) == 0;
         const char *p = c->sections[i].text;
-        char buf[2048], *key, *val;
+        char buf[CONF_SECTION_TEXT + 1], *key, *val;
         int line;
         while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
             char *save = NULL;
@@ -315,7 +315,10 @@ static int conf_pool_path(char *dst, size_t size, const conf_t *c, const char *n
     if (!(c->derived & bit))
         return snprintf(err, errlen, "pool %s: set %s in its section (the global one is explicit, and pools never "
                                      "share one)", name, leaf), -1;
-    if ((size_t)snprintf(dst, size, "%s/pools/%s/%s", c->state_dir, name, leaf) >= size)
+    /* A section named default keeps the paths the single pool had (its sessions stay where they were). */
+    int w = strcmp(name, "default") == 0 ? snprintf(dst, size, "%s/%s", c->state_dir, leaf)
+                                          : snprintf(dst, size, "%s/pools/%s/%s", c->state_dir, name, leaf);
+    if (w < 0 || (size_t)w >= size)
         return snprintf(err, errlen, "pool %s: state_dir too long to derive %s", name, leaf), -1;
     return 0;
 }
@@ -333,7 +336,7 @@ int conf_pool(const conf_t *c, int i, conf_t *out, char *err, size_t errlen)
     out->pool_users[0] = out->workspace_root[0] = out->agent_home[0] = '\0';
     out->derived &= ~(CONF_DERIVED_WORKSPACE_ROOT | CONF_DERIVED_AGENT_HOME);
     const char *p = sec->text;
-    char buf[2048], *key, *val, why[512];
+    char buf[CONF_SECTION_TEXT + 1], *key, *val, why[512];
     int line;
     while (conf_section_next(&p, buf, sizeof buf, &line, &key, &val)) {
         for (size_t a = 0; a < 2; a++)

@@ -17,6 +17,7 @@ typedef enum { ASK_PENDING, ASK_ANSWERING, ASK_SETTLED } ask_state_t;
 
 typedef struct ask {
     ask_book_t *book;
+    const conf_t *conf; /* its pool's settings: the policy and the timeouts */
     char kind[16], id[72], oc_id[72], owner[257], session_id[65], replied_by[257], status[16];
     int64_t exec_id;
     char *request, *reply;
@@ -162,7 +163,7 @@ static void ask_timeout_cb(uv_timer_t *t);
 
 static void ask_start_timer(ask_t *a)
 {
-    const conf_t *cf = a->book->cfg.conf;
+    const conf_t *cf = a->conf;
     long ms = strcmp(a->kind, "permission") == 0 ? cf->permission_timeout_ms : cf->question_timeout_ms;
     uv_timer_start(&a->timer, ask_timeout_cb, (uint64_t)ms, 0);
 }
@@ -304,6 +305,7 @@ static ask_t *ask_new(ask_book_t *b, const char *kind, json_object *props, const
     }
     json_object *v;
     a->book = b;
+    a->conf = from->conf ? from->conf : b->cfg.conf;
     snprintf(a->kind, sizeof a->kind, "%s", kind);
     snprintf(a->id, sizeof a->id, "%.3s_%lld_%llu", kind, (long long)from->exec_id, ++b->numbers);
     /* opencode's id goes into a URL: only a plain one is kept (without it, nothing can be answered). */
@@ -351,7 +353,7 @@ void ask_raised(ask_book_t *b, const char *kind, json_object *props, const ask_o
         json_object_put(r);
         return;
     }
-    const char *policy = b->cfg.conf->permission_policy;
+    const char *policy = a->conf->permission_policy;
     if (strcmp(kind, "permission") == 0 && strcmp(policy, "ask") != 0) {
         int allow = strcmp(policy, "allow") == 0;
         json_object *r = json_object_new_object();

@@ -17,9 +17,6 @@
 /* What a client reads when ocpm itself failed to start a run (the details, which name server paths
  * and tools' output, are in the manager's log). */
 #define EXECUTION_ERR_START "the agent could not be started; the manager's log says why"
-#define EXECUTION_ERR_PROJECT "the workspace could not be made its own project; the manager's log says why"
-/* How long git may take to make a workspace a repository. */
-#define EXECUTION_PROJECT_TIMEOUT_MS 30000
 
 static void execution_free(execution_t *e)
 {
@@ -81,6 +78,7 @@ execution_t *execution_new(scheduler_t *s, session_t *sess, const char *text, co
         return *err = "out of memory", NULL;
     e->sch = s;
     e->stand_in = -1;
+    e->reserved_on = -1;
     e->workspace_fd = -1;
     const conf_t *cf = s->cfg.conf;
     turn_limits_t lim = {.max_events = cf->events_max, .max_event_bytes = cf->events_max_bytes,
@@ -246,6 +244,8 @@ static void execution_answer_waiters(execution_t *e)
 void execution_finish(execution_t *e, exec_status_t status)
 {
     scheduler_t *s = e->sch;
+    execution_release_waiters(e, -1, NULL); /* e stopped while it prepared their workspace */
+    scheduler_unreserve(s, e);
     session_t *sess = execution_session(e);
     execution_release_bytes(e);
     if (e->holds_slot) {
@@ -435,15 +435,14 @@ static void execution_announce(execution_t *e)
 }
 
 /* Fail e before its job started: why for the log, what for the client. */
-static void execution_fail_start(execution_t *e, const char *logmsg, const char *why, const char *what)
+void execution_fail_start(execution_t *e, const char *logmsg, const char *why, const char *what)
 {
     log_error(logmsg, "executionId=%lld sessionId=%s error=%s", (long long)e->rec.id, e->session_id, log_q(why));
     execution_set_error(e, what);
     execution_finish(e, EXEC_FAILED);
 }
 
-/* The workspace is ready: hand the message to its backend. */
-static void execution_launch(execution_t *e)
+void execution_launch(execution_t *e)
 {
     session_t *sess = execution_session(e);
     if (!sess) { /* the session went away while its workspace was prepared */
@@ -470,6 +469,7 @@ static void execution_launch(execution_t *e)
     static const backend_events_t events = {execution_on_session, execution_on_event, execution_on_done};
     char err[512] = "";
     e->rec.mode = b->ops->mode;
+    scheduler_unreserve(e->sch, e); /* the backend counts it from here */
     e->starting = 1;
     e->job = b->ops->start(b->self, &rq, &events, e, &e->rec.pid, &e->argv_json, err, sizeof err);
     e->starting = 0;
@@ -487,18 +487,6 @@ static void execution_launch(execution_t *e)
     log_info(what, "processId=%ld executionId=%lld sessionId=%s activeProcesses=%ld queueWaitMs=%.0f", e->rec.pid,
              (long long)e->rec.id, e->session_id, e->sch->running, (e->rec.started_at - e->rec.queued_at) * 1000.0);
     execution_announce(e);
-}
-
-static void execution_project_done(void *ctx, int ok, const char *error)
-{
-    execution_t *e = ctx;
-    scheduler_t *s = e->sch;
-    e->project = NULL;
-    if (ok)
-        execution_launch(e);
-    else
-        execution_fail_start(e, "cannot prepare a workspace", error, EXECUTION_ERR_PROJECT);
-    scheduler_kick(s);
 }
 
 void execution_begin(execution_t *e, const backend_t *b, int stand_in)
@@ -530,16 +518,10 @@ void execution_begin(execution_t *e, const backend_t *b, int stand_in)
         execution_finish(e, EXEC_FAILED);
         return;
     }
-    if (has_git) {
+    if (has_git)
         execution_launch(e);
-        return;
-    }
-    char err[256];
-    e->project = project_prepare(s->cfg.loop, s->cfg.agent, s->cfg.conf->git_bin, e->owner, e->workspace_fd,
-                                 session_workspace(sess), EXECUTION_PROJECT_TIMEOUT_MS, execution_project_done, e, err,
-                                 sizeof err);
-    if (!e->project)
-        execution_fail_start(e, "cannot prepare a workspace", err, EXECUTION_ERR_PROJECT);
+    else
+        execution_prepare(e, sess);
 }
 
 void execution_stop(execution_t *e, backend_stop_t why)
@@ -550,10 +532,14 @@ void execution_stop(execution_t *e, backend_stop_t why)
         changes_cancel(e->changes);
         e->changes = NULL;
         execution_maybe_conclude(e);
-    } else if (e->project && !e->stop_why) {
+    } else if ((e->project || e->waits_project) && !e->stop_why) {
         e->stop_why = why;
-        project_cancel(e->project);
+        if (e->project)
+            project_cancel(e->project);
         e->project = NULL;
+        if (e->waits_project)
+            e->waits_project->project_waiters--;
+        e->waits_project = NULL;
         execution_finish(e, execution_stopped_status(e, why));
     }
 }

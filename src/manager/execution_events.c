@@ -166,7 +166,7 @@ void execution_on_event(void *ctx, const char *type, json_object *data)
                     execution_refuse_prompt(e, prompts[i][1], data);
                 return;
             }
-            ask_origin_t from = {.owner = e->owner, .session_id = e->session_id, .exec_id = e->rec.id,
+            ask_origin_t from = {.conf = e->sch->cfg.conf, .owner = e->owner, .session_id = e->session_id, .exec_id = e->rec.id,
                                  .answer = e->backend->ops->answer ? execution_answer : NULL, .job = e,
                                  .emit = execution_emit_cb, .ectx = e, .landed = execution_landed};
             json_object *tool, *call;

@@ -11,12 +11,31 @@
 /* What a waiting message costs beyond its text (the record, the queue node). */
 #define SCHEDULER_QUEUED_OVERHEAD 512
 
+static void scheduler_count_placed(void *ctx, session_t *sess);
+
 scheduler_t *scheduler_new(const scheduler_config_t *cfg)
 {
     scheduler_t *s = calloc(1, sizeof *s);
-    if (s)
-        s->cfg = *cfg;
+    if (!s)
+        return NULL;
+    s->cfg = *cfg;
+    /* The sessions placed so far (loaded from the database); kept up to date from here. */
+    session_each(s->cfg.sessions, scheduler_count_placed, s);
     return s;
+}
+
+void scheduler_unreserve(scheduler_t *s, execution_t *e)
+{
+    if (e->reserved_on >= 0)
+        s->reserved[e->reserved_on]--;
+    e->reserved_on = -1;
+}
+
+void scheduler_forget(scheduler_t *s, session_t *sess)
+{
+    int i = session_server(sess);
+    if (i >= 0 && i < CONF_SERVERS_MAX && session_pool(sess) == s->cfg.pool_index && s->placed[i] > 0)
+        s->placed[i]--;
 }
 
 void scheduler_free(scheduler_t *s) { free(s); }
@@ -71,36 +90,42 @@ typedef struct scheduler_route {
 
 static int scheduler_placing(const scheduler_t *s) { return s->cfg.primary[0].ops->load != NULL; }
 
-/* How busy a primary is, for placement: its state first, then what it runs. */
-static long long scheduler_rank(const backend_t *b)
+/* Primary i's state, counting the executions begun for it whose workspace still prepares (so a
+ * burst of first messages cannot pass its capacity before any reaches it). */
+static backend_state_t scheduler_state(const scheduler_t *s, int i)
 {
-    static const int order[] = {[BACKEND_READY] = 0, [BACKEND_FULL] = 1, [BACKEND_WAIT] = 2, [BACKEND_DOWN] = 3};
-    return (long long)order[b->ops->state(b->self)] << 40 | (long long)b->ops->load(b->self) << 20;
+    const backend_t *b = &s->cfg.primary[i];
+    backend_state_t st = b->ops->state(b->self);
+    long cap = b->ops->capacity(b->self);
+    if (st == BACKEND_READY && b->ops->load && cap > 0 && b->ops->load(b->self) + s->reserved[i] >= cap)
+        st = BACKEND_FULL;
+    return st;
 }
 
-typedef struct scheduler_placed {
-    long n[CONF_SERVERS_MAX];
-    int pool;
-} scheduler_placed_t;
+/* How busy a primary is, for placement: its state first, then what it runs or will. */
+static long long scheduler_rank(const scheduler_t *s, int i)
+{
+    static const int order[] = {[BACKEND_READY] = 0, [BACKEND_FULL] = 1, [BACKEND_WAIT] = 2, [BACKEND_DOWN] = 3};
+    const backend_t *b = &s->cfg.primary[i];
+    return (long long)order[scheduler_state(s, i)] << 40 | (long long)(b->ops->load(b->self) + s->reserved[i]) << 20;
+}
 
 static void scheduler_count_placed(void *ctx, session_t *sess)
 {
-    scheduler_placed_t *p = ctx;
+    scheduler_t *s = ctx;
     int i = session_server(sess);
-    if (i >= 0 && i < CONF_SERVERS_MAX && session_pool(sess) == p->pool)
-        p->n[i]++;
+    if (i >= 0 && i < CONF_SERVERS_MAX && session_pool(sess) == s->cfg.pool_index)
+        s->placed[i]++;
 }
 
-/* The primary a new session goes to: the least loaded (scheduler.h). O(sessions): once per session. */
+/* The primary a new session goes to: the least loaded (scheduler.h). */
 static int scheduler_best(const scheduler_t *s)
 {
-    scheduler_placed_t placed = {.pool = s->cfg.pool_index};
-    if (s->cfg.nprimary > 1)
-        session_each(s->cfg.sessions, scheduler_count_placed, &placed);
     int best = 0;
     long long best_rank = 0;
     for (int i = 0; i < s->cfg.nprimary; i++) {
-        long long r = scheduler_rank(&s->cfg.primary[i]) + (placed.n[i] < (1L << 20) ? placed.n[i] : (1L << 20) - 1);
+        long placed = s->placed[i] < (1L << 20) ? s->placed[i] : (1L << 20) - 1;
+        long long r = scheduler_rank(s, i) + placed;
         if (i == 0 || r < best_rank)
             best = i, best_rank = r;
     }
@@ -119,7 +144,7 @@ static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *
     const conf_t *cf = s->cfg.conf;
     scheduler_route_t r = {.server = scheduler_server_of(s, sess), .stand_in = -1, .limit = cf->max_concurrent_runs};
     const backend_t *p = &s->cfg.primary[r.server];
-    switch (p->ops->state(p->self)) {
+    switch (scheduler_state(s, r.server)) {
     case BACKEND_READY:
         r.backend = p;
         break;
@@ -210,6 +235,9 @@ static void scheduler_place(scheduler_t *s, session_t *sess, int server)
         session_set_oc_id(sess, NULL);
         db_session_set_oc(s->cfg.db, session_owner(sess), session_id(sess), NULL);
     }
+    if (was >= 0 && was < CONF_SERVERS_MAX && s->placed[was] > 0)
+        s->placed[was]--;
+    s->placed[server]++;
     session_set_server(sess, server);
     if (db_session_set_server(s->cfg.db, session_owner(sess), session_id(sess), server) != 0)
         log_warn("cannot store a session's server; it may be placed again after a restart",
@@ -244,6 +272,10 @@ void scheduler_kick(scheduler_t *s)
             continue;
         }
         scheduler_place(s, sess, r.server);
+        if (r.stand_in < 0 && scheduler_placing(s)) {
+            e->reserved_on = r.server;
+            s->reserved[r.server]++;
+        }
         /* Starting may finish (and free) e. */
         execution_begin(e, r.backend, r.stand_in);
     }
@@ -384,7 +416,7 @@ int scheduler_abort_session(scheduler_t *s, session_t *sess, const char *reason)
         n++;
     }
     e = session_running(sess);
-    if (e && (e->job || e->project)) {
+    if (e && (e->job || e->project || e->waits_project)) {
         execution_set_error(e, reason);
         execution_stop(e, BACKEND_STOP_ABORT);
         n++;

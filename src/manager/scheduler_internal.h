@@ -18,6 +18,8 @@ struct scheduler {
     execution_t *live;        /* every execution not yet finished (queued, starting, running) */
     long running, queued;
     long stand_ins; /* of those running, the fallback's runs standing in for a server */
+    long placed[CONF_SERVERS_MAX];   /* this pool's sessions placed on each server */
+    long reserved[CONF_SERVERS_MAX]; /* executions begun for each server, not yet handed to it */
     char last_owner[257]; /* the owner whose message started last (the round robin's place) */
     long message_capacity;
     unsigned long long finished, failed;
@@ -33,7 +35,10 @@ struct execution {
     const backend_t *backend; /* where it runs, once started */
     backend_job_t *job;       /* its job there */
     int stand_in;             /* >= 0: a fallback run standing in for that server (its agent home) */
+    int reserved_on;          /* >= 0: begun for that server, not handed to it yet (its workspace prepares) */
     project_job_t *project;   /* making the workspace a repository before the start */
+    execution_t *waits_project; /* another execution makes its workspace a repository: it waits for that */
+    int project_waiters;        /* executions that wait for this one's preparation */
     int workspace_fd;         /* the checked workspace (O_PATH), while starting */
     int holds_slot;           /* counted in running */
     int starting;             /* inside its backend's start() */
@@ -82,7 +87,24 @@ void execution_set_error(execution_t *e, const char *msg);
 /* The one finish path: record, count, answer everyone waiting, free e. */
 void execution_finish(execution_t *e, exec_status_t status);
 
+/* The workspace is ready: hand the message to its backend. */
+void execution_launch(execution_t *e);
+/* Fail e before its run started: log logmsg with why, record what (the client's words). */
+void execution_fail_start(execution_t *e, const char *logmsg, const char *why, const char *what);
+
+/* execution_project.c: make e's workspace (checked, not a repository yet) a git repository as the
+ * agent, then launch e; executions of the same workspace that begin meanwhile wait for that one
+ * preparation instead of racing it (two `git init` on one directory fail on git's locks). */
+#define EXECUTION_PROJECT_TIMEOUT_MS 30000
+#define EXECUTION_ERR_PROJECT "the workspace could not be made its own project; the manager's log says why"
+void execution_prepare(execution_t *e, session_t *sess);
+/* The preparation of e's workspace ended: ok > 0, launch what waits for it; 0, fail it with why;
+ * < 0 (e was stopped before it ended), prepare again for them. */
+void execution_release_waiters(execution_t *e, int ok, const char *why);
+
 /* scheduler.c: remove e from the FIFO (it starts, or is cancelled). */
 void scheduler_unlink(scheduler_t *s, execution_t *e);
+/* e is handed to its server, or ends before: it no longer holds a place there. */
+void scheduler_unreserve(scheduler_t *s, execution_t *e);
 
 #endif

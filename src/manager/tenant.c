@@ -4,9 +4,12 @@
 #include "tenant.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "proc.h"
@@ -97,12 +100,46 @@ tenant_t *tenant_of(tenant_t *ts, int n, const session_t *s)
     return i >= 0 && i < n ? &ts[i] : NULL;
 }
 
-/* Add env_file's KEY=VALUE lines to *env (replacing what pass_env let through of the same name). */
+/* The file holds provider keys: ocpmd's or root's, and readable by nobody else (another pool's
+ * agent reads /etc and whatever else is world-readable). Returns 0 or -1 with err. */
+static int tenant_env_file_safe(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return snprintf(err, errlen, "env_file %s is not a regular file", path), -1;
+    if (st.st_uid != 0 && st.st_uid != geteuid())
+        return snprintf(err, errlen, "env_file %s belongs to uid %ld, neither root nor ocpmd", path, (long)st.st_uid), -1;
+    if ((st.st_mode & 0007) || ((st.st_mode & 0070) && st.st_gid != 0))
+        return snprintf(err, errlen, "env_file %s is readable by others (mode %04o): make it 0600", path,
+                        (unsigned)(st.st_mode & 07777)), -1;
+    return 0;
+}
+
+int tenant_check_env_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return snprintf(err, errlen, "env_file %s: %s", path, strerror(errno)), -1;
+    int rc = tenant_env_file_safe(fd, path, err, errlen);
+    close(fd);
+    return rc;
+}
+
+/* Add env_file's NAME=VALUE lines to *env (replacing what pass_env let through of the same name). */
 static int tenant_env_file(const char *path, char ***env, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return snprintf(err, errlen, "env_file %s: %s", path, strerror(errno)), -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        snprintf(err, errlen, "env_file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (tenant_env_file_safe(fd, path, err, errlen) != 0) {
+        fclose(f);
+        return -1;
+    }
     size_t n = 0;
     while ((*env)[n])
         n++;
@@ -112,9 +149,10 @@ static int tenant_env_file(const char *path, char ***env, char *err, size_t errl
         return snprintf(err, errlen, "out of memory"), -1;
     }
     *env = out;
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
     int lineno = 0, rc = 0, added = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
+    while (rc == 0 && getline(&line, &cap, f) >= 0) {
         lineno++;
         line[strcspn(line, "\r\n")] = '\0';
         const char *s = line + strspn(line, " \t");
@@ -142,6 +180,7 @@ static int tenant_env_file(const char *path, char ***env, char *err, size_t errl
             added++;
         }
     }
+    free(line);
     fclose(f);
     return rc;
 }

@@ -130,6 +130,10 @@ req POST /api/sessions/a1/messages '{"text":"after the move"}' "${A[@]}"
 is "$STATUS/$(j .error.code)" 409/pool_changed "alice moved to beta: her alpha session is not touched"
 mk a3 "${A[@]}"
 is "$(sql "select pool from sessions where id='a3'")" beta "her new sessions are beta's"
+req GET /api/sessions/a2 "" "${A[@]}"
+is "$STATUS" 200 "she can still read her alpha sessions"
+req DELETE /api/sessions/a2 "" "${A[@]}"
+is "$STATUS/$(j .deleted)" 200/true "and delete them"
 stack_stop_ocpmd
 pools "$CONFD/nodefault.conf" alice bob ""
 stack_start_ocpmd -c "$CONFD/nodefault.conf"
@@ -160,10 +164,23 @@ req POST /api/sessions/a5/messages '{"text":"through alpha'"'"'s server"}' "${A[
 is "$STATUS/$(j .execution.mode)" 200/server "alice's session runs on alpha's server"
 is "$(sql "select pid from executions where id=$(j .execution.id)")" "$PA" "not beta's"
 like "$(curl -s "$BASE/metrics")" 'ocpm_server_up\{pool="beta",server="0"\} 1' "metrics label servers by pool"
+# Each pool's permission_policy in server mode too: alpha allows, beta (the global ask) asks.
+req POST /api/sessions/a5/messages '{"text":"[[permission]]"}' "${A[@]}"
+is "$STATUS" 200 "alpha's prompt is answered by its policy"
+req GET /api/sessions/a5/permissions "" "${A[@]}"
+is "$(j '.permissions[0] | .status + " " + .repliedBy')" "allowed policy" "recorded as allowed by policy"
+mk b5 "${B[@]}"
+req POST /api/sessions/b5/messages '{"text":"[[permission]]"}' "${B[@]}" -H 'Prefer: respond-async'
+pending_b5() { req GET '/api/sessions/b5/permissions?status=pending' "" "${B[@]}"; [ "$(j '.permissions | length')" = 1 ]; }
+check "beta's prompt waits for its owner (ask)" wait_until 10 pending_b5
+req POST /api/sessions/b5/abort '' "${B[@]}"
 
 # --- bad pool files ---------------------------------------------------------------------------------------
 bad() { printf "$1" >"$CONFD/bad.conf"; OCPM_STATE_DIR="$TDIR/badstate" "$SRC/ocpmd" -t -c "$CONFD/bad.conf" 2>&1; }
 like "$(bad '[a]\nusers = x\n[b]\nusers = y x\n')" 'user x is in pools a and b' "a user in two pools is refused"
+printf 'K=v\n' >"$CONFD/open.env"
+chmod 0644 "$CONFD/open.env"
+like "$(bad "[a]\nenv_file = $CONFD/open.env\n")" 'readable by others' "an env_file others can read is refused"
 like "$(bad '[a]\ndb_path = /tmp/x\n')" 'db_path cannot be set per pool' "a manager's setting in a pool is refused"
 like "$(bad 'default_pool = c\n[a]\n')" 'default_pool c is not one of' "a default_pool that is no pool is refused"
 like "$(bad '[a]\n[a]\n')" 'pool a is defined twice' "a pool defined twice is refused"
@@ -172,6 +189,10 @@ like "$(bad 'workspace_root = /srv/ws\n[a]\n')" 'pool a: set workspaces in its s
     "pools never share an explicit workspace_root"
 if [ "$ROOT" = 1 ]; then
     like "$(bad '[a]\nuser = ocpm-pool-a\n[b]\nuser = ocpm-pool-a\n')" 'same agent user' "two pools never share a user"
+    like "$(bad '[a]\nuser = self\n[b]\nuser = ocpm-pool-b\n')" "pool a: its agent would run as ocpmd's own user" \
+        "a pool's agent is never ocpmd's own user"
+    like "$(bad '[a]\nuser = ocpm-pool-a\nworkspace_root = /srv/w\nagent_home = /srv/a1\n[b]\nuser = ocpm-pool-b\nworkspace_root = /srv/w/b\nagent_home = /srv/a2\n')" \
+        'share their workspace_root' "pools never nest their workspace trees"
     printf '[a]\nuser = ocpm-pool-a\n' >"$CONFD/user.conf"
     chmod 0755 "$CONFD"
     chmod 0644 "$CONFD/user.conf"

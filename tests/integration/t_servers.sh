@@ -70,6 +70,19 @@ is "$(placed s2)" 1 "and it stays there"
 is "$(sql "select count(distinct pid) from executions where session_id='s2' and status='succeeded'")" 1 \
     "every message of s2 went to one process"
 
+# --- a shared workspace: its first messages at once make it a repository once ---------------------------
+ids=()
+for i in 1 2 3 4 5 6; do
+    req POST /api/sessions "{\"id\":\"sh$i\",\"workspace\":\"team\"}"
+    req POST "/api/sessions/sh$i/messages" '{"text":"together"}' -H 'Prefer: respond-async'
+    ids+=("$(j .execution_id)")
+done
+list=$(IFS=,; echo "${ids[*]}")
+sh_done() { sql_is "select count(*) from executions where id in ($list) and status not in ('queued','running')" 6; }
+check "six first messages in one new workspace finish" wait_until 20 sh_done
+is "$(sql "select group_concat(distinct status) from executions where id in ($list)")" succeeded \
+    "all succeed (one prepares the workspace, the rest wait: test_scheduler races them for certain)"
+
 # --- across a restart of ocpm ---------------------------------------------------------------------
 stack_stop_ocpmd
 stack_start_ocpmd

@@ -3,6 +3,7 @@
  * to start and ends its jobs when a test says so. */
 #define _GNU_SOURCE
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agent.h"
 #include "conf.h"
+#include "proc.h"
 #include "scheduler.h"
 #include "workspace.h"
 
@@ -443,6 +446,60 @@ static void test_placement(void **state)
     fake_end(&on->jobs[on->njobs - 1], 1, BACKEND_STOP_NONE, NULL, NULL);
 }
 
+/* A new session in workspace ws of owner (made, not yet a repository: the first message prepares it). */
+static session_t *world_bare_session(world_t *w, const char *owner, const char *id, const char *ws)
+{
+    char path[4096];
+    const char *why = NULL;
+    assert_int_equal(workspace_resolve(w->agent, w->conf.workspace_root, owner, ws, path, sizeof path, &why), 0);
+    db_session_t row = {.id = id, .owner = owner, .workspace = path, .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(w->db, &row), 0);
+    session_t *s = session_add(w->sessions, id, owner, path, ws, NULL, 1, 1, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    (void)h, (void)signum;
+    proc_reap();
+}
+
+/* Three sessions share a new workspace; their first messages begin in one kick. Two `git init` on
+ * one directory fail on git's locks: one prepares it, the others wait and start after it. */
+static void test_shared_workspace_prepared_once(void **state)
+{
+    world_t *w = *state;
+    char err[256];
+    extern char **environ;
+    assert_int_equal(agent_init(w->agent, &w->conf, environ, err, sizeof err), 0); /* git runs as the agent */
+    world_start(w, 0);
+    w->conf.max_concurrent_runs = 4;
+    session_t *ss[3];
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "t%d", i);
+        ss[i] = world_bare_session(w, "alice", id, "team");
+    }
+    w->primary.state = BACKEND_FULL; /* hold them, then let them go together */
+    for (int i = 0; i < 3; i++)
+        submit(w, ss[i], "together");
+    static uv_signal_t chld; /* git's exit is reaped as the manager does (SIGCHLD, in the loop); closed later */
+    uv_signal_init(&w->loop, &chld);
+    uv_signal_start(&chld, on_sigchld, SIGCHLD);
+    w->primary.state = BACKEND_READY;
+    scheduler_kick(w->s);
+    assert_int_equal(scheduler_running(w->s), 3);
+    time_t deadline = time(NULL) + 30;
+    while (w->primary.njobs < 3 && w->finished[EXEC_FAILED] == 0 && time(NULL) < deadline)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&chld, NULL);
+    assert_int_equal(w->finished[EXEC_FAILED], 0);
+    assert_int_equal(w->primary.njobs, 3);
+    for (int i = 0; i < 3; i++)
+        fake_end(&w->primary.jobs[i], 1, BACKEND_STOP_NONE, NULL, NULL);
+}
+
 static void test_user_share(void **state)
 {
     world_t *w = *state;
@@ -591,6 +648,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish_paths, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_routes_by_backend_state, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_placement, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(test_shared_workspace_prepared_once, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_share, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_round_robin, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(test_user_limits, world_setup, world_teardown),
