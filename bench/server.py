@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from benchlib import pct, rss_kb
+from benchlib import at_once, pct, rss_kb
 
 
 class Client:
@@ -62,14 +62,6 @@ def sequential(port, session, n, label):
 
 
 def concurrent(port, k, binary, tag):
-    peak = [0]
-    stop = threading.Event()
-
-    def sampler():
-        while not stop.is_set():
-            peak[0] = max(peak[0], opencode_rss_kb(binary))
-            time.sleep(0.1)
-
     results = []
     lock = threading.Lock()
 
@@ -84,17 +76,8 @@ def concurrent(port, k, binary, tag):
         with lock:
             results.append(st == 200 and body["execution"]["status"] == "succeeded")
 
-    th = threading.Thread(target=sampler)
-    th.start()
-    t0 = time.perf_counter()
-    workers = [threading.Thread(target=one, args=(i,)) for i in range(k)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
+    wall, peak_kb = at_once(k, one, lambda: opencode_rss_kb(binary))
+    peak = [peak_kb]
     ok = sum(results)
     print("  %-44s wall %6.2f s  %6.2f msg/s  errors %d  peak opencode RSS %7.1f MB" % (
         "%d sessions at once (server mode%s)" % (k, ", own dirs" if os.environ.get("BENCH_OWN_WORKSPACES") else ""),
@@ -115,13 +98,7 @@ def direct_concurrent(server_port, password, workspace, k):
         with lock:
             results.append(st == 200 and not body["info"].get("error"))
 
-    t0 = time.perf_counter()
-    ws = [threading.Thread(target=one, args=(i,)) for i in range(k)]
-    for w in ws:
-        w.start()
-    for w in ws:
-        w.join()
-    wall = time.perf_counter() - t0
+    wall, _ = at_once(k, one)
     print("  %-44s wall %6.2f s  %6.2f msg/s  errors %d" % (
         "%d sessions at once, opencode serve directly" % k, wall, k / wall, k - sum(results)))
 

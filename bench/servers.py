@@ -14,19 +14,11 @@ import sys
 import threading
 import time
 
-from benchlib import pct
+from benchlib import at_once, pct
 from server import Client, opencode_rss_kb
 
 
 def burst(port, k, binary, tag, shared):
-    peak = [0]
-    stop = threading.Event()
-
-    def sampler():
-        while not stop.is_set():
-            peak[0] = max(peak[0], opencode_rss_kb(binary))
-            time.sleep(0.1)
-
     times, why = [], {}
     lock = threading.Lock()
 
@@ -49,19 +41,9 @@ def burst(port, k, binary, tag, shared):
                 key += ": " + ex["error"][:80]
             why[key] = why.get(key, 0) + 1
 
-    th = threading.Thread(target=sampler)
-    th.start()
-    t0 = time.perf_counter()
-    workers = [threading.Thread(target=one, args=(i,)) for i in range(k)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
+    wall, peak_kb = at_once(k, one, lambda: opencode_rss_kb(binary))
     return {"wall": wall, "errors": k - len(times), "why": why, "p50": pct(times, 50) if times else None,
-            "p95": pct(times, 95) if times else None, "rss_mb": peak[0] / 1024.0}
+            "p95": pct(times, 95) if times else None, "rss_mb": peak_kb / 1024.0}
 
 
 def show(servers, k, case, r):

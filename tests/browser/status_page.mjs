@@ -2,34 +2,17 @@
 // Usage: node status_page.mjs BASE_URL SCREENSHOT_PATH OCPMD_PID
 // Prints TAP. Loads /status/, checks there are no console errors, that numbers change after a
 // message is sent, and that hostile text from the data is shown as text, not run.
-import { chromium } from "playwright-core";
+import { launch, tap, until } from "./browserlib.mjs";
 
 const [base, shot, ocpmdPid] = process.argv.slice(2);
-let n = 0, failed = 0;
-const ok = (cond, desc, extra) => {
-  n++;
-  if (cond) console.log(`ok ${n} - ${desc}`);
-  else { failed++; console.log(`not ok ${n} - ${desc}`); if (extra) console.log(`#   ${extra}`); }
-};
+const t = tap();
+const ok = t.ok;
 const post = async (path, body, headers = {}) => {
   const r = await fetch(base + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers },
     body: JSON.stringify(body) });
   return r.json();
 };
-const until = async (fn, ms) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { if (await fn()) return true; } catch (e) { /* not yet */ }
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
@@ -73,5 +56,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`1..${n}`);
+t.done();
 process.exit(0);

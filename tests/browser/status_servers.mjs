@@ -1,29 +1,12 @@
 // The status page's server card with several servers, in real headless Chromium (playwright-core).
 // Usage: node status_servers.mjs BASE_URL PID_OF_SERVER_1
 // Prints TAP: both servers listed and healthy, then, with server 1 killed, the card says so.
-import { chromium } from "playwright-core";
+import { launch, tap, until } from "./browserlib.mjs";
 
 const [base, pid1] = process.argv.slice(2);
-let n = 0;
-const ok = (cond, desc, extra) => {
-  n++;
-  console.log(`${cond ? "ok" : "not ok"} ${n} - ${desc}`);
-  if (!cond && extra) console.log(`#   ${extra}`);
-};
-const until = async (fn, ms) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { if (await fn()) return true; } catch (e) { /* not yet */ }
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const t = tap();
+const ok = t.ok;
+const browser = await launch();
 try {
   const page = await browser.newPage();
   const errors = [];
@@ -43,4 +26,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`1..${n}`);
+t.done();
