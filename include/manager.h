@@ -35,7 +35,6 @@ typedef struct manager {
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;
-    oc_models_t *models;
     http_t *http;
     tenant_t tenants[CONF_POOLS_MAX];
     int ntenants;

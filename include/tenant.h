@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "conf.h"
+#include "oc_models.h"
 #include "oc_run.h"
 #include "oc_server.h"
 #include "scheduler.h"
@@ -26,6 +27,7 @@ typedef struct tenant {
     agent_t *agent;          /* its user, home and sandbox */
     char **child_env;        /* its agents' environment: pass_env from ocpmd's, then env_file */
     oc_runner_t *runner;     /* `opencode run` per message: the per-session backend, the servers' fallback */
+    oc_models_t *models;     /* the models opencode offers it (with its keys) */
     oc_server_t *servers[CONF_SERVERS_MAX]; /* its opencode servers (server mode; else none) */
     int nservers;
     scheduler_t *scheduler;

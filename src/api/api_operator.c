@@ -58,6 +58,8 @@ static json_object *api_status_pools(const manager_t *m)
         json_object_object_add(o, "executions", json_object_new_int64((int64_t)t->executions));
         json_object_object_add(o, "tokens", json_object_new_int64((int64_t)t->tokens));
         json_object_object_add(o, "cost", json_object_new_double(t->cost));
+        long models = oc_models_count(t->models);
+        json_object_object_add(o, "modelsKnown", models >= 0 ? json_object_new_int64(models) : NULL);
         json_object_object_add(o, "agentIsolation", agent_status_json(t->agent));
         json_object_array_add(a, o);
     }
@@ -112,7 +114,7 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(hooks, "delivered", json_object_new_int64((int64_t)webhook_delivered(m->webhook)));
     json_object_object_add(hooks, "failed", json_object_new_int64((int64_t)webhook_failed(m->webhook)));
     json_object_object_add(x, "webhooks", hooks);
-    long models = oc_models_count(m->models);
+    long models = oc_models_count(m->tenants[0].models);
     json_object_object_add(x, "modelsKnown", models >= 0 ? json_object_new_int64(models) : NULL);
     /* Heap in use as glibc's malloc sees it (RSS also holds what malloc keeps for reuse); null where
      * another allocator answers (AddressSanitizer's reports 0). */

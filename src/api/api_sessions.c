@@ -203,7 +203,7 @@ void api_message(void *ctx, control_conn_t *c, const api_call_t *call)
     if (!s)
         return;
     const char *model = api_arg(call, "model");
-    int known = model ? oc_models_known(m->models, model) : 1;
+    int known = model ? oc_models_known(tenant_of(m->tenants, m->ntenants, s)->models, model) : 1;
     if (known < 0)
         return control_error_retry(c, 503, "models_unavailable",
                                    "opencode's list of models is not known yet; retry shortly", NULL,

@@ -316,10 +316,9 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
         return -1;
     m->sessions = session_table_new(4096);
     m->users = user_table_new();
-    m->models = oc_models_new();
     m->metrics = metrics_new(m->started_at);
     m->http = http_new(m->loop);
-    if (!m->sessions || !m->users || !m->models || !m->metrics || !m->http)
+    if (!m->sessions || !m->users || !m->metrics || !m->http)
         return snprintf(err, errlen, "out of memory, or libcurl cannot start"), -1;
     for (int i = 0; i < m->ntenants; i++)
         if (tenant_init(&m->tenants[i], m->loop, err, errlen) != 0)
@@ -348,7 +347,6 @@ static void manager_free(manager_t *m)
         tenant_free(&m->tenants[i]);
     budget_free(m->budget);
     metrics_free(m->metrics);
-    oc_models_free(m->models);
     session_table_free(m->sessions);
     user_table_free(m->users);
     db_close(m->db);

@@ -10,19 +10,19 @@
 
 #define MANAGER_PROBE_TIMEOUT_MS 30000
 
-/* Run opencode with argv as the first pool's agent (its first server's home) and capture its
- * output. Blocking, at start-up only. */
-static int manager_probe_run(manager_t *m, char *const *argv, char *out, size_t outlen)
+/* Run opencode with argv as pool t's agent (its first server's home, its environment and keys)
+ * and capture its output. Blocking, at start-up only. */
+static int manager_probe_run(manager_t *m, const tenant_t *t, char *const *argv, char *out, size_t outlen)
 {
     agent_launch_t as;
     char err[256];
-    if (agent_launch(m->tenants[0].agent, &as, NULL, 0, -1, err, sizeof err) != 0) {
+    if (agent_launch(t->agent, &as, NULL, 0, -1, err, sizeof err) != 0) {
         log_error("cannot prepare the agent for a probe", "error=%s", log_q(err));
         return -1;
     }
     proc_spec_t ps;
     proc_spec_init(&ps, m->conf->opencode_bin, argv);
-    ps.cwd = m->tenants[0].conf->workspace_root;
+    ps.cwd = t->conf->workspace_root;
     agent_apply(&as, &ps);
     int st = proc_run_capture(&ps, MANAGER_PROBE_TIMEOUT_MS, out, outlen, err, sizeof err);
     agent_launch_done(&as);
@@ -35,7 +35,7 @@ void manager_probe(manager_t *m)
 {
     char out[512];
     char *vargv[] = {(char *)m->conf->opencode_bin, "--version", NULL};
-    int st = manager_probe_run(m, vargv, out, sizeof out);
+    int st = manager_probe_run(m, &m->tenants[0], vargv, out, sizeof out);
     if (st != 0) {
         log_error("OpenCode process manager initialization failed",
                   "reason=\"opencode --version failed\" opencode_bin=%s status=%d", log_q(m->conf->opencode_bin), st);
@@ -45,23 +45,25 @@ void manager_probe(manager_t *m)
     snprintf(m->version, sizeof m->version, "%s", out);
     m->available = 1;
     char *sargv[] = {(char *)m->conf->opencode_bin, "serve", "--help", NULL};
-    m->serve_supported = manager_probe_run(m, sargv, out, sizeof out) == 0;
+    m->serve_supported = manager_probe_run(m, &m->tenants[0], sargv, out, sizeof out) == 0;
 }
 
-/* The models opencode offers (per-session mode; a server reports its own when it is ready). */
-static void manager_probe_models(manager_t *m)
+/* The models opencode offers pool t, with its keys (per-session mode; a server reports its own
+ * when it is ready). */
+static void manager_probe_models(manager_t *m, tenant_t *t)
 {
     static char out[1 << 16];
     char *argv[] = {(char *)m->conf->opencode_bin, "models", NULL};
     if (!m->available)
         return;
-    int st = manager_probe_run(m, argv, out, sizeof out);
-    int n = st == 0 ? oc_models_set_lines(m->models, out) : -1;
+    int st = manager_probe_run(m, t, argv, out, sizeof out);
+    int n = st == 0 ? oc_models_set_lines(t->models, out) : -1;
     if (n < 0)
-        log_warn("cannot list opencode's models; messages naming a model are refused until it can", "status=%d", st);
+        log_warn("cannot list opencode's models; messages naming a model are refused until it can", "pool=%s status=%d",
+                 t->conf->pool_name, st);
     else
-        log_info("opencode models listed", "count=%d default=%s", n,
-                 log_q(oc_models_default(m->models) ? oc_models_default(m->models) : ""));
+        log_info("opencode models listed", "pool=%s count=%d default=%s", t->conf->pool_name, n,
+                 log_q(oc_models_default(t->models) ? oc_models_default(t->models) : ""));
 }
 
 static void manager_server_changed(void *ctx)
@@ -86,7 +88,7 @@ static const char *manager_start_servers(manager_t *m, tenant_t *t, char *err, s
 {
     for (int i = 0; i < t->conf->servers; i++) {
         oc_server_config_t sc = {.index = i, .agent = t->agent, .loop = m->loop, .conf = t->conf, .http = m->http,
-                                 .models = m->models, .changed = manager_server_changed,
+                                 .models = t->models, .changed = manager_server_changed,
                                  .event = manager_server_event, .ctx = t};
         if (!(t->servers[i] = oc_server_new(&sc)))
             return "out of memory";
@@ -202,9 +204,9 @@ int manager_choose_mode(manager_t *m, char *err, size_t errlen)
         if (manager_choose_pool_mode(m, &m->tenants[i], err, errlen) != 0)
             return -1;
         servers += m->tenants[i].nservers;
+        if (!m->tenants[i].nservers)
+            manager_probe_models(m, &m->tenants[i]);
     }
-    if (!servers)
-        manager_probe_models(m);
     manager_event(m, "mode", servers ? "server" : "per-session");
     return 0;
 }

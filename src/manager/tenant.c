@@ -199,7 +199,8 @@ int tenant_init(tenant_t *t, uv_loop_t *loop, char *err, size_t errlen)
                              .stderr_tail = (size_t)c->stderr_tail_bytes, .answer_max = 1u << 20,
                              .allow_all = strcmp(c->permission_policy, "allow") == 0};
     t->runner = oc_runner_new(&rc);
-    if (!t->runner)
+    t->models = oc_models_new();
+    if (!t->runner || !t->models)
         return snprintf(err, errlen, "out of memory"), -1;
     log_info("pool ready", "pool=%s workspace_root=%s agent_home=%s servers=%ld maxConcurrentRuns=%ld", c->pool_name,
              log_q(c->workspace_root), log_q(c->agent_home), c->servers, c->max_concurrent_runs);
@@ -212,6 +213,8 @@ void tenant_free(tenant_t *t)
     t->scheduler = NULL;
     oc_runner_free(t->runner);
     t->runner = NULL;
+    oc_models_free(t->models);
+    t->models = NULL;
     proc_env_free(t->child_env);
     t->child_env = NULL;
 }

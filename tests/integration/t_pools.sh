@@ -18,7 +18,7 @@ if [ "$ROOT" = 1 ]; then
 fi
 CONFD=$(mktemp -d /tmp/ocpm-pools-XXXXXX)
 printf '# alpha'"'"'s provider key\nPROVIDER_KEY=alpha-key\n' >"$CONFD/alpha.env"
-printf 'PROVIDER_KEY=beta-key\nPOOL_ONLY=beta\n' >"$CONFD/beta.env"
+printf 'PROVIDER_KEY=beta-key\nPOOL_ONLY=beta\nOPENCODE_FAKE_MODELS=fake/default beta/only\n' >"$CONFD/beta.env"
 chmod 0600 "$CONFD"/*.env
 # pools FILE [ALPHA_USERS] [BETA_USERS] [DEFAULT]: write a two-pool file.
 pools() {
@@ -99,6 +99,16 @@ if [ "$ROOT" = 1 ]; then
 else
     skip "pools under two system users" "not root: every pool's agent is ocpmd's own user"
 fi
+
+# --- each pool's own models (its keys, its providers) ------------------------------------------------------
+req POST /api/sessions/b1/messages '{"text":"hi","model":"beta/only"}' "${B[@]}"
+is "$STATUS" 200 "beta's provider offers beta/only to beta"
+req POST /api/sessions/a1/messages '{"text":"hi","model":"beta/only"}' "${A[@]}"
+is "$STATUS/$(j .error.code)" 400/unknown_model "not to alpha"
+req POST /api/sessions/a1/messages '{"text":"hi","model":"prov/model-1"}' "${A[@]}"
+is "$STATUS" 200 "alpha has its own list"
+req GET /api/opencode/status
+is "$(j '[.ocpm.pools[].modelsKnown] | join(",")')" 3,2 "each pool's count in the status"
 
 # --- each pool's own bounds ---------------------------------------------------------------------------
 mk a2 "${A[@]}"
