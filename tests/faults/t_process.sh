@@ -139,6 +139,21 @@ check "the recovery is logged" grep -q 'marked interrupted' "$LOG"
 req POST /api/sessions/k/messages '{"text":"after restart"}'
 like "$(j .text)" "continued $KSID" "the session keeps its opencode mapping across the restart"
 
+# --- SIGKILL right after an answer: the row the client was told of is there ---------------------------
+# The answer is sent after the final record's commit (WAL; a process kill loses nothing committed).
+lost=0
+for i in 1 2 3; do
+    req POST /api/sessions/k/messages "{\"text\":\"durable $i\"}"
+    DUR=$(j .execution.id)
+    kill -9 "$STACK_OCPMD_PID"
+    wait "$STACK_OCPMD_PID" 2>/dev/null
+    STACK_OCPMD_PID=
+    [ "$(sql "select status || ' ' || (answer like '%durable $i%') from executions where id=$DUR")" = "succeeded 1" ] ||
+        lost=$((lost + 1))
+    stack_start_ocpmd
+done
+is "$lost" 0 "a kill -9 right after each of 3 answers lost none of their rows"
+
 # --- an opencode run that fills stdout with megabytes ---------------------------------------------
 req POST /api/sessions '{"id":"big"}'
 req POST /api/sessions/big/messages '{"text":"[[huge=5000000]] flood"}'
