@@ -10,7 +10,7 @@
 
 /* manager_mode.c: ask opencode for its version and whether `serve` exists (blocking, at start-up). */
 void manager_probe(manager_t *m);
-/* Choose the mode, start the server when it is server mode, and make the scheduler with the
+/* Choose each pool's mode, start its servers in server mode, and make its scheduler with the
  * backends the mode uses. Returns -1 with err when the configured mode cannot be had. */
 int manager_choose_mode(manager_t *m, char *err, size_t errlen);
 

@@ -113,28 +113,42 @@ static void world_finished(void *ctx, const char *mode, exec_status_t st, double
     ((world_t *)ctx)->finished[st]++;
 }
 
+/* A new session in workspace ws of owner (made, not yet a repository: the first message prepares it). */
+static session_t *world_bare_session(world_t *w, const char *owner, const char *id, const char *ws)
+{
+    char path[4096];
+    const char *why = NULL;
+    assert_int_equal(workspace_resolve(w->agent, w->conf.workspace_root, owner, ws, path, sizeof path, &why), 0);
+    db_session_t row = {.id = id, .owner = owner, .workspace = path, .created_at = 1, .last_activity = 1};
+    assert_int_equal(db_session_insert(w->db, &row), 0);
+    session_t *s = session_add(w->sessions, id, owner, path, ws, NULL, 1, 1, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    (void)h, (void)signum;
+    proc_reap();
+}
+
 /* A session of owner with a workspace that is already a repository (no git runs). */
 static session_t *world_session(world_t *w, const char *owner, const char *id)
 {
-    char path[4096], p[4200];
-    const char *why = NULL;
-    assert_int_equal(workspace_resolve(w->agent, w->conf.workspace_root, owner, id, path, sizeof path, &why), 0);
+    session_t *s = world_bare_session(w, owner, id, id);
+    char p[4200];
     static const char *const made[] = {"/.git", "/.git/refs", "/.git/refs/heads"};
     for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, made[i]);
+        snprintf(p, sizeof p, "%s%s", session_workspace(s), made[i]);
         mkdir(p, 0700);
     }
     static const char *const files[] = {"/.git/HEAD", "/.git/refs/heads/main"};
     for (size_t i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s%s", path, files[i]);
+        snprintf(p, sizeof p, "%s%s", session_workspace(s), files[i]);
         FILE *f = fopen(p, "w");
         assert_non_null(f);
         fclose(f);
     }
-    db_session_t row = {.id = id, .owner = owner, .workspace = path, .created_at = 1, .last_activity = 1};
-    assert_int_equal(db_session_insert(w->db, &row), 0);
-    session_t *s = session_add(w->sessions, id, owner, path, id, NULL, 1, 1, 0);
-    assert_non_null(s);
     return s;
 }
 
@@ -444,25 +458,6 @@ static void test_placement(void **state)
     assert_int_equal(stored_server(w, "carol", "c"), session_server(c));
     fake_t *on = session_server(c) == 0 ? &w->primary : &w->second;
     fake_end(&on->jobs[on->njobs - 1], 1, BACKEND_STOP_NONE, NULL, NULL);
-}
-
-/* A new session in workspace ws of owner (made, not yet a repository: the first message prepares it). */
-static session_t *world_bare_session(world_t *w, const char *owner, const char *id, const char *ws)
-{
-    char path[4096];
-    const char *why = NULL;
-    assert_int_equal(workspace_resolve(w->agent, w->conf.workspace_root, owner, ws, path, sizeof path, &why), 0);
-    db_session_t row = {.id = id, .owner = owner, .workspace = path, .created_at = 1, .last_activity = 1};
-    assert_int_equal(db_session_insert(w->db, &row), 0);
-    session_t *s = session_add(w->sessions, id, owner, path, ws, NULL, 1, 1, 0);
-    assert_non_null(s);
-    return s;
-}
-
-static void on_sigchld(uv_signal_t *h, int signum)
-{
-    (void)h, (void)signum;
-    proc_reap();
 }
 
 /* Three sessions share a new workspace; their first messages begin in one kick. Two `git init` on
