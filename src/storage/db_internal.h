@@ -15,8 +15,32 @@
  * add a new one. */
 extern const char *const db_migrations[];
 extern const int db_nmigrations;
-/* Above this many rows in a stats range, percentiles walk the covering index. */
-#define DB_STATS_WALK 50000
+/* The stats histograms' buckets (DB_BUCKET in db_schema.c; db_tally.c reads them back). */
+#define DB_HIST_BUCKETS 480
+#define DB_HIST_RATIO 1.05
+
+/* db_tally.c: sums executions for /api/stats, from rows or from rollups. */
+typedef struct db_tally db_tally_t;
+/* One pool, mode and status's sums (one row: n = 1). max_r: -1 when none. */
+typedef struct db_tally_group {
+    long long n, nd, nw, nr, max_r, tokens_in, tokens_out;
+    double sum_d, sum_w, sum_r, cost;
+} db_tally_group_t;
+enum { DB_TALLY_DURATION, DB_TALLY_WAIT, DB_TALLY_METRICS };
+#define DB_TALLY_BUSIEST 5
+#define DB_TALLY_TOOLS 100
+#define DB_TALLY_ERROR 0.0247 /* sqrt(DB_HIST_RATIO) - 1, rounded up */
+/* exact: keep every value (percentiles by sorting); else only the histograms. */
+db_tally_t *db_tally_new(int exact);
+void db_tally_free(db_tally_t *t);
+int db_tally_exact(const db_tally_t *t);
+int db_tally_group(db_tally_t *t, const char *pool, const char *mode, const char *status, const db_tally_group_t *g);
+int db_tally_session(db_tally_t *t, const char *owner, const char *session, long long n, long long failed,
+                     long long nd, double sum_d);
+int db_tally_tool(db_tally_t *t, const char *tool, const char *status, long long calls);
+int db_tally_value(db_tally_t *t, int metric, double v);
+void db_tally_bucket(db_tally_t *t, int metric, int bucket, long long n);
+json_object *db_tally_json(db_tally_t *t, double since, double until);
 
 /* The prepared statements, by purpose. */
 enum {
@@ -36,19 +60,18 @@ enum {
     ST_EXEC_INSERT,
     ST_EXEC_UPDATE,
     ST_EXEC_GET,
-    ST_STATS_COUNTS,
-    ST_STATS_TOTALS,
-    ST_STATS_DURATION_AT,
-    ST_STATS_WAIT_AT,
-    ST_STATS_DURATION_AT_WALK,
-    ST_STATS_WAIT_AT_WALK,
-    ST_STATS_BUSIEST,
+    ST_STATS_ROWS,
+    ST_STATS_LIVE,
+    ST_STATS_TOOL_ROWS,
+    ST_STATS_TOOL_LIVE,
+    ST_STATS_ROLLUP,
+    ST_STATS_HIST,
+    ST_STATS_SESSIONS,
+    ST_STATS_TOOLS,
     ST_PRUNE_EXECS,
     ST_PRUNE_EVENTS,
     ST_TOOL_INSERT,
     ST_TOOL_LIST,
-    ST_TOOL_COUNTS,
-    ST_STATS_POOLS,
     ST_EVENT_INSERT,
     ST_EVENT_LIST,
     ST_PROMPT_PUT,

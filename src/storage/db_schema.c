@@ -3,6 +3,78 @@
 
 /* Schema migrations, applied in order; user_version = number applied. Never
  * edit a shipped step: add a new one. */
+/* The stats rollups (migration 8): per UTC hour and per UTC day (span 3600 or 86400, at: the
+ * period's start), what final executions add up to, kept by triggers so every writer (ocpmd, an
+ * operator's sqlite3, retention) keeps them right. The period is the execution's queued_at's (the
+ * range /api/stats filters on). R is "new" or "old", SG "" to add it or "-" to take it away.
+ * Histogram buckets: 0 below 0.01 ms, then k covers [0.01 * 1.05^(k-1), 0.01 * 1.05^k) up to
+ * DB_HIST_BUCKETS - 1 (db_internal.h; about 36 hours). */
+#define DB_AT(R, SPAN) "CAST(" R ".queued_at / " SPAN " AS INTEGER) * " SPAN
+#define DB_BUCKET(V) "min(479, CASE WHEN " V " >= 0.01 THEN 1 + CAST(ln(" V " * 100) / 0.04879016416943205 AS INTEGER) ELSE 0 END)"
+#define DB_FINAL(R) R ".status NOT IN ('queued', 'running')"
+#define DB_ROLL_SPAN(R, SG, SPAN)                                                                                \
+    "INSERT INTO stats_rollup (span, at, pool, mode, status, n, nd, sum_d, nw, sum_w, nr, sum_r, max_r,"         \
+    " tokens_in, tokens_out, cost) VALUES (" SPAN ", " DB_AT(R, SPAN) ", " R ".pool, " R ".mode, " R ".status, " \
+    SG "1, " SG "(" R ".duration_ms IS NOT NULL), " SG "coalesce(" R ".duration_ms, 0), " SG "(" R              \
+    ".queue_wait_ms IS NOT NULL), " SG "coalesce(" R ".queue_wait_ms, 0), " SG "(" R ".peak_rss_kb IS NOT NULL), " \
+    SG "coalesce(" R ".peak_rss_kb, 0), " R ".peak_rss_kb, " SG "coalesce(" R ".tokens_in, 0), " SG "coalesce("   \
+    R ".tokens_out, 0), " SG "coalesce(" R ".cost, 0))"                                                          \
+    " ON CONFLICT (span, at, pool, mode, status) DO UPDATE SET n = n + excluded.n, nd = nd + excluded.nd,"       \
+    " sum_d = sum_d + excluded.sum_d, nw = nw + excluded.nw, sum_w = sum_w + excluded.sum_w,"                    \
+    " nr = nr + excluded.nr, sum_r = sum_r + excluded.sum_r, tokens_in = tokens_in + excluded.tokens_in,"        \
+    " tokens_out = tokens_out + excluded.tokens_out, cost = cost + excluded.cost,"                               \
+    " max_r = CASE WHEN excluded.n > 0 AND excluded.max_r > coalesce(max_r, -1) THEN excluded.max_r"             \
+    " ELSE max_r END;"                                                                                           \
+    "INSERT INTO stats_hist (span, at, metric, bucket, n) SELECT " SPAN ", " DB_AT(R, SPAN) ", 0, "              \
+    DB_BUCKET(R ".duration_ms") ", " SG "1 WHERE " R ".duration_ms IS NOT NULL"                                  \
+    " ON CONFLICT (span, at, metric, bucket) DO UPDATE SET n = n + excluded.n;"                                  \
+    "INSERT INTO stats_hist (span, at, metric, bucket, n) SELECT " SPAN ", " DB_AT(R, SPAN) ", 1, "              \
+    DB_BUCKET(R ".queue_wait_ms") ", " SG "1 WHERE " R ".queue_wait_ms IS NOT NULL"                              \
+    " ON CONFLICT (span, at, metric, bucket) DO UPDATE SET n = n + excluded.n;"                                  \
+    "INSERT INTO stats_sessions (span, at, owner, session_id, n, failed, nd, sum_d) VALUES (" SPAN ", "          \
+    DB_AT(R, SPAN) ", " R ".owner, " R ".session_id, " SG "1, " SG "(" R ".status IN ('failed', 'timeout',"     \
+    " 'interrupted')), " SG "(" R ".duration_ms IS NOT NULL), " SG "coalesce(" R ".duration_ms, 0))"             \
+    " ON CONFLICT (span, at, owner, session_id) DO UPDATE SET n = n + excluded.n, failed = failed + excluded.failed," \
+    " nd = nd + excluded.nd, sum_d = sum_d + excluded.sum_d;"                                                    \
+    "INSERT INTO stats_tools (span, at, tool, status, calls) SELECT " SPAN ", " DB_AT(R, SPAN) ", tool, status, " \
+    SG "count(*) FROM tool_calls WHERE execution_id = " R ".id GROUP BY tool, status"                            \
+    " ON CONFLICT (span, at, tool, status) DO UPDATE SET calls = calls + excluded.calls;"
+#define DB_ROLL(R, SG) DB_ROLL_SPAN(R, SG, "3600") DB_ROLL_SPAN(R, SG, "86400")
+/* After a row is taken away: when it held its periods' peak, the peak is read again from the rows
+ * left (EXCEPT: the row itself, still there in a BEFORE DELETE trigger). */
+#define DB_REPEAK(EXCEPT)                                                                                        \
+    "UPDATE stats_rollup SET max_r = (SELECT max(e.peak_rss_kb) FROM executions e WHERE e.queued_at >= stats_rollup.at" \
+    " AND e.queued_at < stats_rollup.at + stats_rollup.span AND e.pool = stats_rollup.pool"                     \
+    " AND e.mode = stats_rollup.mode AND e.status = stats_rollup.status" EXCEPT ")"                              \
+    " WHERE span IN (3600, 86400) AND at IN (" DB_AT("old", "3600") ", " DB_AT("old", "86400") ")"              \
+    " AND pool = old.pool AND mode = old.mode AND status = old.status AND max_r <= old.peak_rss_kb;"
+/* After a row is taken away for good: the sums it leaves empty go. */
+#define DB_UNROLL_EMPTY                                                                                          \
+    "DELETE FROM stats_rollup WHERE span IN (3600, 86400) AND at IN (" DB_AT("old", "3600") ", "                 \
+    DB_AT("old", "86400") ") AND pool = old.pool AND mode = old.mode AND status = old.status AND n = 0;"         \
+    "DELETE FROM stats_sessions WHERE span IN (3600, 86400) AND at IN (" DB_AT("old", "3600") ", "               \
+    DB_AT("old", "86400") ") AND owner = old.owner AND session_id = old.session_id AND n = 0;"                   \
+    "DELETE FROM stats_hist WHERE span IN (3600, 86400) AND at IN (" DB_AT("old", "3600") ", "                   \
+    DB_AT("old", "86400") ") AND metric IN (0, 1) AND n = 0;"                                                    \
+    "DELETE FROM stats_tools WHERE span IN (3600, 86400) AND at IN (" DB_AT("old", "3600") ", "                  \
+    DB_AT("old", "86400") ") AND calls = 0;"
+/* The rollups of the rows already there, for one span. */
+#define DB_ROLL_FILL(SPAN)                                                                                       \
+    "INSERT INTO stats_rollup SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, pool, mode, status, count(*),"         \
+    " count(duration_ms), total(duration_ms), count(queue_wait_ms), total(queue_wait_ms), count(peak_rss_kb),"   \
+    " total(peak_rss_kb), max(peak_rss_kb), total(tokens_in), total(tokens_out), total(cost) FROM executions e"  \
+    " WHERE " DB_FINAL("e") " GROUP BY p, pool, mode, status;"                                                   \
+    "INSERT INTO stats_hist SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, 0, " DB_BUCKET("duration_ms") " AS b,"   \
+    " count(*) FROM executions e WHERE " DB_FINAL("e") " AND duration_ms IS NOT NULL GROUP BY p, b;"             \
+    "INSERT INTO stats_hist SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, 1, " DB_BUCKET("queue_wait_ms") " AS b," \
+    " count(*) FROM executions e WHERE " DB_FINAL("e") " AND queue_wait_ms IS NOT NULL GROUP BY p, b;"           \
+    "INSERT INTO stats_sessions SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, owner, session_id, count(*),"        \
+    " sum(status IN ('failed', 'timeout', 'interrupted')), count(duration_ms), total(duration_ms)"               \
+    " FROM executions e WHERE " DB_FINAL("e") " GROUP BY p, owner, session_id;"                                  \
+    "INSERT INTO stats_tools SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, t.tool, t.status, count(*)"             \
+    " FROM tool_calls t JOIN executions e ON e.id = t.execution_id WHERE " DB_FINAL("e")                         \
+    " GROUP BY p, t.tool, t.status;"
+
 const char *const db_migrations[] = {
     /* 1: sessions, executions, manager events. Times are unix seconds (REAL). */
     "CREATE TABLE sessions ("
@@ -278,6 +350,38 @@ const char *const db_migrations[] = {
     /* 7: pools: the one each session lives in and each execution ran in (rows from before: "default"). */
     "ALTER TABLE sessions ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';"
     "ALTER TABLE executions ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';",
+    /* 8: stats rollups per hour and per day (see DB_ROLL above), filled from the rows already there.
+     * The percentile walks' indexes go: /api/stats reads the histograms, or selects in a short range. */
+    "CREATE TABLE stats_rollup (span INTEGER NOT NULL, at INTEGER NOT NULL, pool TEXT NOT NULL,"
+    "  mode TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, nd INTEGER NOT NULL, sum_d REAL NOT NULL,"
+    "  nw INTEGER NOT NULL, sum_w REAL NOT NULL, nr INTEGER NOT NULL, sum_r REAL NOT NULL, max_r INTEGER,"
+    "  tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost REAL NOT NULL,"
+    "  PRIMARY KEY (span, at, pool, mode, status)) WITHOUT ROWID;"
+    "CREATE TABLE stats_hist (span INTEGER NOT NULL, at INTEGER NOT NULL, metric INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (span, at, metric, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE stats_sessions (span INTEGER NOT NULL, at INTEGER NOT NULL, owner TEXT NOT NULL,"
+    "  session_id TEXT NOT NULL, n INTEGER NOT NULL, failed INTEGER NOT NULL, nd INTEGER NOT NULL,"
+    "  sum_d REAL NOT NULL, PRIMARY KEY (span, at, owner, session_id)) WITHOUT ROWID;"
+    "CREATE TABLE stats_tools (span INTEGER NOT NULL, at INTEGER NOT NULL, tool TEXT NOT NULL,"
+    "  status TEXT NOT NULL, calls INTEGER NOT NULL, PRIMARY KEY (span, at, tool, status)) WITHOUT ROWID;"
+    "CREATE TRIGGER stats_exec_insert AFTER INSERT ON executions WHEN " DB_FINAL("new") " BEGIN "
+    DB_ROLL("new", "") " END;"
+    "CREATE TRIGGER stats_exec_unroll AFTER UPDATE ON executions WHEN " DB_FINAL("old") " BEGIN "
+    DB_ROLL("old", "-") DB_REPEAK("") DB_UNROLL_EMPTY " END;"
+    "CREATE TRIGGER stats_exec_roll AFTER UPDATE ON executions WHEN " DB_FINAL("new") " BEGIN "
+    DB_ROLL("new", "") " END;"
+    /* BEFORE: its tool calls (deleted with it) are still there to be taken away. */
+    "CREATE TRIGGER stats_exec_delete BEFORE DELETE ON executions WHEN " DB_FINAL("old") " BEGIN "
+    DB_ROLL("old", "-") DB_REPEAK(" AND e.id != old.id") DB_UNROLL_EMPTY " END;"
+    /* A tool call written after its execution was final (ocpmd writes the turn last). */
+    "CREATE TRIGGER stats_tool_insert AFTER INSERT ON tool_calls BEGIN"
+    " INSERT INTO stats_tools (span, at, tool, status, calls) SELECT s.span, " DB_AT("e", "s.span") ", new.tool,"
+    " new.status, 1 FROM executions e, (SELECT 3600 AS span UNION ALL SELECT 86400) s"
+    " WHERE e.id = new.execution_id AND " DB_FINAL("e")
+    " ON CONFLICT (span, at, tool, status) DO UPDATE SET calls = calls + 1; END;"
+    DB_ROLL_FILL("3600") DB_ROLL_FILL("86400")
+    "DROP INDEX executions_duration;"
+    "DROP INDEX executions_wait;",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -312,26 +416,27 @@ const char *const db_sql[ST_COUNT] = {
         " stderr_tail = ?22, error = ?23, changes_files = ?24, changes_additions = ?25,"
         " changes_deletions = ?26 WHERE id = ?1",
     [ST_EXEC_GET] = "SELECT * FROM executions WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
-    [ST_STATS_COUNTS] = "SELECT mode, status, count(*) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
-                        " GROUP BY mode, status",
-    [ST_STATS_TOTALS] = "SELECT count(*), count(duration_ms), avg(duration_ms), count(queue_wait_ms),"
-                        " avg(queue_wait_ms), max(peak_rss_kb), avg(peak_rss_kb), sum(tokens_in), sum(tokens_out),"
-                        " sum(cost) FROM executions WHERE queued_at >= ?1 AND queued_at < ?2",
-    /* The k-th smallest (0-based ?3): exact percentiles by offset. */
-    [ST_STATS_DURATION_AT] = "SELECT duration_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
-                             " AND duration_ms IS NOT NULL ORDER BY duration_ms LIMIT 1 OFFSET ?3",
-    [ST_STATS_WAIT_AT] = "SELECT queue_wait_ms FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
-                         " AND queue_wait_ms IS NOT NULL ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
-    /* The same over a long range: walk the covering index instead of sorting the range. */
-    [ST_STATS_DURATION_AT_WALK] = "SELECT duration_ms FROM executions INDEXED BY executions_duration"
-                                  " WHERE duration_ms IS NOT NULL AND queued_at >= ?1 AND queued_at < ?2"
-                                  " ORDER BY duration_ms LIMIT 1 OFFSET ?3",
-    [ST_STATS_WAIT_AT_WALK] = "SELECT queue_wait_ms FROM executions INDEXED BY executions_wait"
-                              " WHERE queue_wait_ms IS NOT NULL AND queued_at >= ?1 AND queued_at < ?2"
-                              " ORDER BY queue_wait_ms LIMIT 1 OFFSET ?3",
-    [ST_STATS_BUSIEST] = "SELECT session_id, count(*) AS n, sum(status IN ('failed','timeout','interrupted')),"
-                         " round(avg(duration_ms), 1), owner FROM executions WHERE queued_at >= ?1 AND queued_at < ?2"
-                         " GROUP BY owner, session_id ORDER BY n DESC, session_id LIMIT 5",
+    /* /api/stats (db_stats.c): the rows of a short range or of a long one's partial days, each read
+     * once; the rows of whole days not final yet; then the rollups of the whole days. */
+    [ST_STATS_ROWS] = "SELECT pool, mode, status, owner, session_id, duration_ms, queue_wait_ms, peak_rss_kb,"
+                      " tokens_in, tokens_out, cost FROM executions WHERE queued_at >= ?1 AND queued_at < ?2",
+    [ST_STATS_LIVE] = "SELECT pool, mode, status, owner, session_id, duration_ms, queue_wait_ms, peak_rss_kb,"
+                      " tokens_in, tokens_out, cost FROM executions INDEXED BY executions_status"
+                      " WHERE status IN ('queued', 'running') AND queued_at >= ?1 AND queued_at < ?2",
+    [ST_STATS_TOOL_ROWS] = "SELECT t.tool, t.status, count(*) FROM tool_calls t JOIN executions e ON e.id = t.execution_id"
+                           " WHERE e.queued_at >= ?1 AND e.queued_at < ?2 GROUP BY t.tool, t.status",
+    [ST_STATS_TOOL_LIVE] = "SELECT t.tool, t.status, count(*) FROM executions e INDEXED BY executions_status"
+                           " JOIN tool_calls t ON t.execution_id = e.id WHERE e.status IN ('queued', 'running')"
+                           " AND e.queued_at >= ?1 AND e.queued_at < ?2 GROUP BY t.tool, t.status",
+    /* The rollups of span ?3 over periods starting in [?1, ?2). */
+    [ST_STATS_ROLLUP] = "SELECT pool, mode, status, sum(n), sum(nd), sum(sum_d), sum(nw), sum(sum_w), sum(nr),"
+                        " sum(sum_r), max(max_r), total(tokens_in), total(tokens_out), sum(cost) FROM stats_rollup"
+                        " WHERE span = ?3 AND at >= ?1 AND at < ?2 GROUP BY pool, mode, status",
+    [ST_STATS_HIST] = "SELECT metric, bucket, n FROM stats_hist WHERE span = ?3 AND at >= ?1 AND at < ?2",
+    [ST_STATS_SESSIONS] = "SELECT owner, session_id, n, failed, nd, sum_d FROM stats_sessions"
+                          " WHERE span = ?3 AND at >= ?1 AND at < ?2",
+    [ST_STATS_TOOLS] = "SELECT tool, status, sum(calls) FROM stats_tools WHERE span = ?3 AND at >= ?1 AND at < ?2"
+                       " GROUP BY tool, status",
     /* Retention, in small batches so the loop never stalls. */
     [ST_PRUNE_EXECS] = "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE finished_at < ?1"
                        " AND status NOT IN ('queued', 'running') ORDER BY id LIMIT ?2)",
@@ -340,13 +445,6 @@ const char *const db_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [ST_TOOL_LIST] = "SELECT tool, call_id, status, input, input_bytes, input_sha256, output_bytes, error,"
                      " started_at, ended_at, duration_ms FROM tool_calls WHERE execution_id = ?1 ORDER BY seq",
-    [ST_TOOL_COUNTS] = "SELECT t.tool, t.status, count(*) FROM tool_calls t JOIN executions e ON e.id = t.execution_id"
-                       " WHERE e.queued_at >= ?1 AND e.queued_at < ?2 GROUP BY t.tool, t.status ORDER BY 3 DESC LIMIT 100",
-    /* Usage per pool over a range (the queued_at index finds the rows; no index of its own: one
-     * more to write with every execution, for a query operators run now and then). */
-    [ST_STATS_POOLS] = "SELECT pool, count(*), sum(status = 'succeeded'), coalesce(sum(tokens_in), 0),"
-                       " coalesce(sum(tokens_out), 0), total(cost), round(avg(duration_ms), 1) FROM executions"
-                       " WHERE queued_at >= ?1 AND queued_at < ?2 GROUP BY pool ORDER BY pool",
     [ST_EVENT_INSERT] = "INSERT INTO events (execution_id, seq, type, data) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVENT_LIST] = "SELECT seq, type, data FROM events WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
     /* ids are ocpm's own (unique per execution): a replace is only ever the same prompt's update. */

@@ -1,155 +1,139 @@
 #define _GNU_SOURCE
 #include "db.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db_internal.h"
 
-/* The k-th smallest value (0-based) of statement st over [since, until), or -1. */
-static double db_nth(db_t *db, int st, double since, double until, long k)
+/* Statistics over [since, until) by queued_at. The whole UTC days inside the range come from the
+ * day rollups, the whole hours around them from the hour rollups (stats_* tables, kept by triggers:
+ * db_schema.c), and only the partial hours at the edges from the rows: the cost follows the periods,
+ * not the rows, and percentiles come from the histograms (db_tally.c states the error). A range
+ * with no whole hour reads its rows, once, and is exact. The rollups hold final executions: rows
+ * still queued or running in the whole hours are read from the rows too (few: the status index). */
+
+static const char *db_col_text(sqlite3_stmt *s, int i) { return (const char *)sqlite3_column_text(s, i); }
+
+static void db_stats_bind(db_t *db, int st, double a, double b, int span)
 {
     sqlite3_stmt *s = db->st[st];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    sqlite3_bind_int64(s, 3, k);
-    double v = -1;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_double(s, 0);
     sqlite3_reset(s);
-    return v;
+    sqlite3_bind_double(s, 1, a);
+    sqlite3_bind_double(s, 2, b);
+    if (span)
+        sqlite3_bind_int(s, 3, span);
 }
 
-/* p50/p95/p99 (nearest rank) and the mean of a column with n values. */
-static json_object *db_percentiles(db_t *db, int st, double since, double until, long n, double mean)
+/* Rows (ST_STATS_ROWS or ST_STATS_LIVE) in [a, b), one at a time. */
+static int db_stats_rows(db_t *db, db_tally_t *t, int st, double a, double b)
 {
-    static const struct {
-        const char *name;
-        double p;
-    } ps[] = {{"p50", 0.50}, {"p95", 0.95}, {"p99", 0.99}};
-    json_object *o = json_object_new_object();
-    for (size_t i = 0; i < 3; i++) {
-        long rank = (long)(ps[i].p * n + 0.999999); /* ceil, 1-based */
-        json_object_object_add(o, ps[i].name, n ? json_object_new_double(db_nth(db, st, since, until, rank - 1)) : NULL);
-    }
-    json_object_object_add(o, "mean", n ? json_object_new_double(mean) : NULL);
-    json_object_object_add(o, "count", json_object_new_int64(n));
-    return o;
-}
-
-/* The agent's tool calls in the range, by tool and status (the most used first). */
-static json_object *db_stats_tools(db_t *db, double since, double until)
-{
-    json_object *tools = json_object_new_array();
-    sqlite3_stmt *s = db->st[ST_TOOL_COUNTS];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        json_object *t = json_object_new_object();
-        json_object_object_add(t, "tool", json_object_new_string((const char *)sqlite3_column_text(s, 0)));
-        json_object_object_add(t, "status", json_object_new_string((const char *)sqlite3_column_text(s, 1)));
-        json_object_object_add(t, "calls", json_object_new_int64(sqlite3_column_int64(s, 2)));
-        json_object_array_add(tools, t);
+    db_stats_bind(db, st, a, b, 0);
+    sqlite3_stmt *s = db->st[st];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int has_d = sqlite3_column_type(s, 5) != SQLITE_NULL, has_w = sqlite3_column_type(s, 6) != SQLITE_NULL,
+            has_r = sqlite3_column_type(s, 7) != SQLITE_NULL;
+        double d = sqlite3_column_double(s, 5), w = sqlite3_column_double(s, 6);
+        const char *status = db_col_text(s, 2);
+        db_tally_group_t g = {.n = 1, .nd = has_d, .nw = has_w, .nr = has_r, .sum_d = has_d ? d : 0,
+                              .sum_w = has_w ? w : 0, .sum_r = has_r ? sqlite3_column_double(s, 7) : 0,
+                              .max_r = has_r ? sqlite3_column_int64(s, 7) : -1,
+                              .tokens_in = sqlite3_column_int64(s, 8), .tokens_out = sqlite3_column_int64(s, 9),
+                              .cost = sqlite3_column_double(s, 10)};
+        int failed = status && (!strcmp(status, "failed") || !strcmp(status, "timeout") || !strcmp(status, "interrupted"));
+        if (db_tally_group(t, db_col_text(s, 0), db_col_text(s, 1), status, &g) != 0 ||
+            db_tally_session(t, db_col_text(s, 3), db_col_text(s, 4), 1, failed, has_d, has_d ? d : 0) != 0 ||
+            (has_d && db_tally_value(t, DB_TALLY_DURATION, d) != 0) ||
+            (has_w && db_tally_value(t, DB_TALLY_WAIT, w) != 0))
+            break;
     }
     sqlite3_reset(s);
-    return tools;
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Executions, tokens and cost in the range, by pool. */
-static json_object *db_stats_pools(db_t *db, double since, double until)
+/* Tool calls (ST_STATS_TOOL_ROWS, ST_STATS_TOOL_LIVE, or ST_STATS_TOOLS with span) in [a, b). */
+static int db_stats_tools(db_t *db, db_tally_t *t, int st, double a, double b, int span)
 {
-    json_object *pools = json_object_new_object();
-    sqlite3_stmt *s = db->st[ST_STATS_POOLS];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        json_object *p = json_object_new_object(), *tok = json_object_new_object();
-        json_object_object_add(p, "executions", json_object_new_int64(sqlite3_column_int64(s, 1)));
-        json_object_object_add(p, "succeeded", json_object_new_int64(sqlite3_column_int64(s, 2)));
-        json_object_object_add(tok, "in", json_object_new_int64(sqlite3_column_int64(s, 3)));
-        json_object_object_add(tok, "out", json_object_new_int64(sqlite3_column_int64(s, 4)));
-        json_object_object_add(p, "tokens", tok);
-        json_object_object_add(p, "cost", json_object_new_double(sqlite3_column_double(s, 5)));
-        json_object_object_add(p, "mean_ms", sqlite3_column_type(s, 6) == SQLITE_NULL
-                                                 ? NULL : json_object_new_double(sqlite3_column_double(s, 6)));
-        json_object_object_add(pools, (const char *)sqlite3_column_text(s, 0), p);
+    db_stats_bind(db, st, a, b, span);
+    sqlite3_stmt *s = db->st[st];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (db_tally_tool(t, db_col_text(s, 0), db_col_text(s, 1), sqlite3_column_int64(s, 2)) != 0)
+            break;
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The rollups of span's periods starting in [a, b) (nothing when a >= b). */
+static int db_stats_rollups(db_t *db, db_tally_t *t, int span, double a, double b)
+{
+    if (!(a < b))
+        return 0;
+    int rc;
+    sqlite3_stmt *s = db->st[ST_STATS_ROLLUP];
+    db_stats_bind(db, ST_STATS_ROLLUP, a, b, span);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        db_tally_group_t g = {.n = sqlite3_column_int64(s, 3), .nd = sqlite3_column_int64(s, 4),
+                              .sum_d = sqlite3_column_double(s, 5), .nw = sqlite3_column_int64(s, 6),
+                              .sum_w = sqlite3_column_double(s, 7), .nr = sqlite3_column_int64(s, 8),
+                              .sum_r = sqlite3_column_double(s, 9),
+                              .max_r = sqlite3_column_type(s, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 10),
+                              .tokens_in = sqlite3_column_int64(s, 11), .tokens_out = sqlite3_column_int64(s, 12),
+                              .cost = sqlite3_column_double(s, 13)};
+        if (db_tally_group(t, db_col_text(s, 0), db_col_text(s, 1), db_col_text(s, 2), &g) != 0)
+            break;
     }
     sqlite3_reset(s);
-    return pools;
+    if (rc != SQLITE_DONE)
+        return -1;
+    s = db->st[ST_STATS_HIST];
+    db_stats_bind(db, ST_STATS_HIST, a, b, span);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        db_tally_bucket(t, sqlite3_column_int(s, 0), sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    s = db->st[ST_STATS_SESSIONS];
+    db_stats_bind(db, ST_STATS_SESSIONS, a, b, span);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (db_tally_session(t, db_col_text(s, 0), db_col_text(s, 1), sqlite3_column_int64(s, 2),
+                             sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4), sqlite3_column_double(s, 5)) != 0)
+            break;
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    return db_stats_tools(db, t, ST_STATS_TOOLS, a, b, span);
+}
+
+/* Rows and their tool calls in [a, b): every row (ST_STATS_ROWS) or the ones not final (ST_STATS_LIVE). */
+static int db_stats_range(db_t *db, db_tally_t *t, int live, double a, double b)
+{
+    if (!(a < b))
+        return 0;
+    return db_stats_rows(db, t, live ? ST_STATS_LIVE : ST_STATS_ROWS, a, b) ||
+           db_stats_tools(db, t, live ? ST_STATS_TOOL_LIVE : ST_STATS_TOOL_ROWS, a, b, 0);
 }
 
 json_object *db_stats(db_t *db, double since, double until)
 {
-    json_object *o = json_object_new_object(), *by_status = json_object_new_object(),
-                *by_mode = json_object_new_object();
-    json_object_object_add(o, "since", json_object_new_double(since));
-    json_object_object_add(o, "until", json_object_new_double(until));
-    sqlite3_stmt *s = db->st[ST_STATS_COUNTS];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(s, 0), *st = (const char *)sqlite3_column_text(s, 1);
-        int64_t n = sqlite3_column_int64(s, 2);
-        json_object *v;
-        int64_t cur = json_object_object_get_ex(by_status, st, &v) ? json_object_get_int64(v) : 0;
-        json_object_object_add(by_status, st, json_object_new_int64(cur + n));
-        cur = json_object_object_get_ex(by_mode, mode, &v) ? json_object_get_int64(v) : 0;
-        json_object_object_add(by_mode, mode, json_object_new_int64(cur + n));
-    }
-    sqlite3_reset(s);
-    s = db->st[ST_STATS_TOTALS];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    if (sqlite3_step(s) != SQLITE_ROW) {
-        sqlite3_reset(s);
-        json_object_put(by_status);
-        json_object_put(by_mode);
-        json_object_put(o);
+    /* Whole hours [h0, h1) and, inside them, whole days [d0, d1) (d0 == d1: none). */
+    double h0 = ceil(since / 3600) * 3600, h1 = floor(until / 3600) * 3600;
+    int whole = since < until && h0 < h1;
+    double d0 = whole ? ceil(h0 / 86400) * 86400 : 0, d1 = whole ? floor(h1 / 86400) * 86400 : 0;
+    if (!(d0 < d1))
+        d0 = d1 = h1;
+    db_tally_t *t = db_tally_new(!whole);
+    if (!t)
         return NULL;
-    }
-    long total = (long)sqlite3_column_int64(s, 0), nd = (long)sqlite3_column_int64(s, 1),
-         nw = (long)sqlite3_column_int64(s, 3);
-    double md = sqlite3_column_double(s, 2), mw = sqlite3_column_double(s, 4);
-    json_object *rss = json_object_new_object(), *tok = json_object_new_object();
-    json_object_object_add(rss, "peak", sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL
-                                            : json_object_new_int64(sqlite3_column_int64(s, 5)));
-    json_object_object_add(rss, "mean", sqlite3_column_type(s, 6) == SQLITE_NULL ? NULL
-                                            : json_object_new_double(sqlite3_column_double(s, 6)));
-    json_object_object_add(tok, "in", json_object_new_int64(sqlite3_column_int64(s, 7)));
-    json_object_object_add(tok, "out", json_object_new_int64(sqlite3_column_int64(s, 8)));
-    double cost = sqlite3_column_double(s, 9);
-    sqlite3_reset(s);
-    json_object_object_add(o, "total", json_object_new_int64(total));
-    json_object_object_add(o, "by_status", by_status);
-    json_object_object_add(o, "by_mode", by_mode);
-    /* Sorting a short range is cheapest; past DB_STATS_WALK rows, walking the value index wins. */
-    int walk = total > DB_STATS_WALK;
-    json_object_object_add(o, "duration_ms", db_percentiles(db, walk ? ST_STATS_DURATION_AT_WALK : ST_STATS_DURATION_AT,
-                                                            since, until, nd, md));
-    json_object_object_add(o, "queue_wait_ms", db_percentiles(db, walk ? ST_STATS_WAIT_AT_WALK : ST_STATS_WAIT_AT,
-                                                              since, until, nw, mw));
-    json_object_object_add(o, "peak_rss_kb", rss);
-    json_object_object_add(o, "tokens", tok);
-    json_object_object_add(o, "cost", json_object_new_double(cost));
-    json_object *busy = json_object_new_array();
-    s = db->st[ST_STATS_BUSIEST];
-    sqlite3_bind_double(s, 1, since);
-    sqlite3_bind_double(s, 2, until);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        json_object *b = json_object_new_object();
-        json_object_object_add(b, "session_id", json_object_new_string((const char *)sqlite3_column_text(s, 0)));
-        json_object_object_add(b, "executions", json_object_new_int64(sqlite3_column_int64(s, 1)));
-        json_object_object_add(b, "failed", json_object_new_int64(sqlite3_column_int64(s, 2)));
-        json_object_object_add(b, "mean_ms", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL
-                                                 : json_object_new_double(sqlite3_column_double(s, 3)));
-        const char *owner = (const char *)sqlite3_column_text(s, 4);
-        json_object_object_add(b, "owner", owner && *owner ? json_object_new_string(owner) : NULL);
-        json_object_array_add(busy, b);
-    }
-    sqlite3_reset(s);
-    json_object_object_add(o, "busiest_sessions", busy);
-    json_object_object_add(o, "tool_calls", db_stats_tools(db, since, until));
-    json_object_object_add(o, "by_pool", db_stats_pools(db, since, until));
+    int rc = whole ? db_stats_range(db, t, 0, since, h0) || db_stats_rollups(db, t, 3600, h0, d0) ||
+                         db_stats_rollups(db, t, 86400, d0, d1) || db_stats_rollups(db, t, 3600, d1, h1) ||
+                         db_stats_range(db, t, 1, h0, h1) || db_stats_range(db, t, 0, h1, until)
+                   : db_stats_range(db, t, 0, since, until);
+    json_object *o = rc ? NULL : db_tally_json(t, since, until);
+    db_tally_free(t);
     return o;
 }
 
@@ -175,12 +159,15 @@ db_t *db_open_readonly(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
         db_close(db);
         return NULL;
     }
     sqlite3_busy_timeout(db->h, 5000);
+    /* Readers scan ranges of rows: mapped, a page is read in place instead of copied in by pread
+     * (a fifth of a stats call). Read-only, so a page is never written through the map. */
+    sqlite3_exec(db->h, "PRAGMA mmap_size = 1073741824", NULL, NULL, NULL);
     sqlite3_stmt *s;
     int version = -1;
     if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
