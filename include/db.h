@@ -161,6 +161,12 @@ int db_exec_insert(db_t *db, db_exec_t *e);
 /* Write every mutable column of e (by e->id). When finished, also bumps the
  * session's last_activity and message_count in the same transaction. */
 int db_exec_update(db_t *db, const db_exec_t *e, int finished);
+/* One transaction around several writes (an execution's final record and its turn: one commit per
+ * message's end). db_exec_update and db_turn_store inside it write without a transaction of their
+ * own; after a failure inside, call db_tx_rollback. */
+int db_tx_begin(db_t *db);
+int db_tx_commit(db_t *db);
+void db_tx_rollback(db_t *db);
 /* The row e becomes once written, as a JSON object, built from memory (the same shape as
  * db_exec_get's; the text cut and hashed as stored). For the answer to the client who waited. */
 json_object *db_exec_json(const db_t *db, const db_exec_t *e);

@@ -197,20 +197,37 @@ static const char *execution_error_code(exec_status_t st)
 
 /* The final answer, to everyone waiting: the execution and its text (and the error, for a sync
  * client of a failed one). */
-static void execution_answer_waiters(execution_t *e)
+/* The final record and the turn (tool calls, events, the stream's last event) in one transaction:
+ * one commit per message's end, written before anyone is told. When it fails, each is written on
+ * its own as before (the record is retried until stored). Returns the last event's id. */
+static long long execution_record_final(execution_t *e)
 {
+    db_t *db = e->sch->cfg.db;
     json_object *rec = execution_json(e);
-    int ok = e->rec.status == EXEC_SUCCEEDED;
     /* The stream's last event, kept with the others (a replay ends the same way). */
     json_object *done = json_object_new_object();
-    json_object_object_add(done, "execution", json_object_get(rec));
+    json_object_object_add(done, "execution", rec);
     json_object_object_add(done, "text", e->answer ? json_object_new_string(e->answer) : NULL);
     long long done_id = turn_log(e->turn, "done", json_object_to_json_string_ext(done, JSON_C_TO_STRING_PLAIN |
                                                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(done);
-    if (turn_store(e->turn, e->sch->cfg.db, e->rec.id) != 0)
+    if (db_tx_begin(db) == 0) {
+        execution_sync_rec(e);
+        if (db_exec_update(db, &e->rec, 1) == 0 && turn_store(e->turn, db, e->rec.id) == 0 && db_tx_commit(db) == 0)
+            return done_id;
+        db_tx_rollback(db);
+    }
+    execution_store(e, 1);
+    if (turn_store(e->turn, db, e->rec.id) != 0)
         log_error("cannot record the turn's tool calls and events", "executionId=%lld error=%s",
-                  (long long)e->rec.id, log_q(db_errmsg(e->sch->cfg.db)));
+                  (long long)e->rec.id, log_q(db_errmsg(db)));
+    return done_id;
+}
+
+static void execution_answer_waiters(execution_t *e, long long done_id)
+{
+    json_object *rec = execution_json(e);
+    int ok = e->rec.status == EXEC_SUCCEEDED;
     if (e->sch->cfg.ended)
         e->sch->cfg.ended(e->sch->cfg.ctx, e->rec.id, rec, e->turn);
     /* A copy: a write that fails closes its connection, which detaches it from e->waiters. */
@@ -261,7 +278,7 @@ void execution_finish(execution_t *e, exec_status_t status)
     e->rec.finished_at = clock_now();
     if (!e->rec.has_changes)
         e->rec.has_changes = turn_changes(e->turn, e->rec.changes);
-    execution_store(e, 1);
+    long long done_id = execution_record_final(e);
     if (s->cfg.finished)
         s->cfg.finished(s->cfg.ctx, e->rec.mode, status,
                         e->rec.started_at > 0 ? e->rec.finished_at - e->rec.started_at : -1,
@@ -273,7 +290,7 @@ void execution_finish(execution_t *e, exec_status_t status)
     s->finished++;
     if (status != EXEC_SUCCEEDED)
         s->failed++;
-    execution_answer_waiters(e);
+    execution_answer_waiters(e, done_id);
     execution_free(e);
 }
 

@@ -316,6 +316,18 @@ int db_run(db_t *db, int st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+int db_tx_begin(db_t *db) { return db_run(db, ST_BEGIN); }
+
+int db_tx_commit(db_t *db) { return db_run(db, ST_COMMIT); }
+
+void db_tx_rollback(db_t *db)
+{
+    if (db->h && !sqlite3_get_autocommit(db->h))
+        db_run(db, ST_ROLLBACK);
+}
+
+int db_in_tx(const db_t *db) { return db->h && !sqlite3_get_autocommit(db->h); }
+
 int db_mark_interrupted(db_t *db, double now, int *count)
 {
     sqlite3_bind_double(db->st[ST_INTERRUPT], 1, now);

@@ -183,7 +183,8 @@ int db_exec_insert(db_t *db, db_exec_t *e)
 
 int db_exec_update(db_t *db, const db_exec_t *e, int finished)
 {
-    if (finished && db_run(db, ST_BEGIN) != 0)
+    int own = finished && !db_in_tx(db);
+    if (own && db_run(db, ST_BEGIN) != 0)
         return -1;
     sqlite3_stmt *s = db->st[ST_EXEC_UPDATE];
     char hex[65];
@@ -202,6 +203,8 @@ int db_exec_update(db_t *db, const db_exec_t *e, int finished)
         sqlite3_bind_double(b, 3, e->finished_at);
         rc = db_run(db, ST_SESS_BUMP);
     }
+    if (!own)
+        return rc;
     if (rc == 0 && db_run(db, ST_COMMIT) == 0)
         return 0;
     db_run(db, ST_ROLLBACK);

@@ -86,6 +86,9 @@ enum {
 
 extern const char *const db_sql[ST_COUNT];
 
+/* Whether a transaction is open (db_tx_begin): writes inside it leave BEGIN and COMMIT to it. */
+int db_in_tx(const db_t *db);
+
 /* History filters; each combination gets its own statement (prepared on first use), so
  * SQLite picks the index that fits it. */
 enum { LF_OWNER = 1, LF_SESSION = 2, LF_STATUS = 4, LF_MODE = 8, LF_SINCE = 16, LF_UNTIL = 32, LF_BEFORE = 64, LF_ALL = 128 };

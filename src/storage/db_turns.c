@@ -22,7 +22,8 @@ int db_turn_store(db_t *db, int64_t exec_id, const db_tool_t *tools, size_t ntoo
 {
     if (ntools == 0 && nevents == 0)
         return 0;
-    if (db_run(db, ST_BEGIN) != 0)
+    int own = !db_in_tx(db);
+    if (own && db_run(db, ST_BEGIN) != 0)
         return -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ntools; i++) {
@@ -54,6 +55,8 @@ int db_turn_store(db_t *db, int64_t exec_id, const db_tool_t *tools, size_t ntoo
         db_bind_text(s, 4, events[i].data);
         rc = db_run(db, ST_EVENT_INSERT);
     }
+    if (!own)
+        return rc;
     if (rc == 0 && db_run(db, ST_COMMIT) == 0)
         return 0;
     db_run(db, ST_ROLLBACK);
