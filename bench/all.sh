@@ -10,7 +10,7 @@
 # The parts' own settings pass through (BENCH_ROWS, BENCH_SERVER_RUNS, BENCH_WRK_SECONDS, ...).
 # server needs the real opencode (scripts/setup installs it); without one its row says so.
 set -eu
-BENCH_LIB_ONLY=1
+BENCH_LIB_ONLY=1 # lib.sh: only its functions, no stack of its own
 . "$(dirname "$0")/lib.sh"
 unset BENCH_LIB_ONLY
 PARTS="overhead load status history server"
@@ -38,7 +38,10 @@ why_not() {
         return
         ;;
     esac
-    if [ "$1" = server ] && ! "$SRC/scripts/opencode-bin" >/dev/null; then echo "no real opencode, run scripts/setup"; fi
+    local bin
+    if [ "$1" = server ] && ! { bin=$("$SRC/scripts/opencode-bin") && [ -x "$bin" ]; }; then
+        echo "no real opencode, run scripts/setup"
+    fi
 }
 
 failed=""

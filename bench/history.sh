@@ -41,8 +41,8 @@ echo "ocpm benchmark: $ROWS executions in 1,000 sessions (generated in ${gen} ms
 # timeit LABEL N URL [KEY GOAL]: p50 and max of curl's total time over N calls; with KEY, the p50
 # as a FIGURE line too.
 timeit() {
-    local label=$1 n=$2 url=$3 i code t times="" p50 max
-    for i in $(seq 1 "$n"); do
+    local label=$1 n=$2 url=$3 code t times="" p50 max
+    for _ in $(seq 1 "$n"); do
         read -r code t < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$url")
         [ "$code" = 200 ] || { echo "bench: $url answered $code" >&2; return 1; }
         times+="$t"$'\n'
