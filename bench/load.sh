@@ -18,7 +18,7 @@ DPORT=$(free_port)
 (cd "$DIR" && OPENCODE_SERVER_PASSWORD=$DPW XDG_DATA_HOME="$DIR/direct-data" \
     exec python3 "$FAKE" serve --hostname 127.0.0.1 --port "$DPORT" >"$DIR/direct.log" 2>&1) &
 DIRECT=$!
-trap 'kill $DIRECT 2>/dev/null; stack_stop; rm -rf "$DIR"' EXIT
+trap 'kill $DIRECT 2>/dev/null || :; stack_stop || :; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(free_port)
 stack_start_nginx "$PORT"

@@ -6,7 +6,7 @@ set -eu
 # Per message, like the baseline (the fake also has a server mode, which auto would pick).
 export OCPM_OPENCODE_BIN=${BENCH_OPENCODE:-$SRC/tests/fakes/fake_opencode.py} OCPM_LOG_LEVEL=warn
 export OCPM_MODE=${OCPM_MODE:-per-session}
-trap 'stack_stop; rm -rf "$DIR"' EXIT
+trap 'stack_stop || :; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(free_port)
 stack_start_nginx "$PORT"

@@ -15,7 +15,7 @@ export OCPM_SERVER_START_TIMEOUT=120s BENCH_OUT="$DIR/server.json" BENCH_WS="$DI
 export BENCH_SEQ_SERVER=${BENCH_SEQ_SERVER:-$(quick 40 10)}
 # The logs outlive the run (what the server did under load is the interesting part).
 KEEP=${BENCH_LOG_DIR:-/tmp}/ocpm-bench-server-logs.$$
-trap 'mkdir -p "$KEEP"; cp -r "$DIR/state/logs/." "$KEEP/" 2>/dev/null; echo "logs kept in $KEEP"; stack_stop || :; rm -rf "$DIR"' EXIT
+trap 'mkdir -p "$KEEP"; cp -r "$DIR/state/logs/." "$KEEP/" 2>/dev/null || :; echo "logs kept in $KEEP"; stack_stop || :; rm -rf "$DIR"' EXIT
 unset OPENCODE_CONFIG OPENCODE_CONFIG_CONTENT
 stack_start_model
 PORT=$(free_port)

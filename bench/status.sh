@@ -14,9 +14,9 @@ export OCPM_RESPONDERS=${OCPM_RESPONDERS:-4}
 FPM_DIR="$DIR/fpm" FPM_PID="" FPM_WHY=""
 STATIC="$DIR/state/nginx/static-probe.json"
 stop_fpm() {
-    if [ -n "$FPM_PID" ]; then kill -QUIT "$FPM_PID" 2>/dev/null; wait "$FPM_PID" 2>/dev/null || :; FPM_PID=""; fi
+    if [ -n "$FPM_PID" ]; then kill -QUIT "$FPM_PID" 2>/dev/null || :; wait "$FPM_PID" 2>/dev/null || :; FPM_PID=""; fi
 }
-trap 'stop_fpm; stack_stop; rm -rf "$DIR"' EXIT
+trap 'stop_fpm || :; stack_stop || :; rm -rf "$DIR"' EXIT
 
 fpm_bin() {
     local b
