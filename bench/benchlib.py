@@ -104,7 +104,7 @@ def _fmt(v, unit=""):
         return "-" if v is None or v == "" else str(v)
     if x != x:
         return "nan"
-    digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2 if abs(x) >= 1 else 3
+    digits = 0 if abs(x) >= 100 or x == 0 else 1 if abs(x) >= 10 else 2 if abs(x) >= 1 else 3
     return ("%.*f" % (digits, x)) + (" " + unit if unit else "")
 
 
