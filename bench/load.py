@@ -7,7 +7,10 @@ Run by bench/load.sh. Prints, asserts nothing:
     p50/p95/p99 latency, errors by status (goal: zero);
   * the same clients and messages sent straight to a second fake server of the same kind (the
     baseline measured in the same run), and the ratio;
-  * the manager's RSS and open file descriptors before and after.
+  * the memory of the manager and of its responders (RSS): at idle, after the load, after a second
+    load of as many messages on new sessions (what grows with messages served: nothing should), and
+    with 1,000 sessions (goal: manager under 16 MB);
+  * the ratios and the memory as FIGURE lines too.
 usage: load.py NGINX_PORT DIRECT_PORT DIRECT_PASSWORD MANAGER_PID SESSIONS MESSAGES WORKSPACE_DIR
 """
 import base64
@@ -18,10 +21,13 @@ import sys
 import threading
 import time
 
-from benchlib import pct, proc_stats
+from benchlib import figure, pct, proc_stats, responders
 
 port, dport, dpw, mpid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 nsess, nmsg, wsdir = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+# RSS moves by whole pages and allocator arenas: less than this per 1,000 messages is noise, not
+# memory kept per message served.
+GROWTH_KB = 256
 
 
 def call(conn, method, path, body, headers):
@@ -63,16 +69,17 @@ def run(label, client_fn):
             "errors": errors}
 
 
-def through_stack(i):
+def through_stack(i, tag="load"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     h = {"Content-Type": "application/json"}
-    st, _ = call(c, "POST", "/api/sessions", {"id": "load%d" % i}, h)
+    sid = "%s%d" % (tag, i)
+    st, _ = call(c, "POST", "/api/sessions", {"id": sid}, h)
     if st not in (200, 201):
         yield 0.0, False, st
         return
     for k in range(nmsg):
         t = time.monotonic()
-        st, data = call(c, "POST", "/api/sessions/load%d/messages" % i, {"text": "message %d of %d" % (k, i)}, h)
+        st, data = call(c, "POST", "/api/sessions/%s/messages" % sid, {"text": "message %d of %d" % (k, i)}, h)
         ok = st == 200 and json.loads(data)["execution"]["status"] == "succeeded"
         yield time.monotonic() - t, ok, st
 
@@ -96,17 +103,63 @@ def direct(i):
         yield time.monotonic() - t, ok, st
 
 
-before = proc_stats(mpid)
-a = run("through the stack", through_stack)
-after = proc_stats(mpid)
-b = run("straight to a fake server", direct)
-print("%d sessions at once x %d messages each" % (nsess, nmsg))
-print("%-28s %8s %9s %8s %8s %8s  %s" % ("", "wall s", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "errors"))
-for r in (a, b):
+def memory():
+    """(manager RSS, responders' RSS together) in kB."""
+    return proc_stats(mpid)[0], responders(mpid)[0]
+
+
+def sessions_up_to(total):
+    """Create sessions until the manager maps total of them, one after another."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    h = {"Content-Type": "application/json"}
+    st, data = call(c, "GET", "/api/opencode/status", None, h)
+    have = json.loads(data)["processManager"]["activeSessions"]
+    for i in range(have, total):
+        st, _ = call(c, "POST", "/api/sessions", {"id": "idle%d" % i}, h)
+        if st != 201:
+            sys.exit("bench: session create failed: %s" % st)
+    st, data = call(c, "GET", "/api/opencode/status", None, h)
+    return json.loads(data)["processManager"]["activeSessions"]
+
+
+def show(r):
     print("%-28s %8.2f %9.1f %8.1f %8.1f %8.1f  %s" % (r["label"], r["wall_s"], r["per_s"], r["p50_ms"], r["p95_ms"],
                                                        r["p99_ms"], sum(r["errors"].values()) or 0))
     if r["errors"]:
         print("    errors by status: %s" % r["errors"])
+
+
+before, idle = proc_stats(mpid), memory()
+a = run("through the stack", through_stack)
+after, loaded = proc_stats(mpid), memory()
+b = run("straight to a fake server", direct)
+# As many messages again, on new sessions: what the manager and the responders keep per message
+# served shows as growth between the two (warm-up and caches filled by the first are not counted).
+a2 = run("through the stack, again", lambda i: through_stack(i, "again"))
+twice = memory()
+mapped = sessions_up_to(1000)
+many = memory()
+print("%d sessions at once x %d messages each" % (nsess, nmsg))
+print("%-28s %8s %9s %8s %8s %8s  %s" % ("", "wall s", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "errors"))
+for r in (a, b, a2):
+    show(r)
 print("ratio stack / direct: wall %.2f, p50 %.2f" % (a["wall_s"] / b["wall_s"], a["p50_ms"] / b["p50_ms"]))
 print("manager: RSS %d -> %d kB, open fds %d -> %d (every responder thread keeps one control connection)"
       % (before[0], after[0], before[1], after[1]))
+print("memory, kB            %10s %10s %10s %12s" % ("idle", "after load", "after 2x", "%d sessions" % mapped))
+for k, name in enumerate(("manager", "responders")):
+    print("  %-20s %10d %10d %10d %12d" % (name, idle[k], loaded[k], twice[k], many[k]))
+errs = sum(a["errors"].values()) + sum(b["errors"].values())
+shape = "%d sessions x %d%s" % (nsess, nmsg, ", %d errors" % errs if errs else "")
+figure("load.wall", "through the stack vs direct, %s: wall" % shape, a["wall_s"], b["wall_s"], "s", ("ratio", "<=", 1.1))
+figure("load.p50", "through the stack vs direct, %s: p50" % shape, a["p50_ms"], b["p50_ms"], "ms", ("ratio", "<=", 1.5))
+for k, name in enumerate(("manager (ocpmd)", "responders (all)")):
+    tag = ("manager", "responders")[k]
+    figure("mem.%s.idle" % tag, "%s RSS at idle" % name, idle[k] / 1024.0, None, "MB")
+    figure("mem.%s.load" % tag, "%s RSS after the load" % name, loaded[k] / 1024.0, None, "MB")
+    figure("mem.%s.sessions" % tag, "%s RSS with %d sessions" % (name, mapped), many[k] / 1024.0, None, "MB",
+           ("ocpm", "<", 16) if k == 0 else None)
+    # Per 1,000 messages served, from the second load against the first (a2 sent a["messages"] more).
+    n2 = a2["messages"] or 1
+    figure("mem.%s.growth" % tag, "%s RSS growth per 1,000 messages" % name, (twice[k] - loaded[k]) * 1000.0 / n2,
+           None, "kB", ("ocpm", "<=", GROWTH_KB))

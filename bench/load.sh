@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load: BENCH_SESSIONS (200) sessions at once x BENCH_MESSAGES (5) messages through nginx and ocpmd in
 # server mode with the fast fake `opencode serve`, against the same load sent straight to a second
-# fake server in the same run (bench/load.py). Prints; asserts nothing.
+# fake server in the same run (bench/load.py), then the memory of the manager and the responders
+# (idle, after the load, after as many messages again, with 1,000 sessions). Prints; asserts nothing.
+# BENCH_QUICK=1: 50 sessions x 4 messages.
 # The pool is sized for the clients (4 responders x 64 threads: 248 messages at once) and the
 # server takes server_max_inflight (8) prompts at a time, as in production.
 set -eu
@@ -16,10 +18,10 @@ DPORT=$(free_port)
 (cd "$DIR" && OPENCODE_SERVER_PASSWORD=$DPW XDG_DATA_HOME="$DIR/direct-data" \
     exec python3 "$FAKE" serve --hostname 127.0.0.1 --port "$DPORT" >"$DIR/direct.log" 2>&1) &
 DIRECT=$!
-trap 'kill $DIRECT 2>/dev/null; stack_stop; rm -rf "$DIR"' EXIT
+trap 'kill $DIRECT 2>/dev/null || :; stack_stop || :; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(free_port)
 stack_start_nginx "$PORT"
 wait_until 10 curl -s -o /dev/null -u "opencode:$DPW" "http://127.0.0.1:$DPORT/global/health"
-python3 "$SRC/bench/load.py" "$PORT" "$DPORT" "$DPW" "$STACK_OCPMD_PID" "${BENCH_SESSIONS:-200}" \
-    "${BENCH_MESSAGES:-5}" "$DIR/ws"
+python3 "$SRC/bench/load.py" "$PORT" "$DPORT" "$DPW" "$STACK_OCPMD_PID" "${BENCH_SESSIONS:-$(quick 200 50)}" \
+    "${BENCH_MESSAGES:-$(quick 5 4)}" "$DIR/ws"

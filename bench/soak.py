@@ -10,13 +10,12 @@ usage: soak.py NGINX_PORT MANAGER_PID SECONDS CLIENTS
 """
 import http.client
 import json
-import os
 import socket
 import sys
 import threading
 import time
 
-from benchlib import proc_stats
+from benchlib import proc_stats, responders
 
 port, mpid, seconds, nclients = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 counts, lock, stop = {}, threading.Lock(), threading.Event()
@@ -25,24 +24,6 @@ counts, lock, stop = {}, threading.Lock(), threading.Event()
 def note(k):
     with lock:
         counts[k] = counts.get(k, 0) + 1
-
-
-def responders():
-    rss = fds = 0
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open("/proc/%s/stat" % p) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) != mpid:
-                        continue
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    if b"--responder" not in f.read():
-                        continue
-                r, n = proc_stats(int(p))
-                rss, fds = rss + r, fds + n
-            except (OSError, ValueError, IndexError):
-                pass
-    return rss, fds
 
 
 def call(c, method, path, body=None, headers=None):
@@ -114,7 +95,7 @@ def heap_kb():
 
 def sample():
     r, f = proc_stats(mpid)
-    rr, rf = responders()
+    rr, rf = responders(mpid)
     with lock:
         total = sum(v for k, v in counts.items() if not k.startswith(("client", "dropped")))
     heap, sq = heap_kb()

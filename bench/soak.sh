@@ -8,7 +8,7 @@ set -eu
 export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_MAX_WORKSPACES=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
 export OCPM_OPENCODE_BIN=$SRC/tests/fakes/fake_opencode.py OCPM_LOG_LEVEL=warn OCPM_MODE=server
 export OCPM_KILL_GRACE=1s OCPM_INSTANCE_IDLE_TIMEOUT=5s
-trap 'stack_stop; rm -rf "$DIR"' EXIT
+trap 'stack_stop || :; rm -rf "$DIR"' EXIT
 stack_start_ocpmd
 PORT=$(free_port)
 stack_start_nginx "$PORT"
