@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "control.h"
+#include "snapshot.h"
 
 /* What a field's value must be. */
 typedef enum {
@@ -60,6 +61,10 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
 #define API_WAITS 1u    /* the client may stream the answer or not wait for it */
 #define API_OPERATOR 2u /* everyone's data: the shipped nginx files allow it from localhost only */
 #define API_FOLLOWS 4u  /* always answered as a stream that may last the whole turn (holds a thread) */
+/* Answered by the responder from the manager's published document doc (snapshot.h) when it is
+ * current, else by the manager: the route takes no body, no query and no user's data. */
+#define API_SNAPSHOT(doc) ((unsigned)((doc) + 1) << 4)
+#define API_SNAPSHOT_DOC(flags) ((int)(((flags) >> 4) & 0xfu) - 1)
 
 typedef struct api_route {
     const char *method;  /* NULL: no HTTP route (ocpmctl, over the control socket) */
@@ -97,5 +102,9 @@ int api_doc_write(FILE *f, const char *format);
 /* The control socket's request handler: finds frame.op's row, checks the frame and calls its
  * handler with ctx (the manager). */
 void api_dispatch(void *ctx, control_conn_t *c, json_object *frame);
+
+/* Render the status, health and metrics documents into the snapshot (manager_publish_fn). */
+struct manager;
+void api_publish(struct manager *m);
 
 #endif

@@ -31,6 +31,9 @@ void inflight_leave(int slot, int message);
 long inflight_total(void);
 long inflight_messages(void);
 long long inflight_refused(void);
+/* Manager: the refusals of slots reset since start (inflight_refused counts them too; a responder's
+ * inflight_refused counts only the slots'). */
+long long inflight_refused_before(void);
 /* Manager: a responder died; forget what its slot counted. */
 void inflight_reset(int slot);
 

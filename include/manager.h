@@ -59,10 +59,13 @@ void manager_event(manager_t *m, const char *kind, const char *detail);
 void manager_touch(manager_t *m);
 
 /* Initialise everything (database, probes, sockets, responders) and run the loop until shutdown
- * completes; requests on the control socket go to dispatch, with the manager as its ctx (the API,
- * api.h: main wires the two, so that neither includes the other). Returns 0 on a clean stop. */
+ * completes; requests on the control socket go to dispatch, with the manager as its ctx, and the
+ * published documents come from publish (the API, api.h: main wires the two, so that neither
+ * includes the other). Returns 0 on a clean stop. */
+/* Render the status, health and metrics documents and put them in the snapshot (snapshot.h). */
+typedef void (*manager_publish_fn)(manager_t *m);
 int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
-                control_request_fn dispatch);
+                control_request_fn dispatch, manager_publish_fn publish);
 
 
 

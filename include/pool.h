@@ -2,8 +2,9 @@
  *
  * Each responder is this binary re-executed as `ocpmd --responder INDEX`, with the FastCGI
  * listening socket as its fd 0 (libfcgi's convention), the shared in-flight page (inflight.h) as
- * fd 3 and its settings as fd 4: the manager's parsed settings in a sealed memory file, read as
- * they are (like nginx's workers inheriting the cycle: nothing printed to argv and parsed again).
+ * fd 3, its settings as fd 4: the manager's parsed settings in a sealed memory file, read as
+ * they are (like nginx's workers inheriting the cycle: nothing printed to argv and parsed again),
+ * and the manager's published status, health and metrics (snapshot.h) as fd 5.
  * Its stderr is relayed line by line into the manager's log (so SIGHUP's reopen covers it).
  * Each responder has a supervisor (supervisor.h): one that dies is respawned after a delay that
  * doubles while it keeps dying young (100 ms up to 30 s), so a crash loop cannot become a fork

@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#define PROC_NFDS 5
+#define PROC_NFDS 6
 #define PROC_DEVNULL (-1)
 #define PROC_NONE (-2)
 

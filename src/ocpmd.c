@@ -110,7 +110,7 @@ static int serve(const conf_t *conf, conf_t *const *pools, agent_t *const *agent
         return 1;
     }
     exe[n] = '\0';
-    rc = manager_run(conf, pools, agents, npools, exe, api_dispatch);
+    rc = manager_run(conf, pools, agents, npools, exe, api_dispatch, api_publish);
     log_close();
     return rc;
 }

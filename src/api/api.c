@@ -61,8 +61,10 @@ static const api_field_t api_prune_args[] = {
 };
 
 const api_route_t api_routes[] = {
-    {"GET", "/api/opencode/status", "status", NULL, NULL, 0, api_status, "the manager's status document"},
-    {"GET", "/api/health", "health", NULL, NULL, 0, api_health, "200 while accepting, 503 while stopping"},
+    {"GET", "/api/opencode/status", "status", NULL, NULL, API_SNAPSHOT(SNAPSHOT_STATUS), api_status,
+     "the manager's status document"},
+    {"GET", "/api/health", "health", NULL, NULL, API_SNAPSHOT(SNAPSHOT_HEALTH), api_health,
+     "200 while accepting, 503 while stopping"},
     {"POST", "/api/sessions", "session.create", api_session_create_body, NULL, 0, api_session_create,
      "create a session bound to a workspace (idempotent)"},
     {"GET", "/api/sessions", "session.list", NULL, api_session_query, 0, api_session_list,
@@ -95,7 +97,8 @@ const api_route_t api_routes[] = {
      "counts, durations, resources, tokens: everyone's"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
      "everyone's executions, every field"},
-    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR, api_metrics, "Prometheus metrics"},
+    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_SNAPSHOT(SNAPSHOT_METRICS), api_metrics,
+     "Prometheus metrics"},
     {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
      "delete finished history older than a time (ocpmctl prune)"},
 };

@@ -123,10 +123,8 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     return x;
 }
 
-void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
+static json_object *api_status_json(const manager_t *m)
 {
-    (void)call;
-    const manager_t *m = ctx;
     double now = clock_now();
     json_object *o = json_object_new_object();
     json_object_object_add(o, "available", json_object_new_boolean(m->available));
@@ -143,18 +141,31 @@ void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
         json_object_array_add(servers, api_server_json(m, i));
     json_object_object_add(o, "servers", servers);
     json_object_object_add(o, "ocpm", api_status_ocpm(m, now));
-    control_reply(c, 200, o, NULL);
+    return o;
+}
+
+void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    (void)call;
+    control_reply(c, 200, api_status_json(ctx), NULL);
+}
+
+static json_object *api_health_json(const manager_t *m, int *code)
+{
+    json_object *o = json_object_new_object();
+    int ok = m->ready && !m->stopping;
+    json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "stopping"));
+    json_object_object_add(o, "available", json_object_new_boolean(m->available));
+    *code = ok ? 200 : 503;
+    return o;
 }
 
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;
-    const manager_t *m = ctx;
-    json_object *o = json_object_new_object();
-    int ok = m->ready && !m->stopping;
-    json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "stopping"));
-    json_object_object_add(o, "available", json_object_new_boolean(m->available));
-    control_reply(c, ok ? 200 : 503, o, NULL);
+    int code;
+    json_object *o = api_health_json(ctx, &code);
+    control_reply(c, code, o, NULL);
 }
 
 /* How each metric is read from the manager. */
@@ -261,13 +272,87 @@ static const metric_t api_metric_table[] = {
      API_PER_POOL(api_m_pool_cost)},
 };
 
+#define API_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+static char *api_metrics_text(const manager_t *m)
+{
+    return metrics_render(m->metrics, api_metric_table, sizeof api_metric_table / sizeof api_metric_table[0], m);
+}
+
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;
-    const manager_t *m = ctx;
-    char *text = metrics_render(m->metrics, api_metric_table, sizeof api_metric_table / sizeof api_metric_table[0], m);
+    char *text = api_metrics_text(ctx);
     if (!text)
         return control_error(c, 500, "internal", "out of memory"), (void)0;
-    control_reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+    control_reply_text(c, 200, API_METRICS_TYPE, text);
+    free(text);
+}
+
+/* The responders' own counts in the status document (pool_status_json's flat "responders"
+ * object): the responder answering from the snapshot writes their current values (snapshot.h). */
+static const struct {
+    const char *key;
+    int kind;
+} api_live_fields[] = {
+    {"\"inFlight\":", SNAPSHOT_LIVE_INFLIGHT},
+    {"\"messagesInFlight\":", SNAPSHOT_LIVE_MESSAGES},
+    {"\"refused\":", SNAPSHOT_LIVE_REFUSED},
+};
+
+/* Copy text into out with the live fields' numbers widened to SNAPSHOT_LIVE_WIDTH (out has room
+ * for that); returns the new length and fills live. */
+static size_t api_publish_live(const char *text, size_t n, char *out, snapshot_live_t *live, int *nlive)
+{
+    const char *obj = strstr(text, "\"responders\":{"), *end = obj ? strchr(obj, '}') : NULL;
+    size_t o = 0, at = 0;
+    *nlive = 0;
+    for (size_t i = 0; end && i < sizeof api_live_fields / sizeof api_live_fields[0]; i++) {
+        const char *k = strstr(obj, api_live_fields[i].key);
+        if (!k || k > end || (size_t)(k - text) < at)
+            continue;
+        const char *num = k + strlen(api_live_fields[i].key);
+        size_t digits = strspn(num, "-0123456789");
+        if (digits == 0 || digits > SNAPSHOT_LIVE_WIDTH)
+            continue;
+        memcpy(out + o, text + at, (size_t)(num - text) - at);
+        o += (size_t)(num - text) - at;
+        long long v = strtoll(num, NULL, 10);
+        live[*nlive] = (snapshot_live_t){.offset = o, .kind = api_live_fields[i].kind,
+                                         .base = api_live_fields[i].kind == SNAPSHOT_LIVE_REFUSED ? inflight_refused_before() : 0};
+        (*nlive)++;
+        o += (size_t)snprintf(out + o, SNAPSHOT_LIVE_WIDTH + 1, "%*lld", SNAPSHOT_LIVE_WIDTH, v);
+        at = (size_t)(num - text) + digits;
+    }
+    memcpy(out + o, text + at, n - at);
+    return o + n - at;
+}
+
+/* A JSON document as the responder writes the manager's reply (resp_write_json). */
+static void api_publish_json(int doc, int code, json_object *o)
+{
+    size_t n;
+    const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    char *b = malloc(n + 2 + SNAPSHOT_LIVE_MAX * SNAPSHOT_LIVE_WIDTH);
+    snapshot_live_t live[SNAPSHOT_LIVE_MAX];
+    int nlive = 0;
+    if (b) {
+        size_t len = doc == SNAPSHOT_STATUS ? api_publish_live(text, n, b, live, &nlive) : (memcpy(b, text, n), n);
+        b[len] = '\n';
+        snapshot_put(doc, code, "application/json", b, len + 1, live, nlive);
+    }
+    free(b);
+    json_object_put(o);
+}
+
+void api_publish(struct manager *m)
+{
+    int code;
+    api_publish_json(SNAPSHOT_STATUS, 200, api_status_json(m));
+    json_object *h = api_health_json(m, &code);
+    api_publish_json(SNAPSHOT_HEALTH, code, h);
+    char *text = api_metrics_text(m);
+    if (text)
+        snapshot_put(SNAPSHOT_METRICS, 200, API_METRICS_TYPE, text, strlen(text), NULL, 0);
     free(text);
 }

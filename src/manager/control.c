@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "control.h"
 
+#include "snapshot.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +211,8 @@ static int control_send(control_conn_t *c, json_object *frame)
 {
     if (c->closing)
         return -1;
+    /* Whoever reads this may ask the status next: it must not come from before this answer. */
+    snapshot_stale();
     size_t len;
     char *buf = frame_encode(frame, &len);
     control_write_t *w = buf ? malloc(sizeof *w) : NULL;

@@ -38,6 +38,8 @@ typedef struct manager_life {
     double shutdown_deadline;
     int killed_runs;
     control_request_fn dispatch;
+    manager_publish_fn publish;
+    manager_snapshot_t snapshot;
 } manager_life_t;
 
 /* The signals the manager handles, and what each does. Handlers only note the signal (libuv's own
@@ -300,6 +302,7 @@ static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
     m->pool = pool_start(&pc, err, errlen);
     if (!m->pool)
         return -1;
+    manager_snapshot_start(&l->snapshot, m, l->publish);
     for (int i = 0; i < m->ntenants; i++)
         scheduler_set_message_capacity(m->tenants[i].scheduler, pool_message_capacity(m->pool));
     return 0;
@@ -353,7 +356,7 @@ static void manager_free(manager_t *m)
 }
 
 int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
-                control_request_fn dispatch)
+                control_request_fn dispatch, manager_publish_fn publish)
 {
     static manager_t m; /* large (the pools); one per process */
     memset(&m, 0, sizeof m);
@@ -361,7 +364,7 @@ int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents
     m.ntenants = npools;
     for (int i = 0; i < npools; i++)
         m.tenants[i] = (tenant_t){.m = &m, .index = i, .conf = pools[i], .agent = agents[i]};
-    manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1, .dispatch = dispatch};
+    manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1, .dispatch = dispatch, .publish = publish};
     uv_loop_t loop;
     snprintf(m.exe, sizeof m.exe, "%s", exe);
     m.started_at = m.last_activity = clock_now();

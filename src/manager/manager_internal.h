@@ -20,4 +20,15 @@ int manager_lock(const conf_t *c, char *err, size_t errlen);
 /* The FastCGI socket: its fd, or -1 with err. */
 int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen);
 
+/* manager_snapshot.c: the published status, health and metrics (snapshot.h), renewed as the loop
+ * turns. publish renders and puts the documents (NULL: nothing is published). */
+typedef struct manager_snapshot {
+    manager_t *m;
+    manager_publish_fn publish;
+    uv_prepare_t prepare;
+    uv_timer_t later, renew;
+    uint64_t last; /* uv_now of the last publication */
+} manager_snapshot_t;
+void manager_snapshot_start(manager_snapshot_t *s, manager_t *m, manager_publish_fn publish);
+
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "inflight.h"
+#include "snapshot.h"
 #include "log.h"
 #include "supervisor.h"
 
@@ -42,7 +43,7 @@ struct pool {
     pool_config_t cfg;
     pool_slot_t *slots;
     int nslots;
-    int inflight_fd, settings_fd;
+    int inflight_fd, settings_fd, snapshot_fd;
     long cap_all, cap_msg;
     int stopping, alive_stops;
     void (*stop_done)(void *ctx);
@@ -59,6 +60,7 @@ static int pool_build(void *ctx, proc_spec_t *spec, char *err, size_t errlen)
     spec->fd[0] = s->pool->cfg.listen_fd;
     spec->fd[3] = s->pool->inflight_fd;
     spec->fd[4] = s->pool->settings_fd;
+    spec->fd[5] = s->pool->snapshot_fd;
     return 0;
 }
 
@@ -152,10 +154,13 @@ pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen)
     p->cap_msg = p->cap_all - reserve;
     p->inflight_fd = inflight_create(n);
     p->settings_fd = p->inflight_fd >= 0 ? pool_settings_fd(p) : -1;
-    if (p->settings_fd < 0) {
+    p->snapshot_fd = p->settings_fd >= 0 ? snapshot_create() : -1;
+    if (p->snapshot_fd < 0) {
         snprintf(err, errlen, "cannot create the responders' shared pages: %s", strerror(errno));
         if (p->inflight_fd >= 0)
             close(p->inflight_fd);
+        if (p->settings_fd >= 0)
+            close(p->settings_fd);
         free(p->slots);
         free(p);
         return NULL;
@@ -220,6 +225,9 @@ void pool_free(pool_t *p)
         close(p->inflight_fd);
     if (p->settings_fd >= 0)
         close(p->settings_fd);
+    snapshot_detach();
+    if (p->snapshot_fd >= 0)
+        close(p->snapshot_fd);
     free(p->slots);
     free(p);
 }

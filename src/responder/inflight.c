@@ -103,6 +103,8 @@ long long inflight_refused(void)
     return n;
 }
 
+long long inflight_refused_before(void) { return refused_before; }
+
 void inflight_reset(int slot)
 {
     if (!page || slot < 0 || slot >= nslot)

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "pool.h"
 #include "request.h"
+#include "snapshot.h"
 
 /* How long in-flight requests may take to finish after SIGTERM. */
 #define RESP_STOP_GRACE_S 30
@@ -30,6 +31,7 @@
 /* This responder: its place in the pool and the manager's settings (fd 4). */
 typedef struct responder {
     int index;
+    pid_t manager; /* the parent that published the snapshot */
     pool_settings_t s;
     atomic_int busy;
     atomic_int stopping;
@@ -340,6 +342,22 @@ static void resp_answer(FCGX_Request *r, resp_thread_t *t, json_object *f)
     }
 }
 
+/* The manager's published answer for a snapshot route, while it is current and the manager that
+ * published it still runs (a responder outliving it must not answer for it). Returns 0 when sent. */
+static int resp_from_snapshot(FCGX_Request *r, const responder_t *self, const api_route_t *row)
+{
+    int doc = API_SNAPSHOT_DOC(row->flags), status;
+    char ctype[64], *body;
+    size_t len;
+    if (doc < 0 || getppid() != self->manager || snapshot_get(doc, &status, ctype, sizeof ctype, &body, &len) != 0)
+        return -1;
+    resp_printf(r->out, "Status: %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
+                status, resp_reason(status), ctype, len);
+    FCGX_PutStr(body, (int)len, r->out);
+    free(body);
+    return 0;
+}
+
 /* Serve one request. *is_message says whether it was counted as a message (inflight). */
 static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
 {
@@ -347,6 +365,10 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     json_object *frame = resp_frame(r, t, &row);
     if (!frame)
         return;
+    if (resp_from_snapshot(r, t->r, row) == 0) {
+        json_object_put(frame);
+        return;
+    }
     /* A request whose answer may take minutes (a message) holds its thread: counted apart. */
     if (row->flags & (API_WAITS | API_FOLLOWS)) {
         if (inflight_promote(t->r->index, t->r->s.message_capacity) != 0) {
@@ -429,6 +451,12 @@ int responder_main(int index, int settings_fd)
         log_error("responder cannot map the in-flight page on fd 3", "responder=%d", index);
         return 78;
     }
+    if (snapshot_attach(5) != 0) {
+        log_error("responder cannot map the manager's snapshot on fd 5", "responder=%d", index);
+        return 78;
+    }
+    close(5);
+    r->manager = getppid();
     for (long i = 0; i < threads + 1; i++) {
         pthread_t th;
         if (pthread_create(&th, &attr, resp_thread_main, r) != 0) {

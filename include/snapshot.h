@@ -1,0 +1,55 @@
+/* snapshot: the manager's answers to the status, health and metrics routes, published in a shared
+ * mapping so the responders answer them without a round trip to the manager (PHP-FPM's status page
+ * reads its scoreboard the same way; here the documents are already rendered).
+ *
+ * Exact, not merely recent: every reply or event the manager writes to a responder first marks the
+ * snapshot stale, and the manager publishes a new one at the end of that turn of its loop (at most
+ * every SNAPSHOT_MIN_MS; stale meanwhile). While stale, responders ask the manager as before. So a
+ * client that saw the answer to anything it did never reads a snapshot from before it; a change
+ * nobody asked for (a server that died, a timer) shows within SNAPSHOT_MIN_MS. Fields that move
+ * without the manager (uptime, idle time, the responders' in-flight counts) are as of publication,
+ * which a timer of the manager's renews at least every second.
+ *
+ * One writer (the manager's loop thread), many readers (responder threads): each document is a
+ * sequence lock over its bytes; a reader that races a write retries, then asks the manager. */
+#ifndef OCPM_SNAPSHOT_H
+#define OCPM_SNAPSHOT_H
+
+#include <stddef.h>
+
+enum { SNAPSHOT_STATUS, SNAPSHOT_HEALTH, SNAPSHOT_METRICS, SNAPSHOT_DOCS };
+#define SNAPSHOT_MIN_MS 5
+
+/* Manager: create and map the shared snapshot (a memfd, close-on-exec). Returns its fd or -1. */
+int snapshot_create(void);
+/* Responder: map the snapshot passed as fd. Returns 0 or -1. */
+int snapshot_attach(int fd);
+void snapshot_detach(void);
+
+/* A number in a published JSON document that moves without the manager (the responders' own
+ * counts, inflight.h): a field of SNAPSHOT_LIVE_WIDTH bytes at offset, where the responder writes
+ * base + the in-flight page's count of kind, right-aligned after spaces (still JSON). So a status
+ * read from the snapshot counts the request reading it, as one the manager answers does. */
+enum { SNAPSHOT_LIVE_INFLIGHT, SNAPSHOT_LIVE_MESSAGES, SNAPSHOT_LIVE_REFUSED };
+typedef struct snapshot_live {
+    size_t offset;
+    int kind;
+    long long base;
+} snapshot_live_t;
+#define SNAPSHOT_LIVE_MAX 4
+#define SNAPSHOT_LIVE_WIDTH 20
+
+/* Manager: publish a document with its live fields (at most SNAPSHOT_LIVE_MAX). A body larger than
+ * the document's room is not published (the responders then ask the manager for it). */
+void snapshot_put(int doc, int status, const char *content_type, const char *body, size_t len,
+                  const snapshot_live_t *live, int nlive);
+/* Manager: every document is out of date (stale) / the documents just put are current (fresh). */
+void snapshot_stale(void);
+void snapshot_fresh(void);
+int snapshot_is_stale(void);
+
+/* Responder: a copy of the document when it is published and fresh: 0, with *body malloc'd (the
+ * caller frees it), the status and the content type; -1 otherwise (ask the manager). */
+int snapshot_get(int doc, int *status, char *content_type, size_t ctlen, char **body, size_t *len);
+
+#endif
