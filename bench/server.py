@@ -14,6 +14,7 @@ import base64
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -128,6 +129,20 @@ def interleaved(port, server_port, password, workspace, n, session):
     return stack, direct_t, failed
 
 
+def prepare_like_ocpm(ws, uid, gid):
+    def as_agent():
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": ws, "GIT_CONFIG_NOSYSTEM": "1"}
+    if not os.path.isdir(os.path.join(ws, ".git")):
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=ws, env=env, preexec_fn=as_agent, check=True)
+        subprocess.run(["git", "-c", "user.name=ocpm", "-c", "user.email=ocpm@localhost", "-c", "commit.gpgsign=false",
+                        "commit", "-q", "--allow-empty", "--no-verify", "-m", "ocpm workspace bench"], cwd=ws, env=env,
+                       preexec_fn=as_agent, check=True)
+
+
 def direct(server_port, password, workspace, n):
     cl = Client(server_port, "opencode:" + password)
     q = "?directory=" + workspace
@@ -156,9 +171,13 @@ def main():
         os.makedirs(ws, exist_ok=True)
         # Started as root, ocpmd runs the server as its agent user, who must own the direct run's
         # workspace as it owns the sessions' (else opencode answers 500 to every call there).
+        owner = os.stat("/proc/%d" % spid)
         if os.geteuid() == 0:
-            owner = os.stat("/proc/%d" % spid)
             os.chown(ws, owner.st_uid, owner.st_gid)
+        # Prepared as ocpm prepares a session's (src/agent/project.c): its own git repository with
+        # one empty commit. opencode snapshots a repository's files at every step, which a plain
+        # directory skips: the baseline must pay what the stack's sessions pay.
+        prepare_like_ocpm(ws, owner.st_uid if os.geteuid() == 0 else None, owner.st_gid)
         # Interleaved, one message each way in turn, so warm-up and conversation length are equal; each
         # run on new sessions, so no run inherits a longer conversation than the one before.
         runs = int(os.environ.get("BENCH_SERVER_RUNS", "5"))
