@@ -103,8 +103,8 @@ int api_doc_write(FILE *f, const char *format);
  * handler with ctx (the manager). */
 void api_dispatch(void *ctx, control_conn_t *c, json_object *frame);
 
-/* Render the status, health and metrics documents into the snapshot (manager_publish_fn). */
+/* Render one published document (snapshot.h) into the snapshot (manager_publish_fn). */
 struct manager;
-void api_publish(struct manager *m);
+void api_publish(struct manager *m, int doc);
 
 #endif

@@ -62,8 +62,8 @@ void manager_touch(manager_t *m);
  * completes; requests on the control socket go to dispatch, with the manager as its ctx, and the
  * published documents come from publish (the API, api.h: main wires the two, so that neither
  * includes the other). Returns 0 on a clean stop. */
-/* Render the status, health and metrics documents and put them in the snapshot (snapshot.h). */
-typedef void (*manager_publish_fn)(manager_t *m);
+/* Render one of the published documents (snapshot.h: status, health, metrics) and put it. */
+typedef void (*manager_publish_fn)(manager_t *m, int doc);
 int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
                 control_request_fn dispatch, manager_publish_fn publish);
 

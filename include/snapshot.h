@@ -3,12 +3,13 @@
  * reads its scoreboard the same way; here the documents are already rendered).
  *
  * Exact, not merely recent: every reply or event the manager writes to a responder first marks the
- * snapshot stale, and the manager publishes a new one at the end of that turn of its loop (at most
- * every SNAPSHOT_MIN_MS; stale meanwhile). While stale, responders ask the manager as before. So a
- * client that saw the answer to anything it did never reads a snapshot from before it; a change
- * nobody asked for (a server that died, a timer) shows within SNAPSHOT_MIN_MS. Fields that move
- * without the manager (uptime, idle time, the responders' in-flight counts) are as of publication,
- * which a timer of the manager's renews at least every second.
+ * documents stale, and the manager publishes each again before its loop sleeps (status and health
+ * at most every SNAPSHOT_MIN_MS, metrics every SNAPSHOT_METRICS_MS: rendering them is the dearer
+ * part; stale meanwhile). While one is stale, responders ask the manager for it as before. So a
+ * client that saw the answer to anything it did never reads a document from before it; a change
+ * nobody asked for (a server that died, a timer) shows once the document is due again. Fields that
+ * move with the clock (uptime, idle time) are as of publication, renewed at least every second; the
+ * responders' own counts are written live (below).
  *
  * One writer (the manager's loop thread), many readers (responder threads): each document is a
  * sequence lock over its bytes; a reader that races a write retries, then asks the manager. */
@@ -18,7 +19,8 @@
 #include <stddef.h>
 
 enum { SNAPSHOT_STATUS, SNAPSHOT_HEALTH, SNAPSHOT_METRICS, SNAPSHOT_DOCS };
-#define SNAPSHOT_MIN_MS 5
+#define SNAPSHOT_MIN_MS 10
+#define SNAPSHOT_METRICS_MS 1000
 
 /* Manager: create and map the shared snapshot (a memfd, close-on-exec). Returns its fd or -1. */
 int snapshot_create(void);
@@ -43,10 +45,10 @@ typedef struct snapshot_live {
  * the document's room is not published (the responders then ask the manager for it). */
 void snapshot_put(int doc, int status, const char *content_type, const char *body, size_t len,
                   const snapshot_live_t *live, int nlive);
-/* Manager: every document is out of date (stale) / the documents just put are current (fresh). */
+/* Manager: every document is out of date (stale) / the document just put is current (fresh). */
 void snapshot_stale(void);
-void snapshot_fresh(void);
-int snapshot_is_stale(void);
+void snapshot_fresh(int doc);
+int snapshot_is_stale(int doc);
 
 /* Responder: a copy of the document when it is published and fresh: 0, with *body malloc'd (the
  * caller frees it), the status and the content type; -1 otherwise (ask the manager). */

@@ -345,14 +345,23 @@ static void api_publish_json(int doc, int code, json_object *o)
     json_object_put(o);
 }
 
-void api_publish(struct manager *m)
+void api_publish(struct manager *m, int doc)
 {
     int code;
-    api_publish_json(SNAPSHOT_STATUS, 200, api_status_json(m));
-    json_object *h = api_health_json(m, &code);
-    api_publish_json(SNAPSHOT_HEALTH, code, h);
-    char *text = api_metrics_text(m);
-    if (text)
-        snapshot_put(SNAPSHOT_METRICS, 200, API_METRICS_TYPE, text, strlen(text), NULL, 0);
-    free(text);
+    char *text;
+    switch (doc) {
+    case SNAPSHOT_STATUS:
+        api_publish_json(SNAPSHOT_STATUS, 200, api_status_json(m));
+        break;
+    case SNAPSHOT_HEALTH: {
+        json_object *h = api_health_json(m, &code);
+        api_publish_json(SNAPSHOT_HEALTH, code, h);
+        break;
+    }
+    case SNAPSHOT_METRICS:
+        if ((text = api_metrics_text(m)))
+            snapshot_put(SNAPSHOT_METRICS, 200, API_METRICS_TYPE, text, strlen(text), NULL, 0);
+        free(text);
+        break;
+    }
 }

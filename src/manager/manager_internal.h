@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "manager.h"
+#include "snapshot.h"
 
 /* manager_mode.c: ask opencode for its version and whether `serve` exists (blocking, at start-up). */
 void manager_probe(manager_t *m);
@@ -27,7 +28,8 @@ typedef struct manager_snapshot {
     manager_publish_fn publish;
     uv_prepare_t prepare;
     uv_timer_t later, renew;
-    uint64_t last; /* uv_now of the last publication */
+    uint64_t last[SNAPSHOT_DOCS]; /* uv_now of each document's last publication */
+    int published[SNAPSHOT_DOCS];
 } manager_snapshot_t;
 void manager_snapshot_start(manager_snapshot_t *s, manager_t *m, manager_publish_fn publish);
 

@@ -19,6 +19,7 @@ static const size_t snapshot_room[SNAPSHOT_DOCS] = {
 };
 
 typedef struct snapshot_doc {
+    atomic_int stale;  /* set by every answer of the manager's, cleared when this one is put again */
     atomic_ullong seq; /* odd while the manager writes; 0: never published */
     atomic_int status;
     atomic_uint len; /* beyond the room: not published */
@@ -28,7 +29,6 @@ typedef struct snapshot_doc {
 } snapshot_doc_t;
 
 typedef struct snapshot_head {
-    atomic_int stale;
     snapshot_doc_t doc[SNAPSHOT_DOCS];
 } snapshot_head_t;
 
@@ -68,7 +68,8 @@ int snapshot_create(void)
         close(fd);
         return -1;
     }
-    atomic_store(&head->stale, 1); /* nothing published yet */
+    for (int i = 0; i < SNAPSHOT_DOCS; i++)
+        atomic_store(&head->doc[i].stale, 1); /* nothing published yet */
     return fd;
 }
 
@@ -112,17 +113,20 @@ void snapshot_put(int doc, int status, const char *content_type, const char *bod
 
 void snapshot_stale(void)
 {
-    if (head)
-        atomic_store_explicit(&head->stale, 1, memory_order_seq_cst);
+    for (int i = 0; head && i < SNAPSHOT_DOCS; i++)
+        atomic_store_explicit(&head->doc[i].stale, 1, memory_order_seq_cst);
 }
 
-void snapshot_fresh(void)
+void snapshot_fresh(int doc)
 {
-    if (head)
-        atomic_store_explicit(&head->stale, 0, memory_order_release);
+    if (head && doc >= 0 && doc < SNAPSHOT_DOCS)
+        atomic_store_explicit(&head->doc[doc].stale, 0, memory_order_release);
 }
 
-int snapshot_is_stale(void) { return !head || atomic_load_explicit(&head->stale, memory_order_acquire); }
+int snapshot_is_stale(int doc)
+{
+    return !head || doc < 0 || doc >= SNAPSHOT_DOCS || atomic_load_explicit(&head->doc[doc].stale, memory_order_acquire);
+}
 
 /* The current value of a live field, over its bytes in b (a copy of n bytes). */
 static void snapshot_live_write(char *b, size_t n, const snapshot_live_t *l)
@@ -144,7 +148,7 @@ int snapshot_get(int doc, int *status, char *content_type, size_t ctlen, char **
     snapshot_doc_t *d = &head->doc[doc];
     for (int tries = 0; tries < 3; tries++) {
         /* Stale first: a document read after a fresh mark is at least the one put before it. */
-        if (atomic_load_explicit(&head->stale, memory_order_acquire))
+        if (atomic_load_explicit(&d->stale, memory_order_acquire))
             return -1;
         unsigned long long s1 = atomic_load_explicit(&d->seq, memory_order_acquire);
         if (s1 == 0)

@@ -6,9 +6,21 @@
 . "$(dirname "$0")/lib.sh"
 t_start
 MPID=$STACK_OCPMD_PID
+# Settled: reading status, health and metrics asked nothing of the manager (each was current in the
+# snapshot; one is stale for up to its interval after the manager's last answer: snapshot.h).
+settled() {
+    local a b
+    a=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
+    curl -s -o /dev/null "$BASE/api/health"
+    curl -s -o /dev/null "$BASE/metrics"
+    b=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
+    [ "$a" = "$b" ]
+}
 
 req GET /api/opencode/status
 is "$STATUS" 200 "status answers"
+check "once the manager is idle, the snapshot is current" wait_until 10 settled
+req GET /api/opencode/status
 before=$(j .ocpm.requests)
 for i in 1 2 3 4 5 6 7 8 9 10; do curl -s -o /dev/null "$BASE/api/opencode/status"; done
 req GET /api/opencode/status
@@ -29,6 +41,7 @@ req GET /api/opencode/status
 is "$(j .processManager.activeSessions)" 4 "and right after a delete, 4"
 
 # Without the manager: a stopped one still has its status answered, a message cannot be.
+check "the snapshot is current again" wait_until 10 settled
 kill -STOP "$MPID"
 req GET /api/opencode/status "" --max-time 5
 is "$STATUS" 200 "with the manager stopped (SIGSTOP) the status still answers"

@@ -49,18 +49,23 @@ static void test_put_get_stale(void **state)
     assert_int_equal(snapshot_get(SNAPSHOT_STATUS, &st, ct, sizeof ct, &b, &n), -1); /* nothing yet */
     snapshot_put(SNAPSHOT_HEALTH, 503, "application/json", "{\"status\":\"stopping\"}\n", 22, NULL, 0);
     assert_int_equal(snapshot_get(SNAPSHOT_HEALTH, &st, ct, sizeof ct, &b, &n), -1); /* still stale */
-    snapshot_fresh();
+    snapshot_fresh(SNAPSHOT_HEALTH);
     assert_int_equal(snapshot_get(SNAPSHOT_HEALTH, &st, ct, sizeof ct, &b, &n), 0);
     assert_int_equal(st, 503);
     assert_string_equal(ct, "application/json");
     assert_int_equal(n, 22);
     assert_string_equal(b, "{\"status\":\"stopping\"}\n");
     free(b);
+    snapshot_fresh(SNAPSHOT_METRICS);
     assert_int_equal(snapshot_get(SNAPSHOT_METRICS, &st, ct, sizeof ct, &b, &n), -1); /* never put */
     snapshot_stale();
-    assert_true(snapshot_is_stale());
+    assert_true(snapshot_is_stale(SNAPSHOT_HEALTH));
     assert_int_equal(snapshot_get(SNAPSHOT_HEALTH, &st, ct, sizeof ct, &b, &n), -1);
-    snapshot_fresh();
+    snapshot_fresh(SNAPSHOT_STATUS); /* one document fresh: the others stay stale */
+    assert_int_equal(snapshot_get(SNAPSHOT_HEALTH, &st, ct, sizeof ct, &b, &n), -1);
+    snapshot_fresh(SNAPSHOT_HEALTH);
+    assert_int_equal(snapshot_get(SNAPSHOT_HEALTH, &st, ct, sizeof ct, &b, &n), 0);
+    free(b);
     assert_int_equal(snapshot_get(-1, &st, ct, sizeof ct, &b, &n), -1);
     assert_int_equal(snapshot_get(SNAPSHOT_DOCS, &st, ct, sizeof ct, &b, &n), -1);
 }
@@ -73,7 +78,7 @@ static void test_too_large(void **state)
     assert_non_null(x);
     memset(x, 'x', big);
     snapshot_put(SNAPSHOT_HEALTH, 200, "text/plain", x, big, NULL, 0);
-    snapshot_fresh();
+    snapshot_fresh(SNAPSHOT_HEALTH);
     int st;
     char ct[64], *b;
     size_t n;
@@ -91,7 +96,7 @@ static void test_live_fields(void **state)
     int at2 = at1 + 20 + (int)strlen(",\"refused\":");
     snapshot_live_t live[] = {{(size_t)at1, SNAPSHOT_LIVE_INFLIGHT, 0}, {(size_t)at2, SNAPSHOT_LIVE_REFUSED, 5}};
     snapshot_put(SNAPSHOT_STATUS, 200, "application/json", doc, strlen(doc), live, 2);
-    snapshot_fresh();
+    snapshot_fresh(SNAPSHOT_STATUS);
     assert_int_equal(inflight_enter(0, 10), 0);
     assert_int_equal(inflight_enter(1, 10), 0);
     assert_int_equal(inflight_enter(1, 2), -1); /* refused: counted */
@@ -150,7 +155,7 @@ static void test_no_torn_reads(void **state)
         size_t n = 1000 + (size_t)c * 97;
         memset(buf, 'a' + c, n);
         snapshot_put(SNAPSHOT_METRICS, 200 + c, "text/plain", buf, n, NULL, 0);
-        snapshot_fresh();
+        snapshot_fresh(SNAPSHOT_METRICS);
         if (k % 64 == 0)
             sched_yield();
     }
