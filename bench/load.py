@@ -108,6 +108,18 @@ def memory():
     return proc_stats(mpid)[0], responders(mpid)[0]
 
 
+def settled_memory():
+    """memory() once the manager is idle again: it hands a burst's heap back at its next sweep
+    (every 2 s), so the reading waits until it has not changed for 3 s (at most 12 s)."""
+    last, since, deadline = memory(), time.monotonic(), time.monotonic() + 12
+    while time.monotonic() < deadline and time.monotonic() - since < 3:
+        time.sleep(0.25)
+        now = memory()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def sessions_up_to(total):
     """Create sessions until the manager maps total of them, one after another."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -131,14 +143,14 @@ def show(r):
 
 before, idle = proc_stats(mpid), memory()
 a = run("through the stack", through_stack)
-after, loaded = proc_stats(mpid), memory()
+after, loaded = proc_stats(mpid), settled_memory()
 b = run("straight to a fake server", direct)
 # As many messages again, on new sessions: what the manager and the responders keep per message
 # served shows as growth between the two (warm-up and caches filled by the first are not counted).
 a2 = run("through the stack, again", lambda i: through_stack(i, "again"))
-twice = memory()
+twice = settled_memory()
 mapped = sessions_up_to(1000)
-many = memory()
+many = settled_memory()
 print("%d sessions at once x %d messages each" % (nsess, nmsg))
 print("%-28s %8s %9s %8s %8s %8s  %s" % ("", "wall s", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "errors"))
 for r in (a, b, a2):
@@ -157,8 +169,10 @@ for k, name in enumerate(("manager (ocpmd)", "responders (all)")):
     tag = ("manager", "responders")[k]
     figure("mem.%s.idle" % tag, "%s RSS at idle" % name, idle[k] / 1024.0, None, "MB")
     figure("mem.%s.load" % tag, "%s RSS after the load" % name, loaded[k] / 1024.0, None, "MB")
-    figure("mem.%s.sessions" % tag, "%s RSS with %d sessions" % (name, mapped), many[k] / 1024.0, None, "MB",
-           ("ocpm", "<", 16) if k == 0 else None)
+    # The issue's goal row is bench/overhead.sh's (1,000 sessions on a manager that served one at a
+    # time, as the earlier figure was measured); this one follows 2,000 messages, 200 at once.
+    figure("mem.%s.sessions" % tag, "%s RSS with %d sessions, after the load" % (name, mapped), many[k] / 1024.0,
+           None, "MB")
     # Per 1,000 messages served, from the second load against the first (a2 sent a["messages"] more).
     n2 = a2["messages"] or 1
     figure("mem.%s.growth" % tag, "%s RSS growth per 1,000 messages" % name, (twice[k] - loaded[k]) * 1000.0 / n2,

@@ -12,7 +12,10 @@ FAKE="$SRC/tests/fakes/fake_opencode.py"
 # One client plays every user here: the per-user bounds would measure fairness, not the stack.
 export OCPM_USER_MAX_SHARE=100% OCPM_USER_MAX_SESSIONS=100000 OCPM_USER_MAX_WORKSPACES=100000 OCPM_USER_QUEUE_MAX_BYTES=1g OCPM_QUEUE_MAX_BYTES=1g
 export OCPM_OPENCODE_BIN=$FAKE OCPM_LOG_LEVEL=warn OCPM_MODE=server OCPM_RESPONDERS=4 OCPM_RESPONDER_THREADS=64
-export OCPM_MAX_CONCURRENT_RUNS=256 OCPM_RUN_TIMEOUT=10m
+# The direct run sends its 200 sessions at once with no bound: the server's own bound on messages
+# at once (server_max_inflight, 8 by default, protecting a real opencode) is lifted to match, so the
+# figure is the stack's cost, not a limit the direct run does not have.
+export OCPM_MAX_CONCURRENT_RUNS=256 OCPM_SERVER_MAX_INFLIGHT=256 OCPM_RUN_TIMEOUT=10m
 DPW=bench-$RANDOM$RANDOM
 DPORT=$(free_port)
 (cd "$DIR" && OPENCODE_SERVER_PASSWORD=$DPW XDG_DATA_HOME="$DIR/direct-data" \

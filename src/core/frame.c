@@ -83,6 +83,12 @@ frame_rc_t frame_next(frame_decoder_t *d, json_object **out, const char **why)
     size_t rest = d->len - FRAME_HDR - n;
     memmove(d->buf, d->buf + FRAME_HDR + n, rest);
     d->len = rest;
+    if (rest == 0) {
+        /* Idle, it holds nothing: the manager keeps one decoder per responder thread (hundreds). */
+        free(d->buf);
+        d->buf = NULL;
+        d->cap = 0;
+    }
     *out = obj;
     return FRAME_OK;
 }

@@ -38,7 +38,7 @@ typedef struct manager_life {
     uv_signal_t signals[4];
     uv_timer_t drain_timer, sweep_timer;
     int fcgi_fd, lock_fd;
-    double shutdown_deadline;
+    double shutdown_deadline, trimmed_at;
     int killed_runs;
     control_request_fn dispatch;
     manager_publish_fn publish;
@@ -90,10 +90,18 @@ static void manager_signal_cb(uv_signal_t *h, int signum)
 
 static void manager_sweep_tick(uv_timer_t *t)
 {
-    (void)t;
+    manager_life_t *l = t->data;
+    manager_t *m = l->m;
     int n = proc_sweep();
     if (n > 0)
         log_warn("killed processes the agent left behind", "count=%d", n);
+    /* Once a burst is over, what it allocated goes back to the system: glibc returns only the top of
+     * the heap by itself, so a peak of messages at once would stay in the RSS for good. */
+    if (m->last_activity > l->trimmed_at && tenant_running(m->tenants, m->ntenants) == 0 &&
+        tenant_queued(m->tenants, m->ntenants) == 0) {
+        malloc_trim(0);
+        l->trimmed_at = clock_now();
+    }
 }
 
 static void manager_close_handle(uv_handle_t *h, void *arg)
@@ -278,6 +286,7 @@ static void manager_init_handles(manager_life_t *l)
     if (proc_become_subreaper() != 0)
         log_warn("cannot become the subreaper of the agent's processes", "error=%s", log_q(strerror(errno)));
     uv_timer_init(m->loop, &l->sweep_timer);
+    l->sweep_timer.data = l;
     uv_timer_start(&l->sweep_timer, manager_sweep_tick, MANAGER_SWEEP_MS, MANAGER_SWEEP_MS);
 }
 
