@@ -21,6 +21,9 @@
 enum { SNAPSHOT_STATUS, SNAPSHOT_HEALTH, SNAPSHOT_METRICS, SNAPSHOT_DOCS };
 #define SNAPSHOT_MIN_MS 10
 #define SNAPSHOT_METRICS_MS 1000
+/* A document older than this is not answered from: the manager renews them every second, so one
+ * this old means a manager stuck or stopped, and its health must not be answered for it. */
+#define SNAPSHOT_MAX_AGE_MS 3000
 
 /* Manager: create and map the shared snapshot (a memfd, close-on-exec). Returns its fd or -1. */
 int snapshot_create(void);

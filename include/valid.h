@@ -22,4 +22,12 @@ bool valid_model(const char *s);
 /* Printable text with no control bytes, at most max bytes. */
 bool valid_token(const char *s, size_t max);
 
+/* What opencode says a turn used, which the agent can forge: a count of tokens within
+ * [0, VALID_TOKENS_MAX], a cost finite within [0, VALID_COST_MAX] (NaN and infinities become 0 and
+ * the bound). The statistics' triggers apply the same bounds (db_schema.c). */
+#define VALID_TOKENS_MAX 1000000000000LL
+#define VALID_COST_MAX 1e9
+long long valid_tokens(long long v);
+double valid_cost(double v);
+
 #endif

@@ -128,3 +128,12 @@ bool valid_token(const char *s, size_t max)
             return false;
     return true;
 }
+
+long long valid_tokens(long long v) { return v < 0 ? 0 : v > VALID_TOKENS_MAX ? VALID_TOKENS_MAX : v; }
+
+double valid_cost(double v)
+{
+    if (v > VALID_COST_MAX)
+        return VALID_COST_MAX;
+    return v >= 0 ? v : 0; /* NaN too */
+}

@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "valid.h"
 #include "changes.h"
 #include "workspace.h"
 
@@ -412,15 +413,15 @@ static void execution_on_done(void *ctx, const backend_result_t *r)
     }
     if (r->has_usage) {
         e->rec.has_usage = 1;
-        e->rec.tokens_in = r->tokens_in;
-        e->rec.tokens_out = r->tokens_out;
-        e->rec.cost = r->cost;
+        e->rec.tokens_in = valid_tokens(r->tokens_in);
+        e->rec.tokens_out = valid_tokens(r->tokens_out);
+        e->rec.cost = valid_cost(r->cost);
     }
     /* What its events said it spent, when more (a turn stopped before its answer; a server's answer
      * names its last step's cost alone): the budget must see it. */
     if (turn_cost(e->turn) > e->rec.cost) {
         e->rec.has_usage = 1;
-        e->rec.cost = turn_cost(e->turn);
+        e->rec.cost = valid_cost(turn_cost(e->turn));
     }
     e->rec.has_exit = r->has_exit;
     e->rec.exit_code = r->exit_code;

@@ -117,6 +117,14 @@ static const supervisor_ops_t pool_ops = {
     .build = pool_build, .started = pool_started, .exited = pool_exited, .line = pool_line};
 
 /* The settings every responder reads from fd 4: sealed, so none can change them for the others. */
+/* The same file opened again for reading only: a descriptor a responder could not map writable. */
+static int pool_read_only(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 static int pool_settings_fd(const pool_t *p)
 {
     pool_settings_t rs;
@@ -154,7 +162,10 @@ pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen)
     p->cap_msg = p->cap_all - reserve;
     p->inflight_fd = inflight_create(n);
     p->settings_fd = p->inflight_fd >= 0 ? pool_settings_fd(p) : -1;
-    p->snapshot_fd = p->settings_fd >= 0 ? snapshot_create() : -1;
+    int snap = p->settings_fd >= 0 ? snapshot_create() : -1;
+    p->snapshot_fd = snap >= 0 ? pool_read_only(snap) : -1;
+    if (snap >= 0)
+        close(snap); /* the mapping stays */
     if (p->snapshot_fd < 0) {
         snprintf(err, errlen, "cannot create the responders' shared pages: %s", strerror(errno));
         if (p->inflight_fd >= 0)

@@ -53,12 +53,12 @@ int oc_event_parse(const char *line, size_t len, oc_event_t *ev)
         if (part && json_object_is_type(part, json_type_object) &&
             json_object_object_get_ex(part, "tokens", &tokens) && json_object_is_type(tokens, json_type_object)) {
             ev->has_usage = 1;
-            ev->tokens_in = oc_event_int(oc_event_path(tokens, "input", NULL));
-            ev->tokens_out = oc_event_int(oc_event_path(tokens, "output", NULL));
+            ev->tokens_in = valid_tokens(oc_event_int(oc_event_path(tokens, "input", NULL)));
+            ev->tokens_out = valid_tokens(oc_event_int(oc_event_path(tokens, "output", NULL)));
         }
         if (part && json_object_object_get_ex(part, "cost", &cost) &&
             (json_object_is_type(cost, json_type_double) || json_object_is_type(cost, json_type_int)))
-            ev->cost = json_object_get_double(cost);
+            ev->cost = valid_cost(json_object_get_double(cost));
     } else if (strcmp(ev->type, "error") == 0) {
         json_object *err = oc_event_path(o, "error", NULL);
         const char *msg = NULL;

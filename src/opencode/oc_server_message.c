@@ -160,11 +160,11 @@ static void oc_server_answer_info(backend_job_t *msg, json_object *info, backend
     if (info && json_object_object_get_ex(info, "tokens", &tok) && json_object_is_type(tok, json_type_object)) {
         r->has_usage = 1;
         if (json_object_object_get_ex(tok, "input", &x))
-            r->tokens_in = json_object_get_int64(x);
+            r->tokens_in = valid_tokens(json_object_get_int64(x));
         if (json_object_object_get_ex(tok, "output", &x))
-            r->tokens_out = json_object_get_int64(x);
+            r->tokens_out = valid_tokens(json_object_get_int64(x));
         if (json_object_object_get_ex(info, "cost", &x))
-            r->cost = json_object_get_double(x);
+            r->cost = valid_cost(json_object_get_double(x));
     }
     if (info && json_object_object_get_ex(info, "id", &mid) && json_object_is_type(mid, json_type_string))
         snprintf(msg->answer_mid, sizeof msg->answer_mid, "%s", json_object_get_string(mid));

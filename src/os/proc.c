@@ -31,6 +31,9 @@ typedef struct proc_watch_ent {
 static proc_watch_ent_t *watch;
 static size_t nwatch, capwatch;
 
+/* close_range(2)'s flag (Linux 5.11; older kernels refuse it, and the descriptors stay as before). */
+#define PROC_CLOSE_RANGE_CLOEXEC (1U << 2)
+
 /* What the child was doing when it failed, reported with errno through the pipe. */
 enum { PROC_STAGE_EXEC = 0, PROC_STAGE_SETUP = 1, PROC_STAGE_CHDIR = 2, PROC_STAGE_USER = 3, PROC_STAGE_SANDBOX = 4 };
 
@@ -129,6 +132,9 @@ static void proc_child(const proc_spec_t *spec, int errfd, pid_t parent)
     if (spec->new_pgroup && setpgid(0, 0) != 0)
         proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
     errfd = proc_child_fds(spec, errfd);
+    /* Nothing but its own descriptors reaches the program: libraries of the manager's open some
+     * without close-on-exec (libcurl's wake-up socket pair). The error pipe is close-on-exec too. */
+    syscall(SYS_close_range, PROC_NFDS, ~0U, PROC_CLOSE_RANGE_CLOEXEC);
     proc_child_identity(spec, errfd);
     /* After the switch of user: a change of credentials clears the parent-death signal. */
     if (spec->pdeathsig) {
@@ -210,6 +216,10 @@ static pid_t proc_clone(const proc_spec_t *spec, int errfd)
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, PROC_CHILD_STACK);
+    /* A child that switched users cleared the dumpable flag of the memory it shared with us (the
+     * kernel's guard against tracing it before exec); it has exec'd now: ours again. */
+    if (spec->uid >= 0)
+        prctl(PR_SET_DUMPABLE, 1);
     errno = e;
     return pid;
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Room for each document: the status of 16 servers in several pools, metrics of as many. */
@@ -23,6 +24,7 @@ typedef struct snapshot_doc {
     atomic_ullong seq; /* odd while the manager writes; 0: never published */
     atomic_int status;
     atomic_uint len; /* beyond the room: not published */
+    atomic_llong published_ms; /* CLOCK_MONOTONIC, the same clock in every process */
     char content_type[64];
     int nlive;
     snapshot_live_t live[SNAPSHOT_LIVE_MAX];
@@ -33,6 +35,13 @@ typedef struct snapshot_head {
 } snapshot_head_t;
 
 static snapshot_head_t *head;
+
+static long long snapshot_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static char *bodies[SNAPSHOT_DOCS];
 static size_t map_len;
 
@@ -73,7 +82,8 @@ int snapshot_create(void)
     return fd;
 }
 
-/* Responders only read it: one that misbehaved could not change what the others answer. */
+/* Responders map it read-only, from a descriptor opened read-only (pool.c): one that misbehaved
+ * could not make its mapping writable and change what the others answer. */
 int snapshot_attach(int fd) { return snapshot_map(fd, PROT_READ); }
 
 void snapshot_detach(void)
@@ -108,6 +118,7 @@ void snapshot_put(int doc, int status, const char *content_type, const char *bod
     } else {
         atomic_store_explicit(&d->len, UINT32_MAX, memory_order_relaxed);
     }
+    atomic_store_explicit(&d->published_ms, snapshot_now_ms(), memory_order_relaxed);
     atomic_store_explicit(&d->seq, seq + 2, memory_order_release);
 }
 
@@ -157,6 +168,10 @@ int snapshot_get(int doc, int *status, char *content_type, size_t ctlen, char **
             continue;
         unsigned n = atomic_load_explicit(&d->len, memory_order_relaxed);
         if (n > snapshot_room[doc])
+            return -1;
+        /* A manager that has not published for this long is stuck or stopped: answering for it would
+         * call it healthy; the request goes to it and waits, as it did before the snapshot. */
+        if (snapshot_now_ms() - atomic_load_explicit(&d->published_ms, memory_order_relaxed) > SNAPSHOT_MAX_AGE_MS)
             return -1;
         char *b = malloc(n + 1);
         if (!b)

@@ -163,6 +163,14 @@ static int db_connect(db_t *db, char *err, size_t errlen)
             return -1;
         }
     }
+    /* The statistics' triggers bucket durations with ln() (db_schema.c): a libsqlite3 built without
+     * its math functions would fail the migration, and later every write of an execution. */
+    if (sqlite3_exec(db->h, "SELECT ln(1)", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: this libsqlite3 has no math functions (ln: %s); ocpm needs SQLite 3.35 or later "
+                 "built with SQLITE_ENABLE_MATH_FUNCTIONS, as Debian's is", path, sqlite3_errmsg(db->h));
+        db_disconnect(db);
+        return -1;
+    }
     if (db_migrate(db, err, errlen) != 0) {
         db_disconnect(db);
         return -1;

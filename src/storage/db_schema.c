@@ -13,13 +13,19 @@
 #define DB_AT(R, SPAN) "CAST(" R ".queued_at / " SPAN " AS INTEGER) * " SPAN
 #define DB_BUCKET(V) "min(479, CASE WHEN " V " >= 0.01 THEN 1 + CAST(ln(" V " * 100) / 0.04879016416943205 AS INTEGER) ELSE 0 END)"
 #define DB_FINAL(R) R ".status NOT IN ('queued', 'running')"
+/* The bounds valid.h puts on what the agent reports (tokens, cost), and finite bounds on the rest:
+ * a sum that took an infinity in could only give it back as NaN, which SQLite stores as NULL, and
+ * the row could then never be updated or deleted. db_stats.c bounds the rows it reads alike. */
+#define DB_TOKENS(V) "max(min(coalesce(" V ", 0), 1000000000000), 0)"
+#define DB_COST(V) "max(min(coalesce(" V ", 0), 1e9), 0)"
+#define DB_FIN(V) "max(min(coalesce(" V ", 0), 1e15), -1e15)"
 #define DB_ROLL_SPAN(R, SG, SPAN)                                                                                \
     "INSERT INTO stats_rollup (span, at, pool, mode, status, n, nd, sum_d, nw, sum_w, nr, sum_r, max_r,"         \
     " tokens_in, tokens_out, cost) VALUES (" SPAN ", " DB_AT(R, SPAN) ", " R ".pool, " R ".mode, " R ".status, " \
-    SG "1, " SG "(" R ".duration_ms IS NOT NULL), " SG "coalesce(" R ".duration_ms, 0), " SG "(" R              \
-    ".queue_wait_ms IS NOT NULL), " SG "coalesce(" R ".queue_wait_ms, 0), " SG "(" R ".peak_rss_kb IS NOT NULL), " \
-    SG "coalesce(" R ".peak_rss_kb, 0), " R ".peak_rss_kb, " SG "coalesce(" R ".tokens_in, 0), " SG "coalesce("   \
-    R ".tokens_out, 0), " SG "coalesce(" R ".cost, 0))"                                                          \
+    SG "1, " SG "(" R ".duration_ms IS NOT NULL), " SG DB_FIN(R ".duration_ms") ", " SG "(" R                \
+    ".queue_wait_ms IS NOT NULL), " SG DB_FIN(R ".queue_wait_ms") ", " SG "(" R ".peak_rss_kb IS NOT NULL), "     \
+    SG DB_FIN(R ".peak_rss_kb") ", " R ".peak_rss_kb, " SG DB_TOKENS(R ".tokens_in") ", "                        \
+    SG DB_TOKENS(R ".tokens_out") ", " SG DB_COST(R ".cost") ")"                                                \
     " ON CONFLICT (span, at, pool, mode, status) DO UPDATE SET n = n + excluded.n, nd = nd + excluded.nd,"       \
     " sum_d = sum_d + excluded.sum_d, nw = nw + excluded.nw, sum_w = sum_w + excluded.sum_w,"                    \
     " nr = nr + excluded.nr, sum_r = sum_r + excluded.sum_r, tokens_in = tokens_in + excluded.tokens_in,"        \
@@ -34,7 +40,7 @@
     " ON CONFLICT (span, at, metric, bucket) DO UPDATE SET n = n + excluded.n;"                                  \
     "INSERT INTO stats_sessions (span, at, owner, session_id, n, failed, nd, sum_d) VALUES (" SPAN ", "          \
     DB_AT(R, SPAN) ", " R ".owner, " R ".session_id, " SG "1, " SG "(" R ".status IN ('failed', 'timeout',"     \
-    " 'interrupted')), " SG "(" R ".duration_ms IS NOT NULL), " SG "coalesce(" R ".duration_ms, 0))"             \
+    " 'interrupted')), " SG "(" R ".duration_ms IS NOT NULL), " SG DB_FIN(R ".duration_ms") ")"               \
     " ON CONFLICT (span, at, owner, session_id) DO UPDATE SET n = n + excluded.n, failed = failed + excluded.failed," \
     " nd = nd + excluded.nd, sum_d = sum_d + excluded.sum_d;"                                                    \
     "INSERT INTO stats_tools (span, at, tool, status, calls) SELECT " SPAN ", " DB_AT(R, SPAN) ", tool, status, " \
@@ -62,15 +68,16 @@
 /* The rollups of the rows already there, for one span. */
 #define DB_ROLL_FILL(SPAN)                                                                                       \
     "INSERT INTO stats_rollup SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, pool, mode, status, count(*),"         \
-    " count(duration_ms), total(duration_ms), count(queue_wait_ms), total(queue_wait_ms), count(peak_rss_kb),"   \
-    " total(peak_rss_kb), max(peak_rss_kb), total(tokens_in), total(tokens_out), total(cost) FROM executions e"  \
+    " count(duration_ms), total(" DB_FIN("duration_ms") "), count(queue_wait_ms), total(" DB_FIN("queue_wait_ms") \
+    "), count(peak_rss_kb), total(" DB_FIN("peak_rss_kb") "), max(peak_rss_kb), total(" DB_TOKENS("tokens_in")   \
+    "), total(" DB_TOKENS("tokens_out") "), total(" DB_COST("cost") ") FROM executions e"                         \
     " WHERE " DB_FINAL("e") " GROUP BY p, pool, mode, status;"                                                   \
     "INSERT INTO stats_hist SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, 0, " DB_BUCKET("duration_ms") " AS b,"   \
     " count(*) FROM executions e WHERE " DB_FINAL("e") " AND duration_ms IS NOT NULL GROUP BY p, b;"             \
     "INSERT INTO stats_hist SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, 1, " DB_BUCKET("queue_wait_ms") " AS b," \
     " count(*) FROM executions e WHERE " DB_FINAL("e") " AND queue_wait_ms IS NOT NULL GROUP BY p, b;"           \
     "INSERT INTO stats_sessions SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, owner, session_id, count(*),"        \
-    " sum(status IN ('failed', 'timeout', 'interrupted')), count(duration_ms), total(duration_ms)"               \
+    " sum(status IN ('failed', 'timeout', 'interrupted')), count(duration_ms), total(" DB_FIN("duration_ms") ")"  \
     " FROM executions e WHERE " DB_FINAL("e") " GROUP BY p, owner, session_id;"                                  \
     "INSERT INTO stats_tools SELECT " SPAN ", " DB_AT("e", SPAN) " AS p, t.tool, t.status, count(*)"             \
     " FROM tool_calls t JOIN executions e ON e.id = t.execution_id WHERE " DB_FINAL("e")                         \

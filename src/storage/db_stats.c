@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db_internal.h"
+#include "valid.h"
 
 /* Statistics over [since, until) by queued_at. The whole UTC days inside the range come from the
  * day rollups, the whole hours around them from the hour rollups (stats_* tables, kept by triggers:
@@ -16,6 +17,8 @@
  * still queued or running in the whole hours are read from the rows too (few: the status index). */
 
 static const char *db_col_text(sqlite3_stmt *s, int i) { return (const char *)sqlite3_column_text(s, i); }
+
+static double db_stats_fin(double v) { return v > 1e15 ? 1e15 : v < -1e15 ? -1e15 : v; }
 
 static void db_stats_bind(db_t *db, int st, double a, double b, int span)
 {
@@ -38,14 +41,17 @@ static int db_stats_rows(db_t *db, db_tally_t *t, int st, double a, double b)
             has_r = sqlite3_column_type(s, 7) != SQLITE_NULL;
         double d = sqlite3_column_double(s, 5), w = sqlite3_column_double(s, 6);
         const char *status = db_col_text(s, 2);
-        db_tally_group_t g = {.n = 1, .nd = has_d, .nw = has_w, .nr = has_r, .sum_d = has_d ? d : 0,
-                              .sum_w = has_w ? w : 0, .sum_r = has_r ? sqlite3_column_double(s, 7) : 0,
+        /* Bounded as the rollups' triggers bound them (DB_FIN, DB_TOKENS, DB_COST), so both agree. */
+        db_tally_group_t g = {.n = 1, .nd = has_d, .nw = has_w, .nr = has_r, .sum_d = has_d ? db_stats_fin(d) : 0,
+                              .sum_w = has_w ? db_stats_fin(w) : 0,
+                              .sum_r = has_r ? db_stats_fin(sqlite3_column_double(s, 7)) : 0,
                               .max_r = has_r ? sqlite3_column_int64(s, 7) : -1,
-                              .tokens_in = sqlite3_column_int64(s, 8), .tokens_out = sqlite3_column_int64(s, 9),
-                              .cost = sqlite3_column_double(s, 10)};
+                              .tokens_in = valid_tokens(sqlite3_column_int64(s, 8)),
+                              .tokens_out = valid_tokens(sqlite3_column_int64(s, 9)),
+                              .cost = valid_cost(sqlite3_column_double(s, 10))};
         int failed = status && (!strcmp(status, "failed") || !strcmp(status, "timeout") || !strcmp(status, "interrupted"));
         if (db_tally_group(t, db_col_text(s, 0), db_col_text(s, 1), status, &g) != 0 ||
-            db_tally_session(t, db_col_text(s, 3), db_col_text(s, 4), 1, failed, has_d, has_d ? d : 0) != 0 ||
+            db_tally_session(t, db_col_text(s, 3), db_col_text(s, 4), 1, failed, has_d, has_d ? db_stats_fin(d) : 0) != 0 ||
             (has_d && db_tally_value(t, DB_TALLY_DURATION, d) != 0) ||
             (has_w && db_tally_value(t, DB_TALLY_WAIT, w) != 0))
             break;
@@ -128,10 +134,15 @@ json_object *db_stats(db_t *db, double since, double until)
     db_tally_t *t = db_tally_new(!whole);
     if (!t)
         return NULL;
+    /* One read transaction: every statement below sees the same snapshot (WAL), so an execution that
+     * finishes meanwhile is neither missed nor counted twice between the rows and the rollups. */
+    int in_tx = sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     int rc = whole ? db_stats_range(db, t, 0, since, h0) || db_stats_rollups(db, t, 3600, h0, d0) ||
                          db_stats_rollups(db, t, 86400, d0, d1) || db_stats_rollups(db, t, 3600, d1, h1) ||
                          db_stats_range(db, t, 1, h0, h1) || db_stats_range(db, t, 0, h1, until)
                    : db_stats_range(db, t, 0, since, until);
+    if (in_tx)
+        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
     json_object *o = rc ? NULL : db_tally_json(t, since, until);
     db_tally_free(t);
     return o;

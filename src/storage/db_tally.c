@@ -42,7 +42,7 @@ struct db_tally {
     tally_group_t *groups;
     size_t ngroups;
     tally_tool_t *tools;
-    size_t ntools;
+    size_t ntools, captools;
     tally_session_t *sessions; /* open addressing, capacity a power of two */
     size_t nsessions, cap;
     tally_values_t values[DB_TALLY_METRICS];
@@ -194,19 +194,27 @@ int db_tally_session(db_tally_t *t, const char *owner, const char *session, long
     return 0;
 }
 
+/* Appended as they come (each source is grouped already: the same tool and status appear at most
+ * once per source); tally_tools merges them after one sort. A search per call here was quadratic
+ * in the number of tool names, which the agent chooses. */
 int db_tally_tool(db_tally_t *t, const char *tool, const char *status, long long calls)
 {
-    for (size_t i = 0; i < t->ntools; i++)
-        if (tally_same(t->tools[i].tool, tool) && tally_same(t->tools[i].status, status)) {
-            t->tools[i].calls += calls;
-            return 0;
-        }
-    tally_tool_t *grown = realloc(t->tools, (t->ntools + 1) * sizeof *grown);
-    if (!grown)
-        return -1;
-    t->tools = grown;
+    if (t->ntools == t->captools) {
+        size_t cap = t->captools ? t->captools * 2 : 16;
+        tally_tool_t *grown = realloc(t->tools, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        t->tools = grown;
+        t->captools = cap;
+    }
     t->tools[t->ntools] = (tally_tool_t){strdup(tool ? tool : ""), strdup(status ? status : ""), calls};
-    return t->tools[t->ntools++].tool && t->tools[t->ntools - 1].status ? 0 : -1;
+    if (!t->tools[t->ntools].tool || !t->tools[t->ntools].status) {
+        free(t->tools[t->ntools].tool);
+        free(t->tools[t->ntools].status);
+        return -1;
+    }
+    t->ntools++;
+    return 0;
 }
 
 /* The bucket of v, as DB_BUCKET computes it in SQL. */
@@ -285,8 +293,9 @@ static void tally_select(double *v, size_t lo, size_t hi, size_t k)
     }
 }
 
-/* The value of 0-based rank k: exact from the sorted values, else its bucket's middle. */
-static double tally_at(const tally_values_t *x, int exact, long long k)
+/* The value of 0-based rank k: exact from the sorted values, else its bucket's middle (*beyond set
+ * when that is the last bucket, which holds everything from about 36 hours up: no bound then). */
+static double tally_at(const tally_values_t *x, int exact, long long k, int *beyond)
 {
     if (exact) {
         tally_select(x->v, 0, x->n - 1, (size_t)k);
@@ -295,8 +304,11 @@ static double tally_at(const tally_values_t *x, int exact, long long k)
     long long seen = 0;
     for (int b = 0; b < DB_HIST_BUCKETS; b++) {
         seen += x->hist[b];
-        if (seen > k)
+        if (seen > k) {
+            if (b == DB_HIST_BUCKETS - 1)
+                *beyond = 1;
             return b == 0 ? 0 : 0.01 * pow(DB_HIST_RATIO, b - 0.5);
+        }
     }
     return 0;
 }
@@ -310,17 +322,18 @@ static json_object *tally_percentiles(db_tally_t *t, int metric, long long n, do
     } ps[] = {{"p50", 0.50}, {"p95", 0.95}, {"p99", 0.99}};
     tally_values_t *x = &t->values[metric];
     json_object *o = json_object_new_object();
+    int beyond = 0;
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         long long rank = (long long)ceil(ps[i].p * (double)n - 1e-9); /* 1-based */
         if (rank < 1)
             rank = 1;
-        json_object_object_add(o, ps[i].name, n ? json_object_new_double(tally_at(x, t->exact, rank - 1)) : NULL);
+        json_object_object_add(o, ps[i].name, n ? json_object_new_double(tally_at(x, t->exact, rank - 1, &beyond)) : NULL);
     }
     json_object_object_add(o, "mean", n ? json_object_new_double(sum / (double)n) : NULL);
     json_object_object_add(o, "count", json_object_new_int64(n));
     json_object_object_add(o, "exact", json_object_new_boolean(t->exact));
     if (!t->exact)
-        json_object_object_add(o, "max_relative_error", json_object_new_double(DB_TALLY_ERROR));
+        json_object_object_add(o, "max_relative_error", beyond ? NULL : json_object_new_double(DB_TALLY_ERROR));
     return o;
 }
 
@@ -373,12 +386,32 @@ static int tally_cmp_tool(const void *a, const void *b)
     return c ? c : strcmp(x->status, y->status);
 }
 
+static int tally_cmp_tool_key(const void *a, const void *b)
+{
+    const tally_tool_t *x = a, *y = b;
+    int c = strcmp(x->tool, y->tool);
+    return c ? c : strcmp(x->status, y->status);
+}
+
 /* The agent's tool calls by tool and status, the most used first (at most DB_TALLY_TOOLS). */
 static json_object *tally_tools(db_tally_t *t)
 {
+    /* Merge the sources' counts of the same tool and status, then order by calls. */
+    qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool_key);
+    size_t n = 0;
+    for (size_t i = 0; i < t->ntools; i++) {
+        if (n && tally_cmp_tool_key(&t->tools[n - 1], &t->tools[i]) == 0) {
+            t->tools[n - 1].calls += t->tools[i].calls;
+            free(t->tools[i].tool);
+            free(t->tools[i].status);
+            continue;
+        }
+        t->tools[n++] = t->tools[i];
+    }
+    t->ntools = n;
     qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool);
     json_object *tools = json_object_new_array();
-    for (size_t i = 0; i < t->ntools && i < DB_TALLY_TOOLS; i++) {
+    for (size_t i = 0, shown = 0; i < t->ntools && shown < DB_TALLY_TOOLS; i++) {
         if (t->tools[i].calls <= 0)
             continue;
         json_object *o = json_object_new_object();
@@ -386,6 +419,7 @@ static json_object *tally_tools(db_tally_t *t)
         json_object_object_add(o, "status", json_object_new_string(t->tools[i].status));
         json_object_object_add(o, "calls", json_object_new_int64(t->tools[i].calls));
         json_object_array_add(tools, o);
+        shown++;
     }
     return tools;
 }

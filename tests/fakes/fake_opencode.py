@@ -31,7 +31,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
                      with a pid) whether it worked; env:NAME puts the variable NAME in "env", rlimit:NOFILE
-                     the soft limit in "rlimit"
+                     the soft limit in "rlimit", fds:all its descriptors past stdio in "fds"
 When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
 import json
@@ -71,6 +71,16 @@ def probe(message):
                 os.kill(int(path), 0)
             elif action == "env":
                 out.setdefault("env", {})[path] = os.environ.get(path)
+            elif action == "fds":
+                # Every descriptor past stdio and what it is (socket:[...], pipe:[...], a path).
+                mine = {}
+                for fd in os.listdir("/proc/self/fd"):
+                    if int(fd) > 2:
+                        try:
+                            mine[fd] = os.readlink("/proc/self/fd/" + fd)
+                        except OSError:
+                            pass  # the directory listing's own, closed since
+                out["fds"] = mine
             elif action == "rlimit":
                 import resource
                 out.setdefault("rlimit", {})[path] = resource.getrlimit(getattr(resource, "RLIMIT_" + path))[0]

@@ -164,4 +164,30 @@ OCPM_HISTORY_RETENTION=1d stack_start_ocpmd
 gone() { [ "$(sqlite3 -readonly "$DB" "select count(*) from executions where queued_at < 100")" = 0 ]; }
 check "history_retention prunes old rows on a timer" wait_until 10 gone
 is "$(sql "select count(*) from executions where session_id='op'")" 4 "and keeps the rest"
+
+# --- what the agent reports it spent is bounded --------------------------------------------------------
+# A cost of 1e400 is an infinity once parsed: stored as such it made the statistics' sums NaN (NULL in
+# SQLite), and every later update or delete of the row (retention) failed on it.
+BIG=$(printf '9%.0s' $(seq 1 400))
+req POST /api/sessions '{"id":"spender"}'
+req POST /api/sessions/spender/messages "{\"text\":\"[[spend=$BIG]]\"}" -H 'Prefer: respond-async'
+is "$STATUS" 202 "a turn that reports an infinite cost starts"
+sid=$(j .execution_id)
+check "its step and cost reach the manager" wait_until 10 sh -c "curl -s --max-time 1 '$BASE/api/executions/$sid/events' | grep -q step_finish"
+req POST /api/sessions/spender/abort
+check "the turn is stopped" wait_until 10 sql_is "select status from executions where id=$sid" aborted
+is "$(sql "select cost from executions where id=$sid")" 1000000000.0 "it is stored at the bound (1e9), not as an infinity"
+req GET /api/stats
+is "$STATUS:$(printf '%s' "$BODY" | python3 -c 'import json,sys; json.loads(sys.stdin.read(), parse_constant=lambda c: 1/0); print("ok")' 2>&1 | tail -1)" \
+    "200:ok" "/api/stats stays strict JSON (no Infinity)"
+req GET /api/opencode/status
+is "$(printf '%s' "$BODY" | python3 -c 'import json,sys; json.loads(sys.stdin.read(), parse_constant=lambda c: 1/0); print("ok")' 2>&1 | tail -1)" \
+    ok "and so does the status"
+# An operator's own infinity, written by hand, cannot wedge the row either.
+sqlite3 "$DB" "UPDATE executions SET cost = 1e999, tokens_in = 9223372036854775807 WHERE id = $sid"
+is "$?" 0 "an operator may write an infinite cost"
+out=$("$OCPMCTL" prune --older-than 0s 2>&1)
+like "$out" 'deleted [0-9]+ rows' "and retention still deletes every finished row"
+is "$(sql "select count(*) from executions where id=$sid")" 0 "that one included"
+is "$(sql "select count(*) from stats_rollup where cost is null or n < 0")" 0 "and the rollups stay whole"
 t_done

@@ -27,7 +27,7 @@ if [ "$ROOT" = 1 ]; then
 else
     : >"$WS/bob/b1/secret"
 fi
-PROBE="read:$DB read:$DB-wal read:$STACK_DIR/ocpmd.lock read:$LOG connect:$STACK_DIR/fcgi.sock"
+PROBE="fds:all read:$DB read:$DB-wal read:$STACK_DIR/ocpmd.lock read:$LOG connect:$STACK_DIR/fcgi.sock"
 PROBE="$PROBE connect:$STACK_DIR/ocpmd.sock list:$WS/bob read:$WS/bob/b1/secret write:$WS/bob/b1/planted"
 PROBE="$PROBE list:$STACK_DIR/agent/users/bob signal:$STACK_OCPMD_PID write:$WS/alice/a1/mine read:/etc/hostname"
 req POST /api/sessions/a1/messages "{\"text\":\"[[probe]] $PROBE\"}" "${A[@]}"
@@ -41,6 +41,8 @@ for item in "read:$DB" "read:$DB-wal" "read:$STACK_DIR/ocpmd.lock" "read:$LOG" "
         not_ok "the agent cannot ${item%%:*} ${item#*:}" "got: $isnt_ok"; fi
 done
 is "$(pc "write:$WS/alice/a1/mine")" ok "the agent writes its own workspace"
+is "$(printf '%s' "$P" | jq -r '[.fds[] | select(test("^(socket|pipe|anon_inode):"))] | length')" 0 \
+    "it holds no socket, pipe or event descriptor of the manager's (only stdio: $(printf '%s' "$P" | jq -c .fds))"
 is "$(pc "read:/etc/hostname")" ok "and reads the system"
 check "nothing was planted in bob's workspace" test ! -e "$WS/bob/b1/planted"
 if [ "$ROOT" = 1 ]; then

@@ -229,17 +229,18 @@ static void check_ranges(void)
 static void test_rollups_match_rows(void **state)
 {
     (void)state;
-    /* 6,000 executions over three days: 40 sessions of 8 users, two pools, two modes, durations
+    /* 4,000 executions over three days: 40 sessions of 8 users, two pools, two modes, durations
      * from 0 to an hour (some NULL), some still running or queued, tool calls on a third. */
     exec_sql("BEGIN;"
-             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000)"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)"
              " INSERT INTO executions (session_id, owner, mode, status, queued_at, started_at, finished_at,"
              " duration_ms, queue_wait_ms, peak_rss_kb, tokens_in, tokens_out, cost, pool)"
              " SELECT 's' || (((i * 2654435761 + 40503) % 1000003 % 40)), 'u' || (((i * 2654435761 + 81006) % 1000003 % 8)),"
              " CASE WHEN i % 3 THEN 'server' ELSE 'per-session' END,"
              " CASE WHEN i % 97 = 0 THEN 'running' WHEN i % 89 = 0 THEN 'queued' WHEN i % 11 = 0 THEN 'failed'"
              "      WHEN i % 13 = 0 THEN 'timeout' ELSE 'succeeded' END,"
-             " 1700006400.0 + ((i * 2654435761 + 121509) % 1000003 % 264200) + (((i * 2654435761 + 162012) % 1000003 % 1000)) / 1000.0, NULL, NULL,"
+             " 1700006400.0 + ((i * 2654435761 + 121509) % 1000003 % 264200) + (((i * 2654435761 + 162012) % 1000003 % 1000)) / 1000.0, NULL,"
+             " 1700006405.0 + ((i * 2654435761 + 121509) % 1000003 % 264200),"
              " CASE WHEN i % 17 = 0 THEN NULL WHEN i % 5 = 0 THEN (((i * 2654435761 + 202515) % 1000003 % 100)) / 1000.0"
              "      ELSE (((i * 2654435761 + 243018) % 1000003 % 3600000)) / 10.0 END,"
              " CASE WHEN i % 19 = 0 THEN NULL ELSE (((i * 2654435761 + 283521) % 1000003 % 20000)) / 100.0 END,"
@@ -249,8 +250,6 @@ static void test_rollups_match_rows(void **state)
              "INSERT INTO tool_calls (execution_id, seq, tool, status) SELECT id, 1,"
              " CASE WHEN id % 2 THEN 'bash' ELSE 'read' END, CASE WHEN id % 5 THEN 'completed' ELSE 'error' END"
              " FROM executions WHERE id % 3 = 0;"
-             "UPDATE executions SET finished_at = queued_at + coalesce(duration_ms, 0) / 1000"
-             " WHERE status NOT IN ('queued', 'running');"
              "COMMIT;");
     check_ranges();
     /* Rows finish, some tool calls come after their execution finished. */
@@ -275,10 +274,38 @@ static void test_rollups_match_rows(void **state)
                 q_double("SELECT count(*) FROM executions WHERE status NOT IN ('queued', 'running')"));
 }
 
+/* Tool names are the agent's to choose: 3,000 of them, one execution each side of an hour's edge,
+ * merged across the rows and the rollups (this took minutes while each name searched the others). */
+static void test_many_tool_names(void **state)
+{
+    (void)state;
+    exec_sql("BEGIN;"
+             "INSERT INTO executions (id, session_id, owner, mode, status, queued_at, pool) VALUES"
+             " (1, 's', 'u', 'server', 'succeeded', 1700006400.5 + 3600, 'default'),"
+             " (2, 's', 'u', 'server', 'succeeded', 1700006400.5 + 3 * 3600 + 10, 'default');"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
+             " INSERT INTO tool_calls (execution_id, seq, tool, status) SELECT 1 + i % 2, i, 'tool' || i, 'completed' FROM n;"
+             "INSERT INTO tool_calls (execution_id, seq, tool, status) VALUES (1, 40001, 'top', 'completed'),"
+             " (1, 40002, 'top', 'completed'), (2, 40003, 'top', 'completed'), (2, 40004, 'top', 'completed'),"
+             " (2, 40005, 'top', 'completed');"
+             "COMMIT;");
+    /* From the hour rollups for the first, the rows at the edge for the second. */
+    json_object *st = db_stats(db, T0, T0 + 3 * 3600 + 20), *tools, *v;
+    assert_non_null(st);
+    assert_true(json_object_object_get_ex(st, "tool_calls", &tools));
+    assert_int_equal(json_object_array_length(tools), 100);
+    json_object *first = json_object_array_get_idx(tools, 0);
+    assert_true(json_object_object_get_ex(first, "tool", &v));
+    assert_string_equal(json_object_get_string(v), "top");
+    assert_int_equal((long)jd(first, "calls", NULL), 5);
+    json_object_put(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rollups_match_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_tool_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
