@@ -47,6 +47,7 @@ struct backend_job {
     char answer_mid[64];    /* the assistant message the answer is about */
     backend_result_t *pending; /* the answer, held until the stream has delivered the turn's events */
     char *pending_text, *pending_error;
+    double held_at; /* when the answer was held for the stream (clock_now) */
     struct backend_job *prev, *next;
 };
 

@@ -85,6 +85,7 @@ static void oc_server_msg_hold(backend_job_t *msg, const backend_result_t *r)
     msg->pending_error = r->error ? strdup(r->error) : NULL;
     msg->pending->text = msg->pending_text;
     msg->pending->error = msg->pending_error;
+    msg->held_at = clock_now();
     uv_timer_stop(&msg->timer);
     uv_timer_start(&msg->timer, oc_server_msg_idle_wait_cb, OC_SERVER_IDLE_WAIT_MS, 0);
 }
@@ -111,8 +112,11 @@ void oc_server_msg_event(backend_job_t *m, const char *type, json_object *props)
         m->idle_seen = 1;
     else if (strcmp(type, "message.updated") == 0)
         oc_server_note_completed(m, props);
-    if (m->pending && oc_server_turn_seen(m))
+    if (m->pending && oc_server_turn_seen(m)) {
+        log_debug("held answer released: the stream delivered the turn", "server=%d heldMs=%.1f event=%s",
+                  m->server->cfg.index, (clock_now() - m->held_at) * 1000.0, type);
         oc_server_msg_finish(m, m->pending);
+    }
 }
 
 /* The text parts of an answer, in order, joined by newlines (malloc'd, may be NULL). */
