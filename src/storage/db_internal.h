@@ -33,7 +33,6 @@ enum { DB_TALLY_DURATION, DB_TALLY_WAIT, DB_TALLY_METRICS };
 /* exact: keep every value (percentiles by sorting); else only the histograms. */
 db_tally_t *db_tally_new(int exact);
 void db_tally_free(db_tally_t *t);
-int db_tally_exact(const db_tally_t *t);
 int db_tally_group(db_tally_t *t, const char *pool, const char *mode, const char *status, const db_tally_group_t *g);
 int db_tally_session(db_tally_t *t, const char *owner, const char *session, long long n, long long failed,
                      long long nd, double sum_d);

@@ -93,8 +93,6 @@ void db_tally_free(db_tally_t *t)
     free(t);
 }
 
-int db_tally_exact(const db_tally_t *t) { return t->exact; }
-
 static int tally_same(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
 
 int db_tally_group(db_tally_t *t, const char *pool, const char *mode, const char *status, const db_tally_group_t *g)
