@@ -177,6 +177,28 @@ static void proc_spawn_error(const proc_spec_t *spec, int child_err, char *err, 
     }
 }
 
+
+/* The child runs in the manager's memory on a stack of its own, and the manager waits until it has
+ * called exec (CLONE_VM | CLONE_VFORK, as posix_spawn does): no copy of the manager's page tables,
+ * no copy-on-write faults on either side. So the child only makes system calls (no malloc, no lock
+ * another thread may hold) and every signal stays blocked until it has reset their handlers. Under
+ * AddressSanitizer, which cannot follow a child on a foreign stack, it is an ordinary fork. */
+#define PROC_CHILD_STACK (256 * 1024)
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROC_ASAN 1 /* clang says so this way, gcc by __SANITIZE_ADDRESS__ */
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(PROC_ASAN)
+static pid_t proc_clone(const proc_spec_t *spec, int errfd)
+{
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0)
+        proc_child(spec, errfd, parent);
+    return pid;
+}
+#else
 typedef struct proc_child_arg {
     const proc_spec_t *spec;
     int errfd;
@@ -190,22 +212,9 @@ static int proc_child_main(void *arg)
     return 127;
 }
 
-/* The child runs in the manager's memory on a stack of its own, and the manager waits until it has
- * called exec (CLONE_VM | CLONE_VFORK, as posix_spawn does): no copy of the manager's page tables,
- * no copy-on-write faults on either side. So the child only makes system calls (no malloc, no lock
- * another thread may hold) and every signal stays blocked until it has reset their handlers. Under
- * AddressSanitizer, which cannot follow a child on a foreign stack, it is an ordinary fork. */
-#define PROC_CHILD_STACK (256 * 1024)
-
 static pid_t proc_clone(const proc_spec_t *spec, int errfd)
 {
     proc_child_arg_t arg = {spec, errfd, getpid()};
-#if defined(__SANITIZE_ADDRESS__)
-    pid_t pid = fork();
-    if (pid == 0)
-        proc_child(spec, errfd, arg.parent);
-    return pid;
-#else
     char *stack = mmap(NULL, PROC_CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED)
         return -1;
@@ -222,8 +231,8 @@ static pid_t proc_clone(const proc_spec_t *spec, int errfd)
         prctl(PR_SET_DUMPABLE, 1);
     errno = e;
     return pid;
-#endif
 }
+#endif
 
 pid_t proc_spawn(const proc_spec_t *spec, char *err, size_t errlen)
 {
