@@ -395,7 +395,8 @@ static int tally_cmp_tool_key(const void *a, const void *b)
 static json_object *tally_tools(db_tally_t *t)
 {
     /* Merge the sources' counts of the same tool and status, then order by calls. */
-    qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool_key);
+    if (t->ntools > 1) /* qsort's array may not be NULL, even empty */
+        qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool_key);
     size_t n = 0;
     for (size_t i = 0; i < t->ntools; i++) {
         if (n && tally_cmp_tool_key(&t->tools[n - 1], &t->tools[i]) == 0) {
@@ -407,7 +408,8 @@ static json_object *tally_tools(db_tally_t *t)
         t->tools[n++] = t->tools[i];
     }
     t->ntools = n;
-    qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool);
+    if (t->ntools > 1)
+        qsort(t->tools, t->ntools, sizeof *t->tools, tally_cmp_tool);
     json_object *tools = json_object_new_array();
     for (size_t i = 0, shown = 0; i < t->ntools && shown < DB_TALLY_TOOLS; i++) {
         if (t->tools[i].calls <= 0)
@@ -431,7 +433,8 @@ static int tally_cmp_pool(const void *a, const void *b)
 /* Executions, tokens and cost by pool (in the pools' order). */
 static json_object *tally_pools(db_tally_t *t)
 {
-    qsort(t->groups, t->ngroups, sizeof *t->groups, tally_cmp_pool);
+    if (t->ngroups > 1)
+        qsort(t->groups, t->ngroups, sizeof *t->groups, tally_cmp_pool);
     json_object *pools = json_object_new_object();
     for (size_t i = 0; i < t->ngroups;) {
         db_tally_group_t p = {0};
