@@ -42,6 +42,8 @@ void storage_retry_note_failure(storage_retry_t *q, const char *what);
 /* A request whose database call failed: notes the failure, writes "what: cause" into msg and
  * returns the reason (busy, full, read-only, io, error); *retry says whether retrying soon helps. */
 const char *storage_retry_explain(storage_retry_t *q, const char *what, char *msg, size_t msglen, int *retry);
+/* Writes go through now: nothing waits, the file is in place, no recent failure. */
+int storage_retry_ok(const storage_retry_t *q);
 /* {"ok", "pendingWrites", "writeFailures", "sqliteMemoryBytes", "lastError", "lastErrorAt"}. */
 json_object *storage_retry_status_json(const storage_retry_t *q);
 size_t storage_retry_pending(const storage_retry_t *q);

@@ -30,6 +30,7 @@ void api_prune(void *ctx, control_conn_t *c, const api_call_t *call);
 /* api_operator.c */
 void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_ready(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
 
 /* The caller's session named by the path, or NULL after answering 404. */

@@ -160,6 +160,43 @@ static json_object *api_health_json(const manager_t *m, int *code)
     return o;
 }
 
+/* Each pool in server mode has a server taking messages, or may fall back to per-message runs. */
+static void api_ready_pools(const manager_t *m, json_object *reasons)
+{
+    for (int p = 0; p < m->ntenants; p++) {
+        const tenant_t *t = &m->tenants[p];
+        int ready = t->nservers == 0 || t->conf->fallback;
+        for (int i = 0; i < t->nservers && !ready; i++)
+            ready = oc_server_state(t->servers[i]) == OC_SERVER_READY;
+        if (!ready) {
+            char why[160];
+            snprintf(why, sizeof why, "no_server_ready: pool %s has no server taking messages and fallback is off",
+                     t->conf->pool_name);
+            json_object_array_add(reasons, json_object_new_string(why));
+        }
+    }
+}
+
+/* Readiness (liveness is /api/health): 200 only when new work would be served right now, else 503
+ * with every reason, for a load balancer or the cluster's front to stop sending work here. */
+void api_ready(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    (void)call;
+    const manager_t *m = ctx;
+    json_object *o = json_object_new_object(), *reasons = json_object_new_array();
+    if (!m->ready)
+        json_object_array_add(reasons, json_object_new_string("starting: the manager is not initialised yet"));
+    if (m->stopping)
+        json_object_array_add(reasons, json_object_new_string("shutting_down: the manager is stopping"));
+    if (m->storage && !storage_retry_ok(m->storage))
+        json_object_array_add(reasons, json_object_new_string("database_unavailable: writes to the database are failing or waiting"));
+    api_ready_pools(m, reasons);
+    int ok = json_object_array_length(reasons) == 0;
+    json_object_object_add(o, "ready", json_object_new_boolean(ok));
+    json_object_object_add(o, "reasons", reasons);
+    control_reply(c, ok ? 200 : 503, o, NULL);
+}
+
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;

@@ -262,14 +262,18 @@ storage_retry_t *storage_retry_new(const storage_retry_config_t *cfg)
     return q;
 }
 
+int storage_retry_ok(const storage_retry_t *q)
+{
+    /* Not ok while records wait, the file is not in place, or a write failed in the last two
+     * seconds and nothing has recovered since. */
+    return q->npending == 0 && q->file_in_place &&
+           (q->last_error_at <= q->recovered_at || clock_now() - q->last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
+}
+
 json_object *storage_retry_status_json(const storage_retry_t *q)
 {
     json_object *o = json_object_new_object();
-    /* Not ok while records wait, the file is not in place, or a write failed in the last two
-     * seconds and nothing has recovered since. */
-    int ok = q->npending == 0 && q->file_in_place &&
-             (q->last_error_at <= q->recovered_at || clock_now() - q->last_error_at > STORAGE_RETRY_TICK_MS * 2 / 1000.0);
-    json_object_object_add(o, "ok", json_object_new_boolean(ok));
+    json_object_object_add(o, "ok", json_object_new_boolean(storage_retry_ok(q)));
     json_object_object_add(o, "pendingWrites", json_object_new_int64((int64_t)q->npending));
     json_object_object_add(o, "writeFailures", json_object_new_int64((int64_t)q->nfailures));
     json_object_object_add(o, "sqliteMemoryBytes", json_object_new_int64(db_memory_used()));

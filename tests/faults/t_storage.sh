@@ -55,6 +55,8 @@ is "$(j .execution.status)/$(j .execution.stored)" "succeeded/false" \
 like "$(j .text)" "finishes while the database is locked" "with its answer"
 is "$(status_db pendingWrites)" 1 "status shows one record waiting for the database"
 is "$(status_db ok)" false "and database.ok false"
+req GET /api/ready
+is "$STATUS:$(j '.reasons[0]' | cut -d: -f1)" "503:database_unavailable" "/api/ready is 503: database_unavailable"
 like "$(curl -s "$BASE/metrics")" 'ocpm_db_pending_writes 1' "metrics show it too"
 is "$(row_status "$RID")" running "the row still says running while the lock is held"
 release

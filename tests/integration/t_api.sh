@@ -24,6 +24,8 @@ is "$(j '.ocpm.responders | "\(.capacity)/\(.messageCapacity)/\(.refused)"')" 64
     "and the pool's capacity (4 x 16), its limit for messages and no refusal"
 req GET /api/health
 is "$STATUS" 200 "health is 200 while the manager answers"
+req GET /api/ready
+is "$STATUS:$(j .ready):$(j '.reasons | length')" "200:true:0" "ready is 200 with no reason while new work would be served"
 
 # --- sessions ----------------------------------------------------------------
 req POST /api/sessions '{"id":"s1"}'

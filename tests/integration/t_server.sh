@@ -195,7 +195,13 @@ req POST /api/sessions/fo/messages '{"text":"[[crash]]"}'
 req POST /api/sessions/fo/messages '{"text":"waits"}'
 is "$STATUS/$(j .execution.status)" 502/failed "fallback = off: a message fails clearly after fallback_wait"
 like "$(j .execution.error)" 'fallback is off' "and says why"
+req GET /api/ready
+is "$STATUS:$(j .ready)" "503:false" "meanwhile /api/ready says new work would not be served"
+like "$(j '.reasons[0]')" '^no_server_ready: pool default' "because no server takes messages and fallback is off"
+req GET /api/health
+is "$STATUS" 200 "while /api/health (liveness) stays 200: the manager answers"
 rm -f "$CTL/slow_start"
+check "once the server is back, /api/ready is 200" wait_until 20 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$BASE/api/ready')\" = 200 ]"
 unset OCPM_FALLBACK OCPM_FALLBACK_WAIT
 
 # --- start-up: never healthy ---------------------------------------------------------------------
