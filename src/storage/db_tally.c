@@ -55,6 +55,36 @@ static long long tally_add(long long a, long long b)
     return __builtin_add_overflow(a, b, &r) ? (b > 0 ? LLONG_MAX : LLONG_MIN) : r;
 }
 
+/* g's executions added to s (one group, or the sums of several). */
+static void tally_sum(db_tally_group_t *s, const db_tally_group_t *g)
+{
+    s->n += g->n;
+    s->nd += g->nd;
+    s->nw += g->nw;
+    s->nr += g->nr;
+    s->sum_d += g->sum_d;
+    s->sum_w += g->sum_w;
+    s->sum_r += g->sum_r;
+    if (g->max_r > s->max_r)
+        s->max_r = g->max_r;
+    s->tokens_in = tally_add(s->tokens_in, g->tokens_in);
+    s->tokens_out = tally_add(s->tokens_out, g->tokens_out);
+    s->cost += g->cost;
+}
+
+/* arr (n used of *cap, elem bytes each) with room for one more: itself, or grown (doubling from
+ * first); NULL when out of memory (arr and *cap are then as they were). */
+static void *tally_room(void *arr, size_t n, size_t *cap, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : first;
+    void *grown = realloc(arr, c * elem);
+    if (grown)
+        *cap = c;
+    return grown;
+}
+
 db_tally_t *db_tally_new(int exact)
 {
     db_tally_t *t = calloc(1, sizeof *t);
@@ -115,18 +145,7 @@ int db_tally_group(db_tally_t *t, const char *pool, const char *mode, const char
             return -1;
     }
     db_tally_group_t *s = &x->sum;
-    s->n += g->n;
-    s->nd += g->nd;
-    s->nw += g->nw;
-    s->nr += g->nr;
-    s->sum_d += g->sum_d;
-    s->sum_w += g->sum_w;
-    s->sum_r += g->sum_r;
-    if (g->max_r > s->max_r)
-        s->max_r = g->max_r;
-    s->tokens_in = tally_add(s->tokens_in, g->tokens_in);
-    s->tokens_out = tally_add(s->tokens_out, g->tokens_out);
-    s->cost += g->cost;
+    tally_sum(s, g);
     return 0;
 }
 
@@ -197,14 +216,10 @@ int db_tally_session(db_tally_t *t, const char *owner, const char *session, long
  * in the number of tool names, which the agent chooses. */
 int db_tally_tool(db_tally_t *t, const char *tool, const char *status, long long calls)
 {
-    if (t->ntools == t->captools) {
-        size_t cap = t->captools ? t->captools * 2 : 16;
-        tally_tool_t *grown = realloc(t->tools, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        t->tools = grown;
-        t->captools = cap;
-    }
+    tally_tool_t *tools = tally_room(t->tools, t->ntools, &t->captools, sizeof *t->tools, 16);
+    if (!tools)
+        return -1;
+    t->tools = tools;
     t->tools[t->ntools] = (tally_tool_t){strdup(tool ? tool : ""), strdup(status ? status : ""), calls};
     if (!t->tools[t->ntools].tool || !t->tools[t->ntools].status) {
         free(t->tools[t->ntools].tool);
@@ -230,14 +245,10 @@ int db_tally_value(db_tally_t *t, int metric, double v)
     x->hist[tally_bucket_of(v)]++;
     if (!t->exact)
         return 0;
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 1024;
-        double *grown = realloc(x->v, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        x->v = grown;
-        x->cap = cap;
-    }
+    double *values = tally_room(x->v, x->n, &x->cap, sizeof *x->v, 1024);
+    if (!values)
+        return -1;
+    x->v = values;
     x->v[x->n++] = v;
     return 0;
 }
@@ -442,12 +453,7 @@ static json_object *tally_pools(db_tally_t *t)
         size_t j = i;
         for (; j < t->ngroups && strcmp(t->groups[j].pool, t->groups[i].pool) == 0; j++) {
             const db_tally_group_t *g = &t->groups[j].sum;
-            p.n += g->n;
-            p.nd += g->nd;
-            p.sum_d += g->sum_d;
-            p.tokens_in = tally_add(p.tokens_in, g->tokens_in);
-            p.tokens_out = tally_add(p.tokens_out, g->tokens_out);
-            p.cost += g->cost;
+            tally_sum(&p, g);
             if (strcmp(t->groups[j].status, "succeeded") == 0)
                 succeeded += g->n;
         }
@@ -485,18 +491,7 @@ json_object *db_tally_json(db_tally_t *t, double since, double until)
             continue;
         tally_count(by_status, t->groups[i].status, g->n);
         tally_count(by_mode, t->groups[i].mode, g->n);
-        all.n += g->n;
-        all.nd += g->nd;
-        all.nw += g->nw;
-        all.nr += g->nr;
-        all.sum_d += g->sum_d;
-        all.sum_w += g->sum_w;
-        all.sum_r += g->sum_r;
-        if (g->max_r > all.max_r)
-            all.max_r = g->max_r;
-        all.tokens_in = tally_add(all.tokens_in, g->tokens_in);
-        all.tokens_out = tally_add(all.tokens_out, g->tokens_out);
-        all.cost += g->cost;
+        tally_sum(&all, g);
     }
     json_object_object_add(o, "since", json_object_new_double(since));
     json_object_object_add(o, "until", json_object_new_double(until));
