@@ -3,8 +3,9 @@
  * One table of keys (conf.c) gives each key its type, default and check.
  * Sources, later wins: built-in defaults, the optional `key = value` file,
  * then OCPM_<KEY> environment variables. Paths left empty are derived from
- * state_dir after loading. conf_t is a plain record read everywhere after
- * start-up and never written again, so its fields are public. */
+ * state_dir after loading. conf_t is a plain record read everywhere, so its
+ * fields are public; only a reload writes it again, in the manager's loop,
+ * and only the keys that can change live (conf_apply_live). */
 #ifndef OCPM_CONF_H
 #define OCPM_CONF_H
 
@@ -141,6 +142,19 @@ void conf_dump(const conf_t *c, char *buf, size_t size);
  * unknown format. */
 int conf_doc_write(FILE *f, const char *format);
 const char *conf_mode_name(int mode);
+
+/* Reload (SIGHUP, ocpmctl reload): the file is read again into a fresh conf_t, checked whole, and
+ * compared with the running one. Is key one that can change while ocpmd runs? The others are
+ * named as needing a restart. */
+int conf_key_live(const char *key);
+/* Call fn for every key whose value differs between was and now (with pool_keys_only, only the
+ * keys a pool section may set), with both values as ocpmd -T shows them (secrets hidden). Returns
+ * how many differ (fn may be NULL). */
+typedef void (*conf_diff_fn)(void *ctx, const char *key, const char *was, const char *now, int live);
+int conf_diff(const conf_t *was, const conf_t *now, int pool_keys_only, conf_diff_fn fn, void *ctx);
+/* Copy the value of every live key from src into dst (the running settings: every module reads
+ * them where it uses them, so the new values apply from the next use on). */
+void conf_apply_live(conf_t *dst, const conf_t *src);
 
 /* Parsers shared with other modules: "30s", "500ms", "5m", "1h" and
  * "64k", "1m", "1g". Return 0 or -1. */

@@ -26,9 +26,37 @@
 #include "user.h"
 #include "webhook.h"
 
-typedef struct manager {
+/* What ocpmd runs with, read at start and again at each reload: the global settings, each pool's,
+ * each pool's agent. */
+typedef struct manager_settings {
+    conf_t *conf;
+    conf_t *pools[CONF_POOLS_MAX];
+    agent_t *agents[CONF_POOLS_MAX];
+    int npools;
+} manager_settings_t;
+
+typedef struct manager manager_t;
+/* Render one of the published documents (snapshot.h: status, health, metrics) and put it. */
+typedef void (*manager_publish_fn)(manager_t *m, int doc);
+
+/* What main gives the manager: the API (api.h) wired so that neither includes the other, and the
+ * reading of the settings (main's, so that a reload reads exactly what a start does). */
+typedef struct manager_hooks {
+    control_request_fn dispatch; /* requests on the control socket, with the manager as ctx */
+    manager_publish_fn publish;  /* the published documents */
+    /* Read the settings again into *out (made whole and checked, nothing running touched): 0, or -1
+     * with err. unload releases what load made, in both cases. */
+    int (*load)(void *ctx, manager_settings_t *out, char *err, size_t errlen);
+    void (*unload)(void *ctx, manager_settings_t *s);
+    void *ctx;
+} manager_hooks_t;
+
+struct manager {
     uv_loop_t *loop;
     const conf_t *conf;
+    manager_settings_t *settings; /* the running settings (conf and the pools' confs are these) */
+    const manager_hooks_t *hooks;
+    unsigned long reloads;  /* reloads that applied */
     db_t *db;
     session_table_t *sessions;
     user_table_t *users;
@@ -51,7 +79,7 @@ typedef struct manager {
     int stopping;           /* SIGTERM/SIGINT received */
     double started_at, last_activity;
     char exe[4096];         /* this binary, for spawning responders */
-} manager_t;
+};
 
 /* Record a manager event in the log and in manager_events. */
 void manager_event(manager_t *m, const char *kind, const char *detail);
@@ -59,13 +87,14 @@ void manager_event(manager_t *m, const char *kind, const char *detail);
 void manager_touch(manager_t *m);
 
 /* Initialise everything (database, probes, sockets, responders) and run the loop until shutdown
- * completes; requests on the control socket go to dispatch, with the manager as its ctx, and the
- * published documents come from publish (the API, api.h: main wires the two, so that neither
- * includes the other). Returns 0 on a clean stop. */
-/* Render one of the published documents (snapshot.h: status, health, metrics) and put it. */
-typedef void (*manager_publish_fn)(manager_t *m, int doc);
-int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
-                control_request_fn dispatch, manager_publish_fn publish);
+ * completes. Returns 0 on a clean stop. */
+int manager_run(manager_settings_t *settings, const char *exe, const manager_hooks_t *hooks);
+
+/* Reload (SIGHUP, ocpmctl reload): read the settings again; when they are valid, apply the keys
+ * that can change live (conf_key_live), name the others in the log as needing a restart, and
+ * replace the responders (pool.h). An invalid file changes nothing: -1 with err. On success, info
+ * (when not NULL) gets {"changed": [keys], "restartNeeded": [keys]}, the caller's to put. */
+int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen);
 
 
 

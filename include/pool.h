@@ -8,7 +8,13 @@
  * Its stderr is relayed line by line into the manager's log (so SIGHUP's reopen covers it).
  * Each responder has a supervisor (supervisor.h): one that dies is respawned after a delay that
  * doubles while it keeps dying young (100 ms up to 30 s), so a crash loop cannot become a fork
- * storm; one that exits with 78 (EX_CONFIG) is not respawned. */
+ * storm; one that exits with 78 (EX_CONFIG) is not respawned.
+ *
+ * A reload replaces the responders as nginx replaces its workers: a new generation starts with the
+ * new settings on a new listening socket that the manager has renamed over the old one's path, so
+ * nginx's next connection reaches it; the old generation is sent SIGQUIT and finishes what it
+ * serves (its streams too, up to run_timeout and kill_grace), then exits. Each generation counts
+ * in its own band of the in-flight page, so the pool's limits hold across the two. */
 #ifndef OCPM_POOL_H
 #define OCPM_POOL_H
 
@@ -25,6 +31,7 @@ typedef struct pool_settings {
     conf_t conf;
     int slots;                       /* responders in the pool (slots of the in-flight page, fd 3) */
     long capacity, message_capacity; /* the pool's limits (inflight.h) */
+    long drain_ms;                   /* retired at a reload (SIGQUIT): how long its requests may take */
 } pool_settings_t;
 
 /* Told of what operators should find in manager_events (a respawn, a fatal exit). */
@@ -34,13 +41,18 @@ typedef struct pool_config {
     uv_loop_t *loop;
     const conf_t *conf;
     const char *exe;   /* this binary */
-    int listen_fd;     /* the FastCGI socket */
+    int listen_fd;     /* the FastCGI socket (the pool's from pool_start on, closed by it) */
     pool_event_fn event;
     void *event_ctx;
 } pool_config_t;
 
 /* Start every responder. NULL with err when the pool cannot be set up. */
 pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen);
+/* Replace every responder with one reading the settings as they are now (after a reload),
+ * listening on listen_fd (the pool's from now on, whatever the outcome). Returns 0, or -1 with err
+ * when no band of the in-flight page is free (three older generations still finish their
+ * requests): the running responders stay then. */
+int pool_reload(pool_t *p, int listen_fd, char *err, size_t errlen);
 /* SIGTERM every responder; done(ctx) once all have exited (SIGKILL after a grace period). */
 void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx);
 /* Close what is left (after pool_stop's done, or when the loop is torn down early). */

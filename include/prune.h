@@ -18,6 +18,8 @@ typedef void (*prune_done_fn)(void *ctx, long deleted, int failed);
 
 /* retention_ms 0: no timer, passes on request only. */
 prune_t *prune_new(uv_loop_t *loop, db_t *db, long retention_ms);
+/* A reload changed history_retention: the timer follows it (0 stops it). */
+void prune_set_retention(prune_t *p, long retention_ms);
 /* Prune finished executions and manager events older than `before`. Returns -1 when a pass
  * already runs. */
 int prune_run(prune_t *p, double before, prune_done_fn done, void *ctx);

@@ -18,13 +18,6 @@
 #include "manager.h"
 #include "responder.h"
 
-static void free_pools(conf_t **pools, agent_t **agents)
-{
-    for (int i = 0; i < CONF_POOLS_MAX; i++) {
-        agent_free(agents[i]);
-        free(pools[i]);
-    }
-}
 
 /* Is one of a and b the other, or inside it? */
 static int paths_overlap(const char *a, const char *b)
@@ -74,6 +67,33 @@ static int setup_pools(const conf_t *conf, conf_t **pools, agent_t **agents, cha
     return n;
 }
 
+/* The settings, read and checked whole: the built-in defaults, the file, the environment, each
+ * pool and its agent. The same at start and at each reload (ctx: the file, or NULL). */
+static int load_settings(void *ctx, manager_settings_t *out, char *err, size_t errlen)
+{
+    const char *file = ctx;
+    memset(out, 0, sizeof *out);
+    if (!(out->conf = malloc(sizeof *out->conf)))
+        return snprintf(err, errlen, "out of memory"), -1;
+    conf_defaults(out->conf);
+    if ((file && *file && conf_load_file(out->conf, file, err, errlen) != 0) ||
+        conf_load_env(out->conf, err, errlen) != 0 || conf_finish(out->conf, err, errlen) != 0)
+        return -1;
+    out->npools = setup_pools(out->conf, out->pools, out->agents, err, errlen);
+    return out->npools < 0 ? -1 : 0;
+}
+
+static void unload_settings(void *ctx, manager_settings_t *s)
+{
+    (void)ctx;
+    for (int i = 0; i < CONF_POOLS_MAX; i++) {
+        agent_free(s->agents[i]);
+        free(s->pools[i]);
+    }
+    free(s->conf);
+    memset(s, 0, sizeof *s);
+}
+
 /* -T: every setting's effective value, then each pool's that differ from the global ones. */
 static void dump_settings(const conf_t *conf, conf_t *const *pools, int npools)
 {
@@ -93,8 +113,9 @@ static void dump_settings(const conf_t *conf, conf_t *const *pools, int npools)
 }
 
 /* Log, then run the manager until it stops. */
-static int serve(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools)
+static int serve(manager_settings_t *settings, const char *file)
 {
+    const conf_t *conf = settings->conf;
     log_level_t lvl = LOGL_INFO;
     log_level_parse(conf->log_level, &lvl);
     log_set_level(lvl);
@@ -110,7 +131,9 @@ static int serve(const conf_t *conf, conf_t *const *pools, agent_t *const *agent
         return 1;
     }
     exe[n] = '\0';
-    rc = manager_run(conf, pools, agents, npools, exe, api_dispatch, api_publish);
+    manager_hooks_t hooks = {.dispatch = api_dispatch, .publish = api_publish, .load = load_settings,
+                             .unload = unload_settings, .ctx = (void *)file};
+    rc = manager_run(settings, exe, &hooks);
     log_close();
     return rc;
 }
@@ -167,29 +190,23 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static conf_t conf;
     char err[1024];
-    conf_t *pools[CONF_POOLS_MAX] = {0};
-    agent_t *agents[CONF_POOLS_MAX] = {0};
-    conf_defaults(&conf);
-    int npools = 0;
-    if ((file && *file && conf_load_file(&conf, file, err, sizeof err) != 0) ||
-        conf_load_env(&conf, err, sizeof err) != 0 || conf_finish(&conf, err, sizeof err) != 0 ||
-        (npools = setup_pools(&conf, pools, agents, err, sizeof err)) < 0) {
+    manager_settings_t settings;
+    if (load_settings((void *)file, &settings, err, sizeof err) != 0) {
         fprintf(stderr, "ocpmd: configuration error: %s\n", err);
         if (test)
             fprintf(stderr, "ocpmd: configuration %s test failed\n", file && *file ? file : "(defaults)");
-        free_pools(pools, agents);
+        unload_settings(NULL, &settings);
         return 1;
     }
     if (test) {
         if (dump)
-            dump_settings(&conf, pools, npools);
+            dump_settings(settings.conf, settings.pools, settings.npools);
         fprintf(stderr, "ocpmd: configuration %s test is successful\n", file && *file ? file : "(defaults)");
-        free_pools(pools, agents);
+        unload_settings(NULL, &settings);
         return 0;
     }
-    int rc = serve(&conf, pools, agents, npools);
-    free_pools(pools, agents);
+    int rc = serve(&settings, file);
+    unload_settings(NULL, &settings);
     return rc;
 }

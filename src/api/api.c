@@ -103,6 +103,8 @@ const api_route_t api_routes[] = {
      "Prometheus metrics"},
     {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
      "delete finished history older than a time (ocpmctl prune)"},
+    {NULL, NULL, "reload", NULL, NULL, API_OPERATOR, api_reload,
+     "read the settings again and replace the responders, as SIGHUP does (ocpmctl reload)"},
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 

@@ -145,3 +145,18 @@ void api_prune(void *ctx, control_conn_t *c, const api_call_t *call)
         return control_error(c, 409, "busy", "a pruning pass is already running"), (void)0;
     control_set_waiter(c, api_prune_detach, m->prune);
 }
+
+/* Control socket only (ocpmctl reload): the same reload as SIGHUP's, answered with what changed,
+ * or 400 invalid_configuration with the file's error (nothing changed then). */
+void api_reload(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    (void)call;
+    manager_t *m = ctx;
+    char err[1024];
+    json_object *info = NULL;
+    if (m->stopping)
+        return control_error(c, 503, "shutting_down", "the manager is stopping"), (void)0;
+    if (manager_reload(m, &info, err, sizeof err) != 0)
+        return control_error(c, 400, "invalid_configuration", err), (void)0;
+    control_reply(c, 200, info, NULL);
+}

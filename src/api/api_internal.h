@@ -27,6 +27,7 @@ void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_stats(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_usage(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_prune(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_reload(void *ctx, control_conn_t *c, const api_call_t *call);
 /* api_operator.c */
 void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call);

@@ -12,6 +12,12 @@ static const char *conf_doc_default(const conf_key_t *k)
     return k->shown ? k->shown : *k->def ? k->def : "(empty)";
 }
 
+/* What a reload does with the key (conf_live_keys). */
+static const char *conf_doc_reload(const conf_key_t *k)
+{
+    return conf_key_live(k->name) ? "live" : "restart";
+}
+
 /* The keys a pool section may set, as one sentence (md: each in backquotes). */
 static void conf_doc_pool_keys(FILE *f, int md)
 {
@@ -28,9 +34,11 @@ static void conf_doc_md(FILE *f)
     for (size_t i = 0; i < conf_nkeys; i++) {
         const conf_key_t *k = &conf_keys[i];
         if (k->section)
-            fprintf(f, "%s### %s\n\n| key | type | default | what it does |\n| --- | --- | --- | --- |\n",
+            fprintf(f, "%s### %s\n\n| key | type | default | at a reload | what it does |\n"
+                       "| --- | --- | --- | --- | --- |\n",
                     i ? "\n" : "", k->section);
-        fprintf(f, "| `%s` | %s | `%s` | %s |\n", k->name, conf_types[k->type].doc, conf_doc_default(k), k->help);
+        fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", k->name, conf_types[k->type].doc, conf_doc_default(k),
+                conf_doc_reload(k), k->help);
     }
     fputs("\n### Per pool\n\n", f);
     conf_doc_pool_keys(f, 1);
@@ -51,6 +59,8 @@ static void conf_doc_man(FILE *f)
         roff_text(f, conf_types[k->type].doc);
         fputs("; default ", f);
         roff_text(f, conf_doc_default(k));
+        fputs("; at a reload: ", f);
+        roff_text(f, conf_doc_reload(k));
         fputs(")\n.br\n", f);
         roff_text(f, k->help);
         fputc('\n', f);
@@ -102,6 +112,8 @@ static void conf_doc_example(FILE *f)
         conf_doc_comment(f, k->help);
         if (k->shown)
             fprintf(f, "# Default: %s.\n", k->shown);
+        if (!conf_key_live(k->name))
+            fputs("# A reload cannot change it: a restart does.\n", f);
         /* A default shown in words (derived, automatic, or set at build time) is left empty here. */
         const char *v = k->shown ? "" : k->def;
         fprintf(f, "#%s =%s%s\n", k->name, *v ? " " : "", v);

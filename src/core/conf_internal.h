@@ -29,6 +29,8 @@ extern const size_t conf_nkeys;
 extern const char *const conf_pool_keys[];
 extern const size_t conf_npool_keys;
 extern const char *const conf_pool_aliases[2][2];
+extern const char *const conf_live_keys[];
+extern const size_t conf_nlive_keys;
 
 /* One type: how a value is read into the field, how the field is written back. */
 typedef struct conf_type_ops {

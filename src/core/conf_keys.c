@@ -183,7 +183,7 @@ const conf_key_t conf_keys[] = {
     {"history_retention", CT_DURATION, N(history_retention_ms), "0", 0, 100L * 365 * 86400000L, NULL, NULL,
      "Prune executions and manager events older than this, such as 30d (0: keep everything)."},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0, NULL, NULL, "debug, info, warn or error."},
-    {"log_file", CT_PATH, S(log_file), "", 0, 0, NULL, "(stderr)", "Where the log goes; SIGHUP reopens it."},
+    {"log_file", CT_PATH, S(log_file), "", 0, 0, NULL, "(stderr)", "Where the log goes; SIGUSR1 (and SIGHUP) reopen it."},
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
@@ -200,3 +200,21 @@ const char *const conf_pool_keys[] = {
 };
 const size_t conf_npool_keys = sizeof conf_pool_keys / sizeof conf_pool_keys[0];
 const char *const conf_pool_aliases[][2] = {{"user", "agent_user"}, {"group", "agent_group"}};
+
+/* The keys a reload applies while ocpmd runs: each is read where it is used (a limit, a timeout,
+ * a policy), or the manager applies it at once (log_level, history_retention, db_busy_timeout,
+ * webhook_url), or the responders get it (they are replaced at every reload). The others (paths,
+ * users, the mode, the number of servers and responders, what is fixed when a process starts)
+ * need a restart, and a reload says so in the log. */
+const char *const conf_live_keys[] = {
+    "log_level", "max_concurrent_runs", "session_queue_limit", "retry_after", "run_timeout", "kill_grace",
+    "shutdown_timeout", "sse_heartbeat", "max_body_bytes", "max_message_bytes", "queue_max_bytes",
+    "user_queue_max_bytes", "user_max_share", "user_max_running", "user_queue_limit", "user_daily_tokens",
+    "user_daily_cost", "user_turn_cost_max", "user_max_sessions", "user_max_workspaces", "fcgi_socket_mode",
+    "fcgi_socket_group", "run_rlimit_as", "run_rlimit_nofile", "run_rlimit_cpu", "run_rlimit_nproc",
+    "run_rlimit_fsize", "health_timeout", "health_failures", "fallback", "fallback_max_runs", "fallback_wait",
+    "instance_idle_timeout", "server_max_messages", "server_max_rss", "server_max_inflight", "permission_policy",
+    "permission_timeout", "question_timeout", "events_max", "events_max_bytes", "tool_input_max_bytes",
+    "webhook_url", "webhook_secret", "webhook_attempts", "webhook_timeout", "db_busy_timeout", "history_retention",
+};
+const size_t conf_nlive_keys = sizeof conf_live_keys / sizeof conf_live_keys[0];

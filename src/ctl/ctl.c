@@ -26,6 +26,8 @@ static const struct {
     {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
     {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
     {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
+    {"reload", "", "read the settings again, as SIGHUP does; says what changed and what needs a restart",
+     CTL_MANAGER, ctl_reload},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 

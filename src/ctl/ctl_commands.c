@@ -214,3 +214,37 @@ int ctl_prune(ctl_opts_t *o, int argc, char **argv)
     json_object_put(r);
     return ok ? 0 : 1;
 }
+
+/* Print a list of names from the reload's answer, one line. */
+static void ctl_print_names(const char *label, json_object *body, const char *key)
+{
+    json_object *a = json_object_object_get(body, key);
+    size_t n = a ? json_object_array_length(a) : 0;
+    printf("%s:", label);
+    for (size_t i = 0; i < n; i++)
+        printf(" %s", json_object_get_string(json_object_array_get_idx(a, i)));
+    printf("%s\n", n ? "" : " none");
+}
+
+int ctl_reload(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    json_object *r = ctl_ask(o, "reload", json_object_new_object()), *status, *body;
+    if (!r)
+        return 1;
+    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
+             json_object_object_get_ex(r, "body", &body);
+    if (ok && o->json) {
+        ctl_print_json(body);
+    } else if (ok) {
+        printf("reloaded\n");
+        ctl_print_names("changed", body, "changed");
+        ctl_print_names("needs a restart", body, "restartNeeded");
+    } else {
+        json_object *b = json_object_object_get(r, "body"), *e = b ? json_object_object_get(b, "error") : NULL;
+        json_object *msg = e ? json_object_object_get(e, "message") : NULL;
+        ctl_fail("reload failed, nothing changed: %s", msg ? json_object_get_string(msg) : json_object_to_json_string(r));
+    }
+    json_object_put(r);
+    return ok ? 0 : 1;
+}

@@ -35,13 +35,12 @@ void manager_event(manager_t *m, const char *kind, const char *detail)
 /* What only the manager's lifecycle holds: its handles and the shutdown's progress. */
 typedef struct manager_life {
     manager_t *m;
-    uv_signal_t signals[4];
+    uv_signal_t signals[5];
     uv_timer_t drain_timer, sweep_timer;
     int fcgi_fd, lock_fd;
+    int made_socket; /* the FastCGI socket is ours to remove at the end (we held the lock) */
     double shutdown_deadline, trimmed_at;
     int killed_runs;
-    control_request_fn dispatch;
-    manager_publish_fn publish;
     manager_snapshot_t snapshot;
 } manager_life_t;
 
@@ -51,6 +50,7 @@ typedef void (*manager_sig_fn)(manager_life_t *l, int signum);
 static void manager_on_chld(manager_life_t *l, int signum);
 static void manager_on_stop(manager_life_t *l, int signum);
 static void manager_on_hup(manager_life_t *l, int signum);
+static void manager_on_usr1(manager_life_t *l, int signum);
 
 static const struct {
     int signum;
@@ -61,6 +61,7 @@ static const struct {
     {SIGTERM, "SIGTERM", manager_on_stop},
     {SIGINT, "SIGINT", manager_on_stop},
     {SIGHUP, "SIGHUP", manager_on_hup},
+    {SIGUSR1, "SIGUSR1", manager_on_usr1},
 };
 #define MANAGER_NSIG (sizeof manager_signals / sizeof manager_signals[0])
 
@@ -71,7 +72,8 @@ static void manager_on_chld(manager_life_t *l, int signum)
     proc_reap();
 }
 
-static void manager_on_hup(manager_life_t *l, int signum)
+/* SIGUSR1: the log files are reopened (logrotate moved them), as nginx's USR1. */
+static void manager_on_usr1(manager_life_t *l, int signum)
 {
     (void)signum;
     int rc = log_reopen();
@@ -79,6 +81,15 @@ static void manager_on_hup(manager_life_t *l, int signum)
         log_error("cannot reopen log file", "file=%s error=%s", log_q(l->m->conf->log_file), log_q(strerror(-rc)));
     else
         log_info("log file reopened", "file=%s", log_q(l->m->conf->log_file));
+}
+
+/* SIGHUP: the settings are read again (manager_reload), and the log reopened as before. */
+static void manager_on_hup(manager_life_t *l, int signum)
+{
+    char err[1024];
+    manager_on_usr1(l, signum);
+    if (l->m->ready && !l->m->stopping)
+        manager_reload(l->m, NULL, err, sizeof err); /* it logs the outcome either way */
 }
 
 static void manager_signal_cb(uv_signal_t *h, int signum)
@@ -306,15 +317,17 @@ static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
     l->fcgi_fd = manager_fcgi_listen(c, err, errlen);
     if (l->fcgi_fd < 0)
         return -1;
-    m->control = control_listen(m->loop, c->control_socket, l->dispatch, m, err, errlen);
+    l->made_socket = 1;
+    m->control = control_listen(m->loop, c->control_socket, m->hooks->dispatch, m, err, errlen);
     if (!m->control)
         return -1;
     pool_config_t pc = {.loop = m->loop, .conf = c, .exe = m->exe, .listen_fd = l->fcgi_fd,
                         .event = manager_pool_event, .event_ctx = m};
+    l->fcgi_fd = -1; /* the pool's now */
     m->pool = pool_start(&pc, err, errlen);
     if (!m->pool)
         return -1;
-    manager_snapshot_start(&l->snapshot, m, l->publish);
+    manager_snapshot_start(&l->snapshot, m, m->hooks->publish);
     for (int i = 0; i < m->ntenants; i++)
         scheduler_set_message_capacity(m->tenants[i].scheduler, pool_message_capacity(m->pool));
     return 0;
@@ -367,16 +380,18 @@ static void manager_free(manager_t *m)
     db_close(m->db);
 }
 
-int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents, int npools, const char *exe,
-                control_request_fn dispatch, manager_publish_fn publish)
+int manager_run(manager_settings_t *settings, const char *exe, const manager_hooks_t *hooks)
 {
     static manager_t m; /* large (the pools); one per process */
     memset(&m, 0, sizeof m);
+    const conf_t *conf = settings->conf;
     m.conf = conf;
-    m.ntenants = npools;
-    for (int i = 0; i < npools; i++)
-        m.tenants[i] = (tenant_t){.m = &m, .index = i, .conf = pools[i], .agent = agents[i]};
-    manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1, .dispatch = dispatch, .publish = publish};
+    m.settings = settings;
+    m.hooks = hooks;
+    m.ntenants = settings->npools;
+    for (int i = 0; i < settings->npools; i++)
+        m.tenants[i] = (tenant_t){.m = &m, .index = i, .conf = settings->pools[i], .agent = settings->agents[i]};
+    manager_life_t l = {.m = &m, .fcgi_fd = -1, .lock_fd = -1};
     uv_loop_t loop;
     snprintf(m.exe, sizeof m.exe, "%s", exe);
     m.started_at = m.last_activity = clock_now();
@@ -405,7 +420,7 @@ int manager_run(const conf_t *conf, conf_t *const *pools, agent_t *const *agents
         manager_event(&m, "error", err);
         rc = 1;
         manager_close_all(&m);
-        if (l.fcgi_fd >= 0) /* we held the lock, so the socket is ours */
+        if (l.made_socket) /* we held the lock, so the socket is ours */
             unlink(conf->fcgi_socket);
     } else {
         m.ready = 1;

@@ -43,11 +43,16 @@ int manager_lock(const conf_t *c, char *err, size_t errlen)
 }
 
 /* The FastCGI socket, like PHP-FPM's listen.owner/group/mode: ocpmd's, in fcgi_socket_group (the
- * web server's; never the agent's, agent_setup checked), with fcgi_socket_mode. */
+ * web server's; never the agent's, agent_setup checked), with fcgi_socket_mode. It is made whole
+ * under a name of its own, then renamed into place: nginx never meets a socket that has not its
+ * mode yet, and at a reload the new one replaces the old in one step (pool.h). */
 int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->fcgi_socket);
+    if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s.new", c->fcgi_socket) >= (int)sizeof sa.sun_path) {
+        snprintf(err, errlen, "FastCGI socket %s: the path is too long", c->fcgi_socket);
+        return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -63,10 +68,12 @@ int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen)
         }
         group = g->gr_gid;
     }
-    unlink(c->fcgi_socket);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chown(c->fcgi_socket, geteuid(), group) != 0 ||
-        chmod(c->fcgi_socket, (mode_t)c->fcgi_socket_mode) != 0 || listen(fd, 1024) != 0) {
+    unlink(sa.sun_path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chown(sa.sun_path, geteuid(), group) != 0 ||
+        chmod(sa.sun_path, (mode_t)c->fcgi_socket_mode) != 0 || listen(fd, 1024) != 0 ||
+        rename(sa.sun_path, c->fcgi_socket) != 0) {
         snprintf(err, errlen, "FastCGI socket %s: %s", c->fcgi_socket, strerror(errno));
+        unlink(sa.sun_path);
         close(fd);
         return -1;
     }

@@ -31,20 +31,36 @@ static const supervisor_policy_t pool_policy = {
     .lines_per_s = 0,
 };
 
+/* Generations alive at once: the current one and up to three still finishing their requests. */
+#define POOL_BANDS 4
+
+typedef struct pool_gen pool_gen_t;
+
 typedef struct pool_slot {
-    struct pool *pool;
-    int index;
+    pool_gen_t *gen;
+    int index; /* its slot of the in-flight page: band * responders + its place */
     char index_s[16];
     char *argv[4];
     supervisor_t *sup;
 } pool_slot_t;
 
+/* One generation of responders: the same settings, the same listening socket. */
+struct pool_gen {
+    struct pool *pool;
+    int band;
+    int listen_fd, settings_fd;
+    pool_slot_t *slots;
+    int retiring, running; /* running: slots whose child has not yet been seen gone after a stop */
+    pool_gen_t *next;      /* the older generations still finishing */
+};
+
 struct pool {
     pool_config_t cfg;
-    pool_slot_t *slots;
-    int nslots;
-    int inflight_fd, settings_fd, snapshot_fd;
+    int nslots;               /* responders per generation */
+    pool_gen_t *cur, *old;
+    int inflight_fd, snapshot_fd;
     long cap_all, cap_msg;
+    long restarts_before;     /* respawns of the generations gone */
     int stopping, alive_stops;
     void (*stop_done)(void *ctx);
     void *stop_ctx;
@@ -55,12 +71,12 @@ static int pool_build(void *ctx, proc_spec_t *spec, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     pool_slot_t *s = ctx;
-    spec->file = s->pool->cfg.exe;
+    spec->file = s->gen->pool->cfg.exe;
     spec->argv = s->argv;
-    spec->fd[0] = s->pool->cfg.listen_fd;
-    spec->fd[3] = s->pool->inflight_fd;
-    spec->fd[4] = s->pool->settings_fd;
-    spec->fd[5] = s->pool->snapshot_fd;
+    spec->fd[0] = s->gen->listen_fd;
+    spec->fd[3] = s->gen->pool->inflight_fd;
+    spec->fd[4] = s->gen->settings_fd;
+    spec->fd[5] = s->gen->pool->snapshot_fd;
     return 0;
 }
 
@@ -87,9 +103,9 @@ static void pool_started(void *ctx, pid_t pid)
 static supervisor_restart_t pool_exited(void *ctx, pid_t pid, int status, const char *err, long delay_ms)
 {
     pool_slot_t *s = ctx;
-    pool_t *p = s->pool;
+    pool_t *p = s->gen->pool;
     inflight_reset(s->index); /* what it was serving died with it */
-    if (p->stopping)
+    if (p->stopping || s->gen->retiring)
         return SUPERVISOR_RESTART_NEVER;
     if (pid == 0) {
         log_error("cannot start responder", "responder=%d error=%s retryMs=%ld", s->index, log_q(err), delay_ms);
@@ -130,9 +146,11 @@ static int pool_settings_fd(const pool_t *p)
     pool_settings_t rs;
     memset(&rs, 0, sizeof rs); /* padding too: the file is written whole */
     rs.conf = *p->cfg.conf;
-    rs.slots = p->nslots;
+    rs.slots = p->nslots * POOL_BANDS;
     rs.capacity = p->cap_all;
     rs.message_capacity = p->cap_msg;
+    /* No turn outlives run_timeout and kill_grace; its stream ends with it. */
+    rs.drain_ms = p->cfg.conf->run_timeout_ms + p->cfg.conf->kill_grace_ms + 5000;
     int fd = memfd_create("ocpm-responder-settings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
@@ -144,73 +162,164 @@ static int pool_settings_fd(const pool_t *p)
     return fd;
 }
 
+static void pool_gen_free(pool_gen_t *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; g->slots && i < g->pool->nslots; i++)
+        supervisor_free(g->slots[i].sup);
+    if (g->listen_fd >= 0)
+        close(g->listen_fd);
+    if (g->settings_fd >= 0)
+        close(g->settings_fd);
+    free(g->slots);
+    free(g);
+}
+
+/* A generation in band, listening on listen_fd (its own from now on), every responder started. */
+static pool_gen_t *pool_gen_start(pool_t *p, int band, int listen_fd, char *err, size_t errlen)
+{
+    pool_gen_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        close(listen_fd);
+        return snprintf(err, errlen, "out of memory"), NULL;
+    }
+    *g = (pool_gen_t){.pool = p, .band = band, .listen_fd = listen_fd, .settings_fd = pool_settings_fd(p)};
+    if (g->settings_fd < 0 || !(g->slots = calloc((size_t)p->nslots, sizeof *g->slots))) {
+        snprintf(err, errlen, "cannot create the responders' settings: %s", strerror(errno));
+        pool_gen_free(g);
+        return NULL;
+    }
+    for (int i = 0; i < p->nslots; i++) {
+        pool_slot_t *s = &g->slots[i];
+        s->gen = g;
+        s->index = band * p->nslots + i;
+        snprintf(s->index_s, sizeof s->index_s, "%d", s->index);
+        s->argv[0] = (char *)p->cfg.exe;
+        s->argv[1] = "--responder";
+        s->argv[2] = s->index_s;
+        s->argv[3] = NULL;
+        char name[32];
+        snprintf(name, sizeof name, "responder %d", s->index);
+        if (!(s->sup = supervisor_new(p->cfg.loop, name, &pool_policy, &pool_ops, s))) {
+            snprintf(err, errlen, "out of memory");
+            pool_gen_free(g);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < p->nslots; i++)
+        supervisor_start(g->slots[i].sup);
+    return g;
+}
+
 pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen)
 {
     pool_t *p = calloc(1, sizeof *p);
-    int n = (int)cfg->conf->responders;
-    if (!p || !(p->slots = calloc((size_t)n, sizeof *p->slots))) {
-        free(p);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
+    if (!p) {
+        close(cfg->listen_fd);
+        return snprintf(err, errlen, "out of memory"), NULL;
     }
     p->cfg = *cfg;
-    p->nslots = n;
+    p->inflight_fd = p->snapshot_fd = -1;
+    p->nslots = (int)cfg->conf->responders;
     /* The pool's capacity, and a reserve kept free of messages for status, health, history and
      * aborts: a quarter of it, at most 8. */
     p->cap_all = cfg->conf->responders * cfg->conf->responder_threads;
     long reserve = p->cap_all / 4 > 8 ? 8 : p->cap_all / 4;
     p->cap_msg = p->cap_all - reserve;
-    p->inflight_fd = inflight_create(n);
-    p->settings_fd = p->inflight_fd >= 0 ? pool_settings_fd(p) : -1;
-    int snap = p->settings_fd >= 0 ? snapshot_create() : -1;
+    p->inflight_fd = inflight_create(p->nslots * POOL_BANDS);
+    int snap = p->inflight_fd >= 0 ? snapshot_create() : -1;
     p->snapshot_fd = snap >= 0 ? pool_read_only(snap) : -1;
     if (snap >= 0)
         close(snap); /* the mapping stays */
     if (p->snapshot_fd < 0) {
         snprintf(err, errlen, "cannot create the responders' shared pages: %s", strerror(errno));
-        if (p->inflight_fd >= 0)
-            close(p->inflight_fd);
-        if (p->settings_fd >= 0)
-            close(p->settings_fd);
-        free(p->slots);
-        free(p);
+        close(cfg->listen_fd);
+        pool_free(p);
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        pool_slot_t *s = &p->slots[i];
-        s->pool = p;
-        s->index = i;
-        snprintf(s->index_s, sizeof s->index_s, "%d", i);
-        s->argv[0] = (char *)cfg->exe;
-        s->argv[1] = "--responder";
-        s->argv[2] = s->index_s;
-        s->argv[3] = NULL;
-        char name[32];
-        snprintf(name, sizeof name, "responder %d", i);
-        s->sup = supervisor_new(cfg->loop, name, &pool_policy, &pool_ops, s);
-        if (!s->sup) {
-            snprintf(err, errlen, "out of memory");
-            pool_free(p);
-            return NULL;
-        }
-        supervisor_start(s->sup);
+    if (!(p->cur = pool_gen_start(p, 0, cfg->listen_fd, err, errlen))) {
+        pool_free(p);
+        return NULL;
     }
     return p;
 }
 
-static int pool_alive(const pool_t *p)
+/* Forget the generations whose responders have all gone (not from within their callbacks: the
+ * supervisors are still at work there). */
+static void pool_sweep_old(pool_t *p)
+{
+    for (pool_gen_t **g = &p->old; *g;) {
+        if ((*g)->running > 0) {
+            g = &(*g)->next;
+            continue;
+        }
+        pool_gen_t *gone = *g;
+        *g = gone->next;
+        for (int i = 0; i < p->nslots; i++)
+            p->restarts_before += supervisor_restarts(gone->slots[i].sup);
+        pool_gen_free(gone);
+    }
+}
+
+static void pool_slot_retired(void *ctx)
+{
+    pool_slot_t *s = ctx;
+    s->gen->running--;
+    log_debug("responder of an older generation done", "responder=%d left=%d", s->index, s->gen->running);
+}
+
+int pool_reload(pool_t *p, int listen_fd, char *err, size_t errlen)
+{
+    pool_sweep_old(p);
+    int used[POOL_BANDS] = {0};
+    used[p->cur->band] = 1;
+    for (pool_gen_t *g = p->old; g; g = g->next)
+        used[g->band] = 1;
+    int band = 0;
+    while (band < POOL_BANDS && used[band])
+        band++;
+    if (band == POOL_BANDS) {
+        close(listen_fd);
+        return snprintf(err, errlen, "%d older generations of responders are still finishing their requests",
+                        POOL_BANDS - 1), -1;
+    }
+    pool_gen_t *g = pool_gen_start(p, band, listen_fd, err, errlen);
+    if (!g)
+        return -1;
+    pool_gen_t *was = p->cur;
+    p->cur = g;
+    was->retiring = 1;
+    was->running = p->nslots;
+    was->next = p->old;
+    p->old = was;
+    for (int i = 0; i < p->nslots; i++)
+        supervisor_retire(was->slots[i].sup, SIGQUIT,
+                          p->cfg.conf->run_timeout_ms + p->cfg.conf->kill_grace_ms + 10000, pool_slot_retired);
+    return 0;
+}
+
+static int pool_alive(const pool_gen_t *g)
 {
     int n = 0;
-    for (int i = 0; i < p->nslots; i++)
-        n += p->slots[i].sup && supervisor_pid(p->slots[i].sup) > 0;
+    for (int i = 0; g && i < g->pool->nslots; i++)
+        n += g->slots[i].sup && supervisor_pid(g->slots[i].sup) > 0;
     return n;
 }
 
 static void pool_slot_stopped(void *ctx)
 {
-    pool_t *p = ((pool_slot_t *)ctx)->pool;
+    pool_t *p = ((pool_slot_t *)ctx)->gen->pool;
     if (--p->alive_stops == 0 && p->stop_done)
         p->stop_done(p->stop_ctx);
+}
+
+static void pool_gen_stop(pool_gen_t *g)
+{
+    for (int i = 0; i < g->pool->nslots; i++) {
+        g->pool->alive_stops++;
+        supervisor_stop(g->slots[i].sup, pool_slot_stopped);
+    }
 }
 
 void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx)
@@ -218,36 +327,40 @@ void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx)
     p->stopping = 1;
     p->stop_done = done;
     p->stop_ctx = ctx;
-    p->alive_stops = p->nslots + 1;
-    for (int i = 0; i < p->nslots; i++)
-        supervisor_stop(p->slots[i].sup, pool_slot_stopped);
-    /* The +1 above keeps done from running before every supervisor was asked. */
-    pool_slot_stopped(&p->slots[0]);
+    p->alive_stops = 1; /* until every supervisor was asked: done never runs before */
+    pool_gen_stop(p->cur);
+    for (pool_gen_t *g = p->old; g; g = g->next)
+        pool_gen_stop(g);
+    pool_slot_stopped(&p->cur->slots[0]);
 }
 
 void pool_free(pool_t *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->nslots; i++)
-        supervisor_free(p->slots[i].sup);
+    pool_gen_free(p->cur);
+    while (p->old) {
+        pool_gen_t *g = p->old;
+        p->old = g->next;
+        pool_gen_free(g);
+    }
     inflight_detach();
     if (p->inflight_fd >= 0)
         close(p->inflight_fd);
-    if (p->settings_fd >= 0)
-        close(p->settings_fd);
     snapshot_detach();
     if (p->snapshot_fd >= 0)
         close(p->snapshot_fd);
-    free(p->slots);
     free(p);
 }
 
 long pool_restarts(const pool_t *p)
 {
-    long n = 0;
-    for (int i = 0; i < p->nslots; i++)
-        n += supervisor_restarts(p->slots[i].sup);
+    long n = p->restarts_before;
+    for (int i = 0; p->cur && i < p->nslots; i++)
+        n += supervisor_restarts(p->cur->slots[i].sup);
+    for (const pool_gen_t *g = p->old; g; g = g->next)
+        for (int i = 0; i < p->nslots; i++)
+            n += supervisor_restarts(g->slots[i].sup);
     return n;
 }
 
@@ -255,9 +368,13 @@ long pool_message_capacity(const pool_t *p) { return p->cap_msg; }
 
 json_object *pool_status_json(const pool_t *p)
 {
+    int retiring = 0;
+    for (const pool_gen_t *g = p->old; g; g = g->next)
+        retiring += pool_alive(g);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "configured", json_object_new_int(p->nslots));
-    json_object_object_add(o, "alive", json_object_new_int(pool_alive(p)));
+    json_object_object_add(o, "alive", json_object_new_int(pool_alive(p->cur)));
+    json_object_object_add(o, "retiring", json_object_new_int(retiring));
     json_object_object_add(o, "threads", json_object_new_int64(p->cfg.conf->responder_threads));
     json_object_object_add(o, "restarts", json_object_new_int64(pool_restarts(p)));
     json_object_object_add(o, "capacity", json_object_new_int64(p->cap_all));

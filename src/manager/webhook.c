@@ -169,7 +169,7 @@ static void webhook_try(delivery_t *d)
 
 void webhook_send(webhook_t *w, const char *event, int64_t exec_id, json_object *data)
 {
-    if (!w)
+    if (!w || !w->conf->webhook_url[0]) /* none, or a reload took webhook_url away */
         return;
     delivery_t *d = calloc(1, sizeof *d);
     if (!d)

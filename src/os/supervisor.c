@@ -272,6 +272,11 @@ static void supervisor_grace_cb(uv_timer_t *t)
 
 void supervisor_stop(supervisor_t *s, void (*done)(void *ctx))
 {
+    supervisor_retire(s, SIGTERM, s->policy.stop_grace_ms, done);
+}
+
+void supervisor_retire(supervisor_t *s, int sig, long grace_ms, void (*done)(void *ctx))
+{
     s->stopping = 1;
     uv_timer_stop(&s->timer);
     if (s->pid <= 0) {
@@ -280,8 +285,8 @@ void supervisor_stop(supervisor_t *s, void (*done)(void *ctx))
         return;
     }
     s->stop_done = done;
-    supervisor_signal(s, SIGTERM);
-    uv_timer_start(&s->timer, supervisor_grace_cb, (uint64_t)s->policy.stop_grace_ms, 0);
+    supervisor_signal(s, sig);
+    uv_timer_start(&s->timer, supervisor_grace_cb, (uint64_t)grace_ms, 0);
 }
 
 void supervisor_free(supervisor_t *s)

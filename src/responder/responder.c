@@ -38,6 +38,7 @@ typedef struct responder {
     pool_settings_t s;
     atomic_int busy;
     atomic_int stopping;
+    atomic_int threads; /* threads still taking requests */
 } responder_t;
 
 typedef struct resp_thread {
@@ -393,8 +394,10 @@ static void *resp_thread_main(void *arg)
     responder_t *r = arg;
     resp_thread_t t = {.r = r, .ctl = -1};
     FCGX_Request req;
-    if (FCGX_InitRequest(&req, 0, 0) != 0)
+    if (FCGX_InitRequest(&req, 0, 0) != 0) {
+        atomic_fetch_sub(&r->threads, 1);
         return NULL;
+    }
     while (!atomic_load(&r->stopping)) {
         if (FCGX_Accept_r(&req) < 0)
             break;
@@ -413,7 +416,22 @@ static void *resp_thread_main(void *arg)
     }
     resp_disconnect(&t);
     FCGX_Free(&req, 1);
+    atomic_fetch_sub(&r->threads, 1);
     return NULL;
+}
+
+/* SIGQUIT, at a reload: the manager has put a new socket in this one's place, so nothing new
+ * arrives here. Shutting this one down lets every thread accept what is already queued, then
+ * wakes each from accept() (EINVAL, which libfcgi passes on): threads leave as they finish their
+ * requests, streams included. A request only just accepted is finished like the rest. Returns
+ * how many threads were still at work after drain_ms. */
+static int responder_retire(responder_t *r, long drain_ms)
+{
+    shutdown(0, SHUT_RDWR);
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    for (long waited = 0; atomic_load(&r->threads) > 0 && waited < drain_ms; waited += 20)
+        nanosleep(&tick, NULL);
+    return atomic_load(&r->threads);
 }
 
 int responder_main(int index, int settings_fd)
@@ -445,6 +463,7 @@ int responder_main(int index, int settings_fd)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_attr_t attr;
@@ -463,6 +482,7 @@ int responder_main(int index, int settings_fd)
     }
     close(5);
     r->manager = getppid();
+    atomic_store(&r->threads, (int)threads + 1);
     for (long i = 0; i < threads + 1; i++) {
         pthread_t th;
         if (pthread_create(&th, &attr, resp_thread_main, r) != 0) {
@@ -472,13 +492,18 @@ int responder_main(int index, int settings_fd)
     }
     pthread_attr_destroy(&attr);
     log_debug("responder ready", "responder=%d threads=%ld", index, threads);
+    int sig = 0;
     for (;;) {
-        int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP)
             continue;
         break;
+    }
+    if (sig == SIGQUIT) {
+        int left = responder_retire(r, r->s.drain_ms);
+        log_debug("responder retired", "responder=%d threadsLeft=%d", index, left);
+        return 0;
     }
     atomic_store(&r->stopping, 1);
     FCGX_ShutdownPending();

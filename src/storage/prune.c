@@ -67,16 +67,10 @@ static void prune_tick(uv_timer_t *t)
     prune_run(p, clock_now() - p->retention_ms / 1000.0, NULL, NULL);
 }
 
-prune_t *prune_new(uv_loop_t *loop, db_t *db, long retention_ms)
+void prune_set_retention(prune_t *p, long retention_ms)
 {
-    prune_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    p->db = db;
     p->retention_ms = retention_ms;
-    uv_timer_init(loop, &p->tick);
-    uv_timer_init(loop, &p->step);
-    p->tick.data = p->step.data = p;
+    uv_timer_stop(&p->tick);
     long every = retention_ms / 4;
     if (every > PRUNE_TICK_MAX_MS)
         every = PRUNE_TICK_MAX_MS;
@@ -84,6 +78,18 @@ prune_t *prune_new(uv_loop_t *loop, db_t *db, long retention_ms)
         every = 100;
     if (retention_ms > 0)
         uv_timer_start(&p->tick, prune_tick, every < 1000 ? (uint64_t)every : 1000, (uint64_t)every);
+}
+
+prune_t *prune_new(uv_loop_t *loop, db_t *db, long retention_ms)
+{
+    prune_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->db = db;
+    uv_timer_init(loop, &p->tick);
+    uv_timer_init(loop, &p->step);
+    p->tick.data = p->step.data = p;
+    prune_set_retention(p, retention_ms);
     return p;
 }
 

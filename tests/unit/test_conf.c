@@ -198,6 +198,56 @@ static void test_pools(void **state)
     }
 }
 
+/* A reload's comparison: which keys differ, which of them are live, and the copy of those alone. */
+typedef struct diff_seen {
+    int n, live;
+    char keys[512];
+} diff_seen_t;
+
+static void diff_note(void *ctx, const char *key, const char *was, const char *now, int live)
+{
+    diff_seen_t *d = ctx;
+    d->n++;
+    d->live += live;
+    snprintf(d->keys + strlen(d->keys), sizeof d->keys - strlen(d->keys), "%s%s:%s>%s", d->n > 1 ? " " : "", key,
+             was, now);
+}
+
+static void test_reload_diff(void **state)
+{
+    (void)state;
+    static conf_t a, b;
+    char err[256];
+    conf_defaults(&a);
+    conf_defaults(&b);
+    assert_int_equal(conf_diff(&a, &b, 0, NULL, NULL), 0);
+    assert_int_equal(conf_set(&b, "run_timeout", "90s", err, sizeof err), 0);
+    assert_int_equal(conf_set(&b, "responders", "7", err, sizeof err), 0);
+    assert_int_equal(conf_set(&b, "webhook_secret", "s3cret", err, sizeof err), 0);
+    assert_int_equal(conf_set(&b, "fallback", "off", err, sizeof err), 0);
+    diff_seen_t d = {0};
+    assert_int_equal(conf_diff(&a, &b, 0, diff_note, &d), 4);
+    assert_int_equal(d.live, 3); /* responders needs a restart */
+    assert_non_null(strstr(d.keys, "responders:4>7"));
+    assert_non_null(strstr(d.keys, "run_timeout:600000ms>90000ms"));
+    assert_null(strstr(d.keys, "s3cret")); /* secrets are compared, never shown */
+    /* Only the keys a pool may set, when asked. */
+    assert_int_equal(conf_diff(&a, &b, 1, NULL, NULL), 2);
+    assert_true(conf_key_live("max_message_bytes"));
+    assert_false(conf_key_live("state_dir"));
+    assert_false(conf_key_live("no_such_key"));
+    /* A string's bytes past its end are not its value. */
+    assert_int_equal(conf_set(&a, "log_level", "error", err, sizeof err), 0);
+    assert_int_equal(conf_set(&a, "log_level", "info", err, sizeof err), 0);
+    assert_int_equal(conf_diff(&a, &b, 0, NULL, NULL), 4);
+    conf_apply_live(&a, &b);
+    assert_int_equal(a.run_timeout_ms, 90000);
+    assert_int_equal(a.fallback, 0);
+    assert_string_equal(a.webhook_secret, "s3cret");
+    assert_int_equal(a.responders, 4); /* not live: left as it runs */
+    assert_int_equal(conf_diff(&a, &b, 0, NULL, NULL), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_bad_values_name_key_and_value),
         cmocka_unit_test(test_file_and_env),
         cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_reload_diff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
