@@ -48,8 +48,9 @@ static void manager_notify_line(const manager_t *m, char *buf, size_t len)
     char partial[64] = "";
     if (servers && ready < servers)
         snprintf(partial, sizeof partial, " (%d of %d servers ready)", ready, servers);
-    snprintf(buf, len, "STATUS=%s%s mode%s, %zu sessions, %ld running, %ld queued", m->stopping ? "stopping, " : "",
-             servers ? "server" : "per-session", partial, m->sessions ? session_count(m->sessions) : 0,
+    size_t sessions = m->sessions ? session_count(m->sessions) : 0;
+    snprintf(buf, len, "STATUS=%s%s mode%s, %zu session%s, %ld running, %ld queued", m->stopping ? "stopping, " : "",
+             servers ? "server" : "per-session", partial, sessions, sessions == 1 ? "" : "s",
              tenant_running(m->tenants, m->ntenants), tenant_queued(m->tenants, m->ntenants));
 }
 
@@ -68,12 +69,11 @@ static void manager_notify_status_tick(uv_timer_t *t) { manager_notify_status(t-
 static void manager_notify_watchdog_tick(uv_timer_t *t) { manager_notify_send(t->data, "WATCHDOG=1", 1); }
 
 /* A timer of the loop that does not keep it alive (shutdown ends when the real work does). */
-static void manager_notify_timer(manager_notify_t *s, uv_timer_t *t, uv_timer_cb cb, uint64_t every_ms)
+static void manager_notify_timer(manager_notify_t *s, uv_timer_t *t)
 {
     uv_timer_init(s->m->loop, t);
     t->data = s;
     uv_unref((uv_handle_t *)t);
-    uv_timer_start(t, cb, every_ms, every_ms);
 }
 
 void manager_notify_start(manager_notify_t *s, manager_t *m)
@@ -87,13 +87,19 @@ void manager_notify_start(manager_notify_t *s, manager_t *m)
     }
     if (!s->n)
         return;
-    uint64_t usec = notify_watchdog_usec(s->n);
     log_info("notifying systemd", "socket=%s watchdogUsec=%llu", log_q(notify_socket(s->n)),
-             (unsigned long long)usec);
-    if (usec) {
-        uint64_t every = usec / 2000; /* half the interval, in ms: a late turn still makes it */
-        manager_notify_timer(s, &s->watchdog, manager_notify_watchdog_tick, every ? every : 1);
-    }
+             (unsigned long long)notify_watchdog_usec(s->n));
+    manager_notify_timer(s, &s->watchdog);
+    manager_notify_timer(s, &s->status);
+}
+
+/* The first READY starts the watchdog's pings (systemd watches from then on; before, start-up is
+ * bounded by its TimeoutStartSec, and server_start_timeout here). */
+static void manager_notify_first_ready(manager_notify_t *s)
+{
+    uint64_t every = notify_watchdog_usec(s->n) / 2000; /* half the interval, in ms: a late turn still makes it */
+    if (notify_watchdog_usec(s->n))
+        uv_timer_start(&s->watchdog, manager_notify_watchdog_tick, every ? every : 1, every ? every : 1);
 }
 
 void manager_notify_ready(manager_t *m)
@@ -102,10 +108,12 @@ void manager_notify_ready(manager_t *m)
     if (!s || !s->n)
         return;
     manager_notify_send(s, "READY=1", 0);
+    if (!s->ready_once++)
+        manager_notify_first_ready(s);
     s->status_sent[0] = '\0'; /* a reload may have said otherwise: say it again */
     manager_notify_status(s);
-    if (!s->ready_once++)
-        manager_notify_timer(s, &s->status, manager_notify_status_tick, MANAGER_NOTIFY_STATUS_MS);
+    /* The next look a full interval after this line: at most one a second, this one included. */
+    uv_timer_start(&s->status, manager_notify_status_tick, MANAGER_NOTIFY_STATUS_MS, MANAGER_NOTIFY_STATUS_MS);
 }
 
 void manager_notify_reloading(manager_t *m)
@@ -128,6 +136,7 @@ void manager_notify_stopping(manager_t *m)
         return;
     manager_notify_send(s, "STOPPING=1", 0);
     manager_notify_status(s);
+    uv_timer_again(&s->status); /* the next look a full interval after this line */
 }
 
 void manager_notify_failed(manager_t *m, const char *why)
