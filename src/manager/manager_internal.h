@@ -51,7 +51,7 @@ typedef struct manager_notify {
  * Sets m->notify to s. Call once the loop exists. */
 void manager_notify_start(manager_notify_t *s, manager_t *m);
 /* READY=1 and the status line: after init (the servers ready or the fallback decided) and after a
- * reload. */
+ * reload. Neither this nor RELOADING is sent once the manager is stopping. */
 void manager_notify_ready(manager_t *m);
 /* RELOADING=1 with MONOTONIC_USEC=, before a reload starts; READY follows when it is done. */
 void manager_notify_reloading(manager_t *m);

@@ -105,7 +105,7 @@ static void manager_notify_first_ready(manager_notify_t *s)
 void manager_notify_ready(manager_t *m)
 {
     manager_notify_t *s = m->notify;
-    if (!s || !s->n)
+    if (!s || !s->n || m->stopping) /* once STOPPING is said, nothing takes it back */
         return;
     manager_notify_send(s, "READY=1", 0);
     if (!s->ready_once++)
@@ -119,7 +119,7 @@ void manager_notify_ready(manager_t *m)
 void manager_notify_reloading(manager_t *m)
 {
     manager_notify_t *s = m->notify;
-    if (!s || !s->n)
+    if (!s || !s->n || m->stopping)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
