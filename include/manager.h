@@ -72,6 +72,7 @@ struct manager {
     ask_book_t *asks;       /* the agent's permission and question prompts */
     budget_t *budget;       /* what each user may spend */
     webhook_t *webhook;     /* NULL without webhook_url */
+    struct manager_notify *notify; /* systemd's notifications (manager_notify.c) */
     char version[128];      /* opencode --version */
     int available;          /* opencode --version worked */
     int serve_supported;    /* opencode serve exists */

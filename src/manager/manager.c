@@ -42,6 +42,7 @@ typedef struct manager_life {
     double shutdown_deadline, trimmed_at;
     int killed_runs;
     manager_snapshot_t snapshot;
+    manager_notify_t notify;
 } manager_life_t;
 
 /* The signals the manager handles, and what each does. Handlers only note the signal (libuv's own
@@ -206,6 +207,7 @@ static void manager_on_stop(manager_life_t *l, int signum)
         return;
     }
     m->stopping = 1;
+    manager_notify_stopping(m);
     log_info("OpenCode process manager stopping", "signal=%s running=%ld queued=%ld", name,
              tenant_running(m->tenants, m->ntenants), tenant_queued(m->tenants, m->ntenants));
     manager_event(m, "manager_stopping", name);
@@ -413,17 +415,20 @@ int manager_run(manager_settings_t *settings, const char *exe, const manager_hoo
         return 1;
     }
     m.loop = &loop;
+    manager_notify_start(&l.notify, &m); /* before any child: it takes NOTIFY_SOCKET from the environment */
     char err[1024] = "";
     int rc = 0;
     if (manager_init(&l, err, sizeof err) != 0) {
         log_error("OpenCode process manager initialization failed", "reason=%s", log_q(err));
         manager_event(&m, "error", err);
+        manager_notify_failed(&m, err);
         rc = 1;
         manager_close_all(&m);
         if (l.made_socket) /* we held the lock, so the socket is ours */
             unlink(conf->fcgi_socket);
     } else {
         m.ready = 1;
+        manager_notify_ready(&m);
         log_info("OpenCode process manager initialized",
                  "mode=%s available=%s version=%s serverModeSupported=%s responders=%ld threads=%ld "
                  "maxConcurrentRuns=%ld fcgiSocket=%s",
@@ -441,6 +446,7 @@ int manager_run(manager_settings_t *settings, const char *exe, const manager_hoo
     if (l.fcgi_fd >= 0)
         close(l.fcgi_fd);
     uv_loop_close(&loop);
+    manager_notify_free(&l.notify);
     manager_free(&m);
     if (l.lock_fd >= 0)
         close(l.lock_fd);

@@ -89,11 +89,13 @@ int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen)
 {
     const manager_hooks_t *h = m->hooks;
     log_info("reloading configuration", "file=%s", log_q(m->conf->file[0] ? m->conf->file : "(none)"));
+    manager_notify_reloading(m); /* systemd: RELOADING=1, then READY=1 whatever the outcome */
     manager_settings_t next = {0};
     if (h->load(h->ctx, &next, err, errlen) != 0) {
         h->unload(h->ctx, &next);
         log_error("configuration reload failed; nothing changed", "reason=%s", log_q(err));
         manager_event(m, "reload_failed", err);
+        manager_notify_ready(m);
         return -1;
     }
     reload_report_t r = {.changed = json_object_new_array(), .restart = json_object_new_array()};
@@ -110,6 +112,7 @@ int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen)
     snprintf(detail, sizeof detail, "changed=%zu restart_needed=%zu", nc, nr);
     manager_event(m, "reload", detail);
     log_info("configuration reloaded", "changed=%zu restartNeeded=%zu reloads=%lu", nc, nr, m->reloads);
+    manager_notify_ready(m);
     if (info) {
         *info = json_object_new_object();
         json_object_object_add(*info, "changed", r.changed);
