@@ -24,6 +24,8 @@ static const struct {
     {"history", "[--session ID] [--status S] [--mode M] [--since T] [--limit N]", "executions, newest first",
      CTL_DATABASE, ctl_history},
     {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
+    {"slowlog", "[--since T] [--limit N]", "turns that passed slowlog_timeout, newest first", CTL_DATABASE,
+     ctl_slowlog},
     {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
     {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
 };
@@ -44,8 +46,8 @@ static const struct {
     {"--session", "ID", CTL_AT(session), "history: one session's"},
     {"--status", "S", CTL_AT(status), "history: one status (queued, running, succeeded, failed, timeout, ...)"},
     {"--mode", "M", CTL_AT(mode), "history: server or per-session"},
-    {"--since", "T", CTL_AT(since), "history, stats: since T, unix seconds or an age such as 90m, 24h, 7d"},
-    {"--limit", "N", CTL_AT(limit), "history: at most N rows (default 20)"},
+    {"--since", "T", CTL_AT(since), "history, slowlog, stats: since T, unix seconds or an age such as 90m, 24h, 7d"},
+    {"--limit", "N", CTL_AT(limit), "history, slowlog: at most N rows (default 20)"},
     {"--older-than", "AGE", CTL_AT(older_than), "prune: what is older than AGE, such as 30d"},
     {"-h", NULL, CTL_AT(help), "this text"},
 };
