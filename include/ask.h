@@ -90,6 +90,11 @@ long ask_answering(const ask_book_t *b, int64_t exec_id);
  * this while it can still emit). An answer still on its way then reports only to its owner. */
 void ask_turn_ended(ask_book_t *b, int64_t exec_id);
 
+/* Execution exec_id's prompts not settled yet, for the slow log: a new JSON array of {kind, id,
+ * status (pending or answering), title: what it asks, cut at ASK_TITLE_MAX bytes}, oldest first. */
+#define ASK_TITLE_MAX 200
+json_object *ask_open_json(const ask_book_t *b, int64_t exec_id);
+
 /* Prompts pending (or being answered) now. */
 long ask_pending(const ask_book_t *b);
 

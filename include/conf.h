@@ -61,6 +61,7 @@ typedef struct conf {
     int store_prompts;
     long db_busy_timeout_ms;
     long history_retention_ms;
+    long slowlog_timeout_ms; /* a turn running longer is logged once (0: off) */
     /* server mode */
     long server_start_timeout_ms;
     long heartbeat_interval_ms;

@@ -30,6 +30,7 @@ int ctl_status(ctl_opts_t *o, int argc, char **argv);
 int ctl_sessions(ctl_opts_t *o, int argc, char **argv);
 int ctl_history(ctl_opts_t *o, int argc, char **argv);
 int ctl_show(ctl_opts_t *o, int argc, char **argv);
+int ctl_slowlog(ctl_opts_t *o, int argc, char **argv);
 int ctl_stats(ctl_opts_t *o, int argc, char **argv);
 int ctl_prune(ctl_opts_t *o, int argc, char **argv);
 int ctl_reload(ctl_opts_t *o, int argc, char **argv);

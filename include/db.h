@@ -139,6 +139,21 @@ int db_webhook_record(db_t *db, const db_webhook_t *w);
 typedef void (*db_usage_fn)(void *ctx, const char *owner, long long tokens, double cost);
 int db_usage_since(db_t *db, double since, db_usage_fn fn, void *ctx);
 
+/* db_slow.c: the slow log (slowlog.h). One turn past slowlog_timeout, as it stood when it crossed
+ * it. Strings are borrowed; tool, call_id, input_summary and input_sha256 may be NULL;
+ * input_bytes < 0 and since_last_event_ms < 0: not known. pending_prompts: a JSON array's text. */
+typedef struct db_slow {
+    int64_t execution_id;
+    const char *owner, *session_id, *pool, *step, *tool, *call_id, *input_summary, *input_sha256, *pending_prompts;
+    long long input_bytes;
+    double at, elapsed_ms, since_last_event_ms;
+} db_slow_t;
+/* Write one row (an execution has one at most: a second is refused). */
+int db_slow_put(db_t *db, const db_slow_t *s);
+/* Rows at or after since, newest first, at most limit, below the id before (0: from the newest),
+ * as JSON objects (pending_prompts parsed); NULL on failure. */
+json_object *db_slow_list(db_t *db, double since, long long before, long limit);
+
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);
 int db_event(db_t *db, double now, const char *kind, const char *detail);

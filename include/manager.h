@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "prune.h"
+#include "slowlog.h"
 #include "scheduler.h"
 #include "session.h"
 #include "tenant.h"
@@ -66,6 +67,7 @@ struct manager {
     int servers_stopping;   /* shutdown: servers not yet stopped */
     storage_retry_t *storage;
     prune_t *prune;
+    slowlog_t *slowlog;     /* the slow log's sweep (slowlog.h) */
     control_t *control;
     pool_t *pool;           /* the FastCGI responders */
     metrics_t *metrics;

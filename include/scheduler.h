@@ -107,6 +107,10 @@ long scheduler_shutdown(scheduler_t *s);
 /* Shutdown past its timeout: stop what runs (recorded as interrupted). */
 void scheduler_kill_running(scheduler_t *s);
 
+/* The slow log (slowlog.h): report each of its running turns that passed its pool's
+ * slowlog_timeout at now and was not reported yet (once per execution). */
+void scheduler_slow_sweep(scheduler_t *s, double now);
+
 long scheduler_running(const scheduler_t *s);
 long scheduler_queued(const scheduler_t *s);
 unsigned long long scheduler_finished(const scheduler_t *s);

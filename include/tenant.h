@@ -41,6 +41,10 @@ long tenant_queued(const tenant_t *ts, int n);
 unsigned long long tenant_finished(const tenant_t *ts, int n);
 unsigned long long tenant_failed(const tenant_t *ts, int n);
 unsigned long long tenant_spawned(const tenant_t *ts, int n);
+/* The slow log's sweep over every pool's running turns (slowlog.h). */
+void tenant_slow_sweep(tenant_t *ts, int n, double now);
+/* The shortest slowlog_timeout of the pools (0: none set). */
+long tenant_slowlog_shortest(const tenant_t *ts, int n);
 /* opencode servers in all the pools (0: per-session mode everywhere). */
 int tenant_servers(const tenant_t *ts, int n);
 /* The pool a REMOTE_USER's sessions live in (its pool's users list, else default_pool), or NULL

@@ -41,6 +41,17 @@ void turn_observe(turn_t *t, const char *type, json_object *data);
  * was not kept (past the bounds), else 0. */
 int turn_replay(const turn_t *t, long long after, db_event_fn fn, void *ctx);
 
+/* What the turn is doing now, as its events last said (for the slow log). Strings are t's, valid
+ * until its next event. */
+typedef struct turn_now {
+    const char *step;         /* "tool", "text", "reasoning", or NULL: no event says (waiting for the model) */
+    const char *tool, *call_id; /* the latest call still pending or running (NULL: none) */
+    const char *input;        /* its input as kept (NULL: not kept: too large, or store_prompts = no) */
+    const char *input_sha256; /* NULL: no input seen */
+    long long input_bytes;    /* -1: no input seen */
+} turn_now_t;
+void turn_now(const turn_t *t, turn_now_t *now);
+
 /* The tool calls so far, as the API shows them (a new JSON array). */
 json_object *turn_tools_json(const turn_t *t);
 /* The turn's cost so far, as its events report it. */

@@ -55,6 +55,12 @@ static const api_field_t api_events_query[] = {
     {"after", API_FIELD_SEQ, false},
     {NULL, 0, false},
 };
+static const api_field_t api_slowlog_query[] = {
+    {"since", API_FIELD_TIME, false},
+    {"before", API_FIELD_CURSOR, false},
+    {"limit", API_FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_prune_args[] = {
     {"before", API_FIELD_TIME, true},
     {NULL, 0, false},
@@ -99,6 +105,8 @@ const api_route_t api_routes[] = {
      "counts, durations, resources, tokens: everyone's"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
      "everyone's executions, every field"},
+    {"GET", "/api/admin/slowlog", "admin.slowlog", NULL, api_slowlog_query, API_OPERATOR, api_admin_slowlog,
+     "turns that passed slowlog_timeout (slow_turns), newest first, a page at a time"},
     {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_SNAPSHOT(SNAPSHOT_METRICS), api_metrics,
      "Prometheus metrics"},
     {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,

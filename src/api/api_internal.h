@@ -24,6 +24,7 @@ void api_exec_events(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_admin_slowlog(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_stats(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_usage(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_prune(void *ctx, control_conn_t *c, const api_call_t *call);

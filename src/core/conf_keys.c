@@ -182,6 +182,10 @@ const conf_key_t conf_keys[] = {
      "storage_unavailable, or for a finished message's record, a retry every second."},
     {"history_retention", CT_DURATION, N(history_retention_ms), "0", 0, 100L * 365 * 86400000L, NULL, NULL,
      "Prune executions and manager events older than this, such as 30d (0: keep everything)."},
+    {"slowlog_timeout", CT_DURATION, N(slowlog_timeout_ms), "5m", 0, 86400000L, NULL, NULL,
+     "A turn still running this long after it started gets one WARN line (slow turn) and a row in slow_turns: "
+     "its current step or tool, the tool's input, the time since its last event, its pending prompts "
+     "(PHP-FPM's request_slowlog_timeout; 0: off). Checked about every second (a quarter of it when shorter)."},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0, NULL, NULL, "debug, info, warn or error."},
     {"log_file", CT_PATH, S(log_file), "", 0, 0, NULL, "(stderr)", "Where the log goes; SIGUSR1 (and SIGHUP) reopen it."},
 };
@@ -196,14 +200,14 @@ const char *const conf_pool_keys[] = {
     "run_timeout", "permission_policy", "permission_timeout", "question_timeout", "run_rlimit_as",
     "run_rlimit_nofile", "run_rlimit_cpu", "run_rlimit_nproc", "run_rlimit_fsize", "fallback", "fallback_max_runs",
     "fallback_wait", "server_max_inflight", "server_max_messages", "server_max_rss", "instance_idle_timeout",
-    "user_max_share", "user_max_running", "user_queue_limit",
+    "user_max_share", "user_max_running", "user_queue_limit", "slowlog_timeout",
 };
 const size_t conf_npool_keys = sizeof conf_pool_keys / sizeof conf_pool_keys[0];
 const char *const conf_pool_aliases[][2] = {{"user", "agent_user"}, {"group", "agent_group"}};
 
 /* The keys a reload applies while ocpmd runs: each is read where it is used (a limit, a timeout,
  * a policy), or the manager applies it at once (log_level, history_retention, db_busy_timeout,
- * webhook_url), or the responders get it (they are replaced at every reload). The others (paths,
+ * webhook_url, slowlog_timeout), or the responders get it (they are replaced at every reload). The others (paths,
  * users, the mode, the number of servers and responders, what is fixed when a process starts)
  * need a restart, and a reload says so in the log. */
 const char *const conf_live_keys[] = {
@@ -216,5 +220,6 @@ const char *const conf_live_keys[] = {
     "instance_idle_timeout", "server_max_messages", "server_max_rss", "server_max_inflight", "permission_policy",
     "permission_timeout", "question_timeout", "events_max", "events_max_bytes", "tool_input_max_bytes",
     "webhook_url", "webhook_secret", "webhook_attempts", "webhook_timeout", "db_busy_timeout", "history_retention",
+    "slowlog_timeout",
 };
 const size_t conf_nlive_keys = sizeof conf_live_keys / sizeof conf_live_keys[0];

@@ -111,27 +111,36 @@ int ctl_sessions(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-/* Readable times beside the unix seconds. */
-static void ctl_add_when(json_object *rows)
+/* Readable times (UTC) in column to, beside the unix seconds of column from. */
+static void ctl_add_when(json_object *rows, const char *from, const char *to)
 {
     for (size_t i = 0; i < json_object_array_length(rows); i++) {
         json_object *row = json_object_array_get_idx(rows, i), *q;
-        if (!json_object_object_get_ex(row, "queued_at", &q))
+        if (!json_object_object_get_ex(row, from, &q))
             continue;
         time_t t = (time_t)json_object_get_double(q);
         char when[32];
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", gmtime(&t));
-        json_object_object_add(row, "queued", json_object_new_string(when));
+        json_object_object_add(row, to, json_object_new_string(when));
     }
+}
+
+/* --limit, or def: 0, or -1 after saying why. */
+static int ctl_limit(const ctl_opts_t *o, long def, long *limit)
+{
+    char *end = NULL;
+    *limit = o->limit ? strtol(o->limit, &end, 10) : def;
+    if (*limit <= 0 || (end && (*end || !isdigit((unsigned char)*o->limit))))
+        return ctl_fail("--limit %s: expected a positive number", o->limit), -1;
+    return 0;
 }
 
 int ctl_history(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    char *end = NULL;
-    long limit = o->limit ? strtol(o->limit, &end, 10) : 20;
-    if (limit <= 0 || (end && (*end || !isdigit((unsigned char)*o->limit))))
-        return ctl_fail("--limit %s: expected a positive number", o->limit), 2;
+    long limit;
+    if (ctl_limit(o, 20, &limit) != 0)
+        return 2;
     db_exec_filter_t f = {.session_id = o->session, .status = o->status, .mode = o->mode, .limit = limit};
     if (o->since && ctl_parse_time(o->since, &f.since) != 0)
         return ctl_fail("--since %s: expected unix seconds or an age such as 24h", o->since);
@@ -143,7 +152,32 @@ int ctl_history(ctl_opts_t *o, int argc, char **argv)
     static const char *const cols[] = {"id", "queued", "session_id", "mode", "status", "duration_ms",
                                        "peak_rss_kb", "tokens_out", "error", NULL};
     if (rows) {
-        ctl_add_when(rows);
+        ctl_add_when(rows, "queued_at", "queued");
+        ctl_output(o, rows, cols);
+    }
+    json_object_put(rows);
+    db_close(db);
+    return rc;
+}
+
+int ctl_slowlog(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    long limit;
+    double since = 0;
+    if (ctl_limit(o, 20, &limit) != 0)
+        return 2;
+    if (o->since && ctl_parse_time(o->since, &since) != 0)
+        return ctl_fail("--since %s: expected unix seconds or an age such as 24h", o->since);
+    db_t *db = ctl_open_db(o);
+    if (!db)
+        return 1;
+    json_object *rows = db_slow_list(db, since, 0, limit);
+    int rc = rows ? 0 : ctl_fail("cannot read the slow log: %s", db_errmsg(db));
+    static const char *const cols[] = {"when", "execution_id", "session_id", "pool", "elapsed_ms", "step", "tool",
+                                       "tool_input_summary", "since_last_event_ms", "pending_prompts", NULL};
+    if (rows) {
+        ctl_add_when(rows, "at", "when");
         ctl_output(o, rows, cols);
     }
     json_object_put(rows);

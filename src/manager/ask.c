@@ -461,3 +461,47 @@ void ask_turn_ended(ask_book_t *b, int64_t exec_id)
         a = next;
     }
 }
+
+/* What a prompt asks, in a line: a permission's name and patterns, a question's first text; cut at
+ * ASK_TITLE_MAX bytes, never inside a character. */
+static json_object *ask_title(const ask_t *a)
+{
+    json_object *rq = json_tokener_parse(a->request), *v, *q;
+    char title[4 * ASK_TITLE_MAX] = "";
+    size_t n = 0;
+    if (strcmp(a->kind, "permission") == 0 && json_object_object_get_ex(rq, "permission", &v)) {
+        n = (size_t)snprintf(title, sizeof title, "%s", json_object_get_string(v));
+        json_object *pats = json_object_object_get_ex(rq, "patterns", &v) ? v : NULL;
+        for (size_t i = 0; json_object_is_type(pats, json_type_array) && i < json_object_array_length(pats) &&
+                           n < ASK_TITLE_MAX; i++)
+            n += (size_t)snprintf(title + n, sizeof title - n, " %s",
+                                  json_object_get_string(json_object_array_get_idx(pats, i)));
+    } else if (json_object_object_get_ex(rq, "questions", &v) && (q = json_object_array_get_idx(v, 0)) &&
+               json_object_object_get_ex(q, "question", &v)) {
+        snprintf(title, sizeof title, "%s", json_object_get_string(v));
+    }
+    json_object_put(rq);
+    size_t keep = strnlen(title, ASK_TITLE_MAX);
+    while (keep > 0 && ((unsigned char)title[keep] & 0xc0) == 0x80)
+        keep--;
+    return json_object_new_string_len(title, (int)keep);
+}
+
+json_object *ask_open_json(const ask_book_t *b, int64_t exec_id)
+{
+    json_object *arr = json_object_new_array();
+    const ask_t *a = b ? b->list : NULL;
+    while (a && a->next) /* the book is newest first: from its end, as the turn asked them */
+        a = a->next;
+    for (; a; a = a->prev) {
+        if (a->exec_id != exec_id || a->state == ASK_SETTLED || a->orphan)
+            continue;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "kind", json_object_new_string(a->kind));
+        json_object_object_add(o, "id", json_object_new_string(a->id));
+        json_object_object_add(o, "status", json_object_new_string(a->state == ASK_PENDING ? "pending" : "answering"));
+        json_object_object_add(o, "title", ask_title(a));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}

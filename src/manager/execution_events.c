@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* Prompts recorded per turn at most (a real turn asks a few). */
@@ -138,6 +139,8 @@ static void execution_refuse_prompt(execution_t *e, const char *kind, json_objec
 void execution_on_event(void *ctx, const char *type, json_object *data)
 {
     execution_t *e = ctx;
+    if (e->sch->cfg.conf->slowlog_timeout_ms > 0) /* for the slow log alone: nothing when it is off */
+        e->last_event_at = clock_now();
     turn_observe(e->turn, type, data);
     /* A turn past user_turn_cost_max is stopped (once): recorded budget_exceeded. */
     long cap = e->sch->cfg.conf->user_turn_cost_max_micro;

@@ -141,6 +141,8 @@ static void manager_close_all(manager_t *m)
     m->http = NULL;
     prune_free(m->prune);
     m->prune = NULL;
+    slowlog_free(m->slowlog);
+    m->slowlog = NULL;
     storage_retry_free(m->storage); /* one last try; what is still unwritten is logged in full */
     m->storage = NULL;
     pool_free(m->pool);
@@ -311,6 +313,12 @@ static void manager_prompt_asked(void *ctx, const char *event, int64_t exec_id, 
     webhook_send(m->webhook, event, exec_id, record);
 }
 
+static void manager_slow_sweep(void *ctx, double now)
+{
+    manager_t *m = ctx;
+    tenant_slow_sweep(m->tenants, m->ntenants, now);
+}
+
 /* What serves clients: the FastCGI socket and its responders, the control socket. */
 static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
 {
@@ -367,6 +375,9 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
     manager_probe(m);
     if (manager_choose_mode(m, err, errlen) != 0)
         return -1;
+    long tick = slowlog_tick_ms(tenant_slowlog_shortest(m->tenants, m->ntenants));
+    if (!(m->slowlog = slowlog_new(m->loop, tick, manager_slow_sweep, m)))
+        return snprintf(err, errlen, "out of memory"), -1;
     return manager_init_front(l, err, errlen);
 }
 

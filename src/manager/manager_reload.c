@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "slowlog.h"
 #include "snapshot.h"
 
 typedef struct reload_report {
@@ -68,6 +69,7 @@ static void manager_reload_apply(manager_t *m)
         log_set_level(lvl);
     prune_set_retention(m->prune, c->history_retention_ms);
     db_set_busy_timeout(m->db, c->db_busy_timeout_ms);
+    slowlog_set_tick(m->slowlog, slowlog_tick_ms(tenant_slowlog_shortest(m->tenants, m->ntenants)));
     if (!m->webhook && c->webhook_url[0] && !(m->webhook = webhook_new(m->loop, m->http, m->db, c)))
         log_error("cannot start webhooks after the reload", "error=\"out of memory\"");
 }

@@ -57,6 +57,8 @@ struct execution {
     exec_status_t final_status;  /* how the job ended, once concluding */
     changes_job_t *changes;      /* counting the files the turn changed (changes.h) */
     int unsaved;                /* the final record waits in storage_retry */
+    int slow_logged;            /* reported by the slow log (once) */
+    double last_event_at;       /* opencode's last event (kept only while slowlog_timeout is set) */
 };
 
 /* A new queued execution, recorded in the database. NULL with err (why) when it cannot be. */
@@ -101,6 +103,8 @@ void execution_prepare(execution_t *e, session_t *sess);
 /* The preparation of e's workspace ended: ok > 0, launch what waits for it; 0, fail it with why;
  * < 0 (e was stopped before it ended), prepare again for them. */
 void execution_release_waiters(execution_t *e, int ok, const char *why);
+
+/* execution_slow.c: the slow log's look at one pool's running turns (scheduler_slow_sweep). */
 
 /* scheduler.c: remove e from the FIFO (it starts, or is cancelled). */
 void scheduler_unlink(scheduler_t *s, execution_t *e);

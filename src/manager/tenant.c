@@ -27,6 +27,24 @@ long tenant_running(const tenant_t *ts, int count)
     return n;
 }
 
+void tenant_slow_sweep(tenant_t *ts, int count, double now)
+{
+    for (int i = 0; i < count; i++)
+        if (ts[i].scheduler)
+            scheduler_slow_sweep(ts[i].scheduler, now);
+}
+
+long tenant_slowlog_shortest(const tenant_t *ts, int count)
+{
+    long shortest = 0;
+    for (int i = 0; i < count; i++) {
+        long t = ts[i].conf->slowlog_timeout_ms;
+        if (t > 0 && (shortest == 0 || t < shortest))
+            shortest = t;
+    }
+    return shortest;
+}
+
 long tenant_queued(const tenant_t *ts, int count)
 {
     long n = 0;

@@ -49,7 +49,27 @@ struct turn {
         double cost;
     } messages[TURN_MESSAGES_MAX];
     size_t nmessages;
+    const char *step; /* the kind of the last part its events named (turn_steps), NULL: none yet */
 };
+
+/* The parts that say what the model is doing, by their name in either backend's events (opencode
+ * run's event types, a server's part types), and the step each means. A finished step or tool
+ * leaves the turn waiting for the model (NULL). */
+static const struct {
+    const char *part, *step;
+} turn_steps[] = {
+    {"text", "text"},           {"reasoning", "reasoning"},   {"tool", "tool"},       {"tool_use", "tool"},
+    {"step-start", NULL},       {"step_start", NULL},         {"step-finish", NULL},  {"step_finish", NULL},
+};
+
+static void turn_step(turn_t *t, const char *part)
+{
+    for (size_t i = 0; part && i < sizeof turn_steps / sizeof turn_steps[0]; i++)
+        if (strcmp(part, turn_steps[i].part) == 0) {
+            t->step = turn_steps[i].step;
+            return;
+        }
+}
 
 turn_t *turn_new(const turn_limits_t *lim)
 {
@@ -277,14 +297,38 @@ void turn_observe(turn_t *t, const char *type, json_object *data)
         turn_cost_of(t, type, data);
     if (strcmp(type, "tool_use") == 0) {
         turn_tool_part(t, turn_get(data, "part"));
+        turn_step(t, type);
     } else if (strcmp(type, "message.part.updated") == 0) {
         json_object *part = turn_get(data, "part");
         const char *pt = turn_str(part, "type");
         if (pt && strcmp(pt, "tool") == 0)
             turn_tool_part(t, part);
+        turn_step(t, pt);
     } else if (strcmp(type, "message.updated") == 0) {
         turn_diffs(t, turn_get(data, "info"));
+    } else {
+        turn_step(t, type); /* opencode run's text, reasoning, step_start, step_finish */
     }
+}
+
+void turn_now(const turn_t *t, turn_now_t *now)
+{
+    *now = (turn_now_t){.step = t->step, .input_bytes = -1};
+    /* The latest call not finished: what the turn waits for, whatever came after it. */
+    for (size_t i = t->ntools; i-- > 0;) {
+        const turn_tool_t *tc = &t->tools[i];
+        if (strcmp(tc->status, "pending") != 0 && strcmp(tc->status, "running") != 0)
+            continue;
+        now->step = "tool";
+        now->tool = tc->tool;
+        now->call_id = tc->call_id;
+        now->input = tc->input;
+        now->input_sha256 = tc->sha[0] ? tc->sha : NULL;
+        now->input_bytes = tc->sha[0] ? tc->input_bytes : -1;
+        return;
+    }
+    if (now->step && strcmp(now->step, "tool") == 0)
+        now->step = NULL; /* its calls have all ended: the model has the turn again */
 }
 
 /* The status a call is recorded with: opencode's final ones as they are; a call the turn left

@@ -1,6 +1,6 @@
 /* db_internal: what the files of the storage module share (db.c: the connection and its faults;
- * db_schema.c: migrations and statements; db_sessions.c, db_executions.c, db_stats.c, db_turns.c: the
- * queries).
+ * db_schema.c: migrations and statements; db_sessions.c, db_executions.c, db_stats.c, db_turns.c,
+ * db_slow.c: the queries).
  * Not for other modules: they use db.h. */
 #ifndef OCPM_DB_INTERNAL_H
 #define OCPM_DB_INTERNAL_H
@@ -80,6 +80,8 @@ enum {
     ST_WEBHOOK_INSERT,
     ST_USAGE_SINCE,
     ST_PRUNE_HOOKS,
+    ST_SLOW_INSERT,
+    ST_SLOW_LIST,
     ST_COUNT
 };
 

@@ -394,6 +394,25 @@ const char *const db_migrations[] = {
     /* Two values, both common: the history's mode filter reads ids newest first and skips the
      * other mode's few rows as fast; the index cost a page at every write of an execution. */
     "DROP INDEX executions_mode;",
+    /* 9: the slow log (slowlog.h): a turn past slowlog_timeout, once, as it stood then. It goes with
+     * its execution (retention prunes executions; ON DELETE CASCADE takes these). The tool's input
+     * is a bounded summary, NULL with store_prompts = no (its size and SHA-256 stay, as in
+     * tool_calls); pending_prompts is a JSON array of {kind, id, title}. */
+    "CREATE TABLE slow_turns ("
+    "  id INTEGER PRIMARY KEY,"
+    "  execution_id INTEGER NOT NULL UNIQUE REFERENCES executions(id) ON DELETE CASCADE,"
+    "  owner TEXT NOT NULL,"
+    "  session_id TEXT NOT NULL,"
+    "  pool TEXT NOT NULL,"
+    "  at REAL NOT NULL,"
+    "  elapsed_ms REAL NOT NULL,"
+    "  step TEXT NOT NULL,"
+    "  tool TEXT, call_id TEXT,"
+    "  tool_input_summary TEXT, tool_input_bytes INTEGER, tool_input_sha256 TEXT,"
+    "  since_last_event_ms REAL,"
+    "  pending_prompts TEXT NOT NULL DEFAULT '[]'"
+    ");"
+    "CREATE INDEX slow_turns_at ON slow_turns(at);",
 };
 
 const int db_nmigrations = (int)(sizeof db_migrations / sizeof db_migrations[0]);
@@ -476,6 +495,13 @@ const char *const db_sql[ST_COUNT] = {
                           " error, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_PRUNE_HOOKS] = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
                        " WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+    [ST_SLOW_INSERT] = "INSERT INTO slow_turns (execution_id, owner, session_id, pool, at, elapsed_ms, step, tool,"
+                       " call_id, tool_input_summary, tool_input_bytes, tool_input_sha256, since_last_event_ms,"
+                       " pending_prompts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    /* Newest first from before (?2: an id, NULL from the newest), at or after ?1. */
+    [ST_SLOW_LIST] = "SELECT id, execution_id, owner, session_id, pool, at, elapsed_ms, step, tool, call_id,"
+                     " tool_input_summary, tool_input_bytes, tool_input_sha256, since_last_event_ms, pending_prompts"
+                     " FROM slow_turns WHERE at >= ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
     [ST_PRUNE_EVENTS] = "DELETE FROM manager_events WHERE id IN (SELECT id FROM manager_events WHERE at < ?1"
                         " ORDER BY id LIMIT ?2)",
 };

@@ -21,6 +21,7 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[escape]]       leave a process behind that escapes the group (double fork and setsid; pid logged)
     [[tools]]        make two tool calls first: bash (completed, input {"command": "echo hi > made.txt"}, and
                      it writes made.txt) and grep (error "no pattern")
+    [[slowtool=MS]]  a bash call (completed, as opencode run reports calls), then MS ms without an event
     [[permission]]   ask for external_directory (/etc/*) first: as the real `opencode run` does, report
                      "permission requested: ...; auto-rejecting" on stderr (with its colours) and end the
                      read call with the rejection; with OPENCODE_PERMISSION allowing "*", read it instead
@@ -295,6 +296,12 @@ def main(argv):
         return 1
     for part in tool_parts(message, sid):
         emit({"type": "tool_use", "timestamp": now(), "sessionID": sid, "part": part})
+    n = knob(message, "slowtool")
+    if n:
+        # opencode run reports a tool call once it has ended: what follows is the model's time.
+        emit({"type": "tool_use", "timestamp": now(), "sessionID": sid,
+              "part": tool_part(sid, "bash", "completed", {"command": "make"}, output="built")})
+        time.sleep(n / 1000.0)
     spend = re.search(r"\[\[spend=([0-9.]+)\]\]", message)
     if spend:
         emit({"type": "step_finish", "timestamp": now(), "sessionID": sid,

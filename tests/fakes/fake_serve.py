@@ -22,6 +22,7 @@ Knobs in the message text: [[slow=MS]] (MS between streamed deltas), [[hang]] (u
 [[tools]] (a bash call that writes made.txt, a grep call that fails, and the turn's diff summary),
 [[permission]] (a read of /etc/hostname that asks external_directory and waits for the reply),
 [[question]] (the question tool: "Which color?" red/blue, waiting for the answer),
+[[slowtool=MS]] (a bash call, "sleep 60 && make", running for MS ms without an event, then completed),
 [[ghost]] (a permission.asked the server does not know: answering it gets 404; the turn waits until
 aborted), [[twins]] (two permission.asked with one id, then waits for the abort), [[slowreply]] (the HTTP answer
 to a reply comes 30 s after the reply took effect), [[spend=C]] (the assistant
@@ -259,6 +260,13 @@ class Handler(BaseHTTPRequestHandler):
                                                         "patterns": ["*"], "tool": {"messageID": mid, "callID": "cg"}})
             s["abort"].wait(3600)
             return extra, True
+        slowtool = re.search(r"\[\[slowtool=(\d+)\]\]", text)
+        if slowtool:
+            inp = {"command": "sleep 60 && make", "description": "a slow build"}
+            tool_update(directory, sid, mid, "c5", "bash", "running", inp)
+            if s["abort"].wait(int(slowtool.group(1)) / 1000.0):
+                return extra, True
+            tool_update(directory, sid, mid, "c5", "bash", "completed", inp, output="built")
         if "[[permission]]" in text:
             inp = {"filePath": "/etc/hostname"}
             tool_update(directory, sid, mid, "c3", "read", "running", inp)

@@ -96,7 +96,17 @@ req POST /api/sessions/rl/messages "{\"text\":\"$LONG\"}"
 is "$STATUS" 400 "the running limit stays"
 is "$(sql "select count(*) from manager_events where kind='reload_failed'")" 1 "the failure is a manager event"
 
+# --- the slow log switched on by a reload --------------------------------------------
+conf 'max_message_bytes = 200\nresponders = 3\nslowlog_timeout = 300ms\n'
+"$OCPMCTL" reload >/dev/null 2>&1
+like "$(cat "$LOG")" 'msg="setting changed" key=slowlog_timeout pool=- was="300000ms" now="300ms"' \
+    "a reload turns the slow log on"
+req POST /api/sessions/rl/messages '{"text":"slow [[delay=1200]]"}'
+is "$STATUS" 200 "a slow message after it is answered"
+check "and logged as a slow turn" grep -q 'msg="slow turn"' "$LOG"
+
 # --- ocpmd -t: a file checked, the running manager untouched --------------------------------
+conf 'max_message_bytes = banana\n'
 OUT=$("$OCPMD" -t -c "$CONF" 2>&1)
 RC=$?
 is "$RC" 1 "ocpmd -t rejects the invalid file"
@@ -107,7 +117,7 @@ is "$?" 0 "ocpmd -t accepts a valid file"
 like "$OUT" 'test is successful' "and says so"
 req POST /api/sessions/rl/messages "{\"text\":\"$LONG\"}"
 is "$STATUS" 400 "ocpmd -t changed nothing in the running manager"
-is "$(grep -c 'msg="reloading configuration"' "$LOG")" 5 "ocpmd -t did not make it reload"
+is "$(grep -c 'msg="reloading configuration"' "$LOG")" 6 "ocpmd -t did not make it reload"
 
 # --- SIGUSR1 reopens the log ---------------------------------------------------------
 mv "$LOG" "$LOG.1"

@@ -176,6 +176,51 @@ static void test_costs(void **state)
     turn_free(t);
 }
 
+/* What the turn is doing now (the slow log's view): the latest call not ended, else the last part. */
+static void test_now(void **state)
+{
+    (void)state;
+    turn_t *t = new_turn(100, 1 << 20, 1024, 1);
+    turn_now_t n;
+    turn_now(t, &n);
+    assert_null(n.step);
+    assert_null(n.tool);
+    assert_int_equal(n.input_bytes, -1);
+    observe(t, "message.part.updated", "{\"part\":{\"type\":\"step-start\"}}");
+    observe(t, "message.part.updated", "{\"part\":{\"type\":\"text\",\"text\":\"\"}}");
+    turn_now(t, &n);
+    assert_string_equal(n.step, "text");
+    observe(t, "message.part.updated", "{\"part\":{\"type\":\"tool\",\"tool\":\"bash\",\"callID\":\"c1\","
+                                       "\"state\":{\"status\":\"running\",\"input\":{\"command\":\"make\"}}}}");
+    observe(t, "message.part.updated", "{\"part\":{\"type\":\"reasoning\"}}");
+    turn_now(t, &n); /* a running call wins over what came after it */
+    assert_string_equal(n.step, "tool");
+    assert_string_equal(n.tool, "bash");
+    assert_string_equal(n.call_id, "c1");
+    assert_string_equal(n.input, "{\"command\":\"make\"}");
+    assert_int_equal(n.input_bytes, 18);
+    assert_int_equal(strlen(n.input_sha256), 64);
+    observe(t, "message.part.updated", "{\"part\":{\"type\":\"tool\",\"tool\":\"bash\",\"callID\":\"c1\","
+                                       "\"state\":{\"status\":\"completed\",\"input\":{\"command\":\"make\"}}}}");
+    turn_now(t, &n); /* every call ended: the model has the turn */
+    assert_null(n.step);
+    assert_null(n.tool);
+    observe(t, "text", "{\"part\":{\"type\":\"text\"}}"); /* opencode run's shape */
+    turn_now(t, &n);
+    assert_string_equal(n.step, "text");
+    turn_free(t);
+    /* store_prompts = no: the call, its size and digest, never its input */
+    t = new_turn(100, 1 << 20, 1024, 0);
+    observe(t, "tool_use", "{\"part\":{\"tool\":\"read\",\"callID\":\"c2\",\"state\":{\"status\":\"pending\","
+                           "\"input\":{\"filePath\":\"/etc/hostname\"}}}}");
+    turn_now(t, &n);
+    assert_string_equal(n.tool, "read");
+    assert_null(n.input);
+    assert_true(n.input_bytes > 0);
+    assert_non_null(n.input_sha256);
+    turn_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_changes_from_the_summary),
         cmocka_unit_test(test_ids_and_bounds),
         cmocka_unit_test(test_costs),
+        cmocka_unit_test(test_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
