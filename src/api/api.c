@@ -99,10 +99,16 @@ const api_route_t api_routes[] = {
      "counts, durations, resources, tokens: everyone's"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
      "everyone's executions, every field"},
-    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_SNAPSHOT(SNAPSHOT_METRICS), api_metrics,
-     "Prometheus metrics"},
+    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_OPENMETRICS | API_SNAPSHOT(SNAPSHOT_METRICS),
+     api_metrics, "Prometheus metrics (OpenMetrics when Accept asks for it)"},
+    {"GET", "/api/admin/ready", "admin.ready", NULL, NULL, API_OPERATOR, api_admin_ready,
+     "/api/ready with each reason's details (the pool, why)"},
     {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
      "delete finished history older than a time (ocpmctl prune)"},
+    {NULL, NULL, "drain", NULL, NULL, API_OPERATOR, api_drain,
+     "refuse new sessions and messages (503 draining) while what was taken finishes (ocpmctl drain)"},
+    {NULL, NULL, "undrain", NULL, NULL, API_OPERATOR, api_undrain,
+     "take new sessions and messages again (ocpmctl undrain)"},
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -349,6 +355,8 @@ static int api_check_frame(const api_route_t *r, json_object *f, long max_messag
         call->stream = json_object_object_get_ex(f, "stream", &v) && json_object_get_boolean(v);
         call->async = json_object_object_get_ex(f, "async", &v) && json_object_get_boolean(v);
     }
+    if (r->flags & API_OPENMETRICS)
+        call->openmetrics = json_object_object_get_ex(f, "openmetrics", &v) && json_object_get_boolean(v);
     return 0;
 }
 

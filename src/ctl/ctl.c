@@ -26,6 +26,9 @@ static const struct {
     {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
     {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
     {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
+    {"drain", "", "refuse new sessions and messages (503 draining); running and queued ones finish", CTL_MANAGER,
+     ctl_drain},
+    {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
