@@ -197,7 +197,7 @@ is "$STATUS/$(j .execution.status)" 502/failed "fallback = off: a message fails 
 like "$(j .execution.error)" 'fallback is off' "and says why"
 req GET /api/ready
 is "$STATUS:$(j .ready)" "503:false" "meanwhile /api/ready says new work would not be served"
-is "$(j '.reasons | join(",')"):$(j .details)" "no_server_ready:null" "because no server takes messages and fallback is off (the code only)"
+is "$(j '.reasons | join(",")'):$(j .details)" "no_server_ready:null" "because no server takes messages and fallback is off (the code only)"
 req GET /api/admin/ready
 is "$STATUS:$(j '.details[0].code'):$(j '.details[0].pool')" "503:no_server_ready:default" "operators read which pool"
 req GET /api/health
