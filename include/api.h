@@ -53,6 +53,7 @@ typedef struct api_call {
     json_object *args; /* the body's and query's fields, checked */
     bool stream;       /* Accept: text/event-stream (routes with API_WAITS) */
     bool async;        /* Prefer: respond-async (routes with API_WAITS) */
+    bool openmetrics;  /* Accept prefers OpenMetrics to Prometheus text (routes with API_OPENMETRICS) */
 } api_call_t;
 
 /* ctx is the manager (manager.h). The handler answers c, at once or later. */
@@ -61,6 +62,9 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
 #define API_WAITS 1u    /* the client may stream the answer or not wait for it */
 #define API_OPERATOR 2u /* everyone's data: the shipped nginx files allow it from localhost only */
 #define API_FOLLOWS 4u  /* always answered as a stream that may last the whole turn (holds a thread) */
+/* Answered as OpenMetrics when the client's Accept prefers it (metrics_negotiate), from the
+ * snapshot's SNAPSHOT_METRICS_OM; the frame then carries "openmetrics": true. */
+#define API_OPENMETRICS 8u
 /* Answered by the responder from the manager's published document doc (snapshot.h) when it is
  * current, else by the manager: the route takes no body, no query and no user's data. */
 #define API_SNAPSHOT(doc) ((unsigned)((doc) + 1) << 4)

@@ -45,6 +45,10 @@ int control_event(control_conn_t *c, long long id, const char *event, json_objec
 int control_closing(const control_conn_t *c);
 int control_end(control_conn_t *c);
 
+/* Who is at the other end of c (SO_PEERCRED), for operators' commands in the log: 0 with its uid
+ * and pid, or -1. */
+int control_peer(const control_conn_t *c, long *uid, long *pid);
+
 /* Remember who is waiting to answer c, so a closing connection tells them. */
 void control_set_waiter(control_conn_t *c, control_detach_fn fn, void *ctx);
 

@@ -34,6 +34,8 @@ int ctl_slowlog(ctl_opts_t *o, int argc, char **argv);
 int ctl_stats(ctl_opts_t *o, int argc, char **argv);
 int ctl_prune(ctl_opts_t *o, int argc, char **argv);
 int ctl_reload(ctl_opts_t *o, int argc, char **argv);
+int ctl_drain(ctl_opts_t *o, int argc, char **argv);
+int ctl_undrain(ctl_opts_t *o, int argc, char **argv);
 
 /* ctl_print.c: what the commands print. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

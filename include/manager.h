@@ -80,6 +80,11 @@ struct manager {
     int serve_supported;    /* opencode serve exists */
     int ready;              /* initialised and accepting */
     int stopping;           /* SIGTERM/SIGINT received */
+    /* ocpmctl drain: new sessions and messages are refused (503 draining) while what was taken
+     * (running and queued) finishes, until ocpmctl undrain. In memory: a restarted manager takes
+     * work again (the restart is the end of the maintenance). */
+    int draining;
+    double drained_at;      /* when the drain began, unix seconds (0 when not draining) */
     double started_at, last_activity;
     char exe[4096];         /* this binary, for spawning responders */
 };

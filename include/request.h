@@ -39,7 +39,7 @@ typedef struct request_err {
     char allow[64];    /* for 405 */
 } request_err_t;
 
-/* The frame: {"op", "user", "id"?, "args"{...}, "stream"?, "async"?}. "user" is REMOTE_USER, or ""
+/* The frame: {"op", "user", "id"?, "args"{...}, "stream"?, "async"?, "openmetrics"?}. "user" is REMOTE_USER, or ""
  * when nginx authenticated nobody (a name no user can have). A path must be spelled exactly as a
  * route is: the client's own spelling (REQUEST_URI) must be the normalised one (no dot segments,
  * no encoded characters, no doubled or trailing slash), so that nginx's locations and the route

@@ -107,12 +107,18 @@ const api_route_t api_routes[] = {
      "everyone's executions, every field"},
     {"GET", "/api/admin/slowlog", "admin.slowlog", NULL, api_slowlog_query, API_OPERATOR, api_admin_slowlog,
      "turns that passed slowlog_timeout (slow_turns), newest first, a page at a time"},
-    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_SNAPSHOT(SNAPSHOT_METRICS), api_metrics,
-     "Prometheus metrics"},
     {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
      "delete finished history older than a time (ocpmctl prune)"},
     {NULL, NULL, "reload", NULL, NULL, API_OPERATOR, api_reload,
      "read the settings again and replace the responders, as SIGHUP does (ocpmctl reload)"},
+    {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_OPENMETRICS | API_SNAPSHOT(SNAPSHOT_METRICS),
+     api_metrics, "Prometheus metrics (OpenMetrics when Accept asks for it)"},
+    {"GET", "/api/admin/ready", "admin.ready", NULL, NULL, API_OPERATOR, api_admin_ready,
+     "/api/ready with each reason's details (the pool, why)"},
+    {NULL, NULL, "drain", NULL, NULL, API_OPERATOR, api_drain,
+     "refuse new sessions and messages (503 draining) while what was taken finishes (ocpmctl drain)"},
+    {NULL, NULL, "undrain", NULL, NULL, API_OPERATOR, api_undrain,
+     "take new sessions and messages again (ocpmctl undrain)"},
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -359,6 +365,8 @@ static int api_check_frame(const api_route_t *r, json_object *f, long max_messag
         call->stream = json_object_object_get_ex(f, "stream", &v) && json_object_get_boolean(v);
         call->async = json_object_object_get_ex(f, "async", &v) && json_object_get_boolean(v);
     }
+    if (r->flags & API_OPENMETRICS)
+        call->openmetrics = json_object_object_get_ex(f, "openmetrics", &v) && json_object_get_boolean(v);
     return 0;
 }
 

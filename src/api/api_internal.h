@@ -1,5 +1,5 @@
-/* The API's handlers (api_sessions.c, api_history.c, api_operator.c) and what they share. Each is
- * called by api_dispatch with the manager as ctx, after its row's checks passed. */
+/* The API's handlers (api_sessions.c, api_history.c, api_operator.c, api_prompts.c, api_drain.c)
+ * and what they share. Each is called by api_dispatch with the manager as ctx, after its row's checks passed. */
 #ifndef OCPM_API_INTERNAL_H
 #define OCPM_API_INTERNAL_H
 
@@ -33,7 +33,15 @@ void api_reload(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_ready(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_admin_ready(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
+
+/* api_drain.c */
+void api_drain(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_undrain(void *ctx, control_conn_t *c, const api_call_t *call);
+/* While the manager drains: answer c 503 draining (with Retry-After) and return -1; else 0. what
+ * names the refused work for the message ("sessions", "messages"). */
+int api_refuse_draining(manager_t *m, control_conn_t *c, const char *what);
 
 /* The caller's session named by the path, or NULL after answering 404. */
 session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call);

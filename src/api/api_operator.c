@@ -98,6 +98,9 @@ static json_object *api_status_ocpm(const manager_t *m, double now)
     json_object_object_add(x, "serverModeSupported", json_object_new_boolean(m->serve_supported));
     json_object_object_add(x, "fallback", json_object_new_boolean(m->conf->fallback));
     json_object_object_add(x, "shuttingDown", json_object_new_boolean(m->stopping));
+    json_object_object_add(x, "draining", json_object_new_boolean(m->draining));
+    json_object_object_add(x, "drainingSince",
+                           m->draining ? json_object_new_int64((int64_t)(m->drained_at * 1000.0)) : NULL);
     json_object_object_add(x, "maxConcurrentRuns", json_object_new_int64(m->conf->max_concurrent_runs));
     json_object_object_add(x, "processesSpawned", json_object_new_int64((int64_t)tenant_spawned(m->tenants, m->ntenants)));
     json_object_object_add(x, "executionsFinished", json_object_new_int64((int64_t)tenant_finished(m->tenants, m->ntenants)));
@@ -160,41 +163,77 @@ static json_object *api_health_json(const manager_t *m, int *code)
     return o;
 }
 
+/* Why new work would not be served now: each reason's code (what anyone may read) and, for
+ * operators, its sentence and the pool it concerns. */
+typedef struct api_ready {
+    json_object *codes, *details;
+} api_ready_t;
+
+static void api_ready_add(api_ready_t *r, const char *code, const char *message, const char *pool)
+{
+    size_t i = 0, n = json_object_array_length(r->codes);
+    while (i < n && strcmp(json_object_get_string(json_object_array_get_idx(r->codes, i)), code) != 0)
+        i++;
+    if (i == n)
+        json_object_array_add(r->codes, json_object_new_string(code));
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "code", json_object_new_string(code));
+    json_object_object_add(d, "message", json_object_new_string(message));
+    if (pool)
+        json_object_object_add(d, "pool", json_object_new_string(pool));
+    json_object_array_add(r->details, d);
+}
+
 /* Each pool in server mode has a server taking messages, or may fall back to per-message runs. */
-static void api_ready_pools(const manager_t *m, json_object *reasons)
+static void api_ready_pools(const manager_t *m, api_ready_t *r)
 {
     for (int p = 0; p < m->ntenants; p++) {
         const tenant_t *t = &m->tenants[p];
         int ready = t->nservers == 0 || t->conf->fallback;
         for (int i = 0; i < t->nservers && !ready; i++)
             ready = oc_server_state(t->servers[i]) == OC_SERVER_READY;
-        if (!ready) {
-            char why[160];
-            snprintf(why, sizeof why, "no_server_ready: pool %s has no server taking messages and fallback is off",
-                     t->conf->pool_name);
-            json_object_array_add(reasons, json_object_new_string(why));
-        }
+        if (!ready)
+            api_ready_add(r, "no_server_ready", "the pool has no server taking messages and fallback is off",
+                          t->conf->pool_name);
     }
 }
 
 /* Readiness (liveness is /api/health): 200 only when new work would be served right now, else 503
- * with every reason, for a load balancer or the cluster's front to stop sending work here. */
+ * with every reason, for a load balancer or the cluster's front to stop sending work here. Anyone
+ * reads the codes; the details name the pools, so only operators (/api/admin/ready) read them. */
+static void api_ready_answer(const manager_t *m, control_conn_t *c, int details)
+{
+    api_ready_t r = {json_object_new_array(), json_object_new_array()};
+    if (!m->ready)
+        api_ready_add(&r, "starting", "the manager is not initialised yet", NULL);
+    if (m->stopping)
+        api_ready_add(&r, "shutting_down", "the manager is stopping", NULL);
+    if (m->draining)
+        api_ready_add(&r, "draining", "an operator drained the manager (ocpmctl drain): new sessions and messages are refused", NULL);
+    if (m->storage && !storage_retry_ok(m->storage))
+        api_ready_add(&r, "database_unavailable", "writes to the database are failing or waiting", NULL);
+    api_ready_pools(m, &r);
+    int ok = json_object_array_length(r.codes) == 0;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ready", json_object_new_boolean(ok));
+    json_object_object_add(o, "reasons", r.codes);
+    if (details)
+        json_object_object_add(o, "details", r.details);
+    else
+        json_object_put(r.details);
+    control_reply(c, ok ? 200 : 503, o, NULL);
+}
+
 void api_ready(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;
-    const manager_t *m = ctx;
-    json_object *o = json_object_new_object(), *reasons = json_object_new_array();
-    if (!m->ready)
-        json_object_array_add(reasons, json_object_new_string("starting: the manager is not initialised yet"));
-    if (m->stopping)
-        json_object_array_add(reasons, json_object_new_string("shutting_down: the manager is stopping"));
-    if (m->storage && !storage_retry_ok(m->storage))
-        json_object_array_add(reasons, json_object_new_string("database_unavailable: writes to the database are failing or waiting"));
-    api_ready_pools(m, reasons);
-    int ok = json_object_array_length(reasons) == 0;
-    json_object_object_add(o, "ready", json_object_new_boolean(ok));
-    json_object_object_add(o, "reasons", reasons);
-    control_reply(c, ok ? 200 : 503, o, NULL);
+    api_ready_answer(ctx, c, 0);
+}
+
+void api_admin_ready(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    (void)call;
+    api_ready_answer(ctx, c, 1);
 }
 
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
@@ -224,6 +263,7 @@ static double api_m_prompts(const void *c) { return (double)ask_pending(API_M(c)
 static double api_m_hooks_pending(const void *c) { return (double)webhook_pending(API_M(c)->webhook); }
 static double api_m_hooks_delivered(const void *c) { return (double)webhook_delivered(API_M(c)->webhook); }
 static double api_m_hooks_failed(const void *c) { return (double)webhook_failed(API_M(c)->webhook); }
+static double api_m_draining(const void *c) { return API_M(c)->draining ? 1 : 0; }
 static int api_m_servers(const void *c) { return tenant_servers(API_M(c)->tenants, API_M(c)->ntenants); }
 static double api_m_server_up(const void *c, int i)
 {
@@ -247,7 +287,8 @@ static void api_m_server_labels(const void *c, int i, char *out, size_t len)
 {
     const tenant_t *t = NULL;
     int k = api_server_index(API_M(c), i, &t);
-    snprintf(out, len, "pool=\"%s\",server=\"%d\"", t->conf->pool_name, k);
+    char pool[2 * CONF_POOL_NAME_MAX + 1];
+    snprintf(out, len, "pool=\"%s\",server=\"%d\"", metrics_escape(t->conf->pool_name, pool, sizeof pool), k);
 }
 static int api_m_pools(const void *c) { return API_M(c)->ntenants; }
 static const tenant_t *api_m_pool(const void *c, int i) { return &API_M(c)->tenants[i]; }
@@ -258,13 +299,16 @@ static double api_m_pool_tokens(const void *c, int i) { return (double)api_m_poo
 static double api_m_pool_cost(const void *c, int i) { return api_m_pool(c, i)->cost; }
 static void api_m_pool_labels(const void *c, int i, char *out, size_t len)
 {
-    snprintf(out, len, "pool=\"%s\"", api_m_pool(c, i)->conf->pool_name);
+    char pool[2 * CONF_POOL_NAME_MAX + 1];
+    snprintf(out, len, "pool=\"%s\"", metrics_escape(api_m_pool(c, i)->conf->pool_name, pool, sizeof pool));
 }
 #define API_PER_SERVER(fn) api_m_servers, fn, api_m_server_labels
 #define API_PER_POOL(fn) api_m_pools, fn, api_m_pool_labels
 
 static const metric_t api_metric_table[] = {
     {"ocpm_running_processes", METRIC_GAUGE, "Executions running now.", api_m_running, NULL, NULL, NULL},
+    {"ocpm_draining", METRIC_GAUGE, "1 while an operator drains the manager (ocpmctl drain): new work is refused.",
+     api_m_draining, NULL, NULL, NULL},
     {"ocpm_queued_messages", METRIC_GAUGE, "Messages waiting to start.", api_m_queued, NULL, NULL, NULL},
     {"ocpm_active_streams", METRIC_GAUGE, "Clients streaming events now.", api_m_streams, NULL, NULL, NULL},
     {"ocpm_sessions", METRIC_GAUGE, "Sessions known (not deleted).", api_m_sessions, NULL, NULL, NULL},
@@ -309,20 +353,18 @@ static const metric_t api_metric_table[] = {
      API_PER_POOL(api_m_pool_cost)},
 };
 
-#define API_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
-
-static char *api_metrics_text(const manager_t *m)
+static char *api_metrics_text(const manager_t *m, metrics_format_t f)
 {
-    return metrics_render(m->metrics, api_metric_table, sizeof api_metric_table / sizeof api_metric_table[0], m);
+    return metrics_render(m->metrics, api_metric_table, sizeof api_metric_table / sizeof api_metric_table[0], m, f);
 }
 
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    (void)call;
-    char *text = api_metrics_text(ctx);
+    metrics_format_t f = call->openmetrics ? METRICS_OPENMETRICS : METRICS_PROMETHEUS;
+    char *text = api_metrics_text(ctx, f);
     if (!text)
         return control_error(c, 500, "internal", "out of memory"), (void)0;
-    control_reply_text(c, 200, API_METRICS_TYPE, text);
+    control_reply_text(c, 200, f == METRICS_OPENMETRICS ? METRICS_OPENMETRICS_TYPE : METRICS_PROMETHEUS_TYPE, text);
     free(text);
 }
 
@@ -396,9 +438,14 @@ void api_publish(struct manager *m, int doc)
         break;
     }
     case SNAPSHOT_METRICS:
-        if ((text = api_metrics_text(m)))
-            snapshot_put(SNAPSHOT_METRICS, 200, API_METRICS_TYPE, text, strlen(text), NULL, 0);
+    case SNAPSHOT_METRICS_OM: {
+        /* Both expositions are published (each a few kilobytes, rendered from the same table in
+         * the same turn, at most once a second), so a responder answers either without the manager. */
+        int om = doc == SNAPSHOT_METRICS_OM;
+        if ((text = api_metrics_text(m, om ? METRICS_OPENMETRICS : METRICS_PROMETHEUS)))
+            snapshot_put(doc, 200, om ? METRICS_OPENMETRICS_TYPE : METRICS_PROMETHEUS_TYPE, text, strlen(text), NULL, 0);
         free(text);
         break;
+    }
     }
 }

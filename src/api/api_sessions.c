@@ -106,6 +106,9 @@ void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
         return control_error(c, 409, "session_conflict", "this session id is bound to another workspace"), (void)0;
     if (s)
         return control_reply(c, 200, session_json(s), NULL), (void)0;
+    /* Draining refuses new sessions only: the same one again is a read (above), answered as ever. */
+    if (api_refuse_draining(m, c, "sessions") != 0)
+        return;
     tenant_t *t = tenant_of_user(m->tenants, m->ntenants, m->conf, call->user);
     if (!t)
         return control_error(c, 403, "no_pool", "no pool takes your sessions (see default_pool)"), (void)0;
@@ -199,6 +202,8 @@ void api_session_abort(void *ctx, control_conn_t *c, const api_call_t *call)
 void api_message(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;
+    if (api_refuse_draining(m, c, "messages") != 0)
+        return;
     session_t *s = api_session_of(m, c, call);
     if (!s)
         return;

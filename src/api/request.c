@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "metrics.h"
 #include "valid.h"
 
 /* JSON bodies deeper than this are refused: no request needs more than 2. */
@@ -306,6 +307,8 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
         else if (in->prefer && strstr(in->prefer, "respond-async"))
             json_object_object_add(f, "async", json_object_new_boolean(1));
     }
+    if ((r->flags & API_OPENMETRICS) && metrics_negotiate(in->accept) == METRICS_OPENMETRICS)
+        json_object_object_add(f, "openmetrics", json_object_new_boolean(1));
     if (route)
         *route = r;
     return f;

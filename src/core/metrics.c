@@ -1,10 +1,12 @@
 #define _GNU_SOURCE
 #include "metrics.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const metrics_modes[] = {"per-session", "server"};
 #define METRICS_NMODES (sizeof metrics_modes / sizeof metrics_modes[0])
@@ -112,9 +114,59 @@ static void metrics_put(metrics_out_t *o, const char *fmt, ...)
     }
 }
 
-static void metrics_meta(metrics_out_t *o, const char *name, const char *type, const char *help)
+const char *metrics_escape(const char *value, char *out, size_t len)
 {
-    metrics_put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    size_t o = 0;
+    for (const char *p = value; *p && o + 1 < len; p++) {
+        const char *e = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+        if (e && o + 2 >= len)
+            break;
+        if (e) {
+            memcpy(out + o, e, 2);
+            o += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* HELP text: Prometheus escapes backslash and line feed, OpenMetrics the double quote too. */
+static void metrics_help(metrics_out_t *o, metrics_format_t f, const char *help)
+{
+    const char *special = f == METRICS_OPENMETRICS ? "\\\n\"" : "\\\n";
+    for (const char *p = help; *p;) {
+        size_t n = strcspn(p, special);
+        metrics_put(o, "%.*s", (int)n, p);
+        p += n;
+        if (*p) {
+            metrics_put(o, "\\%c", *p == '\n' ? 'n' : *p);
+            p++;
+        }
+    }
+}
+
+/* The unit a family's name ends in (OpenMetrics' # UNIT), by suffix. */
+static const struct {
+    const char *suffix, *unit;
+} metrics_units[] = {{"_seconds", "seconds"}, {"_bytes", "bytes"}};
+
+/* A family's metadata. A counter's family in OpenMetrics is its name without _total (its samples
+ * keep the suffix). */
+static void metrics_meta(metrics_out_t *o, metrics_format_t f, const char *name, const char *type, const char *help)
+{
+    size_t n = strlen(name);
+    if (f == METRICS_OPENMETRICS && strcmp(type, "counter") == 0 && n > 6 && strcmp(name + n - 6, "_total") == 0)
+        n -= 6;
+    metrics_put(o, "# HELP %.*s ", (int)n, name);
+    metrics_help(o, f, help);
+    metrics_put(o, "\n# TYPE %.*s %s\n", (int)n, name, type);
+    for (size_t i = 0; f == METRICS_OPENMETRICS && i < sizeof metrics_units / sizeof metrics_units[0]; i++) {
+        size_t k = strlen(metrics_units[i].suffix);
+        if (n > k && strncmp(name + n - k, metrics_units[i].suffix, k) == 0)
+            metrics_put(o, "# UNIT %.*s %s\n", (int)n, name, metrics_units[i].unit);
+    }
 }
 
 static void metrics_hist_put(metrics_out_t *o, const char *name, const char *label, const metrics_hist_t *h)
@@ -132,45 +184,48 @@ static void metrics_hist_put(metrics_out_t *o, const char *name, const char *lab
 }
 
 /* What only metrics_t knows: build, start, and the executions by mode and status. */
-static void metrics_put_own(metrics_out_t *o, const metrics_t *mt)
+static void metrics_put_own(metrics_out_t *o, const metrics_t *mt, metrics_format_t f)
 {
-    metrics_meta(o, "ocpm_build_info", "gauge", "Build information; the value is always 1.");
+    metrics_meta(o, f, "ocpm_build_info", "gauge", "Build information; the value is always 1.");
     metrics_put(o, "ocpm_build_info{version=\"%s\"} 1\n", OCPM_VERSION);
-    metrics_meta(o, "ocpm_start_time_seconds", "gauge", "When the manager started, in unix seconds.");
+    metrics_meta(o, f, "ocpm_start_time_seconds", "gauge", "When the manager started, in unix seconds.");
     metrics_put(o, "ocpm_start_time_seconds %.3f\n", mt->started_at);
-    metrics_meta(o, "ocpm_executions_total", "counter", "Finished executions by mode and final status.");
+    metrics_meta(o, f, "ocpm_executions_total", "counter", "Finished executions by mode and final status.");
     for (size_t m = 0; m < METRICS_NMODES; m++)
         for (int s = 0; s < EXEC_NSTATUS; s++)
             if (exec_status_final((exec_status_t)s))
                 metrics_put(o, "ocpm_executions_total{mode=\"%s\",status=\"%s\"} %llu\n", metrics_modes[m],
                             exec_status_name((exec_status_t)s), mt->executions[m][s]);
-    metrics_meta(o, "ocpm_execution_duration_seconds", "histogram", "Run time of finished executions.");
+    metrics_meta(o, f, "ocpm_execution_duration_seconds", "histogram", "Run time of finished executions.");
     for (size_t m = 0; m < METRICS_NMODES; m++) {
         char label[32];
         snprintf(label, sizeof label, "mode=\"%s\"", metrics_modes[m]);
         metrics_hist_put(o, "ocpm_execution_duration_seconds", label, &mt->duration[m]);
     }
-    metrics_meta(o, "ocpm_queue_wait_seconds", "histogram", "Time executions waited before they started.");
+    metrics_meta(o, f, "ocpm_queue_wait_seconds", "histogram", "Time executions waited before they started.");
     metrics_hist_put(o, "ocpm_queue_wait_seconds", "", &mt->queue_wait);
-    metrics_meta(o, "ocpm_tool_calls_total", "counter", "The agent's tool calls by tool and final status.");
+    metrics_meta(o, f, "ocpm_tool_calls_total", "counter", "The agent's tool calls by tool and final status.");
     static const char *const st[] = {"completed", "error"};
     for (size_t i = 0; i <= METRICS_TOOLS_MAX; i++) {
         if (i < METRICS_TOOLS_MAX && i >= mt->ntools)
             continue;
         for (size_t k = 0; k < 2; k++)
-            if (i < METRICS_TOOLS_MAX || mt->tool_calls[i][k])
-                metrics_put(o, "ocpm_tool_calls_total{tool=\"%s\",status=\"%s\"} %llu\n",
-                            i < METRICS_TOOLS_MAX ? mt->tools[i] : "other", st[k], mt->tool_calls[i][k]);
+            if (i < METRICS_TOOLS_MAX || mt->tool_calls[i][k]) {
+                char tool[sizeof mt->tools[0] * 2];
+                metrics_escape(i < METRICS_TOOLS_MAX ? mt->tools[i] : "other", tool, sizeof tool);
+                metrics_put(o, "ocpm_tool_calls_total{tool=\"%s\",status=\"%s\"} %llu\n", tool, st[k],
+                            mt->tool_calls[i][k]);
+            }
     }
 }
 
-char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx)
+char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const void *ctx, metrics_format_t f)
 {
     metrics_out_t o = {0};
-    metrics_put_own(&o, mt);
+    metrics_put_own(&o, mt, f);
     for (size_t i = 0; i < n; i++) {
         const metric_t *t = &table[i];
-        metrics_meta(&o, t->name, t->type == METRIC_COUNTER ? "counter" : "gauge", t->help);
+        metrics_meta(&o, f, t->name, t->type == METRIC_COUNTER ? "counter" : "gauge", t->help);
         if (!t->count)
             metrics_put(&o, "%s %.17g\n", t->name, t->read(ctx));
         for (int k = 0, nk = t->count ? t->count(ctx) : 0; k < nk; k++) {
@@ -179,9 +234,63 @@ char *metrics_render(const metrics_t *mt, const metric_t *table, size_t n, const
             metrics_put(&o, "%s{%s} %.17g\n", t->name, labels, t->read_at(ctx, k));
         }
     }
+    if (f == METRICS_OPENMETRICS)
+        metrics_put(&o, "# EOF\n");
     if (o.oom) {
         free(o.buf);
         return NULL;
     }
     return o.buf;
+}
+
+/* The q of one media range's parameters ("; q=0.5"): 1 when absent, -1 when not a number in [0, 1]. */
+static double metrics_q(const char *params, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (params[i] != ';')
+            continue;
+        size_t k = i + 1;
+        while (k < len && (params[k] == ' ' || params[k] == '\t'))
+            k++;
+        if (k + 1 < len && tolower((unsigned char)params[k]) == 'q' && params[k + 1] == '=') {
+            char num[16];
+            size_t m = strcspn(params + k + 2, ";, \t");
+            if (m == 0 || m >= sizeof num || k + 2 + m > len)
+                return -1;
+            memcpy(num, params + k + 2, m);
+            num[m] = '\0';
+            char *end;
+            double q = strtod(num, &end);
+            return *end || q < 0 || q > 1 ? -1 : q;
+        }
+    }
+    return 1;
+}
+
+metrics_format_t metrics_negotiate(const char *accept)
+{
+    /* Media ranges and the format each one asks for. */
+    static const struct {
+        const char *range;
+        metrics_format_t format;
+    } ranges[] = {
+        {"application/openmetrics-text", METRICS_OPENMETRICS},
+        {"text/plain", METRICS_PROMETHEUS},
+        {"text/*", METRICS_PROMETHEUS},
+        {"*/*", METRICS_PROMETHEUS},
+    };
+    double best[2] = {0, 0};
+    for (const char *p = accept; p && *p;) {
+        size_t len = strcspn(p, ",");
+        const char *r = p + strspn(p, " \t");
+        size_t rlen = strcspn(r, "; \t,");
+        double q = metrics_q(r + rlen, len - (size_t)(r - p) - rlen);
+        for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+            if (rlen == strlen(ranges[i].range) && strncasecmp(r, ranges[i].range, rlen) == 0 &&
+                q > best[ranges[i].format])
+                best[ranges[i].format] = q;
+        p += len + (p[len] == ',');
+    }
+    return best[METRICS_OPENMETRICS] > 0 && best[METRICS_OPENMETRICS] >= best[METRICS_PROMETHEUS] ? METRICS_OPENMETRICS
+                                                                                                 : METRICS_PROMETHEUS;
 }

@@ -30,6 +30,9 @@ static const struct {
     {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
     {"reload", "", "read the settings again, as SIGHUP does; says what changed and what needs a restart",
      CTL_MANAGER, ctl_reload},
+    {"drain", "", "refuse new sessions and messages (503 draining); running and queued ones finish", CTL_MANAGER,
+     ctl_drain},
+    {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 

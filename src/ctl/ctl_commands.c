@@ -282,3 +282,42 @@ int ctl_reload(ctl_opts_t *o, int argc, char **argv)
     json_object_put(r);
     return ok ? 0 : 1;
 }
+
+/* drain and undrain: the manager's state after the call, and what is still to finish. */
+static int ctl_drain_op(ctl_opts_t *o, const char *op)
+{
+    json_object *r = ctl_ask(o, op, json_object_new_object()), *status, *body;
+    if (!r)
+        return 1;
+    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
+             json_object_object_get_ex(r, "body", &body);
+    if (ok && o->json) {
+        ctl_print_json(body);
+    } else if (ok) {
+        int on = json_object_get_boolean(json_object_object_get(body, "draining"));
+        int changed = json_object_get_boolean(json_object_object_get(body, "changed"));
+        if (on)
+            printf("%s: new sessions and messages get 503 draining; %s running and %s queued will finish\n",
+                   changed ? "draining" : "already draining",
+                   json_object_get_string(json_object_object_get(body, "running")),
+                   json_object_get_string(json_object_object_get(body, "queued")));
+        else
+            printf("%s: new sessions and messages are taken\n", changed ? "drain ended" : "not draining");
+    } else {
+        ctl_fail("%s failed: %s", op, json_object_to_json_string(r));
+    }
+    json_object_put(r);
+    return ok ? 0 : 1;
+}
+
+int ctl_drain(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return ctl_drain_op(o, "drain");
+}
+
+int ctl_undrain(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return ctl_drain_op(o, "undrain");
+}

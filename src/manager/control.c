@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,6 +329,18 @@ int control_end(control_conn_t *c)
         c->ctl->streams--;
     }
     return control_send_final(c, f);
+}
+
+int control_peer(const control_conn_t *c, long *uid, long *pid)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (uv_fileno((const uv_handle_t *)&c->pipe, &fd) != 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return -1;
+    *uid = (long)cred.uid;
+    *pid = (long)cred.pid;
+    return 0;
 }
 
 void control_set_waiter(control_conn_t *c, control_detach_fn fn, void *ctx)

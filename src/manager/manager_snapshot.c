@@ -17,6 +17,7 @@ static const uint64_t manager_snapshot_every[SNAPSHOT_DOCS] = {
     [SNAPSHOT_STATUS] = SNAPSHOT_MIN_MS,
     [SNAPSHOT_HEALTH] = SNAPSHOT_MIN_MS,
     [SNAPSHOT_METRICS] = SNAPSHOT_METRICS_MS,
+    [SNAPSHOT_METRICS_OM] = SNAPSHOT_METRICS_MS,
 };
 
 /* Both timers only wake the loop: the prepare that follows publishes. */

@@ -348,9 +348,13 @@ static void resp_answer(FCGX_Request *r, resp_thread_t *t, json_object *f)
 
 /* The manager's published answer for a snapshot route, while it is current and the manager that
  * published it still runs (a responder outliving it must not answer for it). Returns 0 when sent. */
-static int resp_from_snapshot(FCGX_Request *r, const responder_t *self, const api_route_t *row)
+static int resp_from_snapshot(FCGX_Request *r, const responder_t *self, const api_route_t *row, json_object *frame)
 {
     int doc = API_SNAPSHOT_DOC(row->flags), status;
+    json_object *om;
+    /* The metrics come in two expositions; the frame says which the client's Accept prefers. */
+    if (doc == SNAPSHOT_METRICS && json_object_object_get_ex(frame, "openmetrics", &om) && json_object_get_boolean(om))
+        doc = SNAPSHOT_METRICS_OM;
     char ctype[64], *body;
     size_t len;
     if (doc < 0 || getppid() != self->manager || snapshot_get(doc, &status, ctype, sizeof ctype, &body, &len) != 0)
@@ -369,7 +373,7 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     json_object *frame = resp_frame(r, t, &row);
     if (!frame)
         return;
-    if (resp_from_snapshot(r, t->r, row) == 0) {
+    if (resp_from_snapshot(r, t->r, row, frame) == 0) {
         json_object_put(frame);
         return;
     }

@@ -16,6 +16,8 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[longline=BYTES]] print one stdout line of BYTES bytes
     [[stderr=BYTES]] write BYTES to stderr
     [[hang]]         sleep forever
+    [[gate=NAME]]    wait (up to 120 s) until the file gates/NAME exists beside OPENCODE_FAKE_LOG, then answer:
+                     a run that lasts exactly until the test releases it
     [[stubborn]]     ignore SIGTERM (with hang: only SIGKILL ends it)
     [[orphan]]       leave a child process behind (in the same process group; its pid is logged)
     [[escape]]       leave a process behind that escapes the group (double fork and setsid; pid logged)
@@ -281,6 +283,12 @@ def main(argv):
     n = knob(message, "delay")
     if n:
         time.sleep(n / 1000.0)
+    gate = re.search(r"\[\[gate=([A-Za-z0-9_-]+)\]\]", message)
+    if gate and os.environ.get("OPENCODE_FAKE_LOG"):
+        path = os.path.join(os.path.dirname(os.environ["OPENCODE_FAKE_LOG"]), "gates", gate.group(1))
+        deadline = time.time() + 120
+        while not os.path.exists(path) and time.time() < deadline:
+            time.sleep(0.05)
     if knob(message, "hang"):
         while True:
             time.sleep(3600)

@@ -197,7 +197,9 @@ is "$STATUS/$(j .execution.status)" 502/failed "fallback = off: a message fails 
 like "$(j .execution.error)" 'fallback is off' "and says why"
 req GET /api/ready
 is "$STATUS:$(j .ready)" "503:false" "meanwhile /api/ready says new work would not be served"
-like "$(j '.reasons[0]')" '^no_server_ready: pool default' "because no server takes messages and fallback is off"
+is "$(j '.reasons | join(",")'):$(j .details)" "no_server_ready:null" "because no server takes messages and fallback is off (the code only)"
+req GET /api/admin/ready
+is "$STATUS:$(j '.details[0].code'):$(j '.details[0].pool')" "503:no_server_ready:default" "operators read which pool"
 req GET /api/health
 is "$STATUS" 200 "while /api/health (liveness) stays 200: the manager answers"
 rm -f "$CTL/slow_start"
