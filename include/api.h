@@ -37,6 +37,7 @@ typedef enum {
     API_FIELD_ANSWERS,   /* a question's answers: [[label, ...], ...] (labels: UTF-8 up to 1024 bytes) */
     API_FIELD_TRUE,      /* the boolean true */
     API_FIELD_PROMPT_STATUS, /* a prompt's status: pending, allowed, answered, rejected, timeout, lost */
+    API_FIELD_SERVER,    /* a server's number in its pool: integer 0..CONF_SERVERS_MAX-1 */
 } api_field_kind_t;
 
 typedef struct api_field {

@@ -32,6 +32,8 @@ void api_status(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_ready(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
+/* api_servers.c */
+void api_server_restart(void *ctx, control_conn_t *c, const api_call_t *call);
 
 /* The caller's session named by the path, or NULL after answering 404. */
 session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *call);

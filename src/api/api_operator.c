@@ -169,9 +169,14 @@ static void api_ready_pools(const manager_t *m, json_object *reasons)
         for (int i = 0; i < t->nservers && !ready; i++)
             ready = oc_server_state(t->servers[i]) == OC_SERVER_READY;
         if (!ready) {
-            char why[160];
-            snprintf(why, sizeof why, "no_server_ready: pool %s has no server taking messages and fallback is off",
-                     t->conf->pool_name);
+            char why[320], fatal[160] = "";
+            size_t o = 0;
+            for (int i = 0; i < t->nservers && o < sizeof fatal; i++)
+                if (oc_server_state(t->servers[i]) == OC_SERVER_FATAL)
+                    o += (size_t)snprintf(fatal + o, sizeof fatal - o, "%s%d", o ? ", " : "", i);
+            snprintf(why, sizeof why, "no_server_ready: pool %s has no server taking messages and fallback is off%s%s%s",
+                     t->conf->pool_name, o ? " (FATAL: server " : "", fatal,
+                     o ? "; fix the cause, then ocpmctl server restart)" : "");
             json_object_array_add(reasons, json_object_new_string(why));
         }
     }
@@ -239,6 +244,17 @@ static double api_m_server_rss(const void *c, int i)
 {
     return api_m_server_up(c, i) ? (double)oc_server_rss_bytes(api_server_at(API_M(c), i)) : 0;
 }
+static double api_m_server_fatal(const void *c, int i)
+{
+    return oc_server_state(api_server_at(API_M(c), i)) == OC_SERVER_FATAL;
+}
+/* The state gauge: one sample per server and state (OC_SERVER_NSTATES of each), 1 for its state. */
+static int api_m_server_states(const void *c) { return api_m_servers(c) * OC_SERVER_NSTATES; }
+static double api_m_server_state(const void *c, int i)
+{
+    return (int)oc_server_state(api_server_at(API_M(c), i / OC_SERVER_NSTATES)) == i % OC_SERVER_NSTATES;
+}
+static void api_m_server_state_labels(const void *c, int i, char *out, size_t len);
 static double api_m_server_inflight(const void *c, int i)
 {
     return (double)oc_server_in_flight(api_server_at(API_M(c), i));
@@ -248,6 +264,12 @@ static void api_m_server_labels(const void *c, int i, char *out, size_t len)
     const tenant_t *t = NULL;
     int k = api_server_index(API_M(c), i, &t);
     snprintf(out, len, "pool=\"%s\",server=\"%d\"", t->conf->pool_name, k);
+}
+static void api_m_server_state_labels(const void *c, int i, char *out, size_t len)
+{
+    char l[96];
+    api_m_server_labels(c, i / OC_SERVER_NSTATES, l, sizeof l);
+    snprintf(out, len, "%s,state=\"%s\"", l, oc_server_state_name((oc_server_state_t)(i % OC_SERVER_NSTATES)));
 }
 static int api_m_pools(const void *c) { return API_M(c)->ntenants; }
 static const tenant_t *api_m_pool(const void *c, int i) { return &API_M(c)->tenants[i]; }
@@ -293,6 +315,11 @@ static const metric_t api_metric_table[] = {
      API_PER_SERVER(api_m_server_healthy)},
     {"ocpm_server_restarts_total", METRIC_COUNTER, "opencode server restarts after failures.", NULL,
      API_PER_SERVER(api_m_server_restarts)},
+    {"ocpm_server_fatal", METRIC_GAUGE,
+     "1 when the opencode server is FATAL: restarted too often, left down until ocpmctl server restart.", NULL,
+     API_PER_SERVER(api_m_server_fatal)},
+    {"ocpm_server_state", METRIC_GAUGE, "1 for the opencode server's current state (off, starting, ready, draining, "
+     "backoff, stopping, fatal).", NULL, api_m_server_states, api_m_server_state, api_m_server_state_labels},
     {"ocpm_server_rss_bytes", METRIC_GAUGE, "Resident memory of the opencode server.", NULL,
      API_PER_SERVER(api_m_server_rss)},
     {"ocpm_server_messages_in_flight", METRIC_GAUGE, "Messages on the opencode server now.", NULL,

@@ -26,6 +26,10 @@ static const struct {
     {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
     {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
     {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
+    {"server", "restart [--pool NAME] [N]",
+     "restart opencode servers: every FATAL one (clearing FATAL), or server N whatever its state (a ready one "
+     "is replaced gracefully, as a recycle)",
+     CTL_MANAGER, ctl_server},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -47,6 +51,7 @@ static const struct {
     {"--since", "T", CTL_AT(since), "history, stats: since T, unix seconds or an age such as 90m, 24h, 7d"},
     {"--limit", "N", CTL_AT(limit), "history: at most N rows (default 20)"},
     {"--older-than", "AGE", CTL_AT(older_than), "prune: what is older than AGE, such as 30d"},
+    {"--pool", "NAME", CTL_AT(pool), "server restart: that pool's servers (default: every pool's)"},
     {"-h", NULL, CTL_AT(help), "this text"},
 };
 #define CTL_NOPTIONS (sizeof ctl_options / sizeof ctl_options[0])
