@@ -63,7 +63,8 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
 #define API_OPERATOR 2u /* everyone's data: the shipped nginx files allow it from localhost only */
 #define API_FOLLOWS 4u  /* always answered as a stream that may last the whole turn (holds a thread) */
 /* Answered by the responder from the manager's published document doc (snapshot.h) when it is
- * current, else by the manager: the route takes no body, no query and no user's data. */
+ * current and the request has no query (?full goes to the manager), else by the manager: the
+ * published document takes no body and holds no user's data. */
 #define API_SNAPSHOT(doc) ((unsigned)((doc) + 1) << 4)
 #define API_SNAPSHOT_DOC(flags) ((int)(((flags) >> 4) & 0xfu) - 1)
 

@@ -107,6 +107,9 @@ long scheduler_shutdown(scheduler_t *s);
 /* Shutdown past its timeout: stop what runs (recorded as interrupted). */
 void scheduler_kill_running(scheduler_t *s);
 
+/* The id of the execution sess runs now (0 when none): for the status's session list. */
+int64_t scheduler_running_id(const session_t *sess);
+
 long scheduler_running(const scheduler_t *s);
 long scheduler_queued(const scheduler_t *s);
 unsigned long long scheduler_finished(const scheduler_t *s);

@@ -60,14 +60,19 @@ static const api_field_t api_server_restart_args[] = {
     {"server", API_FIELD_SERVER, false},
     {NULL, 0, false},
 };
+static const api_field_t api_status_query[] = {
+    {"full", API_FIELD_TRUE, false},
+    {"limit", API_FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_prune_args[] = {
     {"before", API_FIELD_TIME, true},
     {NULL, 0, false},
 };
 
 const api_route_t api_routes[] = {
-    {"GET", "/api/opencode/status", "status", NULL, NULL, API_SNAPSHOT(SNAPSHOT_STATUS), api_status,
-     "the manager's status document"},
+    {"GET", "/api/opencode/status", "status", NULL, api_status_query, API_SNAPSHOT(SNAPSHOT_STATUS), api_status,
+     "the manager's status document; `?full` adds the sessions and their state (at most `limit`, default 100)"},
     {"GET", "/api/health", "health", NULL, NULL, API_SNAPSHOT(SNAPSHOT_HEALTH), api_health,
      "200 while accepting, 503 while stopping"},
     {"GET", "/api/ready", "ready", NULL, NULL, 0, api_ready,

@@ -146,8 +146,14 @@ static json_object *api_status_json(const manager_t *m)
 
 void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    (void)call;
-    control_reply(c, 200, api_status_json(ctx), NULL);
+    json_object *v;
+    int full = json_object_object_get_ex(call->args, "full", &v);
+    if (!full && json_object_object_get_ex(call->args, "limit", NULL))
+        return control_error(c, 400, "invalid_parameter", "limit applies to ?full only"), (void)0;
+    json_object *o = api_status_json(ctx);
+    if (full)
+        api_status_sessions(ctx, o, call->user, (long)api_num(call, "limit", API_STATUS_SESSIONS_DEFAULT));
+    control_reply(c, 200, o, NULL);
 }
 
 static json_object *api_health_json(const manager_t *m, int *code)

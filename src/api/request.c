@@ -88,7 +88,18 @@ static json_object *request_check_fields(const api_field_t *fields, json_object 
     return request_fail(err, 400, code, "%s field \"%s\" %s", where, name, why);
 }
 
-/* Parse the query string into an object of strings (limit becomes an int). */
+/* A flag (PHP-FPM's `?full`): a field of kind API_FIELD_TRUE, given bare or as =1 or =true. kv is
+ * the parameter, eq its '=' or NULL. */
+static const api_field_t *request_flag(const api_route_t *r, const char *kv, const char *eq)
+{
+    size_t n = eq ? (size_t)(eq - kv) : strlen(kv);
+    for (const api_field_t *p = r->query; p && p->name; p++)
+        if (p->kind == API_FIELD_TRUE && strlen(p->name) == n && strncmp(p->name, kv, n) == 0)
+            return p;
+    return NULL;
+}
+
+/* Parse the query string into an object of strings (limit becomes an int, a flag true). */
 static json_object *request_parse_query(const api_route_t *r, const char *query, const request_limits_t *lim,
                                     request_err_t *err)
 {
@@ -107,20 +118,22 @@ static json_object *request_parse_query(const api_route_t *r, const char *query,
     char *save = NULL;
     for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
-        if (!eq) {
+        const api_field_t *flag = request_flag(r, kv, eq);
+        if (!eq && !flag) {
             free(copy);
             json_object_put(q);
             return request_fail(err, 400, "invalid_parameter", "a query parameter has no '=' and value");
         }
-        char *val = eq + 1;
-        *eq = '\0';
+        char *val = eq ? eq + 1 : kv + strlen(kv);
+        if (eq)
+            *eq = '\0';
         if (request_urldecode(kv) != 0 || request_urldecode(val) != 0 || !valid_utf8(kv, strlen(kv)) ||
             !valid_utf8(val, strlen(val))) {
             free(copy);
             json_object_put(q);
             return request_fail(err, 400, "invalid_parameter", "query string is not valid percent-encoded UTF-8");
         }
-        if (!*val)
+        if (!*val && !flag)
             continue; /* "?session=" means no filter */
         json_object *v = NULL;
         const api_field_t *fk = NULL;
@@ -147,6 +160,14 @@ static json_object *request_parse_query(const api_route_t *r, const char *query,
                 return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
             }
             v = json_object_new_double(t);
+        } else if (fk && fk->kind == API_FIELD_TRUE) {
+            if (*val && strcmp(val, "1") != 0 && strcmp(val, "true") != 0) {
+                free(copy);
+                json_object_put(q);
+                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" takes no value (or 1, true)",
+                                    fk->name);
+            }
+            v = json_object_new_boolean(1);
         } else {
             v = json_object_new_string(val);
         }

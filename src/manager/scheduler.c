@@ -44,6 +44,12 @@ void scheduler_forget(scheduler_t *s, session_t *sess)
 
 void scheduler_free(scheduler_t *s) { free(s); }
 
+int64_t scheduler_running_id(const session_t *sess)
+{
+    const execution_t *e = session_running(sess);
+    return e ? e->rec.id : 0;
+}
+
 void scheduler_set_message_capacity(scheduler_t *s, long capacity) { s->message_capacity = capacity; }
 long scheduler_running(const scheduler_t *s) { return s->running; }
 long scheduler_queued(const scheduler_t *s) { return s->queued; }
