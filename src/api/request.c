@@ -99,6 +99,38 @@ static const api_field_t *request_flag(const api_route_t *r, const char *kv, con
     return NULL;
 }
 
+/* One query parameter's value as its field takes it: integers, unix seconds, a flag's true, else
+ * the string (api_check_fields judges it then). NULL with err when it cannot be one. */
+static json_object *request_query_value(const api_route_t *r, const char *kv, const char *val, request_err_t *err)
+{
+    const api_field_t *fk = NULL;
+    for (const api_field_t *p = r->query; p->name; p++)
+        if (strcmp(p->name, kv) == 0)
+            fk = p;
+    char *end;
+    errno = 0;
+    if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR || fk->kind == API_FIELD_SEQ)) {
+        long long n = strtoll(val, &end, 10);
+        if (!request_decimal(val, 0) || errno || *end || end == val)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
+        return json_object_new_int64(n);
+    }
+    if (fk && fk->kind == API_FIELD_TIME) {
+        double t = strtod(val, &end);
+        if (!request_decimal(val, 1) || errno || *end || end == val || t != t)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
+        return json_object_new_double(t);
+    }
+    if (fk && fk->kind == API_FIELD_TRUE) {
+        if (*val && strcmp(val, "1") != 0 && strcmp(val, "true") != 0)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" takes no value (or 1, true)",
+                                fk->name);
+        return json_object_new_boolean(1);
+    }
+    json_object *v = json_object_new_string(val);
+    return v ? v : request_fail(err, 500, "internal", "out of memory");
+}
+
 /* Parse the query string into an object of strings (limit becomes an int, a flag true). */
 static json_object *request_parse_query(const api_route_t *r, const char *query, const request_limits_t *lim,
                                     request_err_t *err)
@@ -135,41 +167,11 @@ static json_object *request_parse_query(const api_route_t *r, const char *query,
         }
         if (!*val && !flag)
             continue; /* "?session=" means no filter */
-        json_object *v = NULL;
-        const api_field_t *fk = NULL;
-        for (const api_field_t *p = r->query; p->name; p++)
-            if (strcmp(p->name, kv) == 0)
-                fk = p;
-        if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR || fk->kind == API_FIELD_SEQ)) {
-            char *end;
-            errno = 0;
-            long long n = strtoll(val, &end, 10);
-            if (!request_decimal(val, 0) || errno || *end || end == val) {
-                free(copy);
-                json_object_put(q);
-                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
-            }
-            v = json_object_new_int64(n);
-        } else if (fk && fk->kind == API_FIELD_TIME) {
-            char *end;
-            errno = 0;
-            double t = strtod(val, &end);
-            if (!request_decimal(val, 1) || errno || *end || end == val || t != t) {
-                free(copy);
-                json_object_put(q);
-                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
-            }
-            v = json_object_new_double(t);
-        } else if (fk && fk->kind == API_FIELD_TRUE) {
-            if (*val && strcmp(val, "1") != 0 && strcmp(val, "true") != 0) {
-                free(copy);
-                json_object_put(q);
-                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" takes no value (or 1, true)",
-                                    fk->name);
-            }
-            v = json_object_new_boolean(1);
-        } else {
-            v = json_object_new_string(val);
+        json_object *v = request_query_value(r, kv, val, err);
+        if (!v) {
+            free(copy);
+            json_object_put(q);
+            return NULL;
         }
         if (json_object_object_get_ex(q, kv, NULL)) {
             json_object_put(v);
