@@ -37,6 +37,7 @@ typedef enum {
     API_FIELD_ANSWERS,   /* a question's answers: [[label, ...], ...] (labels: UTF-8 up to 1024 bytes) */
     API_FIELD_TRUE,      /* the boolean true */
     API_FIELD_PROMPT_STATUS, /* a prompt's status: pending, allowed, answered, rejected, timeout, lost */
+    API_FIELD_SERVER,    /* a server's number in its pool: integer 0..CONF_SERVERS_MAX-1 */
 } api_field_kind_t;
 
 typedef struct api_field {
@@ -66,7 +67,8 @@ typedef void (*api_handler_fn)(void *ctx, control_conn_t *c, const api_call_t *c
  * snapshot's SNAPSHOT_METRICS_OM; the frame then carries "openmetrics": true. */
 #define API_OPENMETRICS 8u
 /* Answered by the responder from the manager's published document doc (snapshot.h) when it is
- * current, else by the manager: the route takes no body, no query and no user's data. */
+ * current and the request has no query (?full goes to the manager), else by the manager: the
+ * published document takes no body and holds no user's data. */
 #define API_SNAPSHOT(doc) ((unsigned)((doc) + 1) << 4)
 #define API_SNAPSHOT_DOC(flags) ((int)(((flags) >> 4) & 0xfu) - 1)
 

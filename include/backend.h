@@ -30,6 +30,7 @@ typedef enum {
     BACKEND_FULL,  /* not now: at its own limit (server_max_inflight) */
     BACKEND_WAIT,  /* not now, and not elsewhere: it is being replaced (recycling) */
     BACKEND_DOWN,  /* not now: starting or restarting after a failure (a fallback may run it) */
+    BACKEND_FATAL, /* not until an operator restarts it (a fallback may run it; without one, refuse) */
 } backend_state_t;
 
 typedef struct backend_job backend_job_t;

@@ -68,6 +68,8 @@ typedef struct conf {
     long health_timeout_ms;
     long health_failures;
     long restart_backoff_max_ms;
+    long server_restart_limit;     /* restarts within the window before FATAL (0: no limit) */
+    long server_restart_window_ms;
     int fallback;
     long fallback_wait_ms;
     long fallback_max_runs;

@@ -18,7 +18,7 @@ typedef struct ctl_opts {
     conf_t conf;
     int json, help;
     const char *file, *db, *socket; /* where the settings, the database and the manager are */
-    const char *session, *status, *mode, *since, *older_than, *limit;
+    const char *session, *status, *mode, *since, *older_than, *limit, *pool;
 } ctl_opts_t;
 
 int ctl_main(int argc, char **argv);
@@ -36,6 +36,7 @@ int ctl_prune(ctl_opts_t *o, int argc, char **argv);
 int ctl_reload(ctl_opts_t *o, int argc, char **argv);
 int ctl_drain(ctl_opts_t *o, int argc, char **argv);
 int ctl_undrain(ctl_opts_t *o, int argc, char **argv);
+int ctl_server(ctl_opts_t *o, int argc, char **argv);
 
 /* ctl_print.c: what the commands print. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -23,6 +23,11 @@
  * running in that session; with ordered events the answer is held until the stream has delivered
  * the turn's events.
  *
+ * FATAL (supervisord's model): a server that would be restarted more than server_restart_limit
+ * times within server_restart_window is left down instead (one error line, a server_fatal event);
+ * its sessions' messages fall back, or with fallback off are refused at once (503 server_fatal).
+ * Only an operator's restart (ocpmctl server restart) starts it again, with the whole limit.
+ *
  * An instance type: the manager makes `servers` of them, each with its own number, agent home (and
  * so its own opencode database), port, password and supervision. */
 #ifndef OCPM_OC_SERVER_H
@@ -46,6 +51,8 @@ typedef enum {
     OC_SERVER_DRAINING, /* recycling: no new messages, waiting for the ones in flight */
     OC_SERVER_BACKOFF,  /* died or unhealthy; waiting to restart */
     OC_SERVER_STOPPING, /* manager shutdown */
+    OC_SERVER_FATAL,    /* restarted more than server_restart_limit times within server_restart_window:
+                         * never restarted again until an operator asks (oc_server_restart) */
 } oc_server_state_t;
 
 typedef struct oc_server oc_server_t;
@@ -77,6 +84,16 @@ int oc_server_healthy(const oc_server_t *s);
 long oc_server_restarts(const oc_server_t *s);
 long long oc_server_rss_bytes(const oc_server_t *s);
 json_object *oc_server_status_json(const oc_server_t *s);
+/* Its state's name as the status shows it ("ready", "fatal"...), and every name by state. */
+const char *oc_server_state_name(oc_server_state_t st);
+#define OC_SERVER_NSTATES (OC_SERVER_FATAL + 1)
+
+/* An operator's restart (ocpmctl server restart). FATAL, or waiting out a restart delay: the
+ * restart count is cleared and the server starts now. Ready: it is replaced gracefully, as a
+ * recycle (new messages wait, those in flight finish, then a fresh process; no message fails).
+ * Returns what was done ("started", "replacing"), or NULL with why nothing was (it is starting,
+ * already being replaced, or stopping). */
+const char *oc_server_restart(oc_server_t *s, char *why, size_t whylen);
 
 /* Ask the server for a workspace's uncommitted changes (GET /vcs/diff?mode=git: files with their
  * patch and counts); done as http.h says. NULL when the server is not ready (done never comes). */

@@ -110,6 +110,8 @@ void scheduler_kill_running(scheduler_t *s);
 /* The slow log (slowlog.h): report each of its running turns that passed its pool's
  * slowlog_timeout at now and was not reported yet (once per execution). */
 void scheduler_slow_sweep(scheduler_t *s, double now);
+/* The id of the execution sess runs now (0 when none): for the status's session list. */
+int64_t scheduler_running_id(const session_t *sess);
 
 long scheduler_running(const scheduler_t *s);
 long scheduler_queued(const scheduler_t *s);

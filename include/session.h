@@ -42,6 +42,10 @@ void session_set_server(session_t *s, int server);
 int session_pool(const session_t *s);
 void session_set_pool(session_t *s, int pool);
 void session_note_message(session_t *s, double at);
+/* When it was created and last had a message (unix seconds), and how many messages it had. */
+double session_created_at(const session_t *s);
+double session_last_activity(const session_t *s);
+long session_message_count(const session_t *s);
 
 /* The queue: the running execution (NULL if none) and the waiting ones. */
 struct execution *session_running(const session_t *s);

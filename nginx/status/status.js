@@ -43,12 +43,16 @@ function renderStatus(s) {
   const servers = s.servers || [];
   if (servers.length) {
     const healthy = servers.filter((v) => v.healthy).length;
-    text("server", servers.length === 1 ? (healthy ? "healthy" : servers[0].state) : healthy + "/" + servers.length + " healthy");
+    // FATAL: restarted too often and left down until an operator restarts it; it must stand out.
+    const fatal = servers.filter((v) => v.state === "fatal").length;
+    text("server", fatal ? fatal + (servers.length > 1 ? "/" + servers.length : "") + " FATAL" :
+      servers.length === 1 ? (healthy ? "healthy" : servers[0].state) : healthy + "/" + servers.length + " healthy");
     card.classList.add(healthy === servers.length ? "healthy" : "unhealthy");
     // One line per server: its number, state, pid, restarts, age, memory and messages in flight.
     const lines = servers.map((v) => {
       const up = v.startedAt ? ago(Date.now() / 1000 - v.startedAt / 1000) : "–";
       return (servers.length > 1 ? "#" + v.index + " " + (v.healthy ? "" : v.state + ", ") : "") +
+        (v.state === "fatal" ? "FATAL: fix the cause, then ocpmctl server restart; " : "") +
         "pid " + (v.pid || "–") + ", restarts " + v.restarts + ", up " + up + ", " +
         Math.round((v.rssBytes || 0) / 1048576) + " MB" + (servers.length > 1 ? ", " + v.inFlight + " in flight" : "");
     });

@@ -61,14 +61,24 @@ static const api_field_t api_slowlog_query[] = {
     {"limit", API_FIELD_LIMIT, false},
     {NULL, 0, false},
 };
+static const api_field_t api_server_restart_args[] = {
+    {"pool", API_FIELD_ID, false},
+    {"server", API_FIELD_SERVER, false},
+    {NULL, 0, false},
+};
+static const api_field_t api_status_query[] = {
+    {"full", API_FIELD_TRUE, false},
+    {"limit", API_FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_prune_args[] = {
     {"before", API_FIELD_TIME, true},
     {NULL, 0, false},
 };
 
 const api_route_t api_routes[] = {
-    {"GET", "/api/opencode/status", "status", NULL, NULL, API_SNAPSHOT(SNAPSHOT_STATUS), api_status,
-     "the manager's status document"},
+    {"GET", "/api/opencode/status", "status", NULL, api_status_query, API_SNAPSHOT(SNAPSHOT_STATUS), api_status,
+     "the manager's status document; `?full` adds the sessions and their state (at most `limit`, default 100)"},
     {"GET", "/api/health", "health", NULL, NULL, API_SNAPSHOT(SNAPSHOT_HEALTH), api_health,
      "200 while accepting, 503 while stopping"},
     {"GET", "/api/ready", "ready", NULL, NULL, 0, api_ready,
@@ -107,18 +117,20 @@ const api_route_t api_routes[] = {
      "everyone's executions, every field"},
     {"GET", "/api/admin/slowlog", "admin.slowlog", NULL, api_slowlog_query, API_OPERATOR, api_admin_slowlog,
      "turns that passed slowlog_timeout (slow_turns), newest first, a page at a time"},
-    {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
-     "delete finished history older than a time (ocpmctl prune)"},
-    {NULL, NULL, "reload", NULL, NULL, API_OPERATOR, api_reload,
-     "read the settings again and replace the responders, as SIGHUP does (ocpmctl reload)"},
     {"GET", "/metrics", "metrics", NULL, NULL, API_OPERATOR | API_OPENMETRICS | API_SNAPSHOT(SNAPSHOT_METRICS),
      api_metrics, "Prometheus metrics (OpenMetrics when Accept asks for it)"},
     {"GET", "/api/admin/ready", "admin.ready", NULL, NULL, API_OPERATOR, api_admin_ready,
      "/api/ready with each reason's details (the pool, why)"},
+    {NULL, NULL, "prune", api_prune_args, NULL, API_OPERATOR, api_prune,
+     "delete finished history older than a time (ocpmctl prune)"},
+    {NULL, NULL, "reload", NULL, NULL, API_OPERATOR, api_reload,
+     "read the settings again and replace the responders, as SIGHUP does (ocpmctl reload)"},
     {NULL, NULL, "drain", NULL, NULL, API_OPERATOR, api_drain,
      "refuse new sessions and messages (503 draining) while what was taken finishes (ocpmctl drain)"},
     {NULL, NULL, "undrain", NULL, NULL, API_OPERATOR, api_undrain,
      "take new sessions and messages again (ocpmctl undrain)"},
+    {NULL, NULL, "server.restart", api_server_restart_args, NULL, API_OPERATOR, api_server_restart,
+     "restart opencode servers: the FATAL ones, or the one named (ocpmctl server restart)"},
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -244,13 +256,16 @@ static const char *api_check_number(const api_field_t *f, json_object *v)
         return n >= 1 ? NULL : "must be a positive execution id";
     if (f->kind == API_FIELD_SEQ)
         return n >= 0 ? NULL : "must be an event id (0 or more)";
+    _Static_assert(CONF_SERVERS_MAX == 16, "the message below says 0 to 15");
+    if (f->kind == API_FIELD_SERVER)
+        return n >= 0 && n < CONF_SERVERS_MAX ? NULL : "must be a server's number (0 to 15)";
     return n >= 1 && n <= 1000 ? NULL : "must be between 1 and 1000";
 }
 
 const char *api_check_value(const api_field_t *f, json_object *v, long max_message_bytes)
 {
     if (f->kind == API_FIELD_LIMIT || f->kind == API_FIELD_CURSOR || f->kind == API_FIELD_TIME ||
-        f->kind == API_FIELD_SEQ)
+        f->kind == API_FIELD_SEQ || f->kind == API_FIELD_SERVER)
         return api_check_number(f, v);
     if (f->kind == API_FIELD_ANSWERS)
         return api_check_answers(v);
@@ -397,7 +412,7 @@ static void api_doc_fields(FILE *f, const api_field_t *fields)
         [API_FIELD_LIMIT] = "1..1000", [API_FIELD_MODE] = "mode",           [API_FIELD_TIME] = "unix seconds",
         [API_FIELD_CURSOR] = "execution id", [API_FIELD_SEQ] = "event id", [API_FIELD_REPLY] = "once/always/reject",
         [API_FIELD_NOTE] = "text", [API_FIELD_ANSWERS] = "[[label]]", [API_FIELD_TRUE] = "true",
-        [API_FIELD_PROMPT_STATUS] = "prompt status"};
+        [API_FIELD_PROMPT_STATUS] = "prompt status", [API_FIELD_SERVER] = "server number"};
     if (!fields || !fields->name)
         return (void)fputs("-", f);
     for (const api_field_t *p = fields; p->name; p++)

@@ -35,6 +35,13 @@ void api_health(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_ready(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_admin_ready(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_metrics(void *ctx, control_conn_t *c, const api_call_t *call);
+/* api_status_full.c: `?full`: the sessions, at most limit of them (1..1000; the busiest first),
+ * added to the status document o. user: the caller (REMOTE_USER); "" or NULL (the operator route
+ * reached without a user, or ocpmctl) lists everyone's, a user name only that user's own. */
+#define API_STATUS_SESSIONS_DEFAULT 100
+void api_status_sessions(manager_t *m, json_object *o, const char *user, long limit);
+/* api_servers.c */
+void api_server_restart(void *ctx, control_conn_t *c, const api_call_t *call);
 
 /* api_drain.c */
 void api_drain(void *ctx, control_conn_t *c, const api_call_t *call);

@@ -149,8 +149,14 @@ static json_object *api_status_json(const manager_t *m)
 
 void api_status(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    (void)call;
-    control_reply(c, 200, api_status_json(ctx), NULL);
+    json_object *v;
+    int full = json_object_object_get_ex(call->args, "full", &v);
+    if (!full && json_object_object_get_ex(call->args, "limit", NULL))
+        return control_error(c, 400, "invalid_parameter", "limit applies to ?full only"), (void)0;
+    json_object *o = api_status_json(ctx);
+    if (full)
+        api_status_sessions(ctx, o, call->user, (long)api_num(call, "limit", API_STATUS_SESSIONS_DEFAULT));
+    control_reply(c, 200, o, NULL);
 }
 
 static json_object *api_health_json(const manager_t *m, int *code)
@@ -192,9 +198,16 @@ static void api_ready_pools(const manager_t *m, api_ready_t *r)
         int ready = t->nservers == 0 || t->conf->fallback;
         for (int i = 0; i < t->nservers && !ready; i++)
             ready = oc_server_state(t->servers[i]) == OC_SERVER_READY;
-        if (!ready)
-            api_ready_add(r, "no_server_ready", "the pool has no server taking messages and fallback is off",
-                          t->conf->pool_name);
+        if (!ready) {
+            char why[320], fatal[160] = "";
+            size_t o = 0;
+            for (int i = 0; i < t->nservers && o < sizeof fatal; i++)
+                if (oc_server_state(t->servers[i]) == OC_SERVER_FATAL)
+                    o += (size_t)snprintf(fatal + o, sizeof fatal - o, "%s%d", o ? ", " : "", i);
+            snprintf(why, sizeof why, "the pool has no server taking messages and fallback is off%s%s%s",
+                     o ? " (FATAL: server " : "", fatal, o ? "; fix the cause, then ocpmctl server restart)" : "");
+            api_ready_add(r, "no_server_ready", why, t->conf->pool_name);
+        }
     }
 }
 
@@ -279,6 +292,17 @@ static double api_m_server_rss(const void *c, int i)
 {
     return api_m_server_up(c, i) ? (double)oc_server_rss_bytes(api_server_at(API_M(c), i)) : 0;
 }
+static double api_m_server_fatal(const void *c, int i)
+{
+    return oc_server_state(api_server_at(API_M(c), i)) == OC_SERVER_FATAL;
+}
+/* The state gauge: one sample per server and state (OC_SERVER_NSTATES of each), 1 for its state. */
+static int api_m_server_states(const void *c) { return api_m_servers(c) * OC_SERVER_NSTATES; }
+static double api_m_server_state(const void *c, int i)
+{
+    return (int)oc_server_state(api_server_at(API_M(c), i / OC_SERVER_NSTATES)) == i % OC_SERVER_NSTATES;
+}
+static void api_m_server_state_labels(const void *c, int i, char *out, size_t len);
 static double api_m_server_inflight(const void *c, int i)
 {
     return (double)oc_server_in_flight(api_server_at(API_M(c), i));
@@ -289,6 +313,12 @@ static void api_m_server_labels(const void *c, int i, char *out, size_t len)
     int k = api_server_index(API_M(c), i, &t);
     char pool[2 * CONF_POOL_NAME_MAX + 1];
     snprintf(out, len, "pool=\"%s\",server=\"%d\"", metrics_escape(t->conf->pool_name, pool, sizeof pool), k);
+}
+static void api_m_server_state_labels(const void *c, int i, char *out, size_t len)
+{
+    char l[96];
+    api_m_server_labels(c, i / OC_SERVER_NSTATES, l, sizeof l);
+    snprintf(out, len, "%s,state=\"%s\"", l, oc_server_state_name((oc_server_state_t)(i % OC_SERVER_NSTATES)));
 }
 static int api_m_pools(const void *c) { return API_M(c)->ntenants; }
 static const tenant_t *api_m_pool(const void *c, int i) { return &API_M(c)->tenants[i]; }
@@ -337,6 +367,11 @@ static const metric_t api_metric_table[] = {
      API_PER_SERVER(api_m_server_healthy)},
     {"ocpm_server_restarts_total", METRIC_COUNTER, "opencode server restarts after failures.", NULL,
      API_PER_SERVER(api_m_server_restarts)},
+    {"ocpm_server_fatal", METRIC_GAUGE,
+     "1 when the opencode server is FATAL: restarted too often, left down until ocpmctl server restart.", NULL,
+     API_PER_SERVER(api_m_server_fatal)},
+    {"ocpm_server_state", METRIC_GAUGE, "1 for the opencode server's current state (off, starting, ready, draining, "
+     "backoff, stopping, fatal).", NULL, api_m_server_states, api_m_server_state, api_m_server_state_labels},
     {"ocpm_server_rss_bytes", METRIC_GAUGE, "Resident memory of the opencode server.", NULL,
      API_PER_SERVER(api_m_server_rss)},
     {"ocpm_server_messages_in_flight", METRIC_GAUGE, "Messages on the opencode server now.", NULL,

@@ -89,7 +89,50 @@ static json_object *request_check_fields(const api_field_t *fields, json_object 
     return request_fail(err, 400, code, "%s field \"%s\" %s", where, name, why);
 }
 
-/* Parse the query string into an object of strings (limit becomes an int). */
+/* A flag (PHP-FPM's `?full`): a field of kind API_FIELD_TRUE, given bare or as =1 or =true. kv is
+ * the parameter, eq its '=' or NULL. */
+static const api_field_t *request_flag(const api_route_t *r, const char *kv, const char *eq)
+{
+    size_t n = eq ? (size_t)(eq - kv) : strlen(kv);
+    for (const api_field_t *p = r->query; p && p->name; p++)
+        if (p->kind == API_FIELD_TRUE && strlen(p->name) == n && strncmp(p->name, kv, n) == 0)
+            return p;
+    return NULL;
+}
+
+/* One query parameter's value as its field takes it: integers, unix seconds, a flag's true, else
+ * the string (api_check_fields judges it then). NULL with err when it cannot be one. */
+static json_object *request_query_value(const api_route_t *r, const char *kv, const char *val, request_err_t *err)
+{
+    const api_field_t *fk = NULL;
+    for (const api_field_t *p = r->query; p->name; p++)
+        if (strcmp(p->name, kv) == 0)
+            fk = p;
+    char *end;
+    errno = 0;
+    if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR || fk->kind == API_FIELD_SEQ)) {
+        long long n = strtoll(val, &end, 10);
+        if (!request_decimal(val, 0) || errno || *end || end == val)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
+        return json_object_new_int64(n);
+    }
+    if (fk && fk->kind == API_FIELD_TIME) {
+        double t = strtod(val, &end);
+        if (!request_decimal(val, 1) || errno || *end || end == val || t != t)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
+        return json_object_new_double(t);
+    }
+    if (fk && fk->kind == API_FIELD_TRUE) {
+        if (*val && strcmp(val, "1") != 0 && strcmp(val, "true") != 0)
+            return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" takes no value (or 1, true)",
+                                fk->name);
+        return json_object_new_boolean(1);
+    }
+    json_object *v = json_object_new_string(val);
+    return v ? v : request_fail(err, 500, "internal", "out of memory");
+}
+
+/* Parse the query string into an object of strings (limit becomes an int, a flag true). */
 static json_object *request_parse_query(const api_route_t *r, const char *query, const request_limits_t *lim,
                                     request_err_t *err)
 {
@@ -108,48 +151,28 @@ static json_object *request_parse_query(const api_route_t *r, const char *query,
     char *save = NULL;
     for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
-        if (!eq) {
+        const api_field_t *flag = request_flag(r, kv, eq);
+        if (!eq && !flag) {
             free(copy);
             json_object_put(q);
             return request_fail(err, 400, "invalid_parameter", "a query parameter has no '=' and value");
         }
-        char *val = eq + 1;
-        *eq = '\0';
+        char *val = eq ? eq + 1 : kv + strlen(kv);
+        if (eq)
+            *eq = '\0';
         if (request_urldecode(kv) != 0 || request_urldecode(val) != 0 || !valid_utf8(kv, strlen(kv)) ||
             !valid_utf8(val, strlen(val))) {
             free(copy);
             json_object_put(q);
             return request_fail(err, 400, "invalid_parameter", "query string is not valid percent-encoded UTF-8");
         }
-        if (!*val)
+        if (!*val && !flag)
             continue; /* "?session=" means no filter */
-        json_object *v = NULL;
-        const api_field_t *fk = NULL;
-        for (const api_field_t *p = r->query; p->name; p++)
-            if (strcmp(p->name, kv) == 0)
-                fk = p;
-        if (fk && (fk->kind == API_FIELD_LIMIT || fk->kind == API_FIELD_CURSOR || fk->kind == API_FIELD_SEQ)) {
-            char *end;
-            errno = 0;
-            long long n = strtoll(val, &end, 10);
-            if (!request_decimal(val, 0) || errno || *end || end == val) {
-                free(copy);
-                json_object_put(q);
-                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be an integer", fk->name);
-            }
-            v = json_object_new_int64(n);
-        } else if (fk && fk->kind == API_FIELD_TIME) {
-            char *end;
-            errno = 0;
-            double t = strtod(val, &end);
-            if (!request_decimal(val, 1) || errno || *end || end == val || t != t) {
-                free(copy);
-                json_object_put(q);
-                return request_fail(err, 400, "invalid_parameter", "query parameter \"%s\" must be unix seconds", fk->name);
-            }
-            v = json_object_new_double(t);
-        } else {
-            v = json_object_new_string(val);
+        json_object *v = request_query_value(r, kv, val, err);
+        if (!v) {
+            free(copy);
+            json_object_put(q);
+            return NULL;
         }
         if (json_object_object_get_ex(q, kv, NULL)) {
             json_object_put(v);

@@ -128,6 +128,12 @@ const conf_key_t conf_keys[] = {
      "Missed health checks in a row before the server is killed and restarted."},
     {"restart_backoff_max", CT_DURATION, N(restart_backoff_max_ms), "30s", 100, 3600000, NULL, NULL,
      "The longest wait before a restart: the delay doubles from 1 s while the server keeps dying young."},
+    {"server_restart_limit", CT_INT, N(server_restart_limit), "5", 0, 1000, NULL, NULL,
+     "Restarts after failures allowed within server_restart_window; one more and the server is FATAL "
+     "(supervisord's model): never restarted again until `ocpmctl server restart`, its messages fall back or "
+     "fail per fallback (0: restart for ever)."},
+    {"server_restart_window", CT_DURATION, N(server_restart_window_ms), "60s", 1000, 86400000L, NULL, NULL,
+     "The sliding window server_restart_limit counts restarts in."},
     {"fallback", CT_BOOL, N(fallback), "on", 0, 0, NULL, NULL,
      "While the server is down, run messages as processes of their own."},
     {"fallback_max_runs", CT_INT, N(fallback_max_runs), "2", 1, 4096, NULL, NULL,
@@ -199,8 +205,9 @@ const char *const conf_pool_keys[] = {
     "workspace_root", "pass_env", "env_file", "servers", "max_concurrent_runs", "session_queue_limit",
     "run_timeout", "permission_policy", "permission_timeout", "question_timeout", "run_rlimit_as",
     "run_rlimit_nofile", "run_rlimit_cpu", "run_rlimit_nproc", "run_rlimit_fsize", "fallback", "fallback_max_runs",
-    "fallback_wait", "server_max_inflight", "server_max_messages", "server_max_rss", "instance_idle_timeout",
-    "user_max_share", "user_max_running", "user_queue_limit", "slowlog_timeout",
+    "fallback_wait", "server_restart_limit", "server_restart_window", "server_max_inflight", "server_max_messages",
+    "server_max_rss", "instance_idle_timeout", "user_max_share", "user_max_running", "user_queue_limit",
+    "slowlog_timeout",
 };
 const size_t conf_npool_keys = sizeof conf_pool_keys / sizeof conf_pool_keys[0];
 const char *const conf_pool_aliases[][2] = {{"user", "agent_user"}, {"group", "agent_group"}};

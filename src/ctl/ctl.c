@@ -33,6 +33,10 @@ static const struct {
     {"drain", "", "refuse new sessions and messages (503 draining); running and queued ones finish", CTL_MANAGER,
      ctl_drain},
     {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain},
+    {"server", "restart [--pool NAME] [N]",
+     "restart opencode servers: every FATAL one (clearing FATAL), or server N whatever its state (a ready one "
+     "is replaced gracefully, as a recycle)",
+     CTL_MANAGER, ctl_server},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -54,6 +58,7 @@ static const struct {
     {"--since", "T", CTL_AT(since), "history, slowlog, stats: since T, unix seconds or an age such as 90m, 24h, 7d"},
     {"--limit", "N", CTL_AT(limit), "history, slowlog: at most N rows (default 20)"},
     {"--older-than", "AGE", CTL_AT(older_than), "prune: what is older than AGE, such as 30d"},
+    {"--pool", "NAME", CTL_AT(pool), "server restart: that pool's servers (default: every pool's)"},
     {"-h", NULL, CTL_AT(help), "this text"},
 };
 #define CTL_NOPTIONS (sizeof ctl_options / sizeof ctl_options[0])

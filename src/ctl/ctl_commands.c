@@ -321,3 +321,46 @@ int ctl_undrain(ctl_opts_t *o, int argc, char **argv)
     (void)argc, (void)argv;
     return ctl_drain_op(o, "undrain");
 }
+
+/* server restart [--pool NAME] [N]: the manager restarts them (api_servers.c says which). */
+int ctl_server(ctl_opts_t *o, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "restart") != 0 || argc > 2)
+        return ctl_fail("usage: ocpmctl server restart [--pool NAME] [N]"), 2;
+    json_object *args = json_object_new_object(), *status, *body, *e;
+    if (argc == 2) {
+        char *end;
+        long n = strtol(argv[1], &end, 10);
+        if (*end || end == argv[1] || n < 0 || n >= CONF_SERVERS_MAX) {
+            json_object_put(args);
+            return ctl_fail("server restart: \"%s\" is not a server's number (0 to %d)", argv[1], CONF_SERVERS_MAX - 1), 2;
+        }
+        json_object_object_add(args, "server", json_object_new_int((int)n));
+    }
+    if (o->pool)
+        json_object_object_add(args, "pool", json_object_new_string(o->pool));
+    json_object *r = ctl_ask(o, "server.restart", args);
+    if (!r)
+        return 1;
+    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
+             json_object_object_get_ex(r, "body", &body);
+    static const char *const done_cols[] = {"pool", "server", "was", "action", NULL};
+    static const char *const skip_cols[] = {"pool", "server", "was", "why", NULL};
+    if (ok && o->json) {
+        ctl_print_json(body);
+    } else if (ok) {
+        json_object *done = json_object_object_get(body, "restarted"), *skipped = json_object_object_get(body, "skipped");
+        if (json_object_array_length(done) == 0)
+            printf("no server restarted\n");
+        else
+            ctl_print_table(done, done_cols);
+        if (json_object_array_length(skipped) > 0)
+            printf("skipped:\n"), ctl_print_table(skipped, skip_cols);
+    } else if (json_object_object_get_ex(r, "body", &body) && json_object_object_get_ex(body, "error", &e)) {
+        ctl_fail("server restart: %s", json_object_get_string(json_object_object_get(e, "message")));
+    } else {
+        ctl_fail("server restart failed: %s", json_object_to_json_string(r));
+    }
+    json_object_put(r);
+    return ok ? 0 : 1;
+}

@@ -8,6 +8,10 @@
 #include "clock.h"
 #include "log.h"
 
+#define SCHEDULER_ERR_FATAL                                                                                    \
+    "the opencode server is FATAL (restarted too often) and fallback is off; an operator must run `ocpmctl "     \
+    "server restart`"
+
 /* What a waiting message costs beyond its text (the record, the queue node). */
 #define SCHEDULER_QUEUED_OVERHEAD 512
 
@@ -39,6 +43,12 @@ void scheduler_forget(scheduler_t *s, session_t *sess)
 }
 
 void scheduler_free(scheduler_t *s) { free(s); }
+
+int64_t scheduler_running_id(const session_t *sess)
+{
+    const execution_t *e = session_running(sess);
+    return e ? e->rec.id : 0;
+}
 
 void scheduler_set_message_capacity(scheduler_t *s, long capacity) { s->message_capacity = capacity; }
 long scheduler_running(const scheduler_t *s) { return s->running; }
@@ -86,6 +96,7 @@ typedef struct scheduler_route {
     int stand_in;             /* the fallback, standing in for that server: -1 when it is not */
     long limit;               /* how many may run at once on this route: the per-user share's base */
     int expires;              /* waiting for it ends after fallback_wait */
+    int fatal;                /* its server is FATAL and fallback is off: refused, expired at once */
 } scheduler_route_t;
 
 static int scheduler_placing(const scheduler_t *s) { return s->cfg.primary[0].ops->load != NULL; }
@@ -105,7 +116,8 @@ static backend_state_t scheduler_state(const scheduler_t *s, int i)
 /* How busy a primary is, for placement: its state first, then what it runs or will. */
 static long long scheduler_rank(const scheduler_t *s, int i)
 {
-    static const int order[] = {[BACKEND_READY] = 0, [BACKEND_FULL] = 1, [BACKEND_WAIT] = 2, [BACKEND_DOWN] = 3};
+    static const int order[] = {[BACKEND_READY] = 0, [BACKEND_FULL] = 1, [BACKEND_WAIT] = 2, [BACKEND_DOWN] = 3,
+                                [BACKEND_FATAL] = 4};
     const backend_t *b = &s->cfg.primary[i];
     return (long long)order[scheduler_state(s, i)] << 40 | (long long)(b->ops->load(b->self) + s->reserved[i]) << 20;
 }
@@ -144,7 +156,8 @@ static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *
     const conf_t *cf = s->cfg.conf;
     scheduler_route_t r = {.server = scheduler_server_of(s, sess), .stand_in = -1, .limit = cf->max_concurrent_runs};
     const backend_t *p = &s->cfg.primary[r.server];
-    switch (scheduler_state(s, r.server)) {
+    backend_state_t st = scheduler_state(s, r.server);
+    switch (st) {
     case BACKEND_READY:
         r.backend = p;
         break;
@@ -152,6 +165,7 @@ static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *
     case BACKEND_WAIT: /* a replacement comes: wait for it, without end */
         break;
     case BACKEND_DOWN:
+    case BACKEND_FATAL: /* as down, but waiting for it would be in vain */
         if (s->cfg.fallback.ops && cf->fallback) {
             if (s->stand_ins < cf->fallback_max_runs)
                 r.backend = &s->cfg.fallback;
@@ -160,6 +174,7 @@ static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *
                 r.limit = cf->fallback_max_runs;
         } else {
             r.expires = 1;
+            r.fatal = st == BACKEND_FATAL;
         }
         break;
     }
@@ -169,18 +184,29 @@ static scheduler_route_t scheduler_route(const scheduler_t *s, const session_t *
     return r;
 }
 
-/* With nowhere to run and fallback off, a message waits for its server, but not without end. */
+static int scheduler_any_fatal(const scheduler_t *s)
+{
+    for (int i = 0; i < s->cfg.nprimary; i++)
+        if (scheduler_state(s, i) == BACKEND_FATAL)
+            return 1;
+    return 0;
+}
+
+/* With nowhere to run and fallback off, a message waits for its server, but not without end; for
+ * a FATAL server, not at all (only an operator brings it back). */
 static void scheduler_expire(scheduler_t *s, double now)
 {
+    int fatal = scheduler_any_fatal(s);
     for (execution_t *e = s->head, *next; e; e = next) {
         next = e->qnext;
-        if ((now - e->rec.queued_at) * 1000.0 <= s->cfg.conf->fallback_wait_ms)
+        if (!fatal && (now - e->rec.queued_at) * 1000.0 <= s->cfg.conf->fallback_wait_ms)
             continue;
         session_t *sess = session_find(s->cfg.sessions, e->owner, e->session_id);
-        if (sess && !scheduler_route(s, sess).expires)
+        scheduler_route_t r = sess ? scheduler_route(s, sess) : (scheduler_route_t){.expires = 1};
+        if (!r.expires || (!r.fatal && (now - e->rec.queued_at) * 1000.0 <= s->cfg.conf->fallback_wait_ms))
             continue;
         scheduler_dequeue(s, e, sess);
-        execution_set_error(e, "the opencode server is unavailable and fallback is off");
+        execution_set_error(e, r.fatal ? SCHEDULER_ERR_FATAL : "the opencode server is unavailable and fallback is off");
         execution_finish(e, EXEC_FAILED);
     }
 }
@@ -355,6 +381,16 @@ int64_t scheduler_submit(scheduler_t *s, session_t *sess, const char *text, cons
 {
     if (s->stopping)
         return scheduler_refuse(s, c, 503, "shutting_down", "the manager is shutting down", NULL);
+    scheduler_route_t r = scheduler_route(s, sess);
+    if (r.fatal) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "opencode server %d of pool %s is FATAL: it was restarted more than server_restart_limit times "
+                 "within server_restart_window, and fallback is off; an operator fixes the cause and runs "
+                 "`ocpmctl server restart --pool %s %d`",
+                 r.server, s->cfg.pool, s->cfg.pool, r.server);
+        return scheduler_refuse(s, c, 503, "server_fatal", msg, NULL);
+    }
     long bytes = (long)(strlen(text) + (model ? strlen(model) : 0) + (agent ? strlen(agent) : 0)) +
                  SCHEDULER_QUEUED_OVERHEAD;
     if (scheduler_admit(s, sess, bytes, how, c) != 0)

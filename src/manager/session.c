@@ -140,6 +140,10 @@ void session_each(session_table_t *t, void (*fn)(void *ctx, session_t *s), void 
 }
 
 const char *session_id(const session_t *s) { return s->id; }
+double session_created_at(const session_t *s) { return s->created_at; }
+double session_last_activity(const session_t *s) { return s->last_activity; }
+long session_message_count(const session_t *s) { return s->message_count; }
+
 const char *session_owner(const session_t *s) { return s->owner; }
 const char *session_workspace(const session_t *s) { return s->workspace; }
 const char *session_workspace_name(const session_t *s) { return s->wsname; }

@@ -14,7 +14,9 @@
 #include "log.h"
 #include "oc_server_internal.h"
 
-static const char *const oc_server_state_names[] = {"off", "starting", "ready", "draining", "backoff", "stopping"};
+static const char *const oc_server_state_names[] = {"off", "starting", "ready", "draining", "backoff", "stopping", "fatal"};
+
+const char *oc_server_state_name(oc_server_state_t st) { return oc_server_state_names[st]; }
 
 void oc_server_changed(oc_server_t *s)
 {
@@ -199,18 +201,19 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
     int recycled = s->recycling;
     s->recycling = 0;
     s->replacing = recycled;
+    int fatal = !recycled && oc_server_fatal_check(s, detail);
     if (recycled) {
         log_info("opencode server recycled; starting a fresh one", "%s", detail);
         oc_server_record(s, "server_recycle", detail);
         oc_server_set_state(s, OC_SERVER_DRAINING);
-    } else {
+    } else if (!fatal) {
         log_error("opencode server died; restarting", "%s delayMs=%ld restarts=%ld", detail, delay_ms,
                   oc_server_restarts(s) + 1);
         oc_server_record(s, "server_restart", detail);
         oc_server_set_state(s, OC_SERVER_BACKOFF);
     }
     oc_server_fail_all(s, "the opencode server exited during the message");
-    return recycled ? SUPERVISOR_RESTART_NOW : SUPERVISOR_RESTART_BACKOFF;
+    return recycled ? SUPERVISOR_RESTART_NOW : fatal ? SUPERVISOR_RESTART_NEVER : SUPERVISOR_RESTART_BACKOFF;
 }
 
 static const supervisor_ops_t oc_server_sup_ops = {.build = oc_server_build,
@@ -275,7 +278,11 @@ oc_server_t *oc_server_new(const oc_server_config_t *cfg)
         .lines_per_s = 200, /* a server that floods its output must not fill the manager's disk */
     };
     s->sup = supervisor_new(cfg->loop, "opencode serve", &policy, &oc_server_sup_ops, s);
-    if (!s->sup) {
+    s->restarts_window = restart_limit_new(c->server_restart_limit, c->server_restart_window_ms);
+    if (!s->sup || !s->restarts_window) {
+        if (s->sup)
+            supervisor_free(s->sup);
+        restart_limit_free(s->restarts_window);
         free(s);
         return NULL;
     }
@@ -338,6 +345,8 @@ void oc_server_free(oc_server_t *s)
     json_object_put(s->providers);
     oc_server_dirs_free(s);
     supervisor_free(s->sup);
+    restart_limit_free(s->restarts_window);
+    s->restarts_window = NULL;
     s->freeing = 1;
     uv_timer_t *ts[] = {&s->health_timer, &s->start_timer, &s->dispose_timer, &s->resub_timer, &s->kill_timer};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
@@ -362,6 +371,7 @@ json_object *oc_server_status_json(const oc_server_t *s)
     json_object_object_add(o, "port", pid > 0 ? json_object_new_int(s->port) : NULL);
     json_object_object_add(o, "startedAt", pid > 0 ? json_object_new_int64((int64_t)(started * 1000)) : NULL);
     json_object_object_add(o, "restarts", json_object_new_int64(oc_server_restarts(s)));
+    json_object_object_add(o, "fatalSince", s->fatal_at > 0 ? json_object_new_int64((int64_t)(s->fatal_at * 1000)) : NULL);
     json_object_object_add(o, "healthy", json_object_new_boolean(oc_server_healthy(s)));
     json_object_object_add(o, "lastHealthCheck",
                            s->last_health > 0 ? json_object_new_int64((int64_t)(s->last_health * 1000)) : NULL);

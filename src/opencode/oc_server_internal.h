@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "oc_server.h"
+#include "restart_limit.h"
 #include "sse.h"
 #include "supervisor.h"
 
@@ -70,6 +71,8 @@ struct oc_server {
     int recycling;
     int replacing; /* a recycled server's successor is starting: messages wait for it (no fallback) */
     const char *restart_reason;
+    restart_limit_t *restarts_window; /* restarts after failures within server_restart_window */
+    double fatal_at;                  /* when it was declared FATAL (clock_now), 0 when it is not */
     http_req_t *health_req, *events_req;
     sse_t *sse;
     json_object *providers; /* the models' first answer, waiting for the second */
@@ -92,6 +95,12 @@ void oc_server_kill(oc_server_t *s, const char *why, int sig);
 /* SIGTERM now, SIGKILL after the grace (a recycle once drained). */
 void oc_server_terminate(oc_server_t *s, const char *why);
 size_t oc_server_urlencode(const char *in, char *out, size_t outlen);
+
+/* oc_server_fatal.c */
+/* The process died (detail says how) and would be restarted: declare it FATAL instead when that
+ * restart is past server_restart_limit within server_restart_window. Returns 1 when it did (the
+ * state is FATAL, logged, recorded). */
+int oc_server_fatal_check(oc_server_t *s, const char *detail);
 
 /* oc_server_health.c */
 void oc_server_health_check(oc_server_t *s);

@@ -468,7 +468,7 @@ static int oc_server_msg_prompt_reply(backend_job_t *msg, const char *kind, cons
 }
 
 /* Ready and below server_max_inflight; draining (a replacement comes) or stopping: wait; starting
- * or restarting: down (a fallback may run the message). */
+ * or restarting: down (a fallback may run the message); FATAL: so until an operator restarts it. */
 static backend_state_t oc_server_backend_state(void *self)
 {
     oc_server_t *s = self;
@@ -484,6 +484,8 @@ static backend_state_t oc_server_backend_state(void *self)
         return BACKEND_WAIT;
     case OC_SERVER_STARTING: /* a planned replacement waits for its successor; a restart falls back */
         return s->replacing ? BACKEND_WAIT : BACKEND_DOWN;
+    case OC_SERVER_FATAL:
+        return BACKEND_FATAL;
     default:
         return BACKEND_DOWN;
     }

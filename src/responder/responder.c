@@ -373,7 +373,9 @@ static void resp_handle(FCGX_Request *r, resp_thread_t *t, int *is_message)
     json_object *frame = resp_frame(r, t, &row);
     if (!frame)
         return;
-    if (resp_from_snapshot(r, t->r, row, frame) == 0) {
+    /* The published document is the plain one: a query (?full) goes to the manager. */
+    json_object *args = json_object_object_get(frame, "args");
+    if ((!args || json_object_object_length(args) == 0) && resp_from_snapshot(r, t->r, row, frame) == 0) {
         json_object_put(frame);
         return;
     }

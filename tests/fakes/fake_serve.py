@@ -29,7 +29,8 @@ to a reply comes 30 s after the reply took effect), [[spend=C]] (the assistant
 message reports cost C, then the turn waits for the abort). Knobs in the environment:
 OPENCODE_FAKE_SERVE_START_DELAY_MS (slow start), OPENCODE_FAKE_SERVE_NEVER_HEALTHY=1.
 Files in OPENCODE_FAKE_CONTROL_DIR switch faults at run time: hang_health (health never answers),
-slow_start (the next start takes 3 s before it listens); NAME@HOME (hang_health@server-1) switches it
+slow_start (the next start takes 3 s before it listens), crash_start (every start exits 1 at once,
+before it listens: a crash loop); NAME@HOME (hang_health@server-1) switches it
 for the one server whose HOME's last component is HOME (ocpm's servers have homes of their own).
 Each request is appended to OPENCODE_FAKE_LOG as {"serve": method, path, auth} when set.
 """
@@ -417,6 +418,9 @@ def serve(argv):
             return 0
         else:
             i += 1
+    if control("crash_start"):
+        print("fake opencode serve: crashing at start (crash_start)", file=sys.stderr, flush=True)
+        return 1
     delay = int(os.environ.get("OPENCODE_FAKE_SERVE_START_DELAY_MS") or 0)
     if control("slow_start"):
         delay = max(delay, 3000)
