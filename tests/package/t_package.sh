@@ -107,7 +107,7 @@ DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
 echo "# package: $DEB"
 
 # --- lintian ----------------------------------------------------------------------------------------
-lintian --fail-on error --display-level '>=warning' "$DEB" >"$TDIR/lintian.out" 2>&1
+lintian --fail-on error -I --show-overrides "$DEB" >"$TDIR/lintian.out" 2>&1
 lrc=$?
 grep -v '^running with root' "$TDIR/lintian.out" | sed 's/^/# lintian: /'
 is "$lrc/$(grep -c '^E: ' "$TDIR/lintian.out")" "0/0" "lintian reports no error"
