@@ -252,6 +252,21 @@ is "$st" 200 "the status page is served from /usr/share/ocpm/nginx/status"
 st=$(curl -s -o "$TDIR/e.json" -w '%{http_code}' "$BASE/api/nothing-here")
 is "$st/$(jq -r .error.code "$TDIR/e.json" 2>/dev/null)" 404/not_found "an unknown route is ocpm's JSON 404"
 
+# --- reload, as systemctl reload does (ExecReload: SIGHUP) ------------------------------------------
+reload=$(sed -n 's/^ExecReload=//p' "$unit")
+is "$reload" '/bin/kill -HUP $MAINPID' "the unit reloads with SIGHUP"
+if grep -q 'READY=1' "$TDIR/notify.log" 2>/dev/null; then
+    readies=$(grep -c 'READY=1' "$TDIR/notify.log")
+    kill -HUP "$OCPMD_PID"
+    check "after SIGHUP ocpmd says RELOADING=1, then READY=1 again" \
+        wait_until 30 sh -c "grep -q RELOADING=1 '$TDIR/notify.log' && [ \$(grep -c READY=1 '$TDIR/notify.log') -gt $readies ]"
+    req POST /api/sessions/pkg/messages '{"text":"after the reload"}'
+    is "$STATUS/$(j .execution.status)" 200/succeeded "a message is answered through nginx after the reload"
+    is "$(stat -c '%U:%G %a' /var/lib/ocpm/fcgi.sock)" "root:www-data 660" "the FastCGI socket is still www-data's after the reload"
+else
+    skip "a reload keeps serving through nginx" "this ocpmd does not notify systemd"
+fi
+
 # --- logrotate, as installed ------------------------------------------------------------------------
 if grep -aq SIGUSR1 /usr/sbin/ocpmd && command -v logrotate >/dev/null; then
     logrotate -f -s "$TDIR/logrotate.state" /etc/logrotate.d/ocpm >"$TDIR/logrotate.out" 2>&1
