@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -102,6 +103,22 @@ static int proc_child_fds(const proc_spec_t *spec, int errfd)
 /* Child: its limits, then its user (the limits first: an unprivileged user could not raise them). */
 static void proc_child_identity(const proc_spec_t *spec, int errfd)
 {
+    /* No child of ocpmd needs a capability. A manager given CAP_SETUID and CAP_SETGID as ambient
+     * capabilities (an unprivileged ocpmd that may still switch the agent's user) would hand them
+     * on through exec to every child, the agent included, whatever user it becomes. EINVAL: a
+     * kernel without ambient capabilities, so none to clear. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        proc_child_fail(errfd, errno | PROC_STAGE_USER << 16);
+    /* Nor the inheritable ones: a program with file capabilities would get them back at exec. */
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct caps[2];
+    if (syscall(SYS_capget, &hdr, caps) != 0)
+        proc_child_fail(errfd, errno | PROC_STAGE_USER << 16);
+    if (caps[0].inheritable || caps[1].inheritable) {
+        caps[0].inheritable = caps[1].inheritable = 0;
+        if (syscall(SYS_capset, &hdr, caps) != 0)
+            proc_child_fail(errfd, errno | PROC_STAGE_USER << 16);
+    }
     const struct {
         int res;
         long v;

@@ -34,7 +34,8 @@ Knobs ride inside the message so that concurrent tests do not disturb each other
     [[probe]]        answer with what this process is and may do, as JSON: its uid, gid, groups, and
                      for each "ACTION:PATH" word after the knob (read, write, list, connect, signal
                      with a pid) whether it worked; env:NAME puts the variable NAME in "env", rlimit:NOFILE
-                     the soft limit in "rlimit", fds:all its descriptors past stdio in "fds"
+                     the soft limit in "rlimit", fds:all its descriptors past stdio in "fds", caps:all its
+                     capability sets (Inh, Prm, Eff, Bnd, Amb) in "caps"
 When OPENCODE_FAKE_LOG names a file, each invocation appends its argv, cwd and message as one JSON line.
 """
 import json
@@ -84,6 +85,10 @@ def probe(message):
                         except OSError:
                             pass  # the directory listing's own, closed since
                 out["fds"] = mine
+            elif action == "caps":
+                # The capability sets of this process (hex masks from /proc/self/status).
+                with open("/proc/self/status") as f:
+                    out["caps"] = {k[3:]: v.strip() for k, v in (l.split(":", 1) for l in f) if k.startswith("Cap")}
             elif action == "rlimit":
                 import resource
                 out.setdefault("rlimit", {})[path] = resource.getrlimit(getattr(resource, "RLIMIT_" + path))[0]
