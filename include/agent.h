@@ -90,4 +90,9 @@ int agent_mkdir(const agent_t *a, const char *path, agent_dir_t who, mode_t mode
 /* agentIsolation for the status document. */
 json_object *agent_status_json(const agent_t *a);
 
+/* Is the agent a, as it runs, kept out of c's fcgi_socket_group (it would speak to the pool as
+ * anyone)? agent_setup checks it at start; a reload that changes the group checks it again for
+ * the agents already running. 0, or -1 with err. */
+int agent_check_fcgi_group(const agent_t *a, const conf_t *c, char *err, size_t errlen);
+
 #endif

@@ -152,7 +152,7 @@ typedef struct db_slow {
 int db_slow_put(db_t *db, const db_slow_t *s);
 /* Rows at or after since, newest first, at most limit, below the id before (0: from the newest),
  * as JSON objects (pending_prompts parsed); NULL on failure. */
-json_object *db_slow_list(db_t *db, double since, long long before, long limit);
+json_object *db_slow_list(db_t *db, double since, long long before, long limit, size_t max_bytes, int *more);
 
 /* Rows left queued/running by a manager that died become interrupted. */
 int db_mark_interrupted(db_t *db, double now, int *count);

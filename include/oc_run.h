@@ -32,7 +32,9 @@ typedef struct oc_runner_config {
     const char *bin;     /* opencode_bin */
     size_t stderr_tail;  /* stderr_tail_bytes */
     size_t answer_max;   /* the answer's text is cut here */
-    int allow_all;       /* permission_policy = allow: OPENCODE_PERMISSION={"*":"allow"} for each run */
+    /* The pool's permission_policy as it is now (a reload may change it): "allow" gives each run
+     * OPENCODE_PERMISSION={"*":"allow"}. */
+    const char *permission_policy;
 } oc_runner_config_t;
 
 oc_runner_t *oc_runner_new(const oc_runner_config_t *cfg);

@@ -13,7 +13,7 @@
  * A reload replaces the responders as nginx replaces its workers: a new generation starts with the
  * new settings on a new listening socket that the manager has renamed over the old one's path, so
  * nginx's next connection reaches it; the old generation is sent SIGQUIT and finishes what it
- * serves (its streams too, up to run_timeout and kill_grace), then exits. Each generation counts
+ * serves (its streams too, however long: a stream lasts as long as its turn), then exits. Each generation counts
  * in its own band of the in-flight page, so the pool's limits hold across the two. */
 #ifndef OCPM_POOL_H
 #define OCPM_POOL_H
@@ -31,7 +31,6 @@ typedef struct pool_settings {
     conf_t conf;
     int slots;                       /* responders in the pool (slots of the in-flight page, fd 3) */
     long capacity, message_capacity; /* the pool's limits (inflight.h) */
-    long drain_ms;                   /* retired at a reload (SIGQUIT): how long its requests may take */
 } pool_settings_t;
 
 /* Told of what operators should find in manager_events (a respawn, a fatal exit). */
@@ -48,11 +47,16 @@ typedef struct pool_config {
 
 /* Start every responder. NULL with err when the pool cannot be set up. */
 pool_t *pool_start(const pool_config_t *cfg, char *err, size_t errlen);
+/* A band of the in-flight page free for a new generation (>= 0), or -1 while three older
+ * generations still finish their requests. */
+int pool_band_free(pool_t *p);
 /* Replace every responder with one reading the settings as they are now (after a reload),
- * listening on listen_fd (the pool's from now on, whatever the outcome). Returns 0, or -1 with err
- * when no band of the in-flight page is free (three older generations still finish their
- * requests): the running responders stay then. */
-int pool_reload(pool_t *p, int listen_fd, char *err, size_t errlen);
+ * listening on listen_fd (the pool's from now on, whatever the outcome). Once the new ones run,
+ * publish(ctx) puts their socket where nginx connects (0, or -1 with err); only then are the old
+ * ones retired. Returns 0, or -1 with err (no band free, the new ones could not start, publish
+ * failed): the running responders stay then, and nginx still reaches them. */
+typedef int (*pool_publish_fn)(void *ctx, char *err, size_t errlen);
+int pool_reload(pool_t *p, int listen_fd, pool_publish_fn publish, void *ctx, char *err, size_t errlen);
 /* SIGTERM every responder; done(ctx) once all have exited (SIGKILL after a grace period). */
 void pool_stop(pool_t *p, void (*done)(void *ctx), void *ctx);
 /* Close what is left (after pool_stop's done, or when the loop is torn down early). */

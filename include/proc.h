@@ -28,6 +28,10 @@ typedef struct proc_spec {
      * i), PROC_DEVNULL or PROC_NONE (not open in the child). proc_spec_init: 0..2 /dev/null. */
     int fd[PROC_NFDS];
     int new_pgroup;     /* setpgid(0, 0): the child leads its own group */
+    /* Signals the child starts with blocked (others: unblocked, default): a program that waits for
+     * them with sigwait gets any sent before it got there, instead of their default action. */
+    const int *blocked;
+    int nblocked;
     int pdeathsig;      /* prctl(PR_SET_PDEATHSIG) signal, 0 for none */
     /* Resource limits for the child (soft = hard); 0 leaves a limit as inherited. */
     long rlimit_as, rlimit_nofile, rlimit_cpu, rlimit_nproc, rlimit_fsize;

@@ -23,6 +23,8 @@
 #define SLOWLOG_TICK_MIN_MS 50
 /* A tool's input in the log line and the row is cut here (its size and digest say the rest). */
 #define SLOWLOG_INPUT_MAX 256
+/* Pending prompts named in a row (the count is in the log line). */
+#define SLOWLOG_PROMPTS_MAX 8
 
 typedef struct slowlog slowlog_t;
 /* Look at every running turn now (clock_now()); report those past their pool's timeout. */

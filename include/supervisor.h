@@ -63,8 +63,8 @@ void supervisor_signal(supervisor_t *s, int sig);
 /* Stop for good: no restart, SIGTERM, SIGKILL after the grace; done(ctx) once the child is gone
  * and its pipes are closed (at once when none runs). */
 void supervisor_stop(supervisor_t *s, void (*done)(void *ctx));
-/* The same with another signal and grace: a child asked to finish its work first (a responder
- * replaced at a reload, SIGQUIT) gets as long as that work may last. */
+/* The same with another signal and grace (0: no SIGKILL): a child asked to finish its work first
+ * (a responder replaced at a reload, SIGQUIT) gets as long as that work lasts. */
 void supervisor_retire(supervisor_t *s, int sig, long grace_ms, void (*done)(void *ctx));
 /* Close the supervisor's handles (after stop's done, or before the loop ends); it frees itself
  * once they are closed. */

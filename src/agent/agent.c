@@ -157,6 +157,19 @@ static int agent_check_socket_group(const agent_t *a, const conf_t *c, const gid
     return 0;
 }
 
+int agent_check_fcgi_group(const agent_t *a, const conf_t *c, char *err, size_t errlen)
+{
+    gid_t groups[AGENT_GROUPS_MAX];
+    int ngroups = AGENT_GROUPS_MAX - 1;
+    if (getgrouplist(a->name, a->gid, groups, &ngroups) < 0)
+        ngroups = 0;
+    /* The child drops supplementary groups: it holds only a->gid, whatever /etc/group says. The
+     * membership check still uses the list, so a configuration that would be wrong elsewhere is
+     * refused here too. */
+    groups[ngroups++] = a->gid;
+    return agent_check_socket_group(a, c, groups, ngroups, err, errlen);
+}
+
 /* Who the agent of c is (agent_setup). */
 static int agent_resolve(agent_t *a, conf_t *c, char *err, size_t errlen)
 {
@@ -209,15 +222,7 @@ static int agent_resolve(agent_t *a, conf_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "agent_group is root's group: the agent never runs with it");
         return -1;
     }
-    gid_t groups[AGENT_GROUPS_MAX];
-    int ngroups = AGENT_GROUPS_MAX - 1;
-    if (getgrouplist(a->name, a->gid, groups, &ngroups) < 0)
-        ngroups = 0;
-    /* The child drops supplementary groups: it holds only a->gid, whatever /etc/group says. The
-     * membership check still uses the list, so a configuration that would be wrong elsewhere is
-     * refused here too. */
-    groups[ngroups++] = a->gid;
-    if (agent_check_socket_group(a, c, groups, ngroups, err, errlen) != 0)
+    if (agent_check_fcgi_group(a, c, err, errlen) != 0)
         return -1;
     gid_t only[1] = {a->gid};
     return agent_relocate(a, c, only, 1, err, errlen);

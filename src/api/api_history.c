@@ -44,14 +44,16 @@ void api_admin_slowlog(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;
     long limit = (long)api_num(call, "limit", 50);
-    json_object *a = db_slow_list(m->db, api_num(call, "since", 0), (long long)api_num(call, "before", 0), limit);
+    int more = 0;
+    json_object *a = db_slow_list(m->db, api_num(call, "since", 0), (long long)api_num(call, "before", 0), limit,
+                                  API_PAGE_BYTES, &more);
     if (!a)
         return api_storage_error(m, c, "cannot read the slow log");
     size_t n = json_object_array_length(a);
     json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "slow_turns", a);
-    json_object_object_add(o, "next_cursor", (long)n == limit && last ? json_object_get(last) : NULL);
+    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
     control_reply(c, 200, o, NULL);
 }
 

@@ -385,10 +385,14 @@ int conf_finish(conf_t *c, char *err, size_t errlen)
                  c->user_queue_max_bytes, c->queue_max_bytes);
         return -1;
     }
-    /* sockaddr_un holds 108 bytes with the NUL. */
-    if (strlen(c->fcgi_socket) >= 108 || strlen(c->control_socket) >= 108) {
-        snprintf(err, errlen, "socket path too long (max 107 bytes): %s",
-                 strlen(c->fcgi_socket) >= 108 ? c->fcgi_socket : c->control_socket);
+    /* sockaddr_un holds 108 bytes with the NUL; the FastCGI socket is made as fcgi_socket.new
+     * first (manager_listen.c), 4 bytes more. */
+    if (strlen(c->fcgi_socket) >= 104) {
+        snprintf(err, errlen, "fcgi_socket path too long (max 103 bytes): %s", c->fcgi_socket);
+        return -1;
+    }
+    if (strlen(c->control_socket) >= 108) {
+        snprintf(err, errlen, "control_socket path too long (max 107 bytes): %s", c->control_socket);
         return -1;
     }
     if (c->max_message_bytes > c->max_body_bytes) {

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -172,7 +173,8 @@ int ctl_slowlog(ctl_opts_t *o, int argc, char **argv)
     db_t *db = ctl_open_db(o);
     if (!db)
         return 1;
-    json_object *rows = db_slow_list(db, since, 0, limit);
+    int more = 0;
+    json_object *rows = db_slow_list(db, since, 0, limit, SIZE_MAX, &more);
     int rc = rows ? 0 : ctl_fail("cannot read the slow log: %s", db_errmsg(db));
     static const char *const cols[] = {"when", "execution_id", "session_id", "pool", "elapsed_ms", "step", "tool",
                                        "tool_input_summary", "since_last_event_ms", "pending_prompts", NULL};
@@ -225,15 +227,12 @@ int ctl_stats(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-int ctl_prune(ctl_opts_t *o, int argc, char **argv)
+/* One operator op on the manager: its answer's body printed (as JSON with --json, else by print),
+ * or the manager's error after failed ("prune failed: ..."). Returns 0, or 1. */
+typedef void (*ctl_print_fn)(ctl_opts_t *o, json_object *body);
+static int ctl_call(ctl_opts_t *o, const char *op, json_object *args, ctl_print_fn print, const char *failed)
 {
-    (void)argc, (void)argv;
-    long ms;
-    if (!o->older_than || conf_parse_duration_ms(o->older_than, &ms) != 0)
-        return ctl_fail("prune needs --older-than AGE (such as 30d)"), 2;
-    json_object *args = json_object_new_object(), *status, *body;
-    json_object_object_add(args, "before", json_object_new_double(clock_now() - ms / 1000.0));
-    json_object *r = ctl_ask(o, "prune", args);
+    json_object *r = ctl_ask(o, op, args), *status, *body, *e, *msg;
     if (!r)
         return 1;
     int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
@@ -241,12 +240,31 @@ int ctl_prune(ctl_opts_t *o, int argc, char **argv)
     if (ok && o->json)
         ctl_print_json(body);
     else if (ok)
-        printf("deleted %s rows older than %s\n", json_object_get_string(json_object_object_get(body, "deleted")),
-               o->older_than);
+        print(o, body);
+    else if (json_object_object_get_ex(r, "body", &body) && json_object_object_get_ex(body, "error", &e) &&
+             json_object_object_get_ex(e, "message", &msg))
+        ctl_fail("%s: %s", failed, json_object_get_string(msg));
     else
-        ctl_fail("prune failed: %s", json_object_to_json_string(r));
+        ctl_fail("%s: %s", failed, json_object_to_json_string(r));
     json_object_put(r);
     return ok ? 0 : 1;
+}
+
+static void ctl_print_prune(ctl_opts_t *o, json_object *body)
+{
+    printf("deleted %s rows older than %s\n", json_object_get_string(json_object_object_get(body, "deleted")),
+           o->older_than);
+}
+
+int ctl_prune(ctl_opts_t *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    long ms;
+    if (!o->older_than || conf_parse_duration_ms(o->older_than, &ms) != 0)
+        return ctl_fail("prune needs --older-than AGE (such as 30d)"), 2;
+    json_object *args = json_object_new_object();
+    json_object_object_add(args, "before", json_object_new_double(clock_now() - ms / 1000.0));
+    return ctl_call(o, "prune", args, ctl_print_prune, "prune failed");
 }
 
 /* Print a list of names from the reload's answer, one line. */
@@ -260,66 +278,61 @@ static void ctl_print_names(const char *label, json_object *body, const char *ke
     printf("%s\n", n ? "" : " none");
 }
 
+static void ctl_print_reload(ctl_opts_t *o, json_object *body)
+{
+    (void)o;
+    printf("reloaded%s\n", json_object_get_boolean(json_object_object_get(body, "respondersReplaced"))
+                               ? ""
+                               : "; the responders were not replaced (the log says why)");
+    ctl_print_names("changed", body, "changed");
+    ctl_print_names("needs a restart", body, "restartNeeded");
+}
+
 int ctl_reload(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    json_object *r = ctl_ask(o, "reload", json_object_new_object()), *status, *body;
-    if (!r)
-        return 1;
-    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
-             json_object_object_get_ex(r, "body", &body);
-    if (ok && o->json) {
-        ctl_print_json(body);
-    } else if (ok) {
-        printf("reloaded\n");
-        ctl_print_names("changed", body, "changed");
-        ctl_print_names("needs a restart", body, "restartNeeded");
-    } else {
-        json_object *b = json_object_object_get(r, "body"), *e = b ? json_object_object_get(b, "error") : NULL;
-        json_object *msg = e ? json_object_object_get(e, "message") : NULL;
-        ctl_fail("reload failed, nothing changed: %s", msg ? json_object_get_string(msg) : json_object_to_json_string(r));
-    }
-    json_object_put(r);
-    return ok ? 0 : 1;
+    return ctl_call(o, "reload", json_object_new_object(), ctl_print_reload, "reload failed, nothing changed");
 }
 
 /* drain and undrain: the manager's state after the call, and what is still to finish. */
-static int ctl_drain_op(ctl_opts_t *o, const char *op)
+static void ctl_print_drain(ctl_opts_t *o, json_object *body)
 {
-    json_object *r = ctl_ask(o, op, json_object_new_object()), *status, *body;
-    if (!r)
-        return 1;
-    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
-             json_object_object_get_ex(r, "body", &body);
-    if (ok && o->json) {
-        ctl_print_json(body);
-    } else if (ok) {
-        int on = json_object_get_boolean(json_object_object_get(body, "draining"));
-        int changed = json_object_get_boolean(json_object_object_get(body, "changed"));
-        if (on)
-            printf("%s: new sessions and messages get 503 draining; %s running and %s queued will finish\n",
-                   changed ? "draining" : "already draining",
-                   json_object_get_string(json_object_object_get(body, "running")),
-                   json_object_get_string(json_object_object_get(body, "queued")));
-        else
-            printf("%s: new sessions and messages are taken\n", changed ? "drain ended" : "not draining");
-    } else {
-        ctl_fail("%s failed: %s", op, json_object_to_json_string(r));
-    }
-    json_object_put(r);
-    return ok ? 0 : 1;
+    (void)o;
+    int on = json_object_get_boolean(json_object_object_get(body, "draining"));
+    int changed = json_object_get_boolean(json_object_object_get(body, "changed"));
+    if (on)
+        printf("%s: new sessions and messages get 503 draining; %s running and %s queued will finish\n",
+               changed ? "draining" : "already draining",
+               json_object_get_string(json_object_object_get(body, "running")),
+               json_object_get_string(json_object_object_get(body, "queued")));
+    else
+        printf("%s: new sessions and messages are taken\n", changed ? "drain ended" : "not draining");
 }
 
 int ctl_drain(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    return ctl_drain_op(o, "drain");
+    return ctl_call(o, "drain", json_object_new_object(), ctl_print_drain, "drain failed");
 }
 
 int ctl_undrain(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    return ctl_drain_op(o, "undrain");
+    return ctl_call(o, "undrain", json_object_new_object(), ctl_print_drain, "undrain failed");
+}
+
+static void ctl_print_restarted(ctl_opts_t *o, json_object *body)
+{
+    (void)o;
+    static const char *const done_cols[] = {"pool", "server", "was", "action", NULL};
+    static const char *const skip_cols[] = {"pool", "server", "was", "why", NULL};
+    json_object *done = json_object_object_get(body, "restarted"), *skipped = json_object_object_get(body, "skipped");
+    if (json_object_array_length(done) == 0)
+        printf("no server restarted\n");
+    else
+        ctl_print_table(done, done_cols);
+    if (json_object_array_length(skipped) > 0)
+        printf("skipped:\n"), ctl_print_table(skipped, skip_cols);
 }
 
 /* server restart [--pool NAME] [N]: the manager restarts them (api_servers.c says which). */
@@ -327,7 +340,7 @@ int ctl_server(ctl_opts_t *o, int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "restart") != 0 || argc > 2)
         return ctl_fail("usage: ocpmctl server restart [--pool NAME] [N]"), 2;
-    json_object *args = json_object_new_object(), *status, *body, *e;
+    json_object *args = json_object_new_object();
     if (argc == 2) {
         char *end;
         long n = strtol(argv[1], &end, 10);
@@ -339,28 +352,5 @@ int ctl_server(ctl_opts_t *o, int argc, char **argv)
     }
     if (o->pool)
         json_object_object_add(args, "pool", json_object_new_string(o->pool));
-    json_object *r = ctl_ask(o, "server.restart", args);
-    if (!r)
-        return 1;
-    int ok = json_object_object_get_ex(r, "status", &status) && json_object_get_int(status) == 200 &&
-             json_object_object_get_ex(r, "body", &body);
-    static const char *const done_cols[] = {"pool", "server", "was", "action", NULL};
-    static const char *const skip_cols[] = {"pool", "server", "was", "why", NULL};
-    if (ok && o->json) {
-        ctl_print_json(body);
-    } else if (ok) {
-        json_object *done = json_object_object_get(body, "restarted"), *skipped = json_object_object_get(body, "skipped");
-        if (json_object_array_length(done) == 0)
-            printf("no server restarted\n");
-        else
-            ctl_print_table(done, done_cols);
-        if (json_object_array_length(skipped) > 0)
-            printf("skipped:\n"), ctl_print_table(skipped, skip_cols);
-    } else if (json_object_object_get_ex(r, "body", &body) && json_object_object_get_ex(body, "error", &e)) {
-        ctl_fail("server restart: %s", json_object_get_string(json_object_object_get(e, "message")));
-    } else {
-        ctl_fail("server restart failed: %s", json_object_to_json_string(r));
-    }
-    json_object_put(r);
-    return ok ? 0 : 1;
+    return ctl_call(o, "server.restart", args, ctl_print_restarted, "server restart");
 }

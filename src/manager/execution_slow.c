@@ -27,6 +27,9 @@ static void execution_slow_report(execution_t *e, double now)
     char summary[SLOWLOG_INPUT_MAX + 4];
     json_object *prompts = ask_open_json(s->cfg.asks, e->rec.id);
     int npending = (int)json_object_array_length(prompts);
+    /* The row names the first few; the log line says how many there are (the agent may ask many). */
+    if (npending > SLOWLOG_PROMPTS_MAX)
+        json_object_array_del_idx(prompts, SLOWLOG_PROMPTS_MAX, (size_t)npending - SLOWLOG_PROMPTS_MAX);
     char first[ASK_TITLE_MAX + 128] = "";
     if (npending > 0) {
         json_object *p = json_object_array_get_idx(prompts, 0), *k, *id, *title;

@@ -22,6 +22,11 @@ int manager_choose_mode(manager_t *m, char *err, size_t errlen);
 int manager_lock(const conf_t *c, char *err, size_t errlen);
 /* The FastCGI socket: its fd, or -1 with err. */
 int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen);
+/* The same in two steps (a reload): made under fcgi_socket.new (its fd, or -1 with err), then
+ * renamed into place (0, or -1 with err); or discarded. */
+int manager_fcgi_prepare(const conf_t *c, char *err, size_t errlen);
+int manager_fcgi_publish(const conf_t *c, char *err, size_t errlen);
+void manager_fcgi_discard(const conf_t *c);
 
 /* manager_snapshot.c: the published status, health and metrics (snapshot.h), renewed as the loop
  * turns. publish renders and puts the documents (NULL: nothing is published). */

@@ -44,12 +44,19 @@ int manager_lock(const conf_t *c, char *err, size_t errlen)
 
 /* The FastCGI socket, like PHP-FPM's listen.owner/group/mode: ocpmd's, in fcgi_socket_group (the
  * web server's; never the agent's, agent_setup checked), with fcgi_socket_mode. It is made whole
- * under a name of its own, then renamed into place: nginx never meets a socket that has not its
- * mode yet, and at a reload the new one replaces the old in one step (pool.h). */
-int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen)
+ * under a name of its own (fcgi_socket.new), then renamed into place (manager_fcgi_publish):
+ * nginx never meets a socket that has not its mode yet, and at a reload the new one replaces the
+ * old in one step, once the responders behind it run (pool.h). */
+static int manager_fcgi_temp(const conf_t *c, struct sockaddr_un *sa)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s.new", c->fcgi_socket) >= (int)sizeof sa.sun_path) {
+    *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+    return snprintf(sa->sun_path, sizeof sa->sun_path, "%s.new", c->fcgi_socket) >= (int)sizeof sa->sun_path ? -1 : 0;
+}
+
+int manager_fcgi_prepare(const conf_t *c, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    if (manager_fcgi_temp(c, &sa) != 0) {
         snprintf(err, errlen, "FastCGI socket %s: the path is too long", c->fcgi_socket);
         return -1;
     }
@@ -70,10 +77,36 @@ int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen)
     }
     unlink(sa.sun_path);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chown(sa.sun_path, geteuid(), group) != 0 ||
-        chmod(sa.sun_path, (mode_t)c->fcgi_socket_mode) != 0 || listen(fd, 1024) != 0 ||
-        rename(sa.sun_path, c->fcgi_socket) != 0) {
-        snprintf(err, errlen, "FastCGI socket %s: %s", c->fcgi_socket, strerror(errno));
+        chmod(sa.sun_path, (mode_t)c->fcgi_socket_mode) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "FastCGI socket %s: %s", sa.sun_path, strerror(errno));
         unlink(sa.sun_path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int manager_fcgi_publish(const conf_t *c, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    if (manager_fcgi_temp(c, &sa) == 0 && rename(sa.sun_path, c->fcgi_socket) == 0)
+        return 0;
+    snprintf(err, errlen, "FastCGI socket %s: %s", c->fcgi_socket, strerror(errno));
+    unlink(sa.sun_path);
+    return -1;
+}
+
+void manager_fcgi_discard(const conf_t *c)
+{
+    struct sockaddr_un sa;
+    if (manager_fcgi_temp(c, &sa) == 0)
+        unlink(sa.sun_path);
+}
+
+int manager_fcgi_listen(const conf_t *c, char *err, size_t errlen)
+{
+    int fd = manager_fcgi_prepare(c, err, errlen);
+    if (fd >= 0 && manager_fcgi_publish(c, err, errlen) != 0) {
         close(fd);
         return -1;
     }

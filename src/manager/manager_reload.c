@@ -74,17 +74,39 @@ static void manager_reload_apply(manager_t *m)
         log_error("cannot start webhooks after the reload", "error=\"out of memory\"");
 }
 
-/* New responders, on a new socket renamed over the old one's path (fcgi_socket_mode and _group
- * apply to it). On failure the running ones stay, and say so. */
-static void manager_reload_responders(manager_t *m)
+static int manager_reload_publish(void *ctx, char *err, size_t errlen)
+{
+    return manager_fcgi_publish(ctx, err, errlen);
+}
+
+/* New responders, on a new socket renamed over the old one's path once they run (fcgi_socket_mode
+ * and _group apply to it). On failure the running ones stay, nginx still reaches them, and the
+ * log and the answer say so. Returns 0 when replaced. */
+static int manager_reload_responders(manager_t *m)
 {
     char err[512];
-    int fd = manager_fcgi_listen(m->conf, err, sizeof err);
-    if (fd < 0 || pool_reload(m->pool, fd, err, sizeof err) != 0)
-        log_error("responders not replaced at the reload; the running ones stay", "reason=%s", log_q(err));
-    else
+    int fd = -1;
+    if (pool_band_free(m->pool) < 0)
+        snprintf(err, sizeof err, "three older generations of responders are still finishing their requests");
+    else if ((fd = manager_fcgi_prepare(m->conf, err, sizeof err)) >= 0 &&
+             pool_reload(m->pool, fd, manager_reload_publish, (void *)m->conf, err, sizeof err) == 0) {
         log_info("responders replaced; the previous ones finish their requests", "responders=%ld",
                  m->conf->responders);
+        return 0;
+    }
+    manager_fcgi_discard(m->conf);
+    log_warn("responders not replaced at the reload; the running ones stay", "reason=%s", log_q(err));
+    return -1;
+}
+
+/* The agents run as they started (agent_user needs a restart): a new fcgi_socket_group must not
+ * be one of theirs. */
+static int manager_reload_check(manager_t *m, const manager_settings_t *next, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->ntenants; i++)
+        if (agent_check_fcgi_group(m->tenants[i].agent, next->conf, err, errlen) != 0)
+            return -1;
+    return 0;
 }
 
 int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen)
@@ -93,7 +115,7 @@ int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen)
     log_info("reloading configuration", "file=%s", log_q(m->conf->file[0] ? m->conf->file : "(none)"));
     manager_notify_reloading(m); /* systemd: RELOADING=1, then READY=1 whatever the outcome */
     manager_settings_t next = {0};
-    if (h->load(h->ctx, &next, err, errlen) != 0) {
+    if (h->load(h->ctx, &next, err, errlen) != 0 || manager_reload_check(m, &next, err, errlen) != 0) {
         h->unload(h->ctx, &next);
         log_error("configuration reload failed; nothing changed", "reason=%s", log_q(err));
         manager_event(m, "reload_failed", err);
@@ -106,19 +128,21 @@ int manager_reload(manager_t *m, json_object **info, char *err, size_t errlen)
     conf_apply_live(m->settings->conf, next.conf);
     h->unload(h->ctx, &next);
     manager_reload_apply(m);
-    manager_reload_responders(m);
+    int replaced = manager_reload_responders(m) == 0;
     m->reloads++;
     snapshot_stale(); /* the status shows settings */
     size_t nc = json_object_array_length(r.changed), nr = json_object_array_length(r.restart);
     char detail[96];
     snprintf(detail, sizeof detail, "changed=%zu restart_needed=%zu", nc, nr);
     manager_event(m, "reload", detail);
-    log_info("configuration reloaded", "changed=%zu restartNeeded=%zu reloads=%lu", nc, nr, m->reloads);
+    log_info("configuration reloaded", "changed=%zu restartNeeded=%zu respondersReplaced=%s reloads=%lu", nc, nr,
+             replaced ? "yes" : "no", m->reloads);
     manager_notify_ready(m);
     if (info) {
         *info = json_object_new_object();
         json_object_object_add(*info, "changed", r.changed);
         json_object_object_add(*info, "restartNeeded", r.restart);
+        json_object_object_add(*info, "respondersReplaced", json_object_new_boolean(replaced));
     } else {
         json_object_put(r.changed);
         json_object_put(r.restart);

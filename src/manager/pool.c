@@ -77,6 +77,11 @@ static int pool_build(void *ctx, proc_spec_t *spec, char *err, size_t errlen)
     spec->fd[3] = s->gen->pool->inflight_fd;
     spec->fd[4] = s->gen->settings_fd;
     spec->fd[5] = s->gen->pool->snapshot_fd;
+    /* The responder waits for these with sigwait: one sent while it starts (a stop, a reload's
+     * SIGQUIT) waits for it rather than killing it half-started. */
+    static const int stop_signals[] = {SIGTERM, SIGQUIT, SIGHUP};
+    spec->blocked = stop_signals;
+    spec->nblocked = sizeof stop_signals / sizeof stop_signals[0];
     return 0;
 }
 
@@ -105,6 +110,9 @@ static supervisor_restart_t pool_exited(void *ctx, pid_t pid, int status, const 
     pool_slot_t *s = ctx;
     pool_t *p = s->gen->pool;
     inflight_reset(s->index); /* what it was serving died with it */
+    if (s->gen->retiring && status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+        log_warn("responder of an older generation died before it finished", "responder=%d pid=%ld signal=%d",
+                 s->index, (long)pid, WTERMSIG(status));
     if (p->stopping || s->gen->retiring)
         return SUPERVISOR_RESTART_NEVER;
     if (pid == 0) {
@@ -149,8 +157,6 @@ static int pool_settings_fd(const pool_t *p)
     rs.slots = p->nslots * POOL_BANDS;
     rs.capacity = p->cap_all;
     rs.message_capacity = p->cap_msg;
-    /* No turn outlives run_timeout and kill_grace; its stream ends with it. */
-    rs.drain_ms = p->cfg.conf->run_timeout_ms + p->cfg.conf->kill_grace_ms + 5000;
     int fd = memfd_create("ocpm-responder-settings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
@@ -265,21 +271,34 @@ static void pool_sweep_old(pool_t *p)
 static void pool_slot_retired(void *ctx)
 {
     pool_slot_t *s = ctx;
-    s->gen->running--;
-    log_debug("responder of an older generation done", "responder=%d left=%d", s->index, s->gen->running);
+    pool_gen_t *g = s->gen;
+    g->running--;
+    log_debug("responder of an older generation done", "responder=%d left=%d", s->index, g->running);
+    /* Nothing accepts there any more: whatever still waits in its queue is refused now, not left
+     * to hang (the supervisors are freed at the next reload, outside their own callbacks). */
+    if (g->running == 0 && g->listen_fd >= 0) {
+        close(g->listen_fd);
+        g->listen_fd = -1;
+    }
 }
 
-int pool_reload(pool_t *p, int listen_fd, char *err, size_t errlen)
+int pool_band_free(pool_t *p)
 {
     pool_sweep_old(p);
     int used[POOL_BANDS] = {0};
     used[p->cur->band] = 1;
     for (pool_gen_t *g = p->old; g; g = g->next)
         used[g->band] = 1;
-    int band = 0;
-    while (band < POOL_BANDS && used[band])
-        band++;
-    if (band == POOL_BANDS) {
+    for (int band = 0; band < POOL_BANDS; band++)
+        if (!used[band])
+            return band;
+    return -1;
+}
+
+int pool_reload(pool_t *p, int listen_fd, pool_publish_fn publish, void *ctx, char *err, size_t errlen)
+{
+    int band = pool_band_free(p);
+    if (band < 0) {
         close(listen_fd);
         return snprintf(err, errlen, "%d older generations of responders are still finishing their requests",
                         POOL_BANDS - 1), -1;
@@ -287,15 +306,25 @@ int pool_reload(pool_t *p, int listen_fd, char *err, size_t errlen)
     pool_gen_t *g = pool_gen_start(p, band, listen_fd, err, errlen);
     if (!g)
         return -1;
+    if (publish(ctx, err, errlen) != 0) { /* nginx still reaches the running ones: they stay */
+        g->retiring = 1;
+        g->running = p->nslots;
+        g->next = p->old;
+        p->old = g;
+        for (int i = 0; i < p->nslots; i++)
+            supervisor_stop(g->slots[i].sup, pool_slot_retired);
+        return -1;
+    }
     pool_gen_t *was = p->cur;
     p->cur = g;
     was->retiring = 1;
     was->running = p->nslots;
     was->next = p->old;
     p->old = was;
+    /* No bound but their requests', as nginx's worker_shutdown_timeout by default: a stream lasts
+     * as long as its turn and the wait before it. */
     for (int i = 0; i < p->nslots; i++)
-        supervisor_retire(was->slots[i].sup, SIGQUIT,
-                          p->cfg.conf->run_timeout_ms + p->cfg.conf->kill_grace_ms + 10000, pool_slot_retired);
+        supervisor_retire(was->slots[i].sup, SIGQUIT, 0, pool_slot_retired);
     return 0;
 }
 

@@ -215,7 +215,7 @@ int tenant_init(tenant_t *t, uv_loop_t *loop, char *err, size_t errlen)
         return -1;
     oc_runner_config_t rc = {.loop = loop, .agent = t->agent, .bin = c->opencode_bin,
                              .stderr_tail = (size_t)c->stderr_tail_bytes, .answer_max = 1u << 20,
-                             .allow_all = strcmp(c->permission_policy, "allow") == 0};
+                             .permission_policy = c->permission_policy};
     t->runner = oc_runner_new(&rc);
     t->models = oc_models_new();
     if (!t->runner || !t->models)

@@ -359,7 +359,7 @@ static pid_t oc_run_spawn(backend_job_t *j, const backend_request_t *rq, char *c
     agent_launch_t as;
     if (agent_launch(j->runner->cfg.agent, &as, rq->owner, rq->server, rq->workspace_fd, err, errlen) != 0)
         return -1;
-    if (j->runner->cfg.allow_all && agent_launch_setenv(&as, "OPENCODE_PERMISSION", "{\"*\":\"allow\"}") != 0) {
+    if (strcmp(j->runner->cfg.permission_policy, "allow") == 0 && agent_launch_setenv(&as, "OPENCODE_PERMISSION", "{\"*\":\"allow\"}") != 0) {
         agent_launch_done(&as);
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -140,12 +140,14 @@ static void proc_child_identity(const proc_spec_t *spec, int errfd)
  * stage and errno) before _exit. */
 static void proc_child(const proc_spec_t *spec, int errfd, pid_t parent)
 {
-    sigset_t none;
-    sigemptyset(&none);
+    sigset_t mask;
+    sigemptyset(&mask);
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             signal(s, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int i = 0; i < spec->nblocked; i++)
+        sigaddset(&mask, spec->blocked[i]);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     if (spec->new_pgroup && setpgid(0, 0) != 0)
         proc_child_fail(errfd, errno | PROC_STAGE_SETUP << 16);
     errfd = proc_child_fds(spec, errfd);

@@ -286,7 +286,8 @@ void supervisor_retire(supervisor_t *s, int sig, long grace_ms, void (*done)(voi
     }
     s->stop_done = done;
     supervisor_signal(s, sig);
-    uv_timer_start(&s->timer, supervisor_grace_cb, (uint64_t)grace_ms, 0);
+    if (grace_ms > 0)
+        uv_timer_start(&s->timer, supervisor_grace_cb, (uint64_t)grace_ms, 0);
 }
 
 void supervisor_free(supervisor_t *s)

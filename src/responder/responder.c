@@ -429,15 +429,14 @@ static void *resp_thread_main(void *arg)
 /* SIGQUIT, at a reload: the manager has put a new socket in this one's place, so nothing new
  * arrives here. Shutting this one down lets every thread accept what is already queued, then
  * wakes each from accept() (EINVAL, which libfcgi passes on): threads leave as they finish their
- * requests, streams included. A request only just accepted is finished like the rest. Returns
- * how many threads were still at work after drain_ms. */
-static int responder_retire(responder_t *r, long drain_ms)
+ * requests, streams included, however long they last (as nginx's old workers). A request only
+ * just accepted is finished like the rest. */
+static void responder_retire(responder_t *r)
 {
     shutdown(0, SHUT_RDWR);
     struct timespec tick = {0, 20 * 1000 * 1000};
-    for (long waited = 0; atomic_load(&r->threads) > 0 && waited < drain_ms; waited += 20)
+    while (atomic_load(&r->threads) > 0)
         nanosleep(&tick, NULL);
-    return atomic_load(&r->threads);
 }
 
 int responder_main(int index, int settings_fd)
@@ -507,8 +506,8 @@ int responder_main(int index, int settings_fd)
         break;
     }
     if (sig == SIGQUIT) {
-        int left = responder_retire(r, r->s.drain_ms);
-        log_debug("responder retired", "responder=%d threadsLeft=%d", index, left);
+        responder_retire(r);
+        log_debug("responder retired", "responder=%d", index);
         return 0;
     }
     atomic_store(&r->stopping, 1);

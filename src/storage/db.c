@@ -38,6 +38,17 @@ void db_failed(db_t *db)
         snprintf(db->err_msg, sizeof db->err_msg, "%s", sqlite3_errmsg(db->h));
 }
 
+json_object *db_rows_done(db_t *db, sqlite3_stmt *s, int rc, json_object *a)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_DONE)
+        return a;
+    db_failed(db);
+    json_object_put(a);
+    return NULL;
+}
+
 /* The classes of failure callers answer differently (busy: retry soon; full/read-only: the
  * operator must act), from SQLite's primary result code. */
 static const struct {

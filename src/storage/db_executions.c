@@ -273,9 +273,7 @@ static sqlite3_stmt *db_list_stmt(db_t *db, int mask)
     return db->list_st[mask];
 }
 
-/* An upper bound of the current row's size as JSON: every byte of text at most 6 (\u00XX), the
- * rest a fixed allowance per column. */
-static size_t db_row_json_bound(sqlite3_stmt *s)
+size_t db_row_json_bound(sqlite3_stmt *s)
 {
     size_t n = 2;
     int cols = sqlite3_column_count(s);

@@ -109,6 +109,9 @@ struct db {
 
 /* Remember why the last call failed (SQLite's code and message). */
 void db_failed(db_t *db);
+/* The end of a read of rows into a: the statement reset and unbound; a when the last step was
+ * SQLITE_DONE, else NULL (a released, db_failed noted why). */
+json_object *db_rows_done(db_t *db, sqlite3_stmt *s, int rc, json_object *a);
 /* Bind helpers: NULL or 0 meaning "no value" become SQL NULL. */
 void db_bind_text(sqlite3_stmt *s, int i, const char *v);
 void db_bind_time(sqlite3_stmt *s, int i, double t);
@@ -116,5 +119,8 @@ void db_bind_time(sqlite3_stmt *s, int i, double t);
 int db_run(db_t *db, int st);
 /* The current row of s as a JSON object keyed by column name. */
 json_object *db_row_json(sqlite3_stmt *s);
+/* An upper bound of the current row's size as db_row_json writes it: every byte of text at most 6
+ * (\u00XX), the rest a fixed allowance per column (pages cut by bytes). */
+size_t db_row_json_bound(sqlite3_stmt *s);
 
 #endif

@@ -33,7 +33,7 @@ int db_slow_put(db_t *db, const db_slow_t *r)
     return db_run(db, ST_SLOW_INSERT);
 }
 
-json_object *db_slow_list(db_t *db, double since, long long before, long limit)
+json_object *db_slow_list(db_t *db, double since, long long before, long limit, size_t max_bytes, int *more)
 {
     if (!db->h)
         return db_failed(db), NULL;
@@ -46,19 +46,24 @@ json_object *db_slow_list(db_t *db, double since, long long before, long limit)
     sqlite3_bind_int64(s, 3, limit);
     json_object *a = json_object_new_array();
     int rc;
+    long n = 0;
+    size_t bytes = 0;
+    *more = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t b = db_row_json_bound(s);
+        if (n > 0 && bytes + b > max_bytes) { /* the page ends here: the next one starts with this row */
+            *more = 1;
+            rc = SQLITE_DONE;
+            break;
+        }
+        bytes += b;
+        if (++n == limit)
+            *more = 1; /* perhaps: the next page says */
         json_object *row = db_row_json(s), *p;
         /* Stored as JSON text by the manager: shown as what it is. */
         if (json_object_object_get_ex(row, "pending_prompts", &p) && json_object_is_type(p, json_type_string))
             json_object_object_add(row, "pending_prompts", json_tokener_parse(json_object_get_string(p)));
         json_object_array_add(a, row);
     }
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) {
-        db_failed(db);
-        json_object_put(a);
-        return NULL;
-    }
-    return a;
+    return db_rows_done(db, s, rc, a);
 }

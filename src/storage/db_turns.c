@@ -218,14 +218,7 @@ json_object *db_prompt_list(db_t *db, const char *owner, const char *kind, const
                          .replied_by = (const char *)sqlite3_column_text(s, 7)};
         json_object_array_add(a, db_prompt_record(&p));
     }
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) {
-        db_failed(db);
-        json_object_put(a);
-        return NULL;
-    }
-    return a;
+    return db_rows_done(db, s, rc, a);
 }
 
 int db_prompt_status(db_t *db, const char *owner, const char *kind, const char *session_id, const char *id,

@@ -147,6 +147,16 @@ running_id() {
     local q="select count(*) from executions where session_id='$1' and status='running'"
     wait_until 10 sql_is "$q" 1 && sql "select id from executions where session_id='$1' and status='running'"
 }
+# settled: reading status, health and metrics asked nothing of the manager (each was current in
+# the snapshot; one is stale for up to its interval after the manager's last answer: snapshot.h).
+settled() {
+    local a b
+    a=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
+    curl -s -o /dev/null "$BASE/api/health"
+    curl -s -o /dev/null "$BASE/metrics"
+    b=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
+    [ "$a" = "$b" ]
+}
 # j FILTER: jq -r on the last BODY.
 j() { printf '%s' "$BODY" | jq -r "$1" 2>/dev/null; }
 # sql QUERY: read the manager's database (read-only, as an operator would).

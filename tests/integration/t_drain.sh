@@ -12,15 +12,6 @@ MPID=$STACK_OCPMD_PID
 mkdir -p "$TDIR/gates"
 chmod 0755 "$TDIR/gates"
 release() { touch "$TDIR/gates/$1"; chmod 0644 "$TDIR/gates/$1"; }
-# The snapshot is current: status, health and metrics read without asking the manager (t_snapshot.sh).
-settled() {
-    local a b
-    a=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
-    curl -s -o /dev/null "$BASE/api/health"
-    curl -s -o /dev/null "$BASE/metrics"
-    b=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
-    [ "$a" = "$b" ]
-}
 header() { printf '%s' "$HEADERS" | grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 metric() { curl -s "$BASE/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 

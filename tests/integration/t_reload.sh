@@ -67,20 +67,73 @@ AFTER=$(responders)
 req GET /api/opencode/status
 is "$(j .ocpm.responders.retiring)" 0 "the status counts no responder still retiring"
 
-# --- requests during reloads: none fails ---------------------------------------------------
+# --- requests during reloads, in bursts: none fails -------------------------------------
+# A loop of requests until told to stop; meanwhile reloads three at a time (a reload's SIGQUIT
+# may reach responders still starting) and five ocpmctl reloads at once (more generations than
+# the in-flight page has bands: the running responders stay, and nginx still reaches them).
 : >"$TDIR/codes"
-(for i in $(seq 1 150); do
+(while [ ! -e "$TDIR/stop-load" ]; do
     curl -s -o /dev/null -w '%{http_code}\n' --max-time 20 "$BASE/api/sessions/rl" >>"$TDIR/codes"
 done) &
 LOAD=$!
-for i in 1 2 3; do
-    kill -HUP "$MPID"
-    wait_until 10 reloads_at_least $((i + 1))
+for round in 1 2 3 4 5 6; do
+    n=$(grep -c 'msg="configuration reloaded"' "$LOG")
+    kill -HUP "$MPID"; kill -HUP "$MPID"; kill -HUP "$MPID"
+    wait_until 10 reloads_at_least $((n + 1))
 done
+BURST=()
+for i in 1 2 3 4 5; do
+    "$OCPMCTL" reload >"$TDIR/burst$i" 2>&1 &
+    BURST+=("$!")
+done
+wait "${BURST[@]}"
+is "$(cat "$TDIR"/burst* | grep -c '^reloaded')" 5 "five ocpmctl reload at once all reload"
+touch "$TDIR/stop-load"
 wait "$LOAD"
-is "$(sort "$TDIR/codes" | uniq -c | awk '{print $2":"$1}' | tr '\n' ' ')" "200:150 " \
-    "150 requests during three reloads (SIGHUP) all answered 200"
-is "$(grep -c 'msg="configuration reloaded"' "$LOG")" 4 "each SIGHUP reloaded"
+like "$(sort "$TDIR/codes" | uniq -c | awk '{print $2":"$1}' | tr '\n' ' ')" '^200:[0-9]+ $' \
+    "$(wc -l <"$TDIR/codes") requests during bursts of reloads all answered 200"
+req GET /api/sessions/rl
+is "$STATUS" 200 "after five reloads at once, requests are answered"
+if grep -q 'older generation died' "$LOG"; then
+    not_ok "no responder died of a reload's signal" "$(grep 'older generation died' "$LOG" | head -3)"
+else
+    ok "no responder died of a reload's signal"
+fi
+settled_pool() { req GET /api/opencode/status; [ "$(j .ocpm.responders.retiring)" = 0 ]; }
+check "every older generation finishes and leaves" wait_until 20 settled_pool
+check "as many responders as configured serve" wait_until 10 count_responders 2
+
+# --- more generations than bands: the running responders stay ------------------------------
+# A stream held in each of three generations keeps them all retiring; the fourth reload applies
+# its settings but keeps the responders, says so, and nginx still reaches them.
+mkdir -p "$TDIR/gates"
+chmod 0755 "$TDIR/gates"
+HELD=()
+hold() {
+    curl -sN --max-time 60 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -X POST \
+        --data-binary "{\"text\":\"held [[gate=$1]]\"}" "$BASE/api/sessions/$1/messages" >"$TDIR/held-$1" &
+    HELD+=("$!")
+}
+for g in g1 g2 g3; do
+    req POST /api/sessions "{\"id\":\"$g\"}"
+    hold "$g"
+    wait_until 10 grep -q '^event: step_start' "$TDIR/held-$g"
+    "$OCPMCTL" reload >/dev/null 2>&1
+done
+OUT=$("$OCPMCTL" reload 2>&1)
+like "$OUT" 'responders were not replaced' "a fourth generation waiting: ocpmctl says the responders stay"
+like "$(cat "$LOG")" 'level=warn .*msg="responders not replaced at the reload; the running ones stay"' "and the log"
+req GET /api/sessions/rl
+is "$STATUS" 200 "nginx still reaches the running responders"
+for g in g1 g2 g3; do touch "$TDIR/gates/$g"; chmod 0644 "$TDIR/gates/$g"; done
+wait "${HELD[@]}"
+for g in g1 g2 g3; do
+    like "$(cat "$TDIR/held-$g")" 'event: done' "the stream held in generation $g completes"
+done
+check "the held generations leave once their streams are done" wait_until 20 settled_pool
+OUT=$("$OCPMCTL" reload 2>&1)
+is "$(printf '%s' "$OUT" | head -1)" reloaded "then a reload replaces the responders again"
+wait_until 20 settled_pool
 AFTER=$(responders)
 
 # --- an invalid file changes nothing -------------------------------------------------
@@ -105,7 +158,35 @@ req POST /api/sessions/rl/messages '{"text":"slow [[delay=1200]]"}'
 is "$STATUS" 200 "a slow message after it is answered"
 check "and logged as a slow turn" grep -q 'msg="slow turn"' "$LOG"
 
+# --- permission_policy changes for the next run (per-message mode passes it at spawn) ---------
+probe_permission() {
+    req POST /api/sessions/rl/messages '{"text":"[[probe]] env:OPENCODE_PERMISSION"}'
+    j .text | jq -r '.env.OPENCODE_PERMISSION'
+}
+conf 'max_message_bytes = 200\nresponders = 3\npermission_policy = allow\n'
+"$OCPMCTL" reload >/dev/null 2>&1
+is "$(probe_permission)" '{"*":"allow"}' "permission_policy = allow reaches the next run"
+conf 'max_message_bytes = 200\nresponders = 3\npermission_policy = reject\n'
+"$OCPMCTL" reload >/dev/null 2>&1
+is "$(probe_permission)" null "a reload to reject takes it away from the next run"
+
+# --- fcgi_socket_group may not become the running agent's group ------------------------------
+if [ "$(id -u)" = 0 ] && id ocpm-agent >/dev/null 2>&1; then
+    conf "max_message_bytes = 200\nresponders = 3\nagent_user = nobody\nfcgi_socket_group = $(id -gn ocpm-agent)\n"
+    OUT=$("$OCPMCTL" reload 2>&1)
+    RC=$?
+    is "$RC" 1 "a reload giving the FastCGI socket the running agent's group fails"
+    like "$OUT" 'nothing changed: agent user ocpm-agent is in the FastCGI socket.s group' \
+        "naming the agent that runs, not the one the file names (agent_user needs a restart)"
+    is "$(stat -c %G "$STACK_DIR/fcgi.sock")" "$(id -gn)" "the socket keeps its group"
+else
+    skip "a reload giving the FastCGI socket the running agent's group fails" "needs root and ocpm-agent"
+    skip "naming the agent that runs" "needs root and ocpm-agent"
+    skip "the socket keeps its group" "needs root and ocpm-agent"
+fi
+
 # --- ocpmd -t: a file checked, the running manager untouched --------------------------------
+N_RELOADS=$(grep -c 'msg="reloading configuration"' "$LOG")
 conf 'max_message_bytes = banana\n'
 OUT=$("$OCPMD" -t -c "$CONF" 2>&1)
 RC=$?
@@ -117,7 +198,7 @@ is "$?" 0 "ocpmd -t accepts a valid file"
 like "$OUT" 'test is successful' "and says so"
 req POST /api/sessions/rl/messages "{\"text\":\"$LONG\"}"
 is "$STATUS" 400 "ocpmd -t changed nothing in the running manager"
-is "$(grep -c 'msg="reloading configuration"' "$LOG")" 6 "ocpmd -t did not make it reload"
+is "$(grep -c 'msg="reloading configuration"' "$LOG")" "$N_RELOADS" "ocpmd -t did not make it reload"
 
 # --- SIGUSR1 reopens the log ---------------------------------------------------------
 mv "$LOG" "$LOG.1"

@@ -6,16 +6,6 @@
 . "$(dirname "$0")/lib.sh"
 t_start
 MPID=$STACK_OCPMD_PID
-# Settled: reading status, health and metrics asked nothing of the manager (each was current in the
-# snapshot; one is stale for up to its interval after the manager's last answer: snapshot.h).
-settled() {
-    local a b
-    a=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
-    curl -s -o /dev/null "$BASE/api/health"
-    curl -s -o /dev/null "$BASE/metrics"
-    b=$(curl -s "$BASE/api/opencode/status" | jq -r .ocpm.requests)
-    [ "$a" = "$b" ]
-}
 
 req GET /api/opencode/status
 is "$STATUS" 200 "status answers"

@@ -246,6 +246,17 @@ static void test_reload_diff(void **state)
     assert_string_equal(a.webhook_secret, "s3cret");
     assert_int_equal(a.responders, 4); /* not live: left as it runs */
     assert_int_equal(conf_diff(&a, &b, 0, NULL, NULL), 1);
+    /* The FastCGI socket is made as fcgi_socket.new first: its path leaves room for the suffix. */
+    char path[120];
+    memset(path, 'x', sizeof path);
+    path[0] = '/';
+    path[104] = '\0';
+    assert_int_equal(conf_set(&a, "fcgi_socket", path, err, sizeof err), 0);
+    assert_int_equal(conf_finish(&a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "max 103 bytes"));
+    path[103] = '\0';
+    assert_int_equal(conf_set(&a, "fcgi_socket", path, err, sizeof err), 0);
+    assert_int_equal(conf_finish(&a, err, sizeof err), 0);
 }
 
 int main(void)

@@ -73,8 +73,10 @@ static void test_rows(void **state)
     r = (db_slow_t){.execution_id = recent, .owner = "alice", .session_id = "s", .step = "waiting for model",
                     .input_bytes = -1, .at = 5000.5, .elapsed_ms = 500, .since_last_event_ms = -1};
     assert_int_equal(db_slow_put(db, &r), 0);
-    json_object *a = db_slow_list(db, 0, 0, 10);
+    int more = 1;
+    json_object *a = db_slow_list(db, 0, 0, 10, SIZE_MAX, &more);
     assert_int_equal(json_object_array_length(a), 2);
+    assert_int_equal(more, 0);
     json_object *first = json_object_array_get_idx(a, 0), *second = json_object_array_get_idx(a, 1);
     assert_int_equal(json_object_get_int64(json_object_object_get(first, "execution_id")), recent);
     assert_string_equal(json_object_get_string(json_object_object_get(first, "pool")), "default");
@@ -86,15 +88,23 @@ static void test_rows(void **state)
                         "per_1_1");
     long long cursor = json_object_get_int64(json_object_object_get(first, "id"));
     json_object_put(a);
-    a = db_slow_list(db, 0, cursor, 10); /* the next page */
+    a = db_slow_list(db, 0, cursor, 10, SIZE_MAX, &more); /* the next page */
     assert_int_equal(json_object_array_length(a), 1);
     json_object_put(a);
-    a = db_slow_list(db, 1000, 0, 10); /* since */
+    a = db_slow_list(db, 0, 0, 1, SIZE_MAX, &more); /* a page of limit rows: perhaps more */
+    assert_int_equal(json_object_array_length(a), 1);
+    assert_int_equal(more, 1);
+    json_object_put(a);
+    a = db_slow_list(db, 0, 0, 10, 16, &more); /* a page past its bytes ends, after one row at least */
+    assert_int_equal(json_object_array_length(a), 1);
+    assert_int_equal(more, 1);
+    json_object_put(a);
+    a = db_slow_list(db, 1000, 0, 10, SIZE_MAX, &more); /* since */
     assert_int_equal(json_object_array_length(a), 1);
     json_object_put(a);
     long deleted = 0; /* retention takes the old execution and its slow row with it */
     assert_int_equal(db_prune(db, 1000, 100, &deleted), 0);
-    a = db_slow_list(db, 0, 0, 10);
+    a = db_slow_list(db, 0, 0, 10, SIZE_MAX, &more);
     assert_int_equal(json_object_array_length(a), 1);
     assert_int_equal(json_object_get_int64(json_object_object_get(json_object_array_get_idx(a, 0), "execution_id")),
                      recent);
