@@ -223,6 +223,8 @@ static void api_ready_answer(const manager_t *m, control_conn_t *c, int details)
         api_ready_add(&r, "shutting_down", "the manager is stopping", NULL);
     if (m->draining)
         api_ready_add(&r, "draining", "an operator drained the manager (ocpmctl drain): new sessions and messages are refused", NULL);
+    if (m->ready && !m->available)
+        api_ready_add(&r, "opencode_unavailable", "opencode --version failed at start: every message would fail", NULL);
     if (m->storage && !storage_retry_ok(m->storage))
         api_ready_add(&r, "database_unavailable", "writes to the database are failing or waiting", NULL);
     api_ready_pools(m, &r);

@@ -30,6 +30,8 @@ static void api_restart_one(tenant_t *t, int i, int named, json_object *done, js
 void api_server_restart(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;
+    if (m->stopping) /* a server started now would only be stopped again */
+        return control_error(c, 503, "shutting_down", "the manager is stopping"), (void)0;
     const char *pool = api_arg(call, "pool");
     int server = (int)api_num(call, "server", -1);
     tenant_t *only = NULL;

@@ -129,11 +129,12 @@ const conf_key_t conf_keys[] = {
     {"restart_backoff_max", CT_DURATION, N(restart_backoff_max_ms), "30s", 100, 3600000, NULL, NULL,
      "The longest wait before a restart: the delay doubles from 1 s while the server keeps dying young."},
     {"server_restart_limit", CT_INT, N(server_restart_limit), "5", 0, 1000, NULL, NULL,
-     "Restarts after failures allowed within server_restart_window; one more and the server is FATAL "
-     "(supervisord's model): never restarted again until `ocpmctl server restart`, its messages fall back or "
-     "fail per fallback (0: restart for ever)."},
+     "Failed starts (a server that exits before it answers as ready) allowed within server_restart_window; one "
+     "more and the server is FATAL (supervisord's startretries): never restarted again until `ocpmctl server "
+     "restart`, its messages fall back or fail per fallback (0: restart for ever). A server that dies after it "
+     "was ready (an agent may kill it from a tool call) is restarted with backoff, never made FATAL."},
     {"server_restart_window", CT_DURATION, N(server_restart_window_ms), "60s", 1000, 86400000L, NULL, NULL,
-     "The sliding window server_restart_limit counts restarts in."},
+     "The sliding window server_restart_limit counts failed starts in."},
     {"fallback", CT_BOOL, N(fallback), "on", 0, 0, NULL, NULL,
      "While the server is down, run messages as processes of their own."},
     {"fallback_max_runs", CT_INT, N(fallback_max_runs), "2", 1, 4096, NULL, NULL,

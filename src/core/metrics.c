@@ -36,7 +36,11 @@ void metrics_tool_call(metrics_t *mt, const char *tool, const char *status)
     size_t i = 0;
     while (i < mt->ntools && strcmp(mt->tools[i], tool) != 0)
         i++;
-    if (i == mt->ntools) {
+    /* The agent names its tools: one it calls "other" counts with the overflow, or the label
+     * would appear twice and no parser would take the exposition. */
+    if (strcmp(tool, "other") == 0)
+        i = METRICS_TOOLS_MAX;
+    else if (i == mt->ntools) {
         if (mt->ntools < METRICS_TOOLS_MAX)
             snprintf(mt->tools[mt->ntools++], sizeof mt->tools[0], "%s", tool);
         else

@@ -31,6 +31,8 @@ void oc_server_set_state(oc_server_t *s, oc_server_state_t st)
     log_info("opencode server state", "server=%d from=%s to=%s pid=%ld", s->cfg.index, oc_server_state_names[s->state],
              oc_server_state_names[st], (long)oc_server_pid(s));
     s->state = st;
+    if (st == OC_SERVER_READY)
+        s->served = 1;
     if (st != OC_SERVER_STARTING && st != OC_SERVER_DRAINING)
         s->replacing = 0; /* the replacement is ready, or failed (then it is down like any) */
     oc_server_changed(s);
@@ -146,7 +148,7 @@ static void oc_server_started(void *ctx, pid_t pid)
 {
     uv_timer_stop(&((oc_server_t *)ctx)->kill_timer); /* a grace meant for the process before */
     oc_server_t *s = ctx;
-    s->messages = 0;
+    s->messages = s->served = 0;
     s->healthy = s->failures = s->listening = 0;
     s->rss_kb = 0;
     log_info("opencode server starting", "server=%d pid=%ld port=%d", s->cfg.index, (long)pid, s->port);
@@ -201,7 +203,10 @@ static supervisor_restart_t oc_server_exited(void *ctx, pid_t pid, int status, c
     int recycled = s->recycling;
     s->recycling = 0;
     s->replacing = recycled;
-    int fatal = !recycled && oc_server_fatal_check(s, detail);
+    /* Only a failed start counts toward FATAL (supervisord's startretries): a server that was ready
+     * and died may have been killed by an agent from a tool call, and that must not let one agent
+     * take its pool's server away from everyone. */
+    int fatal = !recycled && !s->served && oc_server_fatal_check(s, detail);
     if (recycled) {
         log_info("opencode server recycled; starting a fresh one", "%s", detail);
         oc_server_record(s, "server_recycle", detail);

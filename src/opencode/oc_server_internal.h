@@ -73,6 +73,7 @@ struct oc_server {
     const char *restart_reason;
     restart_limit_t *restarts_window; /* restarts after failures within server_restart_window */
     double fatal_at;                  /* when it was declared FATAL (clock_now), 0 when it is not */
+    int served;                       /* this process became ready: its death is not a failed start */
     http_req_t *health_req, *events_req;
     sse_t *sse;
     json_object *providers; /* the models' first answer, waiting for the second */

@@ -193,4 +193,6 @@ req POST /api/sessions/k/messages '{"text":"hello"}'
 is "$STATUS" 502 "a message fails clearly"
 like "$(j .execution.error)" "could not be started; the manager's log says why" "saying so, without server paths"
 check "and the log has the reason" grep -q 'could not start a run.*cannot execute /nonexistent/opencode' "$LOG"
+req GET /api/ready
+is "$STATUS:$(j '.reasons | join(",")')" "503:opencode_unavailable" "/api/ready is 503: opencode_unavailable"
 t_done

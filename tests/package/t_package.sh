@@ -131,6 +131,7 @@ like "$conffiles" "/etc/ocpm/ocpmd.conf " "/etc/ocpm/ocpmd.conf is a conffile"
 like "$conffiles" "/etc/nginx/snippets/ocpm.conf " "/etc/nginx/snippets/ocpm.conf is a conffile"
 check "the example site is not enabled" test ! -e /etc/nginx/sites-enabled/ocpm
 is "$(stat -c '%U:%G %a' /etc/ocpm/ocpmd.conf)" "root:root 640" "ocpmd.conf is root's alone (it may hold webhook_secret)"
+is "$(stat -c '%U:%G %a' /etc/default/ocpm)" "root:root 600" "/etc/default/ocpm is root's alone (provider keys, OCPM_WEBHOOK_SECRET)"
 for u in ocpm ocpm-agent; do
     is "$(getent passwd "$u" | cut -d: -f6,7)" "/nonexistent:/usr/sbin/nologin" "system user $u exists, no home, no shell"
 done

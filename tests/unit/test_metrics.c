@@ -108,6 +108,27 @@ static void test_escape_cuts(void **state)
     assert_string_equal(metrics_escape("", out, sizeof out), "");
 }
 
+/* A tool the agent calls "other", and more names than there are slots: one "other" label per status. */
+static void test_tool_named_other(void **state)
+{
+    (void)state;
+    metrics_t *mt = metrics_new(1000);
+    metrics_tool_call(mt, "other", "completed");
+    for (int i = 0; i < 80; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "tool%d", i);
+        metrics_tool_call(mt, name, "completed");
+    }
+    char *s = metrics_render(mt, table, 2, NULL, METRICS_OPENMETRICS);
+    metrics_free(mt);
+    assert_non_null(s);
+    const char *want = "ocpm_tool_calls_total{tool=\"other\",status=\"completed\"}";
+    const char *first = strstr(s, want);
+    assert_non_null(first);
+    assert_null(strstr(first + 1, want));
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +136,7 @@ int main(void)
         cmocka_unit_test(test_openmetrics),
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_escape_cuts),
+        cmocka_unit_test(test_tool_named_other),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
