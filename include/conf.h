@@ -43,6 +43,7 @@ typedef struct conf {
     char agent_write_paths[1024];
     int agent_sandbox;
     char fcgi_socket_group[64];
+    char responder_user[64]; /* "" = automatic (CONF_RESPONDER_USER_DEFAULT or self), "self" = ocpmd's */
     int mode;
     long responders;
     long responder_threads;
@@ -119,6 +120,8 @@ typedef struct conf {
 /* What agent_user resolves to when it is left empty: the dedicated system user scripts/setup
  * creates (used when ocpmd can switch users), else ocpmd's own user with a warning. */
 #define CONF_AGENT_USER_DEFAULT "ocpm-agent"
+/* What responder_user resolves to when it is left empty and ocpmd can switch users. */
+#define CONF_RESPONDER_USER_DEFAULT "ocpm"
 
 /* Fill defaults. */
 void conf_defaults(conf_t *c);

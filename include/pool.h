@@ -21,6 +21,8 @@
 #include <json-c/json.h>
 #include <uv.h>
 
+#include <sys/types.h>
+
 #include "conf.h"
 
 typedef struct pool pool_t;
@@ -36,11 +38,21 @@ typedef struct pool_settings {
 /* Told of what operators should find in manager_events (a respawn, a fatal exit). */
 typedef void (*pool_event_fn)(void *ctx, const char *kind, const char *detail);
 
+/* Who the responders run as (pool_user.c): uid and gid to switch to, or -1 for ocpmd's own. */
+typedef struct pool_user {
+    long uid, gid;
+    char name[64];
+} pool_user_t;
+/* responder_user resolved: never root, ocpmd's own user (unless "self") or one of the agents' users
+ * (agents, nagents), and one that reaches the control socket. 0, or -1 with err. */
+int pool_user_resolve(const conf_t *c, const uid_t *agents, int nagents, pool_user_t *out, char *err, size_t errlen);
+
 typedef struct pool_config {
     uv_loop_t *loop;
     const conf_t *conf;
     const char *exe;   /* this binary */
     int listen_fd;     /* the FastCGI socket (the pool's from pool_start on, closed by it) */
+    pool_user_t user;  /* who the responders run as */
     pool_event_fn event;
     void *event_ctx;
 } pool_config_t;

@@ -39,6 +39,10 @@ const conf_key_t conf_keys[] = {
      "The operator's environment opencode gets, as names and patterns; HOME, USER, XDG_*, TMPDIR and "
      "OPENCODE_CONFIG are ocpm's own for the agent."},
     {"responders", CT_INT, N(responders), "4", 1, 256, "Responders and runs", NULL, "FastCGI responder processes."},
+    {"responder_user", CT_NAME, S(responder_user), "", 0, 0, NULL, "(automatic)",
+     "Who the responders (what parses every request) run as: ocpm when ocpmd runs as root, else ocpmd's own "
+     "user (with no capability); self says the latter on purpose. Never root, never an agent's user. The control socket is "
+     "given to it; state_dir must let it reach the socket (automatic falls back to ocpmd's user, with a warning)."},
     {"responder_threads", CT_INT, N(responder_threads), "16", 1, 1024, NULL, NULL,
      "Threads per responder: responders x threads requests in flight (4 x 16 = 64)."},
     {"max_concurrent_runs", CT_INT, N(max_concurrent_runs), "8", 1, 4096, NULL, NULL,

@@ -333,6 +333,16 @@ static int manager_init_front(manager_life_t *l, char *err, size_t errlen)
         return -1;
     pool_config_t pc = {.loop = m->loop, .conf = c, .exe = m->exe, .listen_fd = l->fcgi_fd,
                         .event = manager_pool_event, .event_ctx = m};
+    uid_t agents[CONF_POOLS_MAX];
+    for (int i = 0; i < m->ntenants; i++)
+        agents[i] = agent_uid(m->tenants[i].agent);
+    if (pool_user_resolve(c, agents, m->ntenants, &pc.user, err, errlen) != 0)
+        return -1;
+    /* The responders connect to the control socket: it is theirs (0600; root needs no permission). */
+    if (pc.user.uid >= 0 && chown(c->control_socket, (uid_t)pc.user.uid, (gid_t)pc.user.gid) != 0)
+        return snprintf(err, errlen, "cannot give control_socket %s to responder_user %s: %s", c->control_socket,
+                        pc.user.name, strerror(errno)), -1;
+    log_info("responders run as", "user=%s switching=%s", pc.user.name, pc.user.uid >= 0 ? "yes" : "no");
     l->fcgi_fd = -1; /* the pool's now */
     m->pool = pool_start(&pc, err, errlen);
     if (!m->pool)
@@ -347,7 +357,8 @@ static int manager_init(manager_life_t *l, char *err, size_t errlen)
 {
     manager_t *m = l->m;
     const conf_t *c = m->conf;
-    if (mkdir(c->state_dir, 0700) != 0 && errno != EEXIST)
+    /* Searchable: nginx reaches the FastCGI socket in it, the responders the control socket. */
+    if (mkdir(c->state_dir, 0711) != 0 && errno != EEXIST)
         return snprintf(err, errlen, "cannot create state_dir %s: %s", c->state_dir, strerror(errno)), -1;
     l->lock_fd = manager_lock(c, err, errlen);
     if (l->lock_fd < 0)

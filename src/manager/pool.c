@@ -77,6 +77,8 @@ static int pool_build(void *ctx, proc_spec_t *spec, char *err, size_t errlen)
     spec->fd[3] = s->gen->pool->inflight_fd;
     spec->fd[4] = s->gen->settings_fd;
     spec->fd[5] = s->gen->pool->snapshot_fd;
+    spec->uid = s->gen->pool->cfg.user.uid;
+    spec->gid = s->gen->pool->cfg.user.gid;
     /* The responder waits for these with sigwait: one sent while it starts (a stop, a reload's
      * SIGQUIT) waits for it rather than killing it half-started. */
     static const int stop_signals[] = {SIGTERM, SIGQUIT, SIGHUP};
@@ -402,6 +404,7 @@ json_object *pool_status_json(const pool_t *p)
         retiring += pool_alive(g);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "configured", json_object_new_int(p->nslots));
+    json_object_object_add(o, "user", json_object_new_string(p->cfg.user.name));
     json_object_object_add(o, "alive", json_object_new_int(pool_alive(p->cur)));
     json_object_object_add(o, "retiring", json_object_new_int(retiring));
     json_object_object_add(o, "threads", json_object_new_int64(p->cfg.conf->responder_threads));

@@ -2,14 +2,15 @@
 # An unprivileged manager with capabilities (docs/security.md: ocpmd as its own user, given
 # CAP_SETUID and CAP_SETGID and the few it needs to hand directories over, as ambient capabilities,
 # as systemd's AmbientCapabilities= does) hands none of them on: not to the agent, whatever user it
-# becomes, not to the responders. Ambient capabilities survive exec, and inheritable ones come
+# becomes, not to the responders (which run as responder_user, ocpm, also under a root manager). Ambient capabilities survive exec, and inheritable ones come
 # back with a program that has file capabilities, so both are cleared in every child.
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then
     echo "1..0 # SKIP needs root (to give a user capabilities) and setpriv"
     exit 0
 fi
-CAPS=+setuid,+setgid,+chown,+fowner,+dac_override
+CAPS=+setuid,+setgid,+chown,+fowner,+dac_override,+kill
+REAL_OCPMD=$OCPMD
 AS_USER=$(mktemp /tmp/ocpm-caps-XXXXXX)
 chmod 0755 "$AS_USER"
 # The manager as nobody with CAPS inheritable and ambient; its state handed to nobody first.
@@ -34,7 +35,24 @@ for set in Amb Prm Eff Inh; do
     is "$(printf '%s' "$P" | jq -r ".caps.$set")" "$ZERO" "the agent has no $set capability"
 done
 R=$(pgrep -P "$STACK_OCPMD_PID" -f -- '--responder' | head -1)
+is "$(stat -c %U /proc/"$R")" nobody "a responder runs as the manager's own user (not root: none to leave)"
 for set in Amb Prm Eff Inh; do
     is "$(cap /proc/"$R"/status $set)" "$ZERO" "a responder has no $set capability"
 done
+
+# --- a manager started as root: the responders are not root --------------------------------
+stack_stop_ocpmd
+chown -R root:root "$STACK_DIR" # ocpmd's again (it hands the agent's directories back itself)
+OCPMD=$REAL_OCPMD stack_start_ocpmd || { echo "Bail out! ocpmd did not start as root"; exit 1; }
+req GET /api/opencode/status
+is "$STATUS/$(j .ocpm.responders.user)" 200/ocpm "as root, the responders run as ocpm (responder_user)"
+R=$(pgrep -P "$STACK_OCPMD_PID" -f -- '--responder' | head -1)
+is "$(stat -c %U /proc/"$R")" ocpm "a responder's process is ocpm's"
+for set in Prm Eff; do
+    is "$(cap /proc/"$R"/status $set)" "$ZERO" "a responder of a root manager has no $set capability"
+done
+is "$(stat -c %U "$STACK_DIR/ocpmd.sock")" ocpm "the control socket is the responders'"
+req POST /api/sessions '{"id":"caps2"}'
+req POST /api/sessions/caps2/messages '{"text":"[[probe]] caps:all"}'
+is "$STATUS/$(j .execution.status)" 200/succeeded "messages are served"
 t_done
