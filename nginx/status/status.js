@@ -21,6 +21,7 @@ async function getJSON(path) {
 
 function renderStatus(s) {
   const pm = s.processManager;
+  $("draining").hidden = !(s.ocpm && s.ocpm.draining);
   text("mode", pm.mode);
   text("mode-sub", pm.description);
   text("running", s.runningProcesses);

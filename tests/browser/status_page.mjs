@@ -1,10 +1,11 @@
 // The status page in real headless Chromium (Debian's), driven by playwright-core.
-// Usage: node status_page.mjs BASE_URL SCREENSHOT_PATH OCPMD_PID
+// Usage: node status_page.mjs BASE_URL SCREENSHOT_PATH OCPMD_PID OCPMCTL
 // Prints TAP. Loads /status/, checks there are no console errors, that numbers change after a
 // message is sent, and that hostile text from the data is shown as text, not run.
+import { execFileSync } from "node:child_process";
 import { launch, tap, until } from "./browserlib.mjs";
 
-const [base, shot, ocpmdPid] = process.argv.slice(2);
+const [base, shot, ocpmdPid, ocpmctl] = process.argv.slice(2);
 const t = tap();
 const ok = t.ok;
 const post = async (path, body, headers = {}) => {
@@ -49,6 +50,13 @@ try {
   ok(await until(async () => (await page.locator("#chart rect").count()) > 0, 10000), "the chart draws");
   await page.screenshot({ path: shot, fullPage: true });
   ok(errors.length === 0, "no console errors", errors.join(" | "));
+
+  // A drain shows as a banner, and goes with the undrain.
+  ok(await page.isHidden("#draining"), "no drain banner while it takes work");
+  execFileSync(ocpmctl, ["drain"]);
+  ok(await until(async () => await page.isVisible("#draining"), 10000), "a drain shows as a banner");
+  execFileSync(ocpmctl, ["undrain"]);
+  ok(await until(async () => await page.isHidden("#draining"), 10000), "and goes with the undrain");
 
   // The manager goes away: the page says so.
   process.kill(Number(ocpmdPid), "SIGTERM");

@@ -10,7 +10,7 @@ fi
 export OCPM_MODE=per-session
 t_start
 SHOT="${OCPM_ARTIFACTS:-$PWD}/status-page.png"
-node "$BROWSER_DIR/status_page.mjs" "$BASE" "$SHOT" "$STACK_OCPMD_PID" | tee "$TDIR/tap" | grep -v '^1\.\.'
+node "$BROWSER_DIR/status_page.mjs" "$BASE" "$SHOT" "$STACK_OCPMD_PID" "${OCPMCTL:-$SRC/ocpmctl}" | tee "$TDIR/tap" | grep -v '^1\.\.'
 T_N=$(grep -c '^\(not \)\?ok ' "$TDIR/tap")
 T_FAIL=$(grep -c '^not ok ' "$TDIR/tap")
 [ -s "$SHOT" ] && { T_N=$((T_N + 1)); echo "ok $T_N - a screenshot was saved ($SHOT)"; } ||
