@@ -15,6 +15,16 @@
 /* History, newest first, with a cursor: next_cursor is the `before` of the next page. A page ends
  * at `limit` rows or API_PAGE_BYTES, whichever comes first. Users see their own rows without
  * server details; operators (owner NULL) see everyone's whole rows. */
+void api_reply_page(control_conn_t *c, const char *key, json_object *rows, int more)
+{
+    size_t n = json_object_array_length(rows);
+    json_object *last = n ? json_object_object_get(json_object_array_get_idx(rows, n - 1), "id") : NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, key, rows);
+    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
+    control_reply(c, 200, o, NULL);
+}
+
 static void api_exec_page(manager_t *m, control_conn_t *c, const api_call_t *call, const char *owner)
 {
     db_exec_filter_t f = {.owner = owner, .session_id = api_arg(call, "session"), .status = api_arg(call, "status"),
@@ -28,11 +38,7 @@ static void api_exec_page(manager_t *m, control_conn_t *c, const api_call_t *cal
     size_t n = json_object_array_length(a);
     for (size_t i = 0; owner && i < n; i++)
         db_exec_public(json_object_array_get_idx(a, i));
-    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "executions", a);
-    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
-    control_reply(c, 200, o, NULL);
+    api_reply_page(c, "executions", a, more);
 }
 
 void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call) { api_exec_page(ctx, c, call, call->user); }
@@ -49,12 +55,7 @@ void api_admin_slowlog(void *ctx, control_conn_t *c, const api_call_t *call)
                                   API_PAGE_BYTES, &more);
     if (!a)
         return api_storage_error(m, c, "cannot read the slow log");
-    size_t n = json_object_array_length(a);
-    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "slow_turns", a);
-    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
-    control_reply(c, 200, o, NULL);
+    api_reply_page(c, "slow_turns", a, more);
 }
 
 void api_usage(void *ctx, control_conn_t *c, const api_call_t *call)

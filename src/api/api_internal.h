@@ -59,5 +59,8 @@ double api_num(const api_call_t *call, const char *key, double def);
 /* Answer c for a database call that failed (503 storage_unavailable, with the cause and whether
  * retrying soon helps). */
 void api_storage_error(manager_t *m, control_conn_t *c, const char *what);
+/* 200 with a page of rows under key and next_cursor: the last row's id when more may follow, else
+ * null (the page's rows are the answer's). */
+void api_reply_page(control_conn_t *c, const char *key, json_object *rows, int more);
 
 #endif

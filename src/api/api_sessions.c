@@ -148,12 +148,7 @@ void api_session_list(void *ctx, control_conn_t *c, const api_call_t *call)
     json_object *a = session_page(m->sessions, call->user, after ? after : "", (long)api_num(call, "limit", 100), &more);
     if (!a)
         return control_error(c, 500, "internal", "out of memory"), (void)0;
-    size_t n = json_object_array_length(a);
-    json_object *last = n ? json_object_object_get(json_object_array_get_idx(a, n - 1), "id") : NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "sessions", a);
-    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
-    control_reply(c, 200, o, NULL);
+    api_reply_page(c, "sessions", a, more);
 }
 
 void api_session_get(void *ctx, control_conn_t *c, const api_call_t *call)

@@ -136,6 +136,21 @@ static int ctl_limit(const ctl_opts_t *o, long def, long *limit)
     return 0;
 }
 
+/* Rows read from db (NULL: the read failed, named by what) printed with a readable time column
+ * (as from the unix seconds in at) and cols; db is closed. Returns 0 or 1. */
+static int ctl_rows(ctl_opts_t *o, db_t *db, json_object *rows, const char *what, const char *at, const char *as,
+                    const char *const *cols)
+{
+    int rc = rows ? 0 : ctl_fail("cannot read %s: %s", what, db_errmsg(db));
+    if (rows) {
+        ctl_add_when(rows, at, as);
+        ctl_output(o, rows, cols);
+    }
+    json_object_put(rows);
+    db_close(db);
+    return rc;
+}
+
 int ctl_history(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
@@ -148,17 +163,9 @@ int ctl_history(ctl_opts_t *o, int argc, char **argv)
     db_t *db = ctl_open_db(o);
     if (!db)
         return 1;
-    json_object *rows = db_exec_list(db, &f, NULL);
-    int rc = rows ? 0 : ctl_fail("cannot read history: %s", db_errmsg(db));
     static const char *const cols[] = {"id", "queued", "session_id", "mode", "status", "duration_ms",
                                        "peak_rss_kb", "tokens_out", "error", NULL};
-    if (rows) {
-        ctl_add_when(rows, "queued_at", "queued");
-        ctl_output(o, rows, cols);
-    }
-    json_object_put(rows);
-    db_close(db);
-    return rc;
+    return ctl_rows(o, db, db_exec_list(db, &f, NULL), "history", "queued_at", "queued", cols);
 }
 
 int ctl_slowlog(ctl_opts_t *o, int argc, char **argv)
@@ -174,17 +181,9 @@ int ctl_slowlog(ctl_opts_t *o, int argc, char **argv)
     if (!db)
         return 1;
     int more = 0;
-    json_object *rows = db_slow_list(db, since, 0, limit, SIZE_MAX, &more);
-    int rc = rows ? 0 : ctl_fail("cannot read the slow log: %s", db_errmsg(db));
     static const char *const cols[] = {"when", "execution_id", "session_id", "pool", "elapsed_ms", "step", "tool",
                                        "tool_input_summary", "since_last_event_ms", "pending_prompts", NULL};
-    if (rows) {
-        ctl_add_when(rows, "at", "when");
-        ctl_output(o, rows, cols);
-    }
-    json_object_put(rows);
-    db_close(db);
-    return rc;
+    return ctl_rows(o, db, db_slow_list(db, since, 0, limit, SIZE_MAX, &more), "the slow log", "at", "when", cols);
 }
 
 int ctl_show(ctl_opts_t *o, int argc, char **argv)
