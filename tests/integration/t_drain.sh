@@ -115,6 +115,16 @@ is "$STATUS:$(j .execution.status)" "200:succeeded" "a new message is served"
 is "$("$OCPMCTL" --json drain | jq -r '.draining,.changed' | tr '\n' ,)" "true,true," "ocpmctl --json drain"
 "$OCPMCTL" undrain >/dev/null
 
+# The operator's ops have no HTTP route: a client (or the agent, from localhost) cannot drain, reload
+# or restart servers through nginx, whatever the method or path it tries.
+for try in "POST /api/drain" "POST /api/undrain" "POST /api/reload" "POST /api/server.restart" \
+    "POST /api/servers/0/restart" "GET /api/drain"; do
+    req ${try% *} "${try#* }" '{}'
+    is "$STATUS:$(j .error.code)" "404:not_found" "$try: 404 JSON, nothing done"
+done
+req GET /api/opencode/status
+is "$(j .ocpm.draining)" false "still not draining"
+
 # Readiness while the manager shuts down with a run still going (shutdown_timeout lets it finish).
 bg_message d3 "slow [[gate=two]]"
 running_id d3 >/dev/null
