@@ -63,6 +63,8 @@ typedef struct conf {
     long db_busy_timeout_ms;
     long history_retention_ms;
     long slowlog_timeout_ms; /* a turn running longer is logged once (0: off) */
+    char node_name[33];    /* valid_node(); conf_finish derives it from the host name when empty */
+    int require_node_ids;  /* client-chosen session ids must name this node (a cluster) */
     /* server mode */
     long server_start_timeout_ms;
     long heartbeat_interval_ms;
@@ -116,6 +118,8 @@ typedef struct conf {
 
 #define CONF_DERIVED_WORKSPACE_ROOT 1u
 #define CONF_DERIVED_AGENT_HOME 2u
+/* node_name came from a host name that is not a valid node name, made into one (ocpmd warns). */
+#define CONF_DERIVED_NODE_MADE 4u
 
 /* What agent_user resolves to when it is left empty: the dedicated system user scripts/setup
  * creates (used when ocpmd can switch users), else ocpmd's own user with a warning. */

@@ -10,6 +10,15 @@
 
 /* [A-Za-z0-9_-]{1,64} */
 bool valid_id(const char *s);
+/* A node's name (node_name): [a-z0-9-]{1,32}, not starting or ending with '-'. A host name's first
+ * label, lowercased, usually is one; it holds no '_', which is what makes the node form below
+ * unambiguous. */
+#define VALID_NODE_MAX 32
+bool valid_node(const char *s);
+/* The node form of a session id, s_<node>_<rest> (rest non-empty): true, with the node copied to
+ * node (when not NULL), if id has it. The ids ocpm generates have it (rest: 24 hex digits), so the
+ * id alone names the node that owns the session (docs/cluster.md). id is a valid_id already. */
+bool valid_id_node(const char *id, char node[VALID_NODE_MAX + 1]);
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF)
  * with no NUL byte anywhere in the len bytes. */
 bool valid_utf8(const char *s, size_t len);

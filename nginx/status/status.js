@@ -149,10 +149,10 @@ async function tick() {
   const since = Math.floor(Date.now() / 1000 - 3600);
   try {
     const [s, stats, recent, hour] = await Promise.all([
-      getJSON("/api/opencode/status"),
-      getJSON("/api/stats?since=" + since),
-      getJSON("/api/admin/executions?" + q),
-      getJSON("/api/admin/executions?limit=1000&since=" + since),
+      getJSON("../api/opencode/status"),
+      getJSON("../api/stats?since=" + since),
+      getJSON("../api/admin/executions?" + q),
+      getJSON("../api/admin/executions?limit=1000&since=" + since),
     ]);
     $("down").hidden = true;
     renderStatus(s);

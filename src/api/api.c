@@ -16,6 +16,10 @@ static const api_field_t api_session_create_body[] = {
     {"workspace", API_FIELD_WORKSPACE, false},
     {NULL, 0, false},
 };
+static const api_field_t api_session_put_body[] = {
+    {"workspace", API_FIELD_WORKSPACE, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_message_body[] = {
     {"text", API_FIELD_TEXT, true},
     {"model", API_FIELD_MODEL, false},
@@ -85,6 +89,8 @@ const api_route_t api_routes[] = {
      "200 when new work would be served now, else 503 with the reasons"},
     {"POST", "/api/sessions", "session.create", api_session_create_body, NULL, 0, api_session_create,
      "create a session bound to a workspace (idempotent)"},
+    {"PUT", "/api/sessions/{id}", "session.put", api_session_put_body, NULL, 0, api_session_create,
+     "create the session of this id (as POST with an id; what a cluster's front routes by the id)"},
     {"GET", "/api/sessions", "session.list", NULL, api_session_query, 0, api_session_list,
      "your sessions, a page at a time"},
     {"GET", "/api/sessions/{id}", "session.get", NULL, NULL, 0, api_session_get, "one session"},

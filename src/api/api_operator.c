@@ -91,6 +91,7 @@ static json_object *api_status_process_manager(const manager_t *m, double now)
 static json_object *api_status_ocpm(const manager_t *m, double now)
 {
     json_object *x = json_object_new_object();
+    json_object_object_add(x, "node", json_object_new_string(m->conf->node_name));
     json_object_object_add(x, "pid", json_object_new_int64(getpid()));
     json_object_object_add(x, "startedAt", json_object_new_int64((int64_t)(m->started_at * 1000.0)));
     json_object_object_add(x, "uptimeSeconds", json_object_new_double(now - m->started_at));

@@ -62,12 +62,13 @@ session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *cal
 }
 
 /* A fresh session id: "s_" and 24 random hex digits. */
-static int api_session_new_id(char *out, size_t outlen)
+/* s_<node>_<24 hex digits>: at most 2 + 32 + 1 + 24 = 59 bytes, a valid_id in the node form. */
+static int api_session_new_id(const char *node, char *out, size_t outlen)
 {
     unsigned char rnd[12];
     if (getentropy(rnd, sizeof rnd) != 0)
         return -1;
-    int o = snprintf(out, outlen, "s_");
+    int o = snprintf(out, outlen, "s_%s_", node);
     for (size_t i = 0; i < sizeof rnd; i++)
         o += snprintf(out + o, outlen - (size_t)o, "%02x", rnd[i]);
     return 0;
@@ -88,15 +89,35 @@ static int api_session_admit(manager_t *m, control_conn_t *c, const char *user, 
     return 0;
 }
 
+/* With require_node_ids (a cluster), a client's id must be in this node's form: one naming another
+ * node reached the wrong node (the front routes by the id; 421, as HTTP says for a misdirected
+ * request), one naming none could never be routed to again. 0, or -1 after answering c. */
+static int api_session_id_here(const manager_t *m, control_conn_t *c, const char *id)
+{
+    char node[VALID_NODE_MAX + 1], msg[160];
+    if (!m->conf->require_node_ids)
+        return 0;
+    if (!valid_id_node(id, node))
+        return control_error(c, 400, "invalid_session_id",
+                             "this node is in a cluster (require_node_ids): a session id must name its node, "
+                             "s_<node>_<rest>; or leave id out and one is made"), -1;
+    if (strcmp(node, m->conf->node_name) == 0)
+        return 0;
+    snprintf(msg, sizeof msg, "this session id names node %s; this is node %s", node, m->conf->node_name);
+    return control_error(c, 421, "misdirected_session", msg), -1;
+}
+
 /* Idempotent: the same id and workspace again is the same session (200); another workspace is a
  * conflict (409), and so is the id of a deleted session. */
 void api_session_create(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     manager_t *m = ctx;
     char gen[VALID_ID_MAX + 1], path[4096];
-    const char *id = api_arg(call, "id"), *why = NULL;
-    if (!id && api_session_new_id(gen, sizeof gen) != 0)
+    const char *id = call->id ? call->id : api_arg(call, "id"), *why = NULL; /* PUT's path, or POST's body */
+    if (!id && api_session_new_id(m->conf->node_name, gen, sizeof gen) != 0)
         return control_error(c, 500, "internal", "no randomness for an id"), (void)0;
+    if (id && api_session_id_here(m, c, id) != 0)
+        return;
     id = id ? id : gen;
     const char *wsname = api_arg(call, "workspace") ? api_arg(call, "workspace") : id;
     if (m->stopping)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "valid.h"
 
 static int conf_parse_scaled(const char *s, long *out, const char *const *units, const long *scale,
                              size_t nunits)
@@ -234,13 +235,43 @@ static int conf_derive(char *dst, size_t size, const char *dir, const char *leaf
     return 0;
 }
 
-/* servers = auto: the number of online cores. */
+/* node_name left empty: the host name's first label, lowercased; a label that is no valid node name
+ * (a character outside [a-z0-9-], longer than 32, an edge '-') is made one, and the derived flag says so
+ * for ocpmd's warning. The same host name always gives the same name. */
+static void conf_node_from_host(conf_t *c)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "node");
+    host[strcspn(host, ".")] = '\0';
+    if (valid_node(host)) {
+        snprintf(c->node_name, sizeof c->node_name, "%s", host);
+        return;
+    }
+    size_t n = 0;
+    for (const char *h = host; *h && n < VALID_NODE_MAX; h++) {
+        char ch = (char)tolower((unsigned char)*h);
+        c->node_name[n++] = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ? ch : '-';
+    }
+    while (n > 0 && c->node_name[n - 1] == '-')
+        n--;
+    c->node_name[n] = '\0';
+    size_t lead = strspn(c->node_name, "-");
+    memmove(c->node_name, c->node_name + lead, n - lead + 1);
+    if (!c->node_name[0])
+        snprintf(c->node_name, sizeof c->node_name, "node");
+    c->derived |= CONF_DERIVED_NODE_MADE;
+}
+
+/* servers = auto: the number of online cores; node_name = the host's. */
 static void conf_resolve_auto(conf_t *c)
 {
     if (c->servers == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         c->servers = cores < 1 ? 1 : cores > CONF_SERVERS_MAX ? CONF_SERVERS_MAX : cores;
     }
+    if (!c->node_name[0])
+        conf_node_from_host(c);
 }
 
 /* One setting of a section's text at *p: its line, key and value (pointers into buf). 0 at the end. */

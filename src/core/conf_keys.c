@@ -199,6 +199,15 @@ const conf_key_t conf_keys[] = {
      "(PHP-FPM's request_slowlog_timeout; 0: off). Checked about every second (a quarter of it when shorter)."},
     {"log_level", CT_LEVEL, S(log_level), "info", 0, 0, NULL, NULL, "debug, info, warn or error."},
     {"log_file", CT_PATH, S(log_file), "", 0, 0, NULL, "(stderr)", "Where the log goes; SIGUSR1 (and SIGHUP) reopen it."},
+    {"node_name", CT_NODE, S(node_name), "", 0, 0, "Cluster", "(the host name)",
+     "This node's name, [a-z0-9-] (1 to 32, not starting or ending with -). Every session id ocpm generates "
+     "carries it (s_<node>_<24 hex digits>), so a front nginx routes a session by its id alone "
+     "(docs/cluster.md). The default is the host name's first label, lowercased; one that is not a valid name "
+     "is made one (other characters become -, cut to 32) with a warning. Each node of a cluster needs its own."},
+    {"require_node_ids", CT_BOOL, N(require_node_ids), "no", 0, 0, NULL, NULL,
+     "yes (in a cluster): a session id the client chooses must be in this node's form, s_<node_name>_<rest>; "
+     "another node's form answers 421 misdirected_session, an id with no node 400. no: any id is taken, as "
+     "on a single host."},
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];
@@ -232,6 +241,6 @@ const char *const conf_live_keys[] = {
     "instance_idle_timeout", "server_max_messages", "server_max_rss", "server_max_inflight", "permission_policy",
     "permission_timeout", "question_timeout", "events_max", "events_max_bytes", "tool_input_max_bytes",
     "webhook_url", "webhook_secret", "webhook_attempts", "webhook_timeout", "db_busy_timeout", "history_retention",
-    "slowlog_timeout",
+    "slowlog_timeout", "require_node_ids",
 };
 const size_t conf_nlive_keys = sizeof conf_live_keys / sizeof conf_live_keys[0];

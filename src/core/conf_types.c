@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "valid.h"
 
 static const char *const conf_modes[] = {"auto", "per-session", "server"};
 #define CONF_NMODES (sizeof conf_modes / sizeof conf_modes[0])
@@ -56,6 +57,14 @@ static int conf_parse_name(const conf_key_t *k, void *field, const char *v, cons
     if (strlen(v) >= k->size || v[0] == '-' || strspn(v, ok) != strlen(v))
         return *why = "expected a user or group name", -1;
     memcpy(field, v, strlen(v) + 1);
+    return 0;
+}
+
+static int conf_parse_node(const conf_key_t *k, void *field, const char *v, const char **why)
+{
+    if (!valid_node(v))
+        return *why = "expected a node name: [a-z0-9-], 1 to 32, not starting or ending with -", -1;
+    snprintf(field, k->size, "%s", v);
     return 0;
 }
 
@@ -239,6 +248,7 @@ const conf_type_ops_t conf_types[CT_NTYPES] = {
     [CT_PATH] = {"path", conf_parse_text, conf_format_text},
     [CT_STRING] = {"text", conf_parse_text, conf_format_text},
     [CT_NAME] = {"name", conf_parse_name, conf_format_text},
+    [CT_NODE] = {"node", conf_parse_node, conf_format_text},
     [CT_LEVEL] = {"level", conf_parse_level, conf_format_text},
     [CT_MODE] = {"mode", conf_parse_mode, conf_format_mode},
     [CT_BOOL] = {"yes/no", conf_parse_bool, conf_format_bool},

@@ -17,6 +17,30 @@ bool valid_id(const char *s)
     return n > 0;
 }
 
+bool valid_node(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-");
+    return n > 0 && n <= VALID_NODE_MAX && !s[n] && s[0] != '-' && s[n - 1] != '-';
+}
+
+bool valid_id_node(const char *id, char node[VALID_NODE_MAX + 1])
+{
+    if (strncmp(id, "s_", 2) != 0)
+        return false;
+    const char *end = strchr(id + 2, '_');
+    size_t n = end ? (size_t)(end - (id + 2)) : 0;
+    if (!end || n == 0 || n > VALID_NODE_MAX || !end[1])
+        return false;
+    char name[VALID_NODE_MAX + 1];
+    memcpy(name, id + 2, n);
+    name[n] = 0;
+    if (!valid_node(name))
+        return false;
+    if (node)
+        memcpy(node, name, n + 1);
+    return true;
+}
+
 bool valid_utf8(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

@@ -430,8 +430,11 @@ int manager_run(manager_settings_t *settings, const char *exe, const manager_hoo
      * loop paid page faults, brk and munmap per message. Kept instead, up to these bounds. */
     mallopt(M_TRIM_THRESHOLD, MANAGER_HEAP_KEEP);
     mallopt(M_MMAP_THRESHOLD, MANAGER_HEAP_KEEP / 4);
-    log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=%s", OCPM_VERSION,
-             (long)getpid(), log_q(conf->state_dir));
+    log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=%s node=%s", OCPM_VERSION,
+             (long)getpid(), log_q(conf->state_dir), conf->node_name);
+    if (conf->derived & CONF_DERIVED_NODE_MADE)
+        log_warn("node name made from the host name", "node=%s reason=\"the host name is not a valid node name; "
+                 "set node_name\"", conf->node_name);
     if (uv_loop_init(&loop) != 0) {
         log_error("OpenCode process manager initialization failed", "reason=\"cannot create event loop\"");
         return 1;
