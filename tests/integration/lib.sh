@@ -55,9 +55,23 @@ t_real_opencode() {
 # The fake runs as the agent (its own user when the tests run as root, inside its sandbox): it is
 # copied where that user may read it, and its log is a file the sandbox lets it write.
 t_start() {
+    t_prepare
+    stack_init "$TDIR/state"
+    if [ -n "${T_WITH_MODEL:-}" ]; then
+        stack_start_model || { echo "Bail out! the offline model did not start"; exit 1; }
+    fi
+    stack_start_ocpmd "$@" || { echo "Bail out! ocpmd did not start"; exit 1; }
+    stack_start_nginx "$(free_port)" || { echo "Bail out! nginx did not start"; exit 1; }
+    BASE="http://127.0.0.1:$STACK_PORT"
+    DB="$STACK_DIR/ocpm.db"
+    LOG="$STACK_DIR/logs/ocpmd.log"
+}
+
+# t_prepare: the test's directory (TDIR, removed at the end unless a case failed) with the fake
+# opencode where the agent may run it, and the settings every stack of the test inherits.
+t_prepare() {
     TDIR=$(mktemp -d /tmp/ocpm-test-XXXXXX)
     chmod 0755 "$TDIR"
-    stack_init "$TDIR/state"
     mkdir -p "$TDIR/fakes"
     cp "$SRC"/tests/fakes/*.py "$TDIR/fakes/"
     chmod 0755 "$TDIR/fakes" "$TDIR"/fakes/*.py
@@ -69,14 +83,6 @@ t_start() {
     : >"$OPENCODE_FAKE_LOG"
     chmod 0666 "$OPENCODE_FAKE_LOG"
     export OCPM_AGENT_WRITE_PATHS="$OPENCODE_FAKE_LOG${OCPM_AGENT_WRITE_PATHS:+ $OCPM_AGENT_WRITE_PATHS}"
-    if [ -n "${T_WITH_MODEL:-}" ]; then
-        stack_start_model || { echo "Bail out! the offline model did not start"; exit 1; }
-    fi
-    stack_start_ocpmd "$@" || { echo "Bail out! ocpmd did not start"; exit 1; }
-    stack_start_nginx "$(free_port)" || { echo "Bail out! nginx did not start"; exit 1; }
-    BASE="http://127.0.0.1:$STACK_PORT"
-    DB="$STACK_DIR/ocpm.db"
-    LOG="$STACK_DIR/logs/ocpmd.log"
     trap t_cleanup EXIT
 }
 
@@ -88,6 +94,7 @@ t_leftovers() { t_pids all; }
 t_cleanup() {
     trap - EXIT
     stack_stop >/dev/null 2>&1
+    declare -F cluster_stop >/dev/null && cluster_stop >/dev/null 2>&1
     if [ -n "${TDIR:-}" ] && [ -d "$TDIR" ]; then
         if wait_until 10 test -z "$(t_leftovers)"; then :; else
             echo "# leftover processes: $(t_leftovers | tr '\n' ' ')"
@@ -97,7 +104,7 @@ t_cleanup() {
         if [ "$T_FAIL" -gt 0 ]; then
             echo "# kept $TDIR for inspection"
             local log
-            for log in "$TDIR"/state/logs/ocpmd.log "$TDIR"/*/logs/ocpmd.log; do
+            for log in "$TDIR"/state/logs/ocpmd.log "$TDIR"/*/logs/ocpmd.log "$TDIR"/*/*/logs/ocpmd.log; do
                 [ -f "$log" ] || continue
                 echo "# manager log tail: $log"
                 tail -n 30 "$log" | sed 's/^/#   /'
