@@ -38,6 +38,7 @@ typedef enum {
     API_FIELD_TRUE,      /* the boolean true */
     API_FIELD_PROMPT_STATUS, /* a prompt's status: pending, allowed, answered, rejected, timeout, lost */
     API_FIELD_SERVER,    /* a server's number in its pool: integer 0..CONF_SERVERS_MAX-1 */
+    API_FIELD_SESSION_KEY, /* "OWNER/ID": a session of anyone's (owner "" or printable up to 256 bytes, valid_id()) */
 } api_field_kind_t;
 
 typedef struct api_field {

@@ -19,6 +19,7 @@ typedef struct ctl_opts {
     int json, help;
     const char *file, *db, *socket; /* where the settings, the database and the manager are */
     const char *session, *status, *mode, *since, *older_than, *limit, *pool;
+    const char *cluster, *cursor, *timeout; /* --cluster FILE (ctl_cluster.h) */
 } ctl_opts_t;
 
 int ctl_main(int argc, char **argv);
@@ -37,6 +38,17 @@ int ctl_reload(ctl_opts_t *o, int argc, char **argv);
 int ctl_drain(ctl_opts_t *o, int argc, char **argv);
 int ctl_undrain(ctl_opts_t *o, int argc, char **argv);
 int ctl_server(ctl_opts_t *o, int argc, char **argv);
+
+/* ctl_cluster.c: the same commands with --cluster FILE, every node's merged (ctl_cluster.h). */
+int ctl_cluster_status(ctl_opts_t *o, int argc, char **argv);
+int ctl_cluster_sessions(ctl_opts_t *o, int argc, char **argv);
+int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv);
+int ctl_cluster_stats(ctl_opts_t *o, int argc, char **argv);
+
+/* "1795520000" (unix seconds) or an age ("24h") before now: 0, or -1. */
+int ctl_parse_time(const char *s, double *out);
+/* Readable times (UTC) in column to, beside the unix seconds of column from, in every row. */
+void ctl_add_when(json_object *rows, const char *from, const char *to);
 
 /* ctl_print.c: what the commands print. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

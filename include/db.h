@@ -163,6 +163,11 @@ int db_session_set_oc(db_t *db, const char *owner, const char *id, const char *o
 /* Place a session on opencode server number server (servers). */
 int db_session_set_server(db_t *db, const char *owner, const char *id, int server);
 int db_session_delete(db_t *db, const char *owner, const char *id, double now);
+/* Everyone's sessions from session_summary (the columns of ocpmctl sessions), in (owner, id)
+ * order after (after_owner, after_id) (NULLs: from the first), at most limit. When more follow, next
+ * is the cursor of the next page, "OWNER/ID" (the anonymous owner is ""), else "". NULL on error. */
+json_object *db_session_summary_page(db_t *db, const char *after_owner, const char *after_id, long limit,
+                                     char *next, size_t nextlen);
 /* Calls fn for every session not deleted. */
 int db_session_each(db_t *db, void (*fn)(void *ctx, const db_session_t *s), void *ctx);
 /* How many workspaces owner's sessions have made (deleted sessions' included: their directories
@@ -199,6 +204,19 @@ json_object *db_exec_list(db_t *db, const db_exec_filter_t *f, int *more);
  * p50/p95/p99 and mean of duration and queue wait, peak and mean RSS, tokens, cost, and the
  * five busiest sessions. NULL on error. */
 json_object *db_stats(db_t *db, double since, double until);
+/* The stats histograms' buckets (DB_BUCKET in db_schema.c; db_tally.c reads them back): bucket 0
+ * holds v < 0.01 ms, bucket k >= 1 holds 0.01 * RATIO^(k-1) <= v < 0.01 * RATIO^k, the last one
+ * everything from there up (about 36 hours). */
+#define DB_HIST_BUCKETS 480
+#define DB_HIST_RATIO 1.05
+/* db_stats, and with histograms set also "histograms": the scheme above and, per metric, its count,
+ * sum and the buckets that are not empty ([[bucket, n], ...]), so that several nodes' answers can
+ * be added up (ocpmctl --cluster stats) with the same percentiles one node would compute. */
+json_object *db_stats_opt(db_t *db, double since, double until, int histograms);
+/* p50/p95/p99 (nearest rank), mean, count of n values whose histogram is hist (DB_HIST_BUCKETS
+ * counts) and sum is sum: as /api/stats reads them from the rollups ("exact": false, the bound of
+ * the error stated, null when a rank fell in the last, unbounded, bucket). */
+json_object *db_tally_hist_percentiles(const long long *hist, long long n, double sum);
 /* Delete at most `batch` finished executions (and manager events) older than `before`; *deleted
  * says how many. Callers repeat it, yielding between batches. */
 int db_prune(db_t *db, double before, long batch, long *deleted);

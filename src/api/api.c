@@ -36,9 +36,16 @@ static const api_field_t api_session_query[] = {
     {"limit", API_FIELD_LIMIT, false},
     {NULL, 0, false},
 };
+#define API_OWNER_MAX 256 /* a user name's bound (request.c) */
+static const api_field_t api_admin_session_query[] = {
+    {"after", API_FIELD_SESSION_KEY, false},
+    {"limit", API_FIELD_LIMIT, false},
+    {NULL, 0, false},
+};
 static const api_field_t api_stats_query[] = {
     {"since", API_FIELD_TIME, false},
     {"until", API_FIELD_TIME, false},
+    {"histograms", API_FIELD_TRUE, false},
     {NULL, 0, false},
 };
 static const api_field_t api_prompt_query[] = {
@@ -118,7 +125,10 @@ const api_route_t api_routes[] = {
      "its events as SSE from after (or Last-Event-ID), then live ones until done"},
     {"GET", "/api/usage", "usage", NULL, NULL, 0, api_usage, "your usage today and your bounds (budgets)"},
     {"GET", "/api/stats", "stats", NULL, api_stats_query, API_OPERATOR, api_stats,
-     "counts, durations, resources, tokens: everyone's"},
+     "counts, durations, resources, tokens: everyone's; `?histograms` adds the percentiles' histograms, which add "
+     "up across nodes"},
+    {"GET", "/api/admin/sessions", "admin.session.list", NULL, api_admin_session_query, API_OPERATOR,
+     api_admin_session_list, "everyone's sessions with their counts (as ocpmctl sessions), a page at a time"},
     {"GET", "/api/admin/executions", "admin.exec.list", NULL, api_execution_query, API_OPERATOR, api_admin_exec_list,
      "everyone's executions, every field"},
     {"GET", "/api/admin/slowlog", "admin.slowlog", NULL, api_slowlog_query, API_OPERATOR, api_admin_slowlog,
@@ -307,6 +317,18 @@ const char *api_check_value(const api_field_t *f, json_object *v, long max_messa
                    : "must be once, always or reject";
     case API_FIELD_NOTE:
         return len <= 4096 ? NULL : "is longer than 4096 bytes";
+    case API_FIELD_SESSION_KEY: {
+        const char *slash = strrchr(s, '/');
+        if (!slash || !valid_id(slash + 1))
+            return "must be OWNER/ID (a next_cursor)";
+        char owner[API_OWNER_MAX + 1];
+        size_t ol = (size_t)(slash - s);
+        if (ol > API_OWNER_MAX)
+            return "names an owner longer than 256 bytes";
+        memcpy(owner, s, ol);
+        owner[ol] = '\0';
+        return !ol || valid_token(owner, API_OWNER_MAX) ? NULL : "names an owner that is not printable text";
+    }
     case API_FIELD_PROMPT_STATUS: {
         static const char *const st[] = {"pending", "allowed", "answered", "rejected", "timeout", "lost"};
         for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
@@ -418,7 +440,8 @@ static void api_doc_fields(FILE *f, const api_field_t *fields)
         [API_FIELD_LIMIT] = "1..1000", [API_FIELD_MODE] = "mode",           [API_FIELD_TIME] = "unix seconds",
         [API_FIELD_CURSOR] = "execution id", [API_FIELD_SEQ] = "event id", [API_FIELD_REPLY] = "once/always/reject",
         [API_FIELD_NOTE] = "text", [API_FIELD_ANSWERS] = "[[label]]", [API_FIELD_TRUE] = "true",
-        [API_FIELD_PROMPT_STATUS] = "prompt status", [API_FIELD_SERVER] = "server number"};
+        [API_FIELD_PROMPT_STATUS] = "prompt status", [API_FIELD_SERVER] = "server number",
+        [API_FIELD_SESSION_KEY] = "owner/id"};
     if (!fields || !fields->name)
         return (void)fputs("-", f);
     for (const api_field_t *p = fields; p->name; p++)

@@ -19,10 +19,15 @@ void api_reply_page(control_conn_t *c, const char *key, json_object *rows, int m
 {
     size_t n = json_object_array_length(rows);
     json_object *last = n ? json_object_object_get(json_object_array_get_idx(rows, n - 1), "id") : NULL;
+    control_reply(c, 200, api_page_json(key, rows, more && last ? json_object_get(last) : NULL), NULL);
+}
+
+json_object *api_page_json(const char *key, json_object *rows, json_object *next)
+{
     json_object *o = json_object_new_object();
     json_object_object_add(o, key, rows);
-    json_object_object_add(o, "next_cursor", more && last ? json_object_get(last) : NULL);
-    control_reply(c, 200, o, NULL);
+    json_object_object_add(o, "next_cursor", next);
+    return o;
 }
 
 static void api_exec_page(manager_t *m, control_conn_t *c, const api_call_t *call, const char *owner)
@@ -78,66 +83,42 @@ void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call)
     control_reply(c, 200, db_exec_public(o), NULL);
 }
 
-/* Statistics can take seconds on a large history, so they run on libuv's thread pool over a
- * read-only connection of their own (WAL lets it read beside the writer); the loop goes on. */
-typedef struct api_stats_job {
-    uv_work_t work;
-    control_conn_t *c; /* NULL once the client went away */
-    char path[4096];
-    double since, until;
-    json_object *result;
-    char err[512];
-} api_stats_job_t;
-
-static void api_stats_work(uv_work_t *w)
+/* Statistics can take seconds on a large history: a read on the thread pool (api_read.c). */
+static json_object *api_stats_read(db_t *ro, json_object *args, char *err, size_t errlen)
 {
-    api_stats_job_t *j = w->data;
-    db_t *ro = db_open_readonly(j->path, j->err, sizeof j->err);
-    if (!ro)
-        return;
-    j->result = db_stats(ro, j->since, j->until);
-    if (!j->result)
-        snprintf(j->err, sizeof j->err, "%s", db_errmsg(ro));
-    db_close(ro);
-}
-
-static void api_stats_after(uv_work_t *w, int status)
-{
-    api_stats_job_t *j = w->data;
-    if (j->c && j->result && status == 0) {
-        control_reply(j->c, 200, j->result, NULL);
-        j->result = NULL;
-    } else if (j->c) {
-        log_error("cannot compute statistics", "error=%s", log_q(j->err));
-        control_error(j->c, 503, "storage_unavailable", "cannot compute statistics");
-    }
-    json_object_put(j->result);
-    free(j);
-}
-
-static void api_stats_detach(void *ctx, control_conn_t *c)
-{
-    (void)c;
-    ((api_stats_job_t *)ctx)->c = NULL;
+    json_object *v;
+    double since = json_object_object_get_ex(args, "since", &v) ? json_object_get_double(v) : 0;
+    double until = json_object_object_get_ex(args, "until", &v) ? json_object_get_double(v) : clock_now() + 1;
+    json_object *o = db_stats_opt(ro, since, until, json_object_object_get_ex(args, "histograms", NULL));
+    if (!o)
+        snprintf(err, errlen, "%s", db_errmsg(ro));
+    return o;
 }
 
 void api_stats(void *ctx, control_conn_t *c, const api_call_t *call)
 {
-    manager_t *m = ctx;
-    api_stats_job_t *j = calloc(1, sizeof *j);
-    if (!j)
-        return control_error(c, 500, "internal", "out of memory"), (void)0;
-    j->c = c;
-    j->since = api_num(call, "since", 0);
-    j->until = api_num(call, "until", clock_now() + 1);
-    snprintf(j->path, sizeof j->path, "%s", m->conf->db_path);
-    j->work.data = j;
-    if (uv_queue_work(m->loop, &j->work, api_stats_work, api_stats_after) != 0) {
-        free(j);
-        control_error(c, 503, "busy", "cannot schedule the statistics");
-        return;
-    }
-    control_set_waiter(c, api_stats_detach, j);
+    api_read(ctx, c, call, api_stats_read, "cannot compute statistics");
+}
+
+/* Everyone's sessions by (owner, id), a page at a time; the view adds up each session's executions,
+ * so on the thread pool too. next_cursor is the `after` of the next page ("OWNER/ID"). */
+static json_object *api_admin_sessions_read(db_t *ro, json_object *args, char *err, size_t errlen)
+{
+    json_object *v;
+    long limit = json_object_object_get_ex(args, "limit", &v) ? (long)json_object_get_int64(v) : 100;
+    char owner[1024] = "", next[1024];
+    const char *after = json_object_object_get_ex(args, "after", &v) ? json_object_get_string(v) : "/";
+    const char *slash = strrchr(after, '/'); /* api_check_value let only OWNER/ID through */
+    snprintf(owner, sizeof owner, "%.*s", (int)(slash - after), after);
+    json_object *rows = db_session_summary_page(ro, owner, slash + 1, limit, next, sizeof next);
+    if (!rows)
+        return snprintf(err, errlen, "%s", db_errmsg(ro)), NULL;
+    return api_page_json("sessions", rows, *next ? json_object_new_string(next) : NULL);
+}
+
+void api_admin_session_list(void *ctx, control_conn_t *c, const api_call_t *call)
+{
+    api_read(ctx, c, call, api_admin_sessions_read, "cannot read sessions");
 }
 
 static void api_prune_done(void *ctx, long deleted, int failed)

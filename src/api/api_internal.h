@@ -25,6 +25,7 @@ void api_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_exec_get(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_admin_exec_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_admin_slowlog(void *ctx, control_conn_t *c, const api_call_t *call);
+void api_admin_session_list(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_stats(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_usage(void *ctx, control_conn_t *c, const api_call_t *call);
 void api_prune(void *ctx, control_conn_t *c, const api_call_t *call);
@@ -62,5 +63,14 @@ void api_storage_error(manager_t *m, control_conn_t *c, const char *what);
 /* 200 with a page of rows under key and next_cursor: the last row's id when more may follow, else
  * null (the page's rows are the answer's). */
 void api_reply_page(control_conn_t *c, const char *key, json_object *rows, int more);
+/* {key: rows, "next_cursor": next} (both taken). */
+json_object *api_page_json(const char *key, json_object *rows, json_object *next);
+
+/* api_read.c: a read that may take seconds runs on libuv's thread pool over a read-only connection
+ * of its own (WAL lets it read beside the writer), so the loop goes on. fn gets a copy of the call's
+ * args and returns the answer's body, or NULL with err; c gets 200 with it, or 503
+ * storage_unavailable with what (logged with err). A client gone meanwhile gets nothing. */
+typedef json_object *(*api_read_fn)(db_t *ro, json_object *args, char *err, size_t errlen);
+void api_read(manager_t *m, control_conn_t *c, const api_call_t *call, api_read_fn fn, const char *what);
 
 #endif

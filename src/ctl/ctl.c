@@ -18,25 +18,31 @@ static const struct {
     const char *summary; /* one line */
     const char *source;  /* CTL_DATABASE or CTL_MANAGER */
     int (*fn)(ctl_opts_t *o, int argc, char **argv);
+    const char *merges; /* with --cluster: what is merged (NULL: not a cluster command) */
+    int (*cluster)(ctl_opts_t *o, int argc, char **argv);
 } ctl_commands[] = {
-    {"status", "", "the manager's status document", CTL_MANAGER, ctl_status},
-    {"sessions", "", "sessions with their counts", CTL_DATABASE, ctl_sessions},
-    {"history", "[--session ID] [--status S] [--mode M] [--since T] [--limit N]", "executions, newest first",
-     CTL_DATABASE, ctl_history},
-    {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show},
+    {"status", "", "the manager's status document", CTL_MANAGER, ctl_status,
+     "one line per node and totals over the nodes that answered", ctl_cluster_status},
+    {"sessions", "", "sessions with their counts", CTL_DATABASE, ctl_sessions,
+     "every node's (GET /api/admin/sessions, paged through), with a node column", ctl_cluster_sessions},
+    {"history", "[--session ID] [--status S] [--mode M] [--since T] [--limit N] [--cursor C]",
+     "executions, newest first", CTL_DATABASE, ctl_history,
+     "every node's, merged newest first; next_cursor continues on every node", ctl_cluster_history},
+    {"show", "EXECUTION", "one execution, every field", CTL_DATABASE, ctl_show, NULL, NULL},
     {"slowlog", "[--since T] [--limit N]", "turns that passed slowlog_timeout, newest first", CTL_DATABASE,
-     ctl_slowlog},
-    {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats},
-    {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune},
+     ctl_slowlog, NULL, NULL},
+    {"stats", "[--since T]", "counts, percentiles, memory, tokens, the busiest sessions", CTL_DATABASE, ctl_stats,
+     "every node's added up; percentiles from the summed histograms", ctl_cluster_stats},
+    {"prune", "--older-than AGE", "delete finished history older than AGE", CTL_MANAGER, ctl_prune, NULL, NULL},
     {"reload", "", "read the settings again, as SIGHUP does; says what changed and what needs a restart",
-     CTL_MANAGER, ctl_reload},
+     CTL_MANAGER, ctl_reload, NULL, NULL},
     {"drain", "", "refuse new sessions and messages (503 draining); running and queued ones finish", CTL_MANAGER,
-     ctl_drain},
-    {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain},
+     ctl_drain, NULL, NULL},
+    {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain, NULL, NULL},
     {"server", "restart [--pool NAME] [N]",
      "restart opencode servers: every FATAL one (clearing FATAL), or server N whatever its state (a ready one "
      "is replaced gracefully, as a recycle)",
-     CTL_MANAGER, ctl_server},
+     CTL_MANAGER, ctl_server, NULL, NULL},
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -59,6 +65,11 @@ static const struct {
     {"--limit", "N", CTL_AT(limit), "history, slowlog: at most N rows (default 20)"},
     {"--older-than", "AGE", CTL_AT(older_than), "prune: what is older than AGE, such as 30d"},
     {"--pool", "NAME", CTL_AT(pool), "server restart: that pool's servers (default: every pool's)"},
+    {"--cluster", "FILE", CTL_AT(cluster),
+     "status, sessions, history, stats: of every node in FILE (lines `NAME URL`), over HTTP, merged; exit 1 when a "
+     "node did not answer"},
+    {"--cursor", "C", CTL_AT(cursor), "history --cluster: the next page after C (the next_cursor printed)"},
+    {"--timeout", "S", CTL_AT(timeout), "--cluster: seconds each node has to answer (default 10)"},
     {"-h", NULL, CTL_AT(help), "this text"},
 };
 #define CTL_NOPTIONS (sizeof ctl_options / sizeof ctl_options[0])
@@ -93,6 +104,8 @@ static void ctl_man(FILE *f)
         if (*ctl_commands[i].args)
             fputc(' ', f), roff_text(f, ctl_commands[i].args);
         fprintf(f, "\n%s; %s.\n", ctl_commands[i].summary, ctl_commands[i].source);
+        if (ctl_commands[i].merges)
+            fprintf(f, "With \\fB\\-\\-cluster\\fR: %s.\n", ctl_commands[i].merges);
     }
     fputs(".SH OPTIONS\n", f);
     for (size_t i = 0; i < CTL_NOPTIONS; i++) {
@@ -152,6 +165,13 @@ int ctl_main(int argc, char **argv)
         return ctl_usage(stdout), 0;
     if (nrest < 1)
         return ctl_usage(stderr), 2;
+    if (o.cursor && !o.cluster)
+        return ctl_fail("--cursor goes with --cluster (history --cluster)"), 2;
+    for (size_t i = 0; o.cluster && i < CTL_NCOMMANDS; i++)
+        if (strcmp(ctl_commands[i].name, rest[0]) == 0 && !ctl_commands[i].cluster)
+            return ctl_fail("%s does not take --cluster", rest[0]), 2;
+        else if (strcmp(ctl_commands[i].name, rest[0]) == 0) /* the nodes' settings are theirs, not read here */
+            return ctl_commands[i].cluster(&o, nrest - 1, rest + 1);
     char err[1024];
     conf_defaults(&o.conf);
     if ((o.file && *o.file && conf_load_file(&o.conf, o.file, err, sizeof err) != 0) ||

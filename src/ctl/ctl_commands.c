@@ -15,8 +15,7 @@
 #include "db.h"
 #include "frame.h"
 
-/* "1795520000" (unix seconds) or an age ("24h") before now. */
-static int ctl_parse_time(const char *s, double *out)
+int ctl_parse_time(const char *s, double *out)
 {
     char *end;
     errno = 0;
@@ -112,8 +111,7 @@ int ctl_sessions(ctl_opts_t *o, int argc, char **argv)
     return rc;
 }
 
-/* Readable times (UTC) in column to, beside the unix seconds of column from. */
-static void ctl_add_when(json_object *rows, const char *from, const char *to)
+void ctl_add_when(json_object *rows, const char *from, const char *to)
 {
     for (size_t i = 0; i < json_object_array_length(rows); i++) {
         json_object *row = json_object_array_get_idx(rows, i), *q;

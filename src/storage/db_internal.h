@@ -15,9 +15,6 @@
  * add a new one. */
 extern const char *const db_migrations[];
 extern const int db_nmigrations;
-/* The stats histograms' buckets (DB_BUCKET in db_schema.c; db_tally.c reads them back). */
-#define DB_HIST_BUCKETS 480
-#define DB_HIST_RATIO 1.05
 
 /* db_tally.c: sums executions for /api/stats, from rows or from rollups. */
 typedef struct db_tally db_tally_t;
@@ -39,7 +36,8 @@ int db_tally_session(db_tally_t *t, const char *owner, const char *session, long
 int db_tally_tool(db_tally_t *t, const char *tool, const char *status, long long calls);
 int db_tally_value(db_tally_t *t, int metric, double v);
 void db_tally_bucket(db_tally_t *t, int metric, int bucket, long long n);
-json_object *db_tally_json(db_tally_t *t, double since, double until);
+/* The answer; histograms: with the "histograms" object (db_stats_opt). */
+json_object *db_tally_json(db_tally_t *t, double since, double until, int histograms);
 
 /* The prepared statements, by purpose. */
 enum {

@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include "db.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "db_internal.h"
 
 int db_session_insert(db_t *db, const db_session_t *se)
@@ -94,4 +97,46 @@ int db_session_workspaces(db_t *db, const char *owner, const char *path, long *c
     if (rc != SQLITE_ROW)
         db_failed(db);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+json_object *db_session_summary_page(db_t *db, const char *after_owner, const char *after_id, long limit,
+                                     char *next, size_t nextlen)
+{
+    /* Read-only readers (ocpmctl, the thread pool's connection) prepare it here: it is not one of
+     * the writer's statements. (owner, id) is the view's key, so the cursor is both. */
+    static const char sql[] =
+        "SELECT id, owner, workspace, opencode_session_id, message_count,"
+        " created, last_activity, deleted, executions, succeeded, failed, mean_ms, tokens_in, tokens_out, cost"
+        " FROM session_summary AS v WHERE (v.owner, v.id) > (?1, ?2)"
+        " ORDER BY v.owner, v.id LIMIT ?3";
+    sqlite3_stmt *s;
+    char last[1024] = "";
+    *next = '\0';
+    if (!db->h || sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK)
+        return NULL;
+    /* No cursor: after ('', '') comes every key but the anonymous owner's empty id, which is not an id. */
+    db_bind_text(s, 1, after_owner ? after_owner : "");
+    db_bind_text(s, 2, after_id ? after_id : "");
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)limit + 1);
+    json_object *a = json_object_new_array();
+    int rc;
+    long n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n++ == limit) {
+            snprintf(next, nextlen, "%s", last); /* more follow: the last row's key continues */
+            continue;
+        }
+        json_object *row = db_row_json(s);
+        const char *owner = (const char *)sqlite3_column_text(s, 1), *id = (const char *)sqlite3_column_text(s, 0);
+        snprintf(last, sizeof last, "%s/%s", owner ? owner : "", id ? id : "");
+        if (!owner || !*owner) /* shown as ocpmctl sessions shows it */
+            json_object_object_add(row, "owner", json_object_new_string("(anonymous)"));
+        json_object_array_add(a, row);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        json_object_put(a);
+        return NULL;
+    }
+    return a;
 }

@@ -123,7 +123,9 @@ static int db_stats_range(db_t *db, db_tally_t *t, int live, double a, double b)
            db_stats_tools(db, t, live ? ST_STATS_TOOL_LIVE : ST_STATS_TOOL_ROWS, a, b, 0);
 }
 
-json_object *db_stats(db_t *db, double since, double until)
+json_object *db_stats(db_t *db, double since, double until) { return db_stats_opt(db, since, until, 0); }
+
+json_object *db_stats_opt(db_t *db, double since, double until, int histograms)
 {
     /* Whole hours [h0, h1) and, inside them, whole days [d0, d1) (d0 == d1: none). */
     double h0 = ceil(since / 3600) * 3600, h1 = floor(until / 3600) * 3600;
@@ -143,7 +145,7 @@ json_object *db_stats(db_t *db, double since, double until)
                    : db_stats_range(db, t, 0, since, until);
     if (in_tx)
         sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
-    json_object *o = rc ? NULL : db_tally_json(t, since, until);
+    json_object *o = rc ? NULL : db_tally_json(t, since, until, histograms);
     db_tally_free(t);
     return o;
 }

@@ -322,27 +322,80 @@ static double tally_at(const tally_values_t *x, int exact, long long k, int *bey
     return 0;
 }
 
-/* p50/p95/p99 (nearest rank), mean and count of one metric. */
-static json_object *tally_percentiles(db_tally_t *t, int metric, long long n, double sum)
+/* p50/p95/p99 (nearest rank), mean and count of one metric's n values (x: their histogram, and
+ * the values themselves when exact). */
+static json_object *tally_percentiles_of(tally_values_t *x, int exact, long long n, double sum)
 {
     static const struct {
         const char *name;
         double p;
     } ps[] = {{"p50", 0.50}, {"p95", 0.95}, {"p99", 0.99}};
-    tally_values_t *x = &t->values[metric];
     json_object *o = json_object_new_object();
     int beyond = 0;
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         long long rank = (long long)ceil(ps[i].p * (double)n - 1e-9); /* 1-based */
         if (rank < 1)
             rank = 1;
-        json_object_object_add(o, ps[i].name, n ? json_object_new_double(tally_at(x, t->exact, rank - 1, &beyond)) : NULL);
+        json_object_object_add(o, ps[i].name, n ? json_object_new_double(tally_at(x, exact, rank - 1, &beyond)) : NULL);
     }
     json_object_object_add(o, "mean", n ? json_object_new_double(sum / (double)n) : NULL);
     json_object_object_add(o, "count", json_object_new_int64(n));
-    json_object_object_add(o, "exact", json_object_new_boolean(t->exact));
-    if (!t->exact)
+    json_object_object_add(o, "exact", json_object_new_boolean(exact));
+    if (!exact)
         json_object_object_add(o, "max_relative_error", beyond ? NULL : json_object_new_double(DB_TALLY_ERROR));
+    return o;
+}
+
+static json_object *tally_percentiles(db_tally_t *t, int metric, long long n, double sum)
+{
+    return tally_percentiles_of(&t->values[metric], t->exact, n, sum);
+}
+
+json_object *db_tally_hist_percentiles(const long long *hist, long long n, double sum)
+{
+    tally_values_t *x = calloc(1, sizeof *x); /* 4 KB of counts: not on the stack */
+    if (!x)
+        return NULL;
+    memcpy(x->hist, hist, sizeof x->hist);
+    json_object *o = tally_percentiles_of(x, 0, n, sum);
+    free(x);
+    return o;
+}
+
+/* One metric's part of "histograms": count, sum, and the buckets that are not empty. */
+static json_object *tally_hist_json(const tally_values_t *x, long long n, double sum)
+{
+    json_object *o = json_object_new_object(), *b = json_object_new_array();
+    json_object_object_add(o, "count", json_object_new_int64(n));
+    json_object_object_add(o, "sum", json_object_new_double(sum));
+    for (int k = 0; x && k < DB_HIST_BUCKETS; k++) {
+        if (!x->hist[k])
+            continue;
+        json_object *pair = json_object_new_array();
+        json_object_array_add(pair, json_object_new_int(k));
+        json_object_array_add(pair, json_object_new_int64(x->hist[k]));
+        json_object_array_add(b, pair);
+    }
+    json_object_object_add(o, "buckets", b);
+    return o;
+}
+
+/* What adds up across nodes: the bucket scheme (db.h), each metric's histogram, RSS's count and sum. */
+static json_object *tally_histograms(const db_tally_t *t, const db_tally_group_t *all)
+{
+    json_object *o = json_object_new_object(), *scheme = json_object_new_object(), *rss = json_object_new_object();
+    json_object_object_add(scheme, "buckets", json_object_new_int(DB_HIST_BUCKETS));
+    json_object_object_add(scheme, "first_ms", json_object_new_double(0.01));
+    json_object_object_add(scheme, "ratio", json_object_new_double(DB_HIST_RATIO));
+    json_object_object_add(scheme, "rule", json_object_new_string("bucket 0: v < first_ms; bucket k: first_ms * "
+                                                                  "ratio^(k-1) <= v < first_ms * ratio^k; the last "
+                                                                  "holds everything above"));
+    json_object_object_add(o, "scheme", scheme);
+    json_object_object_add(o, "duration_ms", tally_hist_json(&t->values[DB_TALLY_DURATION], all->nd, all->sum_d));
+    json_object_object_add(o, "queue_wait_ms", tally_hist_json(&t->values[DB_TALLY_WAIT], all->nw, all->sum_w));
+    json_object_object_add(rss, "count", json_object_new_int64(all->nr));
+    json_object_object_add(rss, "sum", json_object_new_double(all->sum_r));
+    json_object_object_add(o, "peak_rss_kb", rss);
     return o;
 }
 
@@ -480,7 +533,7 @@ static void tally_count(json_object *by, const char *key, long long n)
     json_object_object_add(by, key, json_object_new_int64(cur + n));
 }
 
-json_object *db_tally_json(db_tally_t *t, double since, double until)
+json_object *db_tally_json(db_tally_t *t, double since, double until, int histograms)
 {
     json_object *o = json_object_new_object(), *by_status = json_object_new_object(),
                 *by_mode = json_object_new_object();
@@ -511,5 +564,7 @@ json_object *db_tally_json(db_tally_t *t, double since, double until)
     json_object_object_add(o, "busiest_sessions", tally_busiest(t));
     json_object_object_add(o, "tool_calls", tally_tools(t));
     json_object_object_add(o, "by_pool", tally_pools(t));
+    if (histograms)
+        json_object_object_add(o, "histograms", tally_histograms(t, &all));
     return o;
 }

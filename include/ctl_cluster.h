@@ -1,0 +1,79 @@
+/* ctl_cluster: ocpmctl --cluster FILE, several ocpm nodes seen as one (docs/operations.md, "The
+ * cluster as one"). The file names the nodes; every node is asked at once over HTTP (libcurl's multi
+ * interface); the answers are merged. A node that cannot be reached or answers something else than
+ * the JSON expected is marked with its error, never a failure of the whole command: the exit status
+ * says whether every node answered (CTL_CLUSTER_PARTIAL). The parsers and merges are pure (no I/O),
+ * for the unit tests (tests/unit/test_ctl_cluster.c). */
+#ifndef OCPM_CTL_CLUSTER_H
+#define OCPM_CTL_CLUSTER_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "ctl.h"
+
+#define CTL_CLUSTER_MAX 256          /* nodes in one file */
+#define CTL_CLUSTER_NAME_MAX 32      /* [a-z0-9-]{1,32}, no '-' first or last */
+#define CTL_CLUSTER_URL_MAX 1024
+#define CTL_CLUSTER_BODY_MAX (64L << 20) /* bytes of one node's answer; more is refused */
+#define CTL_CLUSTER_PARTIAL 1        /* exit status: printed, but some node did not answer */
+
+/* ctl_cluster_file.c: the file, one `NAME URL` a line; blank lines and `#` comments ignored. */
+typedef struct ctl_cluster ctl_cluster_t;
+/* The nodes of the file at path, or NULL with err naming path:line and what is wrong. */
+ctl_cluster_t *ctl_cluster_load(const char *path, char *err, size_t errlen);
+/* The same from text (path only names it in err). */
+ctl_cluster_t *ctl_cluster_parse(const char *text, const char *path, char *err, size_t errlen);
+void ctl_cluster_free(ctl_cluster_t *cl);
+size_t ctl_cluster_count(const ctl_cluster_t *cl);
+const char *ctl_cluster_name(const ctl_cluster_t *cl, size_t i);
+/* The base URL without a trailing '/': paths such as /api/stats are appended to it. */
+const char *ctl_cluster_url(const ctl_cluster_t *cl, size_t i);
+/* The index of the node called name, or -1. */
+int ctl_cluster_find(const ctl_cluster_t *cl, const char *name, size_t len);
+
+/* ctl_cluster_fetch.c: one GET per node, all at once. */
+typedef struct ctl_reply {
+    json_object *body; /* the answer's JSON object, or NULL with error */
+    char error[256];
+} ctl_reply_t;
+/* GET url(i) + paths[i] for every node whose paths[i] is not NULL (the others' replies are left
+ * as they are), each within timeout_ms (connecting within 2 s). Returns 0, or -1 when libcurl
+ * itself could not start (err). */
+int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_ms, ctl_reply_t *out, char *err,
+                      size_t errlen);
+/* Frees the bodies and clears the errors of n replies. */
+void ctl_replies_clear(ctl_reply_t *r, size_t n);
+
+/* ctl_cluster_cursor.c: history's cursor across nodes, `NAME:ID,NAME:ID` (ID: the last execution id
+ * taken from that node, its next page's `before`; 0 in before[] and absent from the text: nothing
+ * taken yet). */
+int ctl_cursor_parse(const ctl_cluster_t *cl, const char *s, long long *before, char *err, size_t errlen);
+/* The text of before[] (count nodes), malloc'd; "" when nothing was taken. NULL: out of memory. */
+char *ctl_cursor_format(const ctl_cluster_t *cl, const long long *before);
+
+/* ctl_cluster_history.c: one page merged from the nodes' pages (pages[i]: node i's answer to
+ * /api/admin/executions with before[i], NULL when it did not answer). Rows newest first by queued_at,
+ * then node name, then id (newest first); each gets "node". At most limit rows; it stops early
+ * where a node's page ran out while that node has more (its unseen rows could be newer). before[i]
+ * advances to the last id taken from node i; a node that did not answer keeps its own. *more: some
+ * node may have rows not taken yet (or did not answer). */
+json_object *ctl_history_merge(const ctl_cluster_t *cl, json_object *const *pages, long limit, long long *before,
+                               int *more);
+
+/* ctl_cluster_stats.c: /api/stats?histograms of every node (docs[i], NULL when it did not answer)
+ * added up: counts, tokens, cost summed, means from sums and counts, percentiles from the summed
+ * histograms (db_tally_hist_percentiles), the busiest sessions (with node) and tools by key. */
+json_object *ctl_stats_merge(const ctl_cluster_t *cl, json_object *const *docs);
+/* ctl_cluster_status.c: totals over the status documents that came (docs[i] NULL: missing), and one
+ * summary row per node (name, url, ok, error, mode, sessions, running, queued, draining, ...). */
+json_object *ctl_status_totals(const ctl_cluster_t *cl, json_object *const *docs);
+json_object *ctl_status_row(const ctl_cluster_t *cl, size_t i, json_object *doc, const char *error);
+
+/* ctl_cluster.c: the commands with --cluster (the `cluster` column of ctl.c's table). */
+/* obj's member at a dotted path ("ocpm.node"), or NULL (a node's answer may lack anything). */
+json_object *ctl_cluster_at(json_object *obj, const char *path);
+/* (The commands themselves, ctl_cluster_status and the others, are declared in ctl.h.) */
+
+#endif

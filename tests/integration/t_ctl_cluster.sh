@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# ocpmctl --cluster FILE: two live nodes (each its own nginx + ocpmd + SQLite), a URL nothing
+# listens on, and hostile nodes (a tiny HTTP server answering garbage, an endless body, another
+# node's name). The merged views must equal what each node's own ocpmctl says, put together; a node
+# that does not answer is marked and the exit status says so. Also GET /api/admin/sessions itself.
+. "$(dirname "$0")/lib.sh"
+OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
+t_start
+DB1=$DB
+BASE1=$BASE
+
+# Node n2: a second stack in the background, in a process group of its own, stopped by the trap.
+P2=$(free_port)
+N2_GROUP=$(python3 -c '
+import subprocess, sys
+p = subprocess.Popen(["bash", "-c", sys.argv[1]], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)' "OCPM_STATE_DIR='$TDIR/n2' OCPM_HTTP_PORT=$P2 OPENCODE_CONFIG_CONTENT='{}' exec '$SRC/scripts/stack' run")
+BASE2="http://127.0.0.1:$P2"
+DB2="$TDIR/n2/ocpm.db"
+# The hostile nodes: one small HTTP server, each node a path prefix of it.
+PH=$(free_port)
+cat >"$TDIR/hostile.py" <<'PY'
+import http.server, json, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path.startswith("/other/"):
+            body = json.dumps({"ocpm": {"node": "someone-else"}}).encode()
+        elif self.path.startswith("/endless/"):
+            self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
+            try:
+                self.wfile.write(b'{"a":"')
+                while True:
+                    self.wfile.write(b"x" * 65536)
+            except Exception:
+                return
+        else:
+            body = b"<html>not json</html>"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$TDIR/hostile.py" "$PH" &
+HOSTILE=$!
+stop_others() {
+    kill -TERM -- -"$N2_GROUP" 2>/dev/null
+    kill "$HOSTILE" 2>/dev/null
+    wait_until 40 sh -c "! kill -0 $N2_GROUP 2>/dev/null"
+    wait "$HOSTILE" 2>/dev/null
+}
+trap 'stop_others; t_cleanup' EXIT
+up() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$1/api/ready")" = 200 ]; }
+check "node n2 is up" wait_until 60 up "$BASE2"
+check "the hostile server is up" wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$PH/x"
+DEAD=$(free_port)
+
+# Sessions and messages on each node.
+msg() { curl -s -o /dev/null -w '%{http_code}' -X POST "$1/api/sessions/$2/messages" -d '{"text":"hi"}'; }
+for s in a b c; do curl -s -o /dev/null -X POST "$BASE1/api/sessions" -d "{\"id\":\"$s\"}"; done
+for s in a d; do curl -s -o /dev/null -X POST "$BASE2/api/sessions" -d "{\"id\":\"$s\"}"; done
+codes=""
+for s in a a b a c; do codes+=$(msg "$BASE1" "$s"); done
+for s in a d d; do codes+=$(msg "$BASE2" "$s"); done
+is "$codes" "$(printf '200%.0s' 1 2 3 4 5 6 7 8)" "five messages on n1, three on n2"
+
+# GET /api/admin/sessions: paging, bad input, localhost only.
+req GET '/api/admin/sessions?limit=2'
+is "$STATUS $(j '[.sessions[].id] | join(",")') $(j .next_cursor)" "200 a,b /b" "admin sessions: first page and its cursor"
+is "$(j '.sessions[0] | [.owner, .executions, .succeeded] | join(" ")')" "(anonymous) 3 3" "admin sessions: a row as ocpmctl sessions has it"
+req GET '/api/admin/sessions?limit=2&after=/b'
+is "$STATUS $(j '[.sessions[].id] | join(",")') $(j .next_cursor)" "200 c null" "admin sessions: the last page"
+for bad in 'after=b' 'after=x%2F' 'after=/' 'limit=0' 'limit=1001' 'limit=x' 'after=%01x/b'; do
+    req GET "/api/admin/sessions?$bad"
+    is "$STATUS $(j .error.code | grep -c .)" "400 1" "admin sessions: $bad is refused with a JSON error"
+done
+like "$(sed -n '/location ^~ \/api\/admin\//,/}/p' "$SRC/nginx/ocpm.conf" | tr '\n' ' ')" 'allow 127\.0\.0\.1;.*deny all;' \
+    "admin sessions: the nginx drop-in keeps /api/admin/ to localhost"
+
+printf '# the cluster\nn1 %s/\n\nn2 %s\n' "$BASE1" "$BASE2" >"$TDIR/two"
+cp "$TDIR/two" "$TDIR/three"
+echo "n3 http://127.0.0.1:$DEAD" >>"$TDIR/three"
+local_sessions() { "$OCPMCTL" --db "$1" sessions --json | jq -c --arg n "$2" 'map(. + {node: $n})'; }
+
+# sessions: the union of each node's own, with node; the dead node marked, exit 1.
+out=$("$OCPMCTL" --cluster "$TDIR/three" sessions --json 2>"$TDIR/err"); rc=$?
+is "$rc" 1 "sessions with a dead node: exit 1"
+want=$( (local_sessions "$DB1" n1; local_sessions "$DB2" n2) | jq -s -c -S 'add | sort_by(.node, .id)')
+is "$(printf '%s' "$out" | jq -c -S '.sessions | sort_by(.node, .id)')" "$want" "sessions --json equals the union of each node's ocpmctl sessions"
+is "$(printf '%s' "$out" | jq -r '.nodes | map("\(.name)=\(.ok)") | join(" ")')" "n1=true n2=true n3=false" "the dead node is marked"
+like "$(printf '%s' "$out" | jq -r '.nodes[2].error')" 'onnect' "with why"
+"$OCPMCTL" --cluster "$TDIR/two" sessions >"$TDIR/out" 2>&1
+is "$?:$(grep -c '^n[12] ' "$TDIR/out")" "0:5" "sessions as a table: five rows, each with its node; exit 0"
+
+# history: paged at --limit 3 with the cursor: every execution of every node exactly once, newest first.
+cursor=() pages=0
+: >"$TDIR/rows"
+while [ "$pages" -lt 10 ]; do
+    out=$("$OCPMCTL" --cluster "$TDIR/two" history --limit 3 --json "${cursor[@]}") || break
+    printf '%s' "$out" | jq -c '.executions[] | [.node, .id, .queued_at]' >>"$TDIR/rows"
+    pages=$((pages + 1))
+    next=$(printf '%s' "$out" | jq -r '.next_cursor // empty')
+    [ -n "$next" ] || break
+    cursor=(--cursor "$next")
+done
+is "$pages" 3 "history: 8 executions in pages of 3"
+want=$( ("$OCPMCTL" --db "$DB1" history --limit 100 --json | jq -c '.[] | ["n1", .id]'
+         "$OCPMCTL" --db "$DB2" history --limit 100 --json | jq -c '.[] | ["n2", .id]') | sort)
+is "$(jq -c '.[0:2]' "$TDIR/rows" | sort)" "$want" "history: every execution of every node, exactly once"
+is "$(jq -s -c 'map(.[2]) == (map(.[2]) | sort | reverse)' "$TDIR/rows")" true "history: newest first across pages"
+"$OCPMCTL" --cluster "$TDIR/three" history --limit 3 >"$TDIR/out" 2>"$TDIR/err"
+is "$?" 1 "history with a dead node: exit 1"
+like "$(grep -c -e '^ocpmctl: node n3 ' -e '^next_cursor: n' "$TDIR/err")" '^2$' "table mode: the dead node and next_cursor on stderr"
+out=$("$OCPMCTL" --cluster "$TDIR/three" history --limit 100 --json)
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), (.next_cursor | test("^n1:[0-9]+,n2:[0-9]+$"))] | join(" ")')" "8 true" \
+    "with a node down the cursor keeps going (its rows are still to come)"
+
+# stats: the sums of each node's ocpmctl stats.
+s1=$("$OCPMCTL" --db "$DB1" stats --json) s2=$("$OCPMCTL" --db "$DB2" stats --json)
+out=$("$OCPMCTL" --cluster "$TDIR/two" stats --json)
+for k in total tokens.in tokens.out duration_ms.count queue_wait_ms.count by_status.succeeded; do
+    a=$(printf '%s' "$s1" | jq ".$k") b=$(printf '%s' "$s2" | jq ".$k")
+    is "$(printf '%s' "$out" | jq ".stats.$k")" "$((a + b))" "stats: $k is the sum of the nodes'"
+done
+is "$(printf '%s' "$out" | jq -r '.stats.duration_ms | [.exact, .max_relative_error, (.p50 > 0)] | join(" ")')" "false 0.0247 true" \
+    "stats: percentiles from the merged histograms, with their error"
+is "$(printf '%s' "$out" | jq -r '.stats.busiest_sessions[0] | "\(.node) \(.session_id) \(.executions)"')" "n1 a 3" "stats: the busiest session, with its node"
+
+# status: one line per node, totals over those that answered.
+out=$("$OCPMCTL" --cluster "$TDIR/three" status --json); rc=$?
+is "$rc $(printf '%s' "$out" | jq -r '[.totals.answered, .totals.nodes, .totals.finished, (.status | keys | join(","))] | join(" ")')" \
+    "1 2 3 8 n1,n2" "status: totals over the two that answered; exit 1"
+"$OCPMCTL" --cluster "$TDIR/three" status >"$TDIR/out" 2>"$TDIR/err"
+like "$(grep '^n3 ' "$TDIR/out")" 'false' "status as a table: the dead node's line"
+
+# Bad input: clear errors, exit 2, no crash.
+printf 'n1 %s\nN2 http://x\n' "$BASE1" >"$TDIR/bad"
+"$OCPMCTL" --cluster "$TDIR/bad" status >/dev/null 2>"$TDIR/err"
+is "$? $(cat "$TDIR/err")" "2 ocpmctl: $TDIR/bad:2: the name must match [a-z0-9-]{1,32}, no '-' first or last" "a bad cluster file: file:line"
+"$OCPMCTL" --cluster "$TDIR/nonexistent" status >/dev/null 2>"$TDIR/err"
+is "$?" 2 "a missing cluster file: exit 2"
+for c in 'n1:0' 'n9:3' 'n1:1,n1:2' 'garbage' "n1:$(printf '9%.0s' {1..30})"; do
+    "$OCPMCTL" --cluster "$TDIR/two" history --cursor "$c" >/dev/null 2>"$TDIR/err"
+    is "$? $(grep -c '^ocpmctl: --cursor: ' "$TDIR/err")" "2 1" "a bad cursor ($c): exit 2 with why"
+done
+"$OCPMCTL" --cursor n1:1 history >/dev/null 2>&1
+is "$?" 2 "--cursor without --cluster: exit 2"
+"$OCPMCTL" --cluster "$TDIR/two" show 1 >/dev/null 2>&1
+is "$?" 2 "a command that does not take --cluster: exit 2"
+printf 'n1 %s\ngarbage http://127.0.0.1:%s/garbage\nendless http://127.0.0.1:%s/endless\nn4 http://127.0.0.1:%s/other\n' \
+    "$BASE1" "$PH" "$PH" "$PH" >"$TDIR/hostile"
+start=$(date +%s)
+out=$("$OCPMCTL" --cluster "$TDIR/hostile" --timeout 3 stats --json); rc=$?
+is "$rc $(printf '%s' "$out" | jq -r '.stats.total')" "1 5" "hostile nodes: exit 1, the good node's figures"
+is "$(printf '%s' "$out" | jq -r '.nodes | map(.ok) | join(" ")')" "true false false false" "hostile nodes: each marked"
+like "$(printf '%s' "$out" | jq -r '.nodes[1].error')" 'not a JSON object' "garbage: not JSON"
+like "$(printf '%s' "$out" | jq -r '.nodes[2].error')" 'imeout|larger than' "an endless body: cut off"
+like "$(printf '%s' "$out" | jq -r '.nodes[3].error')" 'says it is node "someone-else"' "another node's name: marked"
+like "$(( $(date +%s) - start ))" '^[0-9]$' "within the timeout"
+
+stop_others
+trap - EXIT
+t_done

@@ -1,0 +1,239 @@
+/* Unit tests for ocpmctl --cluster's pure parts (ctl_cluster.h): the cluster file, the cursor across
+ * nodes, the history merge across pages (a node missing for one page), and the stats merge (the
+ * percentiles of two nodes' summed histograms equal one node's over the same executions). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "ctl_cluster.h"
+#include "db.h"
+
+static ctl_cluster_t *parse(const char *text, char *err)
+{
+    return ctl_cluster_parse(text, "f", err, 256);
+}
+
+static void test_file_good(void **state)
+{
+    (void)state;
+    char err[256];
+    ctl_cluster_t *cl = parse("# nodes\n\nn1 http://127.0.0.1:8081/\n  n-2\thttps://front:8080/nodes/n2//  \r\n", err);
+    assert_non_null(cl);
+    assert_int_equal(ctl_cluster_count(cl), 2);
+    assert_string_equal(ctl_cluster_name(cl, 1), "n-2");
+    assert_string_equal(ctl_cluster_url(cl, 0), "http://127.0.0.1:8081");
+    assert_string_equal(ctl_cluster_url(cl, 1), "https://front:8080/nodes/n2");
+    assert_int_equal(ctl_cluster_find(cl, "n-2", 3), 1);
+    assert_int_equal(ctl_cluster_find(cl, "n-", 2), -1);
+    ctl_cluster_free(cl);
+}
+
+static void test_file_bad(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *err;
+    } cases[] = {
+        {"N1 http://a\n", "f:1: the name must match"},
+        {"-n http://a\n", "f:1: the name must match"},
+        {"n- http://a\n", "f:1: the name must match"},
+        {"abcdefghijabcdefghijabcdefghijabc http://a\n", "f:1: the name must match"},
+        {"n1\n", "f:1: expected NAME URL"},
+        {"\nn1 ftp://a\n", "f:2: the URL must start with http"},
+        {"n1 http://a extra\n", "f:1: expected NAME URL and nothing after"},
+        {"n1 http://a\nn1 http://b\n", "f:2: this name is taken"},
+        {"n1 http://a\nn2 http://a/\n", "f:2: this URL is taken"},
+        {"n1 http://\n", "f:1: the URL names no host"},
+        {"n1 http://a/b?x=1\n", "f:1: the URL must be a base URL"},
+        {"n1 http://u@a\n", "f:1: the URL's host part"},
+        {"n1 http://a\x01b\n", "f:1: the URL holds a byte"},
+        {"# nothing\n", "f: names no node"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        assert_null(parse(cases[i].text, err));
+        if (strncmp(err, cases[i].err, strlen(cases[i].err)) != 0)
+            fail_msg("case %zu: %s", i, err);
+    }
+    char *big = malloc(300 * 40), err[256];
+    size_t off = 0;
+    for (int i = 0; i < 257; i++)
+        off += (size_t)sprintf(big + off, "n%d http://h%d\n", i, i);
+    assert_null(parse(big, err));
+    assert_non_null(strstr(err, "f:257: more than 256 nodes"));
+    free(big);
+}
+
+static void test_cursor(void **state)
+{
+    (void)state;
+    char err[256];
+    ctl_cluster_t *cl = parse("n1 http://a\nn2 http://b\nn3 http://c\n", err);
+    long long b[3];
+    assert_int_equal(ctl_cursor_parse(cl, "n3:7,n1:123", b, err, sizeof err), 0);
+    assert_true(b[0] == 123 && b[1] == 0 && b[2] == 7);
+    char *s = ctl_cursor_format(cl, b);
+    assert_string_equal(s, "n1:123,n3:7");
+    free(s);
+    static const char *const bad[] = {"", "n1", "n1:", "n1:0", "n1:-3", "n1:12x", "n9:1", "n1:1,n1:2", "n1:1,",
+                                      ",n1:1", "n1:99999999999999999999", "n1:1;rm", ":5", "n1:1,n2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (ctl_cursor_parse(cl, bad[i], b, err, sizeof err) == 0)
+            fail_msg("cursor \"%s\" was taken", bad[i]);
+        assert_true(strncmp(err, "--cursor: ", 10) == 0);
+        assert_true(b[0] == 0 && b[1] == 0 && b[2] == 0);
+    }
+    char *huge = malloc(100001);
+    memset(huge, 'a', 100000);
+    huge[100000] = '\0';
+    assert_int_equal(ctl_cursor_parse(cl, huge, b, err, sizeof err), -1);
+    free(huge);
+    ctl_cluster_free(cl);
+}
+
+/* Node n's page of history before `before` (0: from the newest), limit rows, as /api/admin/executions
+ * answers: node n holds ids 1..count[n], queued at times that interleave the nodes (some equal). */
+static const long long hcount[2] = {7, 5};
+static json_object *history_page(size_t n, long long before, long limit)
+{
+    json_object *page = json_object_new_object(), *rows = json_object_new_array();
+    long long id = before ? before - 1 : hcount[n];
+    for (; id >= 1 && (long)json_object_array_length(rows) < limit; id--) {
+        json_object *r = json_object_new_object();
+        json_object_object_add(r, "id", json_object_new_int64(id));
+        json_object_object_add(r, "queued_at", json_object_new_double(n == 0 ? id * 10.0 : id * 13.0 - (id == 5 ? 15 : 0)));
+        json_object_array_add(rows, r);
+    }
+    json_object_object_add(page, "executions", rows);
+    json_object_object_add(page, "next_cursor", id >= 1 ? json_object_new_int64(id + 1) : NULL);
+    return page;
+}
+
+static void test_history_pages(void **state)
+{
+    (void)state;
+    char err[256], seen[2][16] = {{0}};
+    ctl_cluster_t *cl = parse("n1 http://a\nn2 http://b\n", err);
+    long long before[2] = {0, 0};
+    double last = 1e18;
+    int more = 1, total = 0;
+    for (int page = 0; more && page < 20; page++) {
+        json_object *pages[2];
+        for (size_t n = 0; n < 2; n++) /* node n2 is down for the second page */
+            pages[n] = n == 1 && page == 1 ? NULL : history_page(n, before[n], 3);
+        long long was = before[1];
+        json_object *rows = ctl_history_merge(cl, pages, 3, before, &more);
+        if (page == 1)
+            assert_true(before[1] == was && more);
+        for (size_t i = 0; i < json_object_array_length(rows); i++) {
+            json_object *r = json_object_array_get_idx(rows, i);
+            int n = strcmp(json_object_get_string(json_object_object_get(r, "node")), "n2") == 0;
+            long long id = json_object_get_int64(json_object_object_get(r, "id"));
+            double at = json_object_get_double(json_object_object_get(r, "queued_at"));
+            assert_int_equal(seen[n][id]++, 0); /* exactly once */
+            if (page != 2) /* after the page without n2, its older rows come late: never skipped */
+                assert_true(at <= last);
+            last = at;
+            total++;
+        }
+        json_object_put(rows);
+        json_object_put(pages[0]);
+        json_object_put(pages[1]);
+    }
+    assert_int_equal(total, 12);
+    assert_false(more);
+    ctl_cluster_free(cl);
+}
+
+/* Executions i in [from, to) with a step into the database at path (a fresh one). */
+static void stats_db(const char *path, int from, int to, int step)
+{
+    char err[256], sql[1400];
+    db_t *db = db_open(path, 1, 64, err, sizeof err);
+    assert_non_null(db);
+    db_close(db);
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i + %d FROM n WHERE i + %d < %d)"
+             " INSERT INTO executions (session_id, owner, mode, status, queued_at, finished_at, duration_ms,"
+             " queue_wait_ms, peak_rss_kb, tokens_in, tokens_out, cost, pool)"
+             " SELECT 's' || (i %% 9), '', 'server', CASE WHEN i %% 7 THEN 'succeeded' ELSE 'failed' END,"
+             " 1700006400.0 + (i * 7919 %% 200000), 1700006500.0 + (i * 7919 %% 200000),"
+             " (i * 104729 %% 500000) / 10.0, (i * 31 %% 20000) / 100.0, 1000 + i, i %% 50, i %% 70, 0.001, 'default'"
+             " FROM n",
+             from, step, step, to);
+    char *e = NULL;
+    if (sqlite3_exec(raw, sql, NULL, NULL, &e) != SQLITE_OK)
+        fail_msg("%s", e);
+    sqlite3_close(raw);
+}
+
+static json_object *stats_of(const char *path)
+{
+    char err[256];
+    db_t *db = db_open_readonly(path, err, sizeof err);
+    assert_non_null(db);
+    json_object *o = db_stats_opt(db, 1700006400.0, 1700006400.0 + 3 * 86400, 1);
+    db_close(db);
+    return o;
+}
+
+static void test_stats_merge(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ocpm-cluster-XXXXXX", p[3][64], err[256];
+    assert_non_null(mkdtemp(dir));
+    for (int i = 0; i < 3; i++)
+        snprintf(p[i], sizeof p[i], "%s/%d.db", dir, i);
+    stats_db(p[0], 0, 3000, 1); /* one node holding everything */
+    stats_db(p[1], 0, 3000, 2); /* two nodes holding half each */
+    stats_db(p[2], 1, 3000, 2);
+    json_object *one = stats_of(p[0]), *docs[3] = {stats_of(p[1]), NULL, stats_of(p[2])};
+    ctl_cluster_t *cl = parse("n1 http://a\nn2 http://b\nn3 http://c\n", err); /* n2 did not answer */
+    json_object *m = ctl_stats_merge(cl, docs);
+    static const char *const same[] = {"total", "by_status.succeeded", "by_status.failed", "tokens.in", "tokens.out",
+                                       "duration_ms.p50", "duration_ms.p95", "duration_ms.p99", "duration_ms.count",
+                                       "queue_wait_ms.p50", "queue_wait_ms.p99", "peak_rss_kb.peak",
+                                       "by_pool.default.executions"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        json_object *a = ctl_cluster_at(one, same[i]), *b = ctl_cluster_at(m, same[i]);
+        assert_non_null(a);
+        assert_non_null(b);
+        if (json_object_get_double(a) != json_object_get_double(b))
+            fail_msg("%s: one node %s, merged %s", same[i], json_object_get_string(a), json_object_get_string(b));
+    }
+    double ma = json_object_get_double(ctl_cluster_at(one, "duration_ms.mean")),
+           mb = json_object_get_double(ctl_cluster_at(m, "duration_ms.mean"));
+    assert_true(ma - mb < 1e-6 && mb - ma < 1e-6);
+    assert_false(json_object_get_boolean(ctl_cluster_at(m, "duration_ms.exact")));
+    assert_true(json_object_get_double(ctl_cluster_at(m, "duration_ms.max_relative_error")) > 0.02);
+    json_object *busy = ctl_cluster_at(m, "busiest_sessions");
+    assert_int_equal(json_object_array_length(busy), 5);
+    assert_non_null(ctl_cluster_at(json_object_array_get_idx(busy, 0), "node"));
+    json_object_put(m);
+    json_object_put(one);
+    json_object_put(docs[0]);
+    json_object_put(docs[2]);
+    ctl_cluster_free(cl);
+    for (int i = 0; i < 3; i++)
+        unlink(p[i]);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_file_good),     cmocka_unit_test(test_file_bad),   cmocka_unit_test(test_cursor),
+        cmocka_unit_test(test_history_pages), cmocka_unit_test(test_stats_merge),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
