@@ -222,12 +222,26 @@ if "$OCPMCTL" --help 2>&1 | grep -q -- --cluster; then
     for n in n1 n2 n3 n4; do
         want=$((want + $(ndb "$n" "select count(*) from executions")))
     done
-    is "$(jq -r '.. | objects | select(has("executions")) | .executions | numbers' "$TDIR/st.json" | head -1)" "$want" \
-        "ocpmctl --cluster stats: the executions of all four nodes ($want)"
+    is "$(jq -r .stats.total "$TDIR/st.json")" "$want" "ocpmctl --cluster stats: the executions of all four nodes ($want)"
+    # history, a page of 37 at a time with the cursor: every execution of every node once, newest first.
+    cursor="" pages=0
+    : >"$TDIR/hist"
+    while [ "$pages" -lt 20 ]; do
+        "$OCPMCTL" --cluster "$CLUSTER_FILE" --json --limit 37 ${cursor:+--cursor "$cursor"} history >"$TDIR/page.json" || break
+        jq -c '.executions[] | [.queued_at, .node, .id]' "$TDIR/page.json" >>"$TDIR/hist"
+        pages=$((pages + 1))
+        cursor=$(jq -r '.next_cursor // empty' "$TDIR/page.json")
+        [ -n "$cursor" ] || break
+    done
+    is "$(wc -l <"$TDIR/hist")/$(sort -u "$TDIR/hist" | wc -l)" "$want/$want" \
+        "ocpmctl --cluster history, paged by its cursor: each of the $want executions once ($pages pages)"
+    check "newest first across the nodes" sh -c "jq -r '.[0]' '$TDIR/hist' | sort -rn -c"
 else
     skip "ocpmctl --cluster sessions" "this ocpmctl has no --cluster"
     skip "ocpmctl --cluster union" "this ocpmctl has no --cluster"
     skip "ocpmctl --cluster stats" "this ocpmctl has no --cluster"
+    skip "ocpmctl --cluster history" "this ocpmctl has no --cluster"
+    skip "ocpmctl --cluster history order" "this ocpmctl has no --cluster"
 fi
 
 cluster_stop
