@@ -208,6 +208,17 @@ is "$STATUS/$(j .error.code)" 405/method_not_allowed "DELETE /api/sessions: 405 
 req GET /api/health
 is "$STATUS/$(j .front)" 200/true "the front's own health"
 
+# --- the Prometheus scrape configuration for the nodes: each target answers through the front --------
+"$SRC/scripts/cluster" prometheus-conf "$CLUSTER_FILE" "127.0.0.1:$CLUSTER_FRONT_PORT" >"$TDIR/prom.yml"
+path=$(sed -n 's/^ *replacement: //p' "$TDIR/prom.yml")
+scraped=""
+for n in $(sed -n 's/^ *labels: {node: \([a-z0-9-]*\)}$/\1/p' "$TDIR/prom.yml"); do
+    target=$(grep -B1 "labels: {node: $n}" "$TDIR/prom.yml" | sed -n 's/.*targets: \["\(.*\)"\]/\1/p')
+    st=$(curl -s -o "$TDIR/scrape" -w '%{http_code}' "http://$target${path//\$\{1\}/$n}")
+    [ "$st" = 200 ] && grep -q '^ocpm_executions_total' "$TDIR/scrape" && scraped="$scraped $n"
+done
+is "$scraped" " n1 n2 n3 n4" "the scrape configuration's four targets each answer metrics through the front"
+
 # --- ocpmctl --cluster: the union of the nodes' own answers -------------------------------------------
 if "$OCPMCTL" --help 2>&1 | grep -q -- --cluster; then
     "$OCPMCTL" --cluster "$CLUSTER_FILE" --json sessions >"$TDIR/cl.json"
