@@ -118,6 +118,10 @@ typedef struct conf {
 
 #define CONF_DERIVED_WORKSPACE_ROOT 1u
 #define CONF_DERIVED_AGENT_HOME 2u
+/* A node name (valid_node) from a host name: its first label, lowercased, with every other character
+ * made '-', cut to 32, edge '-' dropped ("node" if nothing is left). The same host name always gives
+ * the same name. 0 when the label was a valid name as it was, 1 when it had to be made one. */
+int conf_node_name_from(const char *host, char *out, size_t outlen);
 /* node_name came from a host name that is not a valid node name, made into one (ocpmd warns). */
 #define CONF_DERIVED_NODE_MADE 4u
 

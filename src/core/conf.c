@@ -235,32 +235,38 @@ static int conf_derive(char *dst, size_t size, const char *dir, const char *leaf
     return 0;
 }
 
-/* node_name left empty: the host name's first label, lowercased; a label that is no valid node name
- * (a character outside [a-z0-9-], longer than 32, an edge '-') is made one, and the derived flag says so
- * for ocpmd's warning. The same host name always gives the same name. */
+int conf_node_name_from(const char *host, char *out, size_t outlen)
+{
+    char label[256];
+    snprintf(label, sizeof label, "%s", host && *host ? host : "node");
+    label[strcspn(label, ".")] = '\0';
+    if (valid_node(label)) {
+        snprintf(out, outlen, "%s", label);
+        return 0;
+    }
+    char name[VALID_NODE_MAX + 1];
+    size_t n = 0;
+    for (const char *h = label; *h && n < VALID_NODE_MAX; h++) {
+        char ch = (char)tolower((unsigned char)*h);
+        name[n++] = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ? ch : '-';
+    }
+    while (n > 0 && name[n - 1] == '-')
+        n--;
+    name[n] = '\0';
+    size_t lead = strspn(name, "-");
+    snprintf(out, outlen, "%s", name[lead] ? name + lead : "node");
+    return 1;
+}
+
+/* node_name left empty: the host's (conf_node_name_from), and the derived flag says when it had to
+ * be made one, for ocpmd's warning. */
 static void conf_node_from_host(conf_t *c)
 {
     char host[256] = "";
-    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
-        snprintf(host, sizeof host, "node");
-    host[strcspn(host, ".")] = '\0';
-    if (valid_node(host)) {
-        snprintf(c->node_name, sizeof c->node_name, "%s", host);
-        return;
-    }
-    size_t n = 0;
-    for (const char *h = host; *h && n < VALID_NODE_MAX; h++) {
-        char ch = (char)tolower((unsigned char)*h);
-        c->node_name[n++] = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ? ch : '-';
-    }
-    while (n > 0 && c->node_name[n - 1] == '-')
-        n--;
-    c->node_name[n] = '\0';
-    size_t lead = strspn(c->node_name, "-");
-    memmove(c->node_name, c->node_name + lead, n - lead + 1);
-    if (!c->node_name[0])
-        snprintf(c->node_name, sizeof c->node_name, "node");
-    c->derived |= CONF_DERIVED_NODE_MADE;
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    if (conf_node_name_from(host, c->node_name, sizeof c->node_name))
+        c->derived |= CONF_DERIVED_NODE_MADE;
 }
 
 /* servers = auto: the number of online cores; node_name = the host's. */

@@ -28,6 +28,44 @@ static void test_defaults_serve_64(void **state)
     assert_non_null(strstr(c.pass_env, "*_API_KEY"));
 }
 
+/* node_name: the host's by default; an explicit one must be valid; a host name that is not is made one. */
+static void test_node_name(void **state)
+{
+    (void)state;
+    conf_t c;
+    char err[512], name[64];
+    conf_defaults(&c);
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_true(c.node_name[0] != '\0');
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    conf_node_name_from(host, name, sizeof name);
+    assert_string_equal(c.node_name, name);
+    assert_int_equal(conf_node_name_from("web-01.example.com", name, sizeof name), 0);
+    assert_string_equal(name, "web-01");
+    assert_int_equal(conf_node_name_from("Web_01", name, sizeof name), 1);
+    assert_string_equal(name, "web-01");
+    assert_int_equal(conf_node_name_from("-x-", name, sizeof name), 1);
+    assert_string_equal(name, "x");
+    assert_int_equal(conf_node_name_from("___", name, sizeof name), 1);
+    assert_string_equal(name, "node");
+    assert_int_equal(conf_node_name_from("", name, sizeof name), 0);
+    assert_string_equal(name, "node");
+    assert_int_equal(conf_node_name_from("abcdefghijklmnopqrstuvwxyz0123456789", name, sizeof name), 1);
+    assert_string_equal(name, "abcdefghijklmnopqrstuvwxyz012345");
+    conf_defaults(&c);
+    assert_int_equal(conf_set(&c, "node_name", "n2", err, sizeof err), 0);
+    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_string_equal(c.node_name, "n2");
+    assert_false(c.derived & CONF_DERIVED_NODE_MADE);
+    static const char *const bad[] = {"N2", "n_2", "-n", "n-", "", "abcdefghijklmnopqrstuvwxyz0123456", "a.b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        conf_defaults(&c);
+        assert_int_equal(conf_set(&c, "node_name", bad[i], err, sizeof err), -1);
+        assert_non_null(strstr(err, "node_name"));
+    }
+}
+
 static void test_units(void **state)
 {
     (void)state;
@@ -267,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_money),
         cmocka_unit_test(test_bad_values_name_key_and_value),
         cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_node_name),
         cmocka_unit_test(test_pools),
         cmocka_unit_test(test_reload_diff),
     };

@@ -10,6 +10,36 @@
 
 #include "valid.h"
 
+static void test_nodes(void **state)
+{
+    (void)state;
+    assert_true(valid_node("n1"));
+    assert_true(valid_node("web-01"));
+    assert_true(valid_node("0"));
+    assert_true(valid_node("abcdefghijklmnopqrstuvwxyz012345")); /* 32 */
+    assert_false(valid_node("abcdefghijklmnopqrstuvwxyz0123456"));
+    assert_false(valid_node(""));
+    assert_false(valid_node("-a"));
+    assert_false(valid_node("a-"));
+    assert_false(valid_node("A"));
+    assert_false(valid_node("a_b"));
+    assert_false(valid_node("a.b"));
+    char node[VALID_NODE_MAX + 1] = "";
+    assert_true(valid_id_node("s_n1_0123456789abcdef01234567", node));
+    assert_string_equal(node, "n1");
+    assert_true(valid_id_node("s_web-01_mine_too", node));
+    assert_string_equal(node, "web-01");
+    assert_true(valid_id_node("s_n2_x", NULL));
+    assert_false(valid_id_node("s_n1_", node));     /* nothing after the node */
+    assert_false(valid_id_node("s_n1", node));      /* no second '_' */
+    assert_false(valid_id_node("s__x", node));      /* no node */
+    assert_false(valid_id_node("s_N1_x", node));    /* not a node name */
+    assert_false(valid_id_node("s_-n_x", node));
+    assert_false(valid_id_node("x_n1_x", node));
+    assert_false(valid_id_node("demo", node));
+    assert_false(valid_id_node("s_abcdefghijklmnopqrstuvwxyz0123456_x", node)); /* node of 33 */
+}
+
 static void test_ids(void **state)
 {
     (void)state;
@@ -80,6 +110,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_nodes),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_workspaces),
         cmocka_unit_test(test_models),
