@@ -188,6 +188,12 @@ is "$STATUS/$(j .error.code)" 400/node_required "history without a session: 400 
 req GET "/nodes/n1/api/executions?session=$S1"
 is "$STATUS/$(j '.executions | length')" "200/$(ndb n1 "select count(*) from executions where session_id = '$S1'")" \
     "a node's own routes under /nodes/n1/"
+req POST "/api/sessions/$S1/messages" '{"text":"later"}' -H 'Prefer: respond-async'
+LOC=$(printf '%s' "$HEADERS" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+is "$STATUS $LOC" "202 $BASE/nodes/n1/api/executions/$(j .execution_id)" \
+    "an async message's Location, through the front: the front's, under its node's path"
+got_done() { [ "$(curl -s "$LOC" | jq -r .status)" = succeeded ]; }
+check "and that Location answers the execution through the front" wait_until 20 got_done
 req GET /nodes/n1/metrics
 like "$STATUS $BODY" '^200 .*ocpm_executions_total' "n1's metrics through the front"
 req GET /nodes/n3/api/opencode/status

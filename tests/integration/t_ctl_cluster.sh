@@ -5,6 +5,7 @@
 # that does not answer is marked and the exit status says so. Also GET /api/admin/sessions itself.
 . "$(dirname "$0")/lib.sh"
 OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
+export OCPM_NODE_NAME=n1 # each node's status names it (ocpm.node); ocpmctl checks it against the file
 t_start
 DB1=$DB
 BASE1=$BASE
@@ -15,7 +16,7 @@ N2_GROUP=$(python3 -c '
 import subprocess, sys
 p = subprocess.Popen(["bash", "-c", sys.argv[1]], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(p.pid)' "OCPM_STATE_DIR='$TDIR/n2' OCPM_HTTP_PORT=$P2 OPENCODE_CONFIG_CONTENT='{}' exec '$SRC/scripts/stack' run")
+print(p.pid)' "OCPM_STATE_DIR='$TDIR/n2' OCPM_NODE_NAME=n2 OCPM_HTTP_PORT=$P2 OPENCODE_CONFIG_CONTENT='{}' exec '$SRC/scripts/stack' run")
 BASE2="http://127.0.0.1:$P2"
 DB2="$TDIR/n2/ocpm.db"
 # The hostile nodes: one small HTTP server, each node a path prefix of it.
