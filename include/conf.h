@@ -124,6 +124,8 @@ typedef struct conf {
 int conf_node_name_from(const char *host, char *out, size_t outlen);
 /* node_name came from a host name that is not a valid node name, made into one (ocpmd warns). */
 #define CONF_DERIVED_NODE_MADE 4u
+/* node_name was not set: it is the host name's (two hosts app.dc1 and app.dc2 would share one). */
+#define CONF_DERIVED_NODE_HOST 8u
 
 /* What agent_user resolves to when it is left empty: the dedicated system user scripts/setup
  * creates (used when ocpmd can switch users), else ocpmd's own user with a warning. */

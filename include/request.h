@@ -23,6 +23,7 @@ typedef struct request_in {
     const char *prefer;       /* may be NULL */
     const char *last_event_id; /* Last-Event-ID, may be NULL */
     const char *remote_user;  /* may be NULL or "" (anonymous) */
+    const char *node;         /* Ocpm-Node: the node a cluster's front sent it for, or NULL */
     const char *body;
     size_t body_len;
 } request_in_t;
@@ -30,6 +31,7 @@ typedef struct request_in {
 typedef struct request_limits {
     long max_body_bytes;
     long max_message_bytes;
+    const char *node_name; /* this node's (node_name): a request sent for another is refused, 421 */
 } request_limits_t;
 
 typedef struct request_err {

@@ -275,6 +275,12 @@ json_object *request_build(const request_in_t *in, const request_limits_t *lim, 
         if (n != strlen(in->path) || strncmp(in->raw_uri, in->path, n) != 0)
             return request_fail(err, 404, "not_found", "no such endpoint");
     }
+    /* A cluster's front names the node it chose (by the session id, or by placement); a node that is
+     * not that one (two nodes under one name, an address given to another host) refuses before
+     * anything is done, rather than answer for sessions it does not hold or make one in the wrong place. */
+    if (in->node && lim->node_name && strcmp(in->node, lim->node_name) != 0)
+        return request_fail(err, 421, "misdirected_request", "this request was sent for node %s; this is node %s",
+                            valid_node(in->node) ? in->node : "?", lim->node_name);
     char id[VALID_ID_MAX + 1], sub[VALID_ID_MAX + 1];
     const api_route_t *r;
     const char *bad_id = NULL;

@@ -265,6 +265,7 @@ static void conf_node_from_host(conf_t *c)
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = '\0';
+    c->derived |= CONF_DERIVED_NODE_HOST;
     if (conf_node_name_from(host, c->node_name, sizeof c->node_name))
         c->derived |= CONF_DERIVED_NODE_MADE;
 }

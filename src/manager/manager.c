@@ -432,6 +432,9 @@ int manager_run(manager_settings_t *settings, const char *exe, const manager_hoo
     mallopt(M_MMAP_THRESHOLD, MANAGER_HEAP_KEEP / 4);
     log_info("Initializing OpenCode process manager...", "version=%s pid=%ld state_dir=%s node=%s", OCPM_VERSION,
              (long)getpid(), log_q(conf->state_dir), conf->node_name);
+    if ((conf->derived & CONF_DERIVED_NODE_HOST) && conf->require_node_ids)
+        log_warn("node name taken from the host name in a cluster", "node=%s reason=\"require_node_ids is on: set "
+                 "node_name on each node, so that no two share one\"", conf->node_name);
     if (conf->derived & CONF_DERIVED_NODE_MADE)
         log_warn("node name made from the host name", "node=%s reason=\"the host name is not a valid node name; "
                  "set node_name\"", conf->node_name);

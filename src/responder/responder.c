@@ -289,10 +289,11 @@ static json_object *resp_frame(FCGX_Request *r, resp_thread_t *t, const api_rout
         .prefer = FCGX_GetParam("HTTP_PREFER", env),
         .last_event_id = FCGX_GetParam("HTTP_LAST_EVENT_ID", env),
         .remote_user = FCGX_GetParam("REMOTE_USER", env),
+        .node = FCGX_GetParam("HTTP_OCPM_NODE", env),
         .body = body,
         .body_len = (size_t)len,
     };
-    request_limits_t lim = {t->r->s.conf.max_body_bytes, t->r->s.conf.max_message_bytes};
+    request_limits_t lim = {t->r->s.conf.max_body_bytes, t->r->s.conf.max_message_bytes, t->r->s.conf.node_name};
     request_err_t err;
     json_object *frame = request_build(&in, &lim, &err, route);
     free(body);

@@ -194,13 +194,23 @@ is "$STATUS $LOC" "202 $BASE/nodes/n1/api/executions/$(j .execution_id)" \
     "an async message's Location, through the front: the front's, under its node's path"
 got_done() { [ "$(curl -s "$LOC" | jq -r .status)" = succeeded ]; }
 check "and that Location answers the execution through the front" wait_until 20 got_done
-req GET /nodes/n1/metrics
-like "$STATUS $BODY" '^200 .*ocpm_executions_total' "n1's metrics through the front"
-req GET /nodes/n3/api/opencode/status
+# A node's operator paths through the front: an operator's address and login, both.
+OP="operator:$(cat "$CLUSTER_DIR/front/operator.password")"
+for p in /nodes/n1/metrics /nodes/n2/status/ /nodes/n1/api/admin/sessions /nodes/n3/api/opencode/status \
+    /nodes/n1/api/stats /nodes/n1/api/health; do
+    req GET "$p"
+    is "$STATUS/$(j .error.code)" 401/unauthorized "$p through the front without the operator's login: 401 JSON"
+done
+check "with WWW-Authenticate" grep -qi '^WWW-Authenticate: Basic' "$TDIR/headers"
+req GET /nodes/n1/api/admin/sessions "" -u operator:wrong
+is "$STATUS" 401 "a wrong password: 401"
+req GET /nodes/n1/metrics "" -u "$OP"
+like "$STATUS $BODY" '^200 .*ocpm_executions_total' "n1's metrics through the front, as the operator"
+req GET /nodes/n3/api/opencode/status "" -u "$OP"
 is "$STATUS/$(j .ocpm.node)" 200/n3 "n3's status document through the front names n3"
-req GET /nodes/n2/status/
+req GET /nodes/n2/status/ "" -u "$OP"
 like "$STATUS $BODY" '^200 .*<html' "n2's status page through the front"
-req GET /nodes/n9/metrics
+req GET /nodes/n9/metrics "" -u "$OP"
 is "$STATUS/$(j .error.code)" 404/node_not_found "a node the cluster has not: 404 node_not_found"
 req GET /metrics
 is "$STATUS/$(j .error.code)" 400/node_required "/metrics at the front: 400 node_required"
@@ -211,16 +221,64 @@ for p in "/api/sessions/$S1/..%2f..%2fadmin/executions" "/nodes/n1/api/sessions/
 done
 req DELETE /api/sessions
 is "$STATUS/$(j .error.code)" 405/method_not_allowed "DELETE /api/sessions: 405 JSON"
+# Ocpm-Node names the node a request is for: the front sets it, a node of another name refuses.
+st=$(curl -s -o "$TDIR/direct" -w '%{http_code}' -H 'Ocpm-Node: n2' "http://127.0.0.1:${CLUSTER_PORT[n1]}/api/sessions/$S1")
+is "$st/$(jq -r .error.code "$TDIR/direct")" 421/misdirected_request "a request for n2 sent to n1 itself: 421 misdirected_request"
+req GET "/api/sessions/$S1" "" -H 'Ocpm-Node: n2'
+is "$STATUS/$(j .id)" "200/$S1" "a client's own Ocpm-Node at the front is replaced by the front's"
 req GET /api/health
 is "$STATUS/$(j .front)" 200/true "the front's own health"
 
+# --- a node under the wrong name, and a node that drops a creation ------------------------------------
+# n5 is listed as n5 but runs as n3 (two hosts deriving one name): every placement on it is refused by
+# the node (421), and it makes no session.
+CLUSTER_NODE_AS=n3 cluster_start_node n5 || { echo "Bail out! n5 did not start"; exit 1; }
+# A fake node: ready, but it reads a creation and closes the connection without an answer.
+DROP=$(free_port)
+python3 - "$DROP" >"$TDIR/drop.out" 2>&1 <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "15"); self.end_headers()
+        self.wfile.write(b'{"ready":true}\n')
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.close_connection = True
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+DROPPID=$!
+check "the dropping node listens" wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$DROP/api/ready"
+echo "n6 http://127.0.0.1:$DROP" >>"$CLUSTER_FILE"
+check "the front reloaded with n5 and n6" cluster_reload_front
+rm -f "$TDIR"/made/*
+seq 1 36 | bg_batch create_one
+for f in "$TDIR"/made/*.code; do
+    printf '%s/%s\n' "$(cat "$f")" "$(jq -r '.error.code // "made"' "${f%.code}.json")"
+done | sort | uniq -c >"$TDIR/outcomes"
+check "36 creations: some refused by the misnamed n5 (421 misdirected_request) $(tr -s ' \n' ' ' <"$TDIR/outcomes")" \
+    grep -q ' 421/misdirected_request$' "$TDIR/outcomes"
+check "some dropped by n6: 502 creation_unknown (the front cannot know, and does not send it twice)" \
+    grep -q ' 502/creation_unknown$' "$TDIR/outcomes"
+is "$(grep -v -e ' 201/made$' -e ' 421/misdirected_request$' -e ' 502/creation_unknown$' "$TDIR/outcomes")" "" "no other outcome"
+is "$(ndb n5 "select count(*) from sessions")" 0 "the misnamed node made no session"
+msg=$(jq -r 'select(.error.code == "creation_unknown") | .error.message' "$TDIR"/made/*.json | head -1)
+like "$msg" 'PUT /api/sessions' "the unknown outcome says how to retry safely (PUT by id)"
+kill "$DROPPID"
+wait "$DROPPID" 2>/dev/null
+cluster_stop_node n5
+sed -i '/^n[56] /d' "$CLUSTER_FILE"
+check "the front reloaded without them" cluster_reload_front
+
 # --- the Prometheus scrape configuration for the nodes: each target answers through the front --------
-"$SRC/scripts/cluster" prometheus-conf "$CLUSTER_FILE" "127.0.0.1:$CLUSTER_FRONT_PORT" >"$TDIR/prom.yml"
+"$SRC/scripts/cluster" prometheus-conf "$CLUSTER_FILE" "127.0.0.1:$CLUSTER_FRONT_PORT" "$CLUSTER_DIR/front/operator.password" \
+    >"$TDIR/prom.yml"
+pwfile=$(sed -n 's/.*password_file: \(.*\)}$/\1/p' "$TDIR/prom.yml")
 path=$(sed -n 's/^ *replacement: //p' "$TDIR/prom.yml")
 scraped=""
 for n in $(sed -n 's/^ *labels: {node: \([a-z0-9-]*\)}$/\1/p' "$TDIR/prom.yml"); do
     target=$(grep -B1 "labels: {node: $n}" "$TDIR/prom.yml" | sed -n 's/.*targets: \["\(.*\)"\]/\1/p')
-    st=$(curl -s -o "$TDIR/scrape" -w '%{http_code}' "http://$target${path//\$\{1\}/$n}")
+    st=$(curl -s -u "operator:$(cat "$pwfile")" -o "$TDIR/scrape" -w '%{http_code}' "http://$target${path//\$\{1\}/$n}")
     [ "$st" = 200 ] && grep -q '^ocpm_executions_total' "$TDIR/scrape" && scraped="$scraped $n"
 done
 is "$scraped" " n1 n2 n3 n4" "the scrape configuration's four targets each answer metrics through the front"

@@ -37,6 +37,31 @@ static void expect(const char *method, const char *path, const char *query, cons
     assert_true(strlen(err.message) > 0);
 }
 
+/* Ocpm-Node: what a cluster's front sends; only this node's name (or none) gets through. */
+static void test_node_header(void **state)
+{
+    (void)state;
+    request_limits_t l = {.max_body_bytes = 1024, .max_message_bytes = 64, .node_name = "n1"};
+    request_err_t err;
+    request_in_t in = {.method = "POST", .path = "/api/sessions", .body = "{}", .body_len = 2, .node = "n1"};
+    json_object *f = request_build(&in, &l, &err, NULL);
+    assert_non_null(f);
+    json_object_put(f);
+    in.node = NULL;
+    f = request_build(&in, &l, &err, NULL);
+    assert_non_null(f);
+    json_object_put(f);
+    in.node = "n2";
+    assert_null(request_build(&in, &l, &err, NULL));
+    assert_int_equal(err.status, 421);
+    assert_string_equal(err.code, "misdirected_request");
+    assert_non_null(strstr(err.message, "node n2; this is node n1"));
+    in.node = "\x1b[2J\"}"; /* what the client wrote is not echoed unless it is a node name */
+    assert_null(request_build(&in, &l, &err, NULL));
+    assert_int_equal(err.status, 421);
+    assert_null(strstr(err.message, "\x1b"));
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -190,6 +215,7 @@ static void test_bad_user(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_node_header),
         cmocka_unit_test(test_routes),      cmocka_unit_test(test_message_frame), cmocka_unit_test(test_bad_bodies),
         cmocka_unit_test(test_query),       cmocka_unit_test(test_bad_user),
     };
