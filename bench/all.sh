@@ -13,7 +13,7 @@ set -eu
 BENCH_LIB_ONLY=1 # lib.sh: only its functions, no stack of its own
 . "$(dirname "$0")/lib.sh"
 unset BENCH_LIB_ONLY
-PARTS="overhead load status history server"
+PARTS="overhead load status history cluster server"
 # server.sh's per-session and concurrency figures are not in the table: only its ratio runs.
 export BENCH_ONLY_SEQ=${BENCH_ONLY_SEQ:-1}
 OUT=$(mktemp -d /tmp/ocpm-bench-all-XXXXXX)
@@ -27,6 +27,7 @@ what() {
     load) echo "through the stack vs direct (fake server), and memory" ;;
     status) echo "/api/opencode/status vs static file and PHP-FPM (wrk)" ;;
     history) echo "GET /api/stats over many executions" ;;
+    cluster) echo "the cluster's front vs straight to the node (fake opencode)" ;;
     server) echo "server mode vs the same opencode serve (real opencode)" ;;
     esac
 }
