@@ -64,8 +64,19 @@ json_object *ctl_history_merge(const ctl_cluster_t *cl, json_object *const *page
 
 /* ctl_cluster_stats.c: /api/stats?histograms of every node (docs[i], NULL when it did not answer)
  * added up: counts, tokens, cost summed, means from sums and counts, percentiles from the summed
- * histograms (db_tally_hist_percentiles), the busiest sessions (with node) and tools by key. */
+ * histograms (db_tally_hist_percentiles), the busiest sessions (with node) and tools by key. A value
+ * of a node that is not a count (an integer from 0 to CTL_STATS_COUNT_MAX) or an amount (a finite
+ * number from 0 to CTL_STATS_AMOUNT_MAX) where one is expected, or a row whose name (tool, status,
+ * session, pool, key) is longer than CTL_STATS_KEY_MAX bytes, is left out and counted in
+ * "skipped": {"NAME": n} (only nodes with some). NULL: out of memory. */
+#define CTL_STATS_COUNT_MAX (1LL << 50)
+#define CTL_STATS_AMOUNT_MAX 1e15
+#define CTL_STATS_KEY_MAX 256
 json_object *ctl_stats_merge(const ctl_cluster_t *cl, json_object *const *docs);
+/* Whether a node's /api/stats?histograms can be merged: its histograms exist, use the bucket scheme
+ * of db.h (DB_HIST_BUCKETS, 0.01 ms, DB_HIST_RATIO), and each metric's buckets are valid indices in
+ * increasing order whose counts add up to its count. 0, or -1 with why (the node is to be marked). */
+int ctl_stats_check(json_object *doc, char *why, size_t whylen);
 /* ctl_cluster_status.c: totals over the status documents that came (docs[i] NULL: missing), and one
  * summary row per node (name, url, ok, error, mode, sessions, running, queued, draining, ...). */
 json_object *ctl_status_totals(const ctl_cluster_t *cl, json_object *const *docs);

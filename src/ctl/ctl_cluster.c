@@ -355,10 +355,11 @@ int ctl_cluster_stats(ctl_opts_t *o, int argc, char **argv)
     if ((rc = ctl_run_fetch(&r)) != 0)
         return ctl_run_free(&r), rc;
     json_object **docs = calloc(r.n, sizeof *docs), *out = json_object_new_object();
+    char why[200];
     for (size_t i = 0; docs && i < r.n; i++) {
         docs[i] = r.status[i].body ? r.got[i].body : NULL;
-        if (docs[i] && !ctl_cluster_at(docs[i], "histograms.duration_ms.buckets"))
-            ctl_run_mark(&r, i, "its /api/stats has no histograms (an older ocpm)"), docs[i] = NULL;
+        if (docs[i] && ctl_stats_check(docs[i], why, sizeof why) != 0)
+            ctl_run_mark(&r, i, why), docs[i] = NULL;
     }
     json_object *st = docs ? ctl_stats_merge(r.cl, docs) : NULL;
     free(docs);

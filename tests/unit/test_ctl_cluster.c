@@ -219,6 +219,7 @@ static void test_stats_merge(void **state)
     json_object *busy = ctl_cluster_at(m, "busiest_sessions");
     assert_int_equal(json_object_array_length(busy), 5);
     assert_non_null(ctl_cluster_at(json_object_array_get_idx(busy, 0), "node"));
+    assert_int_equal(json_object_object_length(ctl_cluster_at(m, "skipped")), 0); /* honest nodes */
     json_object_put(m);
     json_object_put(one);
     json_object_put(docs[0]);
@@ -229,11 +230,99 @@ static void test_stats_merge(void **state)
     rmdir(dir);
 }
 
+/* A hostile node's /api/stats: a 600-byte tool name (it once cut the key's separator away: a crash),
+ * negative, huge, fractional, NaN and string values, rows of the wrong type; each is left out and
+ * counted under its node, the good node's figures stand. */
+static void test_stats_hostile(void **state)
+{
+    (void)state;
+    char err[256], why[200], longname[601], *text;
+    memset(longname, 't', 600);
+    longname[600] = '\0';
+    ctl_cluster_t *cl = parse("n1 http://a\nn2 http://b\n", err);
+    const char *good = "{\"total\":3,\"cost\":0.5,\"by_status\":{\"succeeded\":3},\"tool_calls\":"
+                       "[{\"tool\":\"bash\",\"status\":\"completed\",\"calls\":4}],\"busiest_sessions\":"
+                       "[{\"session_id\":\"s\",\"executions\":3,\"failed\":0,\"mean_ms\":1.5,\"owner\":null}]}";
+    assert_true(asprintf(&text,
+                         "{\"total\":-5,\"cost\":NaN,\"since\":\"x\",\"by_status\":{\"succeeded\":1e300,\"failed\":-1,"
+                         "\"x\":2},\"by_mode\":[1],\"tokens\":{\"in\":9223372036854775807},\"peak_rss_kb\":{\"peak\":-7},"
+                         "\"tool_calls\":[{\"tool\":\"%s\",\"status\":\"completed\",\"calls\":1},"
+                         "{\"tool\":\"bash\",\"status\":\"%s\",\"calls\":1},{\"tool\":\"bash\",\"status\":\"completed\","
+                         "\"calls\":-3},{\"tool\":7,\"status\":\"x\",\"calls\":1},{\"tool\":\"bash\",\"status\":"
+                         "\"completed\",\"calls\":2},3,{\"tool\":\"a\\u0000b\",\"status\":\"x\",\"calls\":1}],"
+                         "\"busiest_sessions\":[{\"session_id\":\"%s\",\"executions\":99},{\"session_id\":\"h\","
+                         "\"executions\":\"99\"},{\"session_id\":\"k\",\"executions\":1}],"
+                         "\"by_pool\":{\"p\":{\"executions\":-1},\"q\":{\"executions\":2,\"cost\":0.25},\"r\":{\"cost\":Infinity}}}",
+                         longname, longname, longname) > 0);
+    json_object *docs[2] = {json_tokener_parse(good), json_tokener_parse(text)};
+    assert_non_null(docs[0]);
+    assert_non_null(docs[1]);
+    json_object *m = ctl_stats_merge(cl, docs);
+    assert_non_null(m);
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(m, "total")), 3);
+    assert_true(json_object_get_double(ctl_cluster_at(m, "cost")) == 0.5);
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(m, "by_status.succeeded")), 3);
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(m, "by_status.x")), 2);
+    assert_null(ctl_cluster_at(m, "by_status.failed"));
+    assert_null(ctl_cluster_at(m, "tokens.in")); /* above CTL_STATS_COUNT_MAX */
+    assert_null(ctl_cluster_at(m, "peak_rss_kb.peak"));
+    json_object *tools = ctl_cluster_at(m, "tool_calls");
+    assert_int_equal(json_object_array_length(tools), 1);
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(json_object_array_get_idx(tools, 0), "calls")), 6);
+    json_object *busy = ctl_cluster_at(m, "busiest_sessions");
+    assert_int_equal(json_object_array_length(busy), 2);
+    assert_string_equal(json_object_get_string(ctl_cluster_at(json_object_array_get_idx(busy, 0), "session_id")), "s");
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(m, "by_pool.q.executions")), 2);
+    assert_null(ctl_cluster_at(m, "by_pool.p"));
+    assert_null(ctl_cluster_at(m, "by_pool.r"));
+    assert_null(ctl_cluster_at(m, "skipped.n1"));
+    /* total, cost, since, succeeded, failed, by_mode, tokens.in, peak, 6 tool rows, 2 sessions, 2 pools */
+    assert_int_equal(json_object_get_int64(ctl_cluster_at(m, "skipped.n2")), 18);
+    json_object_put(m);
+    assert_int_equal(ctl_stats_check(docs[1], why, sizeof why), -1);
+    assert_non_null(strstr(why, "no histograms"));
+    static const char *const hists[][2] = {
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":2,\"sum\":3,"
+         "\"buckets\":[[1,1],[479,1]]},\"queue_wait_ms\":{\"count\":0,\"sum\":0,\"buckets\":[]},"
+         "\"peak_rss_kb\":{\"count\":0,\"sum\":0}}", ""},
+        {"{\"scheme\":{\"buckets\":100,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":0,\"sum\":0,"
+         "\"buckets\":[]}}", "another bucket scheme"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.1},\"duration_ms\":{\"count\":0,\"sum\":0,"
+         "\"buckets\":[]}}", "another bucket scheme"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":1,\"sum\":1,"
+         "\"buckets\":[[480,1]]}}", "bad bucket"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":1,\"sum\":1,"
+         "\"buckets\":[[-1,1]]}}", "bad bucket"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":2,\"sum\":1,"
+         "\"buckets\":[[3,1],[3,1]]}}", "bad bucket"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":5,\"sum\":1,"
+         "\"buckets\":[[3,1]]}}", "holds 1 values, not its count 5"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":1,\"sum\":NaN,"
+         "\"buckets\":[[3,1]]}}", "no valid count"},
+        {"{\"scheme\":{\"buckets\":480,\"first_ms\":0.01,\"ratio\":1.05},\"duration_ms\":{\"count\":1,\"sum\":1,"
+         "\"buckets\":[[3,1]]},\"queue_wait_ms\":{\"count\":1,\"sum\":1,\"buckets\":[[2.5,1]]}}", "bad bucket"},
+    };
+    for (size_t i = 0; i < sizeof hists / sizeof hists[0]; i++) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "histograms", json_tokener_parse(hists[i][0]));
+        assert_non_null(ctl_cluster_at(d, "histograms"));
+        int rc = ctl_stats_check(d, why, sizeof why);
+        if (*hists[i][1] ? rc == 0 || !strstr(why, hists[i][1]) : rc != 0)
+            fail_msg("histograms %zu: rc %d, %s", i, rc, rc ? why : "");
+        json_object_put(d);
+    }
+    json_object_put(docs[0]);
+    json_object_put(docs[1]);
+    free(text);
+    ctl_cluster_free(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_good),     cmocka_unit_test(test_file_bad),   cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_history_pages), cmocka_unit_test(test_stats_merge),
+        cmocka_unit_test(test_stats_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
