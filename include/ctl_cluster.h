@@ -47,10 +47,13 @@ int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_
 void ctl_replies_clear(ctl_reply_t *r, size_t n);
 
 /* ctl_cluster_cursor.c: history's cursor across nodes, `NAME:ID,NAME:ID` (ID: the last execution id
- * taken from that node, its next page's `before`; 0 in before[] and absent from the text: nothing
- * taken yet). */
+ * taken from that node, its next page's `before`; 0: nothing taken yet, its next page starts from its
+ * newest). A node absent from the text is read from its newest too (before[i] 0); a negative or
+ * malformed ID, an unknown node or one named twice is refused (-1, err; before[] all 0). */
 int ctl_cursor_parse(const ctl_cluster_t *cl, const char *s, long long *before, char *err, size_t errlen);
-/* The text of before[] (count nodes), malloc'd; "" when nothing was taken. NULL: out of memory. */
+/* The text of before[] (count nodes): every node of the file in its order, `NAME:0` for one nothing
+ * was taken from, so it is never "" (a node whose rows are still to come is never forgotten).
+ * malloc'd; NULL: out of memory. */
 char *ctl_cursor_format(const ctl_cluster_t *cl, const long long *before);
 
 /* ctl_cluster_history.c: one page merged from the nodes' pages (pages[i]: node i's answer to
@@ -61,6 +64,10 @@ char *ctl_cursor_format(const ctl_cluster_t *cl, const long long *before);
  * node may have rows not taken yet (or did not answer). */
 json_object *ctl_history_merge(const ctl_cluster_t *cl, json_object *const *pages, long limit, long long *before,
                                int *more);
+/* Whether node's page read from before (0: its newest) can be merged: it holds an executions array,
+ * and when its next_cursor says more follow, at least one row that goes on from before (ids below
+ * it, decreasing). 0, or -1 with why (the node is to be marked: its place in the cursor is kept). */
+int ctl_history_check(json_object *page, long long before, char *why, size_t whylen);
 
 /* ctl_cluster_stats.c: /api/stats?histograms of every node (docs[i], NULL when it did not answer)
  * added up: counts, tokens, cost summed, means from sums and counts, percentiles from the summed

@@ -322,8 +322,11 @@ int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv)
         else
             ctl_run_path(&r, i, "/api/admin/executions?%s", q);
     rc = ctl_run_fetch(&r);
-    for (size_t i = 0; i < r.n; i++)
+    for (size_t i = 0; i < r.n; i++) {
         pages[i] = r.status[i].body ? r.got[i].body : NULL;
+        if (pages[i] && ctl_history_check(pages[i], before[i], err, sizeof err) != 0)
+            ctl_run_mark(&r, i, err), pages[i] = NULL;
+    }
     int more = 0;
     json_object *rows = rc ? NULL : ctl_history_merge(r.cl, pages, limit, before, &more), *out = json_object_new_object();
     char *cursor = rows ? ctl_cursor_format(r.cl, before) : NULL;
@@ -332,10 +335,10 @@ int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv)
                                            "tokens_out", "error", NULL};
         ctl_add_when(rows, "queued_at", "queued");
         ctl_print_table(rows, cols);
-        fprintf(stderr, "next_cursor: %s\n", more && cursor && *cursor ? cursor : "(none: that was the last page)");
+        fprintf(stderr, "next_cursor: %s\n", more && cursor ? cursor : "(none: that was the last page)");
     }
     json_object_object_add(out, "executions", rows);
-    json_object_object_add(out, "next_cursor", more && cursor && *cursor ? json_object_new_string(cursor) : NULL);
+    json_object_object_add(out, "next_cursor", more && cursor ? json_object_new_string(cursor) : NULL);
     free(cursor), free(before), free(pages);
     return rc ? (json_object_put(out), ctl_run_free(&r), rc) : ctl_run_end(o, &r, out);
 }

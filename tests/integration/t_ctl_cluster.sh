@@ -113,8 +113,14 @@ is "$(jq -s -c 'map(.[2]) == (map(.[2]) | sort | reverse)' "$TDIR/rows")" true "
 is "$?" 1 "history with a dead node: exit 1"
 like "$(grep -c -e '^ocpmctl: node n3 ' -e '^next_cursor: n' "$TDIR/err")" '^2$' "table mode: the dead node and next_cursor on stderr"
 out=$("$OCPMCTL" --cluster "$TDIR/three" history --limit 100 --json)
-is "$(printf '%s' "$out" | jq -r '[(.executions | length), (.next_cursor | test("^n1:[0-9]+,n2:[0-9]+$"))] | join(" ")')" "8 true" \
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), (.next_cursor | test("^n1:[0-9]+,n2:[0-9]+,n3:0$"))] | join(" ")')" "8 true" \
     "with a node down the cursor keeps going (its rows are still to come)"
+out=$("$OCPMCTL" --cluster "$TDIR/three" history --session nosuch --json)
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), .next_cursor] | join(" ")')" "0 n1:0,n2:0,n3:0" \
+    "nothing taken from anyone and a node down: the cursor still names it (n3:0), never null"
+out=$("$OCPMCTL" --cluster "$TDIR/three" history --json --cursor "$(printf '%s' "$out" | jq -r .next_cursor)")
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), .next_cursor] | join(" ")')" "8 n1:1,n2:1,n3:0" \
+    "that cursor (n1:0: from the newest) gives every row of the nodes up"
 
 # stats: the sums of each node's ocpmctl stats.
 s1=$("$OCPMCTL" --db "$DB1" stats --json) s2=$("$OCPMCTL" --db "$DB2" stats --json)
@@ -140,7 +146,7 @@ printf 'n1 %s\nN2 http://x\n' "$BASE1" >"$TDIR/bad"
 is "$? $(cat "$TDIR/err")" "2 ocpmctl: $TDIR/bad:2: the name must match [a-z0-9-]{1,32}, no '-' first or last" "a bad cluster file: file:line"
 "$OCPMCTL" --cluster "$TDIR/nonexistent" status >/dev/null 2>"$TDIR/err"
 is "$?" 2 "a missing cluster file: exit 2"
-for c in 'n1:0' 'n9:3' 'n1:1,n1:2' 'garbage' "n1:$(printf '9%.0s' {1..30})"; do
+for c in 'n1:-1' 'n1:0,n1:0' 'n9:3' 'n1:1,n1:2' 'garbage' "n1:$(printf '9%.0s' {1..30})"; do
     "$OCPMCTL" --cluster "$TDIR/two" history --cursor "$c" >/dev/null 2>"$TDIR/err"
     is "$? $(grep -c '^ocpmctl: --cursor: ' "$TDIR/err")" "2 1" "a bad cursor ($c): exit 2 with why"
 done
