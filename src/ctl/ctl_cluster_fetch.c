@@ -51,6 +51,8 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     json_object *v = NULL;
     if (t->len && memchr(t->buf, '\0', t->len) == NULL) {
         json_tokener *tok = json_tokener_new();
+        if (tok)
+            json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* a C1 control hides in no bad byte */
         v = tok ? json_tokener_parse_ex(tok, t->buf, (int)t->len) : NULL;
         if (v && (json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != t->len))
             json_object_put(v), v = NULL; /* one object and nothing after */

@@ -364,12 +364,85 @@ static void test_stats_hostile(void **state)
     ctl_cluster_free(cl);
 }
 
+/* What fd (1 or 2) got while print ran, NUL-terminated (static). */
+static const char *captured(int fd, void (*print)(json_object *), json_object *arg)
+{
+    static char buf[4096];
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(fd == 1 ? stdout : stderr);
+    int saved = dup(fd);
+    dup2(fileno(tmp), fd);
+    print(arg);
+    fflush(fd == 1 ? stdout : stderr);
+    dup2(saved, fd);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+    return buf;
+}
+
+static void print_fail(json_object *o)
+{
+    ctl_fail("node n2 (http://b): HTTP 500: %s", json_object_get_string(o));
+}
+
+static void print_table(json_object *o)
+{
+    static const char *const cols[] = {"node", "error", NULL};
+    ctl_print_table(o, cols);
+}
+
+static void print_pairs(json_object *o)
+{
+    ctl_print_pairs(o, "");
+}
+
+/* No byte a terminal would act on: C0 controls but the line ends, DEL, a UTF-8 C1 control. */
+static void assert_inert(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+            fail_msg("byte 0x%02x at %zu of \"%s\"", *p, (size_t)(p - (const unsigned char *)s), s);
+}
+
+/* A node's text (an error message, a name, a tool) with terminal escapes, printed in table mode and
+ * in error lines: every control character replaced. */
+static void test_print_escapes(void **state)
+{
+    (void)state;
+    const char *evil = "\x1b]0;owned\x07\x1b[2J\r\x7f\xc2\x9b" "31mred\nnext line";
+    json_object *msg = json_object_new_string(evil);
+    const char *out = captured(2, print_fail, msg);
+    assert_inert(out);
+    assert_non_null(strstr(out, "ocpmctl: node n2 (http://b): HTTP 500: ?]0;owned??[2J????31mred next line\n"));
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out)); /* one line */
+    json_object *rows = json_object_new_array(), *row = json_object_new_object();
+    json_object_object_add(row, "node", json_object_new_string("n2"));
+    json_object_object_add(row, "error", json_object_get(msg));
+    json_object_array_add(rows, row);
+    assert_inert(captured(1, print_table, rows));
+    json_object *pairs = json_object_new_object(), *tool = json_object_new_object(), *arr = json_object_new_array();
+    json_object_object_add(tool, "tool", json_object_get(msg));
+    json_object_array_add(arr, tool);
+    json_object_object_add(pairs, "tool_calls", arr);
+    json_object_object_add(pairs, evil, json_object_get(msg));
+    assert_inert(captured(1, print_pairs, pairs));
+    char text[] = "a\x1b" "b\xc2\x85" "c\xc3\xa9";
+    assert_string_equal(ctl_text_clean(text), "a?b??c\xc3\xa9"); /* é stays */
+    json_object_put(pairs);
+    json_object_put(rows);
+    json_object_put(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_good),     cmocka_unit_test(test_file_bad),   cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_history_pages), cmocka_unit_test(test_history_pending), cmocka_unit_test(test_stats_merge),
-        cmocka_unit_test(test_stats_hostile),
+        cmocka_unit_test(test_stats_hostile), cmocka_unit_test(test_print_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
