@@ -71,7 +71,7 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     else if (!v || !json_object_is_type(v, json_type_object))
         snprintf(r->error, sizeof r->error, "its answer is not a JSON object");
     else
-        r->body = json_object_get(v);
+        r->body = json_object_get(v), r->bytes = t->len;
     json_object_put(v);
 }
 
@@ -161,6 +161,7 @@ void ctl_replies_clear(ctl_reply_t *r, size_t n)
     for (size_t i = 0; i < n; i++) {
         json_object_put(r[i].body);
         r[i].body = NULL;
+        r[i].bytes = 0;
         r[i].error[0] = '\0';
     }
 }

@@ -364,6 +364,102 @@ static void test_stats_hostile(void **state)
     ctl_cluster_free(cl);
 }
 
+/* A page of sessions: n rows named from first, and next_cursor (NULL: none). */
+static json_object *sessions_page(int first, int n, const char *next)
+{
+    json_object *page = json_object_new_object(), *rows = json_object_new_array();
+    for (int i = 0; i < n; i++) {
+        json_object *r = json_object_new_object();
+        char id[32];
+        snprintf(id, sizeof id, "s%07d", first + i);
+        json_object_object_add(r, "id", json_object_new_string(id));
+        json_object_array_add(rows, r);
+    }
+    json_object_object_add(page, "sessions", rows);
+    json_object_object_add(page, "next_cursor", next ? json_object_new_string(next) : NULL);
+    return page;
+}
+
+/* Feeds page to p; returns ctl_sessions_take's answer. */
+static int take(ctl_pager_t *p, json_object *page, ctl_budget_t *b, char *why)
+{
+    int rc = ctl_sessions_take(p, page, 100, "n1", b, why, 200);
+    json_object_put(page);
+    return rc;
+}
+
+/* A hostile node paging sessions: without end (it grew ocpmctl to gigabytes), an empty page with a
+ * cursor (an endless loop), a cursor that stays or goes back, more rows than asked. Each stops. */
+static void test_sessions_hostile(void **state)
+{
+    (void)state;
+    char why[200];
+    ctl_budget_t b = {.rows = CTL_SESSIONS_MAX, .bytes = CTL_SESSIONS_BYTES_MAX};
+    ctl_pager_t p = {.rows = json_object_new_array(), .left = 5, .asked = 2};
+    assert_int_equal(take(&p, sessions_page(0, 2, "/s0000001"), &b, why), 1); /* --limit 5 */
+    assert_string_equal(p.after, "/s0000001");
+    assert_int_equal(p.asked, 3); /* min(left, CTL_SESSIONS_PAGE) */
+    assert_int_equal(take(&p, sessions_page(2, 2, "/s0000003"), &b, why), 1);
+    assert_int_equal(p.asked, 1);
+    assert_int_equal(take(&p, sessions_page(4, 1, "/s0000004"), &b, why), 0); /* the limit: done */
+    assert_int_equal(json_object_array_length(p.rows), 5);
+    assert_string_equal(json_object_get_string(ctl_cluster_at(json_object_array_get_idx(p.rows, 4), "node")), "n1");
+    assert_true(b.rows == CTL_SESSIONS_MAX - 5 && b.bytes == CTL_SESSIONS_BYTES_MAX - 300);
+    json_object_put(p.rows);
+    static const struct {
+        const char *after; /* the cursor before */
+        int n;
+        const char *next, *why;
+    } bad[] = {
+        {"", 0, "/x", "an empty page with a next_cursor"},
+        {"/s1", 1, "/s1", "does not advance"},
+        {"/s1", 1, "/s0", "does not advance"},
+        {"b/s1", 1, "a/s9", "does not advance"},
+        {"a/s", 1, "a/", "does not advance"},
+        {"", 1, "nocursor", "does not advance"},
+        {"", 3, NULL, "more than the 2 asked"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = (ctl_pager_t){.rows = json_object_new_array(), .left = 10, .asked = 2};
+        snprintf(p.after, sizeof p.after, "%s", bad[i].after);
+        if (take(&p, sessions_page(0, bad[i].n, bad[i].next), &b, why) != -1 || !strstr(why, bad[i].why))
+            fail_msg("case %zu: %s", i, why);
+        json_object_put(p.rows);
+    }
+    p = (ctl_pager_t){.rows = json_object_new_array(), .left = 10, .asked = 2};
+    json_object *odd = json_tokener_parse("{\"sessions\":[],\"next_cursor\":5}");
+    assert_int_equal(take(&p, odd, &b, why), -1);
+    assert_string_equal(why, "its answer holds no sessions");
+    snprintf(p.after, sizeof p.after, "a/z");
+    /* by (owner, id), not the cursor's bytes: owner "a" < "a-b", though '-' < '/' */
+    assert_int_equal(take(&p, sessions_page(0, 1, "a-b/a"), &b, why), 1);
+    assert_int_equal(take(&p, sessions_page(0, 1, "a/zz"), &b, why), -1);
+    json_object_put(p.rows);
+    /* Without end: a node always has a next page. Capped (no --limit), it is marked at the bound of
+     * rows per node; the bound in all stops every node; so does the bound of bytes. */
+    ctl_budget_t small = {.rows = 2500, .bytes = CTL_SESSIONS_BYTES_MAX};
+    p = (ctl_pager_t){.rows = json_object_new_array(), .left = CTL_SESSIONS_MAX, .asked = 1000, .capped = 1};
+    int rc, pages = 0;
+    char next[32];
+    do {
+        snprintf(next, sizeof next, "/s%07d", pages * 1000 + 999);
+        rc = take(&p, sessions_page(pages * 1000, 1000, next), &small, why);
+        pages++;
+    } while (rc == 1 && pages < 100);
+    assert_int_equal(rc, -1);
+    assert_int_equal(pages, 3);
+    assert_non_null(strstr(why, "stopped: more than 1000000 sessions or 256 MB in all"));
+    json_object_put(p.rows);
+    p = (ctl_pager_t){.rows = json_object_new_array(), .left = 3, .asked = 3, .capped = 1};
+    assert_int_equal(take(&p, sessions_page(0, 3, "/s0000002"), &b, why), -1);
+    assert_string_equal(why, "it has more than 1000000 sessions (see --limit)");
+    json_object_put(p.rows);
+    p = (ctl_pager_t){.rows = json_object_new_array(), .left = 3, .asked = 3};
+    small = (ctl_budget_t){.rows = 100, .bytes = 99};
+    assert_int_equal(take(&p, sessions_page(0, 1, NULL), &small, why), -1);
+    json_object_put(p.rows);
+}
+
 /* What fd (1 or 2) got while print ran, NUL-terminated (static). */
 static const char *captured(int fd, void (*print)(json_object *), json_object *arg)
 {
@@ -443,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_file_good),     cmocka_unit_test(test_file_bad),   cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_history_pages), cmocka_unit_test(test_history_pending), cmocka_unit_test(test_stats_merge),
         cmocka_unit_test(test_stats_hostile), cmocka_unit_test(test_print_escapes),
+        cmocka_unit_test(test_sessions_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
