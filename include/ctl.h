@@ -50,7 +50,13 @@ int ctl_parse_time(const char *s, double *out);
 /* Readable times (UTC) in column to, beside the unix seconds of column from, in every row. */
 void ctl_add_when(json_object *rows, const char *from, const char *to);
 
-/* ctl_print.c: what the commands print. */
+/* ctl_print.c: what the commands print. Text is for a terminal: every cell, pair and error line
+ * goes through ctl_text_clean, so a value (an agent's output, a node's error message) can neither
+ * drive the terminal nor pass for another line; --json output is JSON (json-c escapes controls). */
+/* s with control characters replaced, in place: C0 bytes and DEL become '?' (a newline or tab
+ * ' '), the two bytes of a UTF-8 C1 control (U+0080..U+009F, CSI among them) "??". Returns s. */
+char *ctl_text_clean(char *s);
+/* `ocpmctl: MESSAGE` on stderr, the message cleaned (ctl_text_clean). Returns 1. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ctl_print_json(json_object *v);
 /* A table of the given columns (NULL-terminated); cells are cut at 48 characters. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CTL_PATH_MAX 4096
 
@@ -20,7 +21,15 @@ typedef struct ctl_run {
     ctl_reply_t *got;    /* the command's own request's answers */
     char **paths;
     long timeout_ms;
+    double deadline; /* CLOCK_MONOTONIC seconds: the command's end (CTL_DEADLINE_TIMES x the timeout) */
 } ctl_run_t;
+
+static double ctl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 json_object *ctl_cluster_at(json_object *obj, const char *path)
 {
@@ -73,15 +82,26 @@ static void ctl_run_path(ctl_run_t *r, size_t i, const char *fmt, ...)
     va_end(ap);
 }
 
-/* One round: every node with a path is asked; a node whose answer failed is marked. 0, or 1 (libcurl). */
+/* One round: every node with a path is asked, within the timeout and the deadline; a node whose answer
+ * failed, or that is still asked past the deadline, is marked. 0, or 1 (libcurl). */
 static int ctl_run_fetch(ctl_run_t *r)
 {
     char err[256];
-    if (ctl_cluster_fetch(r->cl, r->paths, r->timeout_ms, r->got, err, sizeof err) != 0)
+    long ms = (long)((r->deadline - ctl_now()) * 1000);
+    if (ms <= 0) {
+        snprintf(err, sizeof err, "the command's deadline (%d x --timeout) passed before it was done", CTL_DEADLINE_TIMES);
+        for (size_t i = 0; i < r->n; i++)
+            if (r->paths[i])
+                ctl_run_mark(r, i, err), ctl_run_path(r, i, NULL);
+        return 0;
+    }
+    if (ctl_cluster_fetch(r->cl, r->paths, ms < r->timeout_ms ? ms : r->timeout_ms, r->got, err, sizeof err) != 0)
         return ctl_fail("%s", err);
+    int late = ms < r->timeout_ms && ctl_now() + 0.1 >= r->deadline; /* cut short by the deadline (curl may end first) */
+    snprintf(err, sizeof err, "the command's deadline (%d x --timeout) passed before it was done", CTL_DEADLINE_TIMES);
     for (size_t i = 0; i < r->n; i++)
         if (r->paths[i] && !r->got[i].body) {
-            ctl_run_mark(r, i, r->got[i].error);
+            ctl_run_mark(r, i, late ? err : r->got[i].error);
             ctl_run_path(r, i, NULL); /* asked no more */
         }
     return 0;
@@ -100,6 +120,7 @@ static int ctl_run_open(ctl_opts_t *o, ctl_run_t *r)
             return ctl_fail("--timeout %s: expected seconds (more than 0, at most 3600)", o->timeout), 2;
         r->timeout_ms = (long)(s * 1000) > 0 ? (long)(s * 1000) : 1;
     }
+    r->deadline = ctl_now() + CTL_DEADLINE_TIMES * (double)r->timeout_ms / 1000;
     if (!(r->cl = ctl_cluster_load(o->cluster, err, sizeof err)))
         return ctl_fail("%s", err), 2;
     r->n = ctl_cluster_count(r->cl);
@@ -217,58 +238,75 @@ static int ctl_cmp_activity(const void *a, const void *b)
     return 0;
 }
 
-/* Node i's page of sessions (got) into all; the path of its next page, or none. */
-static void ctl_sessions_take(ctl_run_t *r, size_t i, json_object *all, long *left)
+/* Asks node i for the page after its pager's cursor. */
+static void ctl_sessions_ask(ctl_run_t *r, size_t i, const ctl_pager_t *p)
 {
-    json_object *rows = ctl_cluster_at(r->got[i].body, "sessions"), *next = ctl_cluster_at(r->got[i].body, "next_cursor");
-    if (!rows || !json_object_is_type(rows, json_type_array))
-        return ctl_run_mark(r, i, "its answer holds no sessions"), ctl_run_path(r, i, NULL);
-    for (size_t k = 0; k < json_object_array_length(rows) && left[i] > 0; k++, left[i]--) {
-        json_object *row = json_object_array_get_idx(rows, k);
-        if (!json_object_is_type(row, json_type_object))
-            continue;
-        json_object_object_add(row, "node", json_object_new_string(ctl_cluster_name(r->cl, i)));
-        json_object_array_add(all, json_object_get(row));
-    }
-    char *after = next && json_object_is_type(next, json_type_string) && left[i] > 0
-                      ? ctl_escape(json_object_get_string(next)) : NULL;
+    char *after = *p->after ? ctl_escape(p->after) : NULL;
+    if (*p->after && !after)
+        return ctl_run_mark(r, i, "out of memory"), ctl_run_path(r, i, NULL);
     if (after)
-        ctl_run_path(r, i, "/api/admin/sessions?limit=%ld&after=%s", left[i] < 1000 ? left[i] : 1000, after);
+        ctl_run_path(r, i, "/api/admin/sessions?limit=%ld&after=%s", p->asked, after);
     else
-        ctl_run_path(r, i, NULL);
+        ctl_run_path(r, i, "/api/admin/sessions?limit=%ld", p->asked);
     free(after);
+}
+
+/* Every node's pages, a round at a time, into pg[i]; a node whose pages go wrong is marked. 0, or 1. */
+static int ctl_sessions_page(ctl_run_t *r, ctl_pager_t *pg, long limit, int capped)
+{
+    ctl_budget_t b = {.rows = CTL_SESSIONS_MAX, .bytes = (size_t)CTL_SESSIONS_BYTES_MAX};
+    char why[200];
+    int asking = 0, rc = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        pg[i] = (ctl_pager_t){.rows = json_object_new_array(), .left = limit, .capped = capped};
+        pg[i].asked = limit < CTL_SESSIONS_PAGE ? limit : CTL_SESSIONS_PAGE;
+        ctl_sessions_ask(r, i, &pg[i]);
+        asking |= r->paths[i] != NULL;
+    }
+    while (asking && (rc = ctl_run_fetch(r)) == 0) { /* one round: the next page of every node */
+        asking = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            if (!r->paths[i] || !r->got[i].body)
+                continue;
+            int more = ctl_sessions_take(&pg[i], r->got[i].body, r->got[i].bytes, ctl_cluster_name(r->cl, i), &b, why,
+                                         sizeof why);
+            if (more < 0)
+                ctl_run_mark(r, i, why);
+            if (more == 1)
+                ctl_sessions_ask(r, i, &pg[i]), asking = 1;
+            else
+                ctl_run_path(r, i, NULL);
+        }
+    }
+    return rc;
 }
 
 int ctl_cluster_sessions(ctl_opts_t *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
-    long limit = 0x7fffffffL;
+    long limit = CTL_SESSIONS_MAX;
     char *end;
-    if (o->limit && ((limit = strtol(o->limit, &end, 10)) <= 0 || *end))
-        return ctl_fail("--limit %s: expected a positive number", o->limit), 2;
+    if (o->limit && ((limit = strtol(o->limit, &end, 10)) <= 0 || limit > CTL_SESSIONS_MAX || *end))
+        return ctl_fail("--limit %s: expected a number from 1 to %ld", o->limit, CTL_SESSIONS_MAX), 2;
     ctl_run_t r;
     int rc = ctl_run_open(o, &r);
     if (rc)
         return ctl_run_free(&r), rc;
-    long *left = calloc(r.n, sizeof *left);
+    ctl_pager_t *pg = calloc(r.n, sizeof *pg);
+    if (!pg)
+        return ctl_run_free(&r), ctl_fail("out of memory");
+    rc = ctl_sessions_page(&r, pg, limit, !o->limit);
     json_object *all = json_object_new_array(), *out = json_object_new_object();
-    int asking = 0;
-    for (size_t i = 0; left && i < r.n; i++) {
-        left[i] = limit;
-        ctl_run_path(&r, i, "/api/admin/sessions?limit=%ld", limit < 1000 ? limit : 1000);
-        asking |= r.paths[i] != NULL;
+    for (size_t i = 0; i < r.n; i++) { /* a marked node is left out, as in every command */
+        for (size_t k = 0; r.status[i].body && k < json_object_array_length(pg[i].rows); k++)
+            json_object_array_add(all, json_object_get(json_object_array_get_idx(pg[i].rows, k)));
+        json_object_put(pg[i].rows);
     }
-    while (left && asking && (rc = ctl_run_fetch(&r)) == 0) { /* one round: the next page of every node */
-        asking = 0;
-        for (size_t i = 0; i < r.n; i++)
-            if (r.paths[i] && r.got[i].body)
-                ctl_sessions_take(&r, i, all, left), asking |= r.paths[i] != NULL;
-    }
-    free(left);
+    free(pg);
     json_object_array_sort(all, ctl_cmp_activity);
     static const char *const cols[] = {"node", "id", "owner", "executions", "succeeded", "failed", "mean_ms",
                                        "last_activity", "deleted", "workspace", NULL};
-    if (!o->json)
+    if (!o->json && !rc)
         ctl_print_table(all, cols);
     json_object_object_add(out, "sessions", all);
     return rc ? (json_object_put(out), ctl_run_free(&r), rc) : ctl_run_end(o, &r, out);
@@ -322,8 +360,11 @@ int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv)
         else
             ctl_run_path(&r, i, "/api/admin/executions?%s", q);
     rc = ctl_run_fetch(&r);
-    for (size_t i = 0; i < r.n; i++)
+    for (size_t i = 0; i < r.n; i++) {
         pages[i] = r.status[i].body ? r.got[i].body : NULL;
+        if (pages[i] && ctl_history_check(pages[i], before[i], err, sizeof err) != 0)
+            ctl_run_mark(&r, i, err), pages[i] = NULL;
+    }
     int more = 0;
     json_object *rows = rc ? NULL : ctl_history_merge(r.cl, pages, limit, before, &more), *out = json_object_new_object();
     char *cursor = rows ? ctl_cursor_format(r.cl, before) : NULL;
@@ -332,10 +373,10 @@ int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv)
                                            "tokens_out", "error", NULL};
         ctl_add_when(rows, "queued_at", "queued");
         ctl_print_table(rows, cols);
-        fprintf(stderr, "next_cursor: %s\n", more && cursor && *cursor ? cursor : "(none: that was the last page)");
+        fprintf(stderr, "next_cursor: %s\n", more && cursor ? cursor : "(none: that was the last page)");
     }
     json_object_object_add(out, "executions", rows);
-    json_object_object_add(out, "next_cursor", more && cursor && *cursor ? json_object_new_string(cursor) : NULL);
+    json_object_object_add(out, "next_cursor", more && cursor ? json_object_new_string(cursor) : NULL);
     free(cursor), free(before), free(pages);
     return rc ? (json_object_put(out), ctl_run_free(&r), rc) : ctl_run_end(o, &r, out);
 }
@@ -355,10 +396,11 @@ int ctl_cluster_stats(ctl_opts_t *o, int argc, char **argv)
     if ((rc = ctl_run_fetch(&r)) != 0)
         return ctl_run_free(&r), rc;
     json_object **docs = calloc(r.n, sizeof *docs), *out = json_object_new_object();
+    char why[200];
     for (size_t i = 0; docs && i < r.n; i++) {
         docs[i] = r.status[i].body ? r.got[i].body : NULL;
-        if (docs[i] && !ctl_cluster_at(docs[i], "histograms.duration_ms.buckets"))
-            ctl_run_mark(&r, i, "its /api/stats has no histograms (an older ocpm)"), docs[i] = NULL;
+        if (docs[i] && ctl_stats_check(docs[i], why, sizeof why) != 0)
+            ctl_run_mark(&r, i, why), docs[i] = NULL;
     }
     json_object *st = docs ? ctl_stats_merge(r.cl, docs) : NULL;
     free(docs);

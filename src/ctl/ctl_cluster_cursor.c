@@ -1,6 +1,6 @@
-/* ctl_cluster_cursor: history's cursor across nodes, `NAME:ID,NAME:ID` (ctl_cluster.h). A cursor
- * is typed by an operator or pasted from an earlier page: every part is checked, and a bad one is
- * an error, never a page from somewhere else. */
+/* ctl_cluster_cursor: history's cursor across nodes, `NAME:ID,NAME:ID` (ctl_cluster.h), ID 0 for a
+ * node nothing was taken from yet. A cursor is typed by an operator or pasted from an earlier page:
+ * every part is checked, and a bad one is an error, never a page from somewhere else. */
 #define _GNU_SOURCE
 #include "ctl_cluster.h"
 
@@ -12,8 +12,8 @@
 #define CTL_CURSOR_MAX (CTL_CLUSTER_MAX * (CTL_CLUSTER_NAME_MAX + 22))
 
 /* One `NAME:ID` (len bytes at p) into before[]: 0, or -1 with err. */
-static int ctl_cursor_part(const ctl_cluster_t *cl, const char *p, size_t len, long long *before, char *err,
-                           size_t errlen)
+static int ctl_cursor_part(const ctl_cluster_t *cl, const char *p, size_t len, long long *before, char *seen,
+                           char *err, size_t errlen)
 {
     const char *colon = memchr(p, ':', len);
     if (!colon)
@@ -25,15 +25,16 @@ static int ctl_cursor_part(const ctl_cluster_t *cl, const char *p, size_t len, l
     size_t idlen = len - (size_t)(id - p);
     char digits[24];
     if (idlen == 0 || idlen > 19 || strspn(id, "0123456789") < idlen)
-        return snprintf(err, errlen, "node %s: the id must be a positive integer", ctl_cluster_name(cl, i)), -1;
+        return snprintf(err, errlen, "node %s: the id must be 0 or a positive integer", ctl_cluster_name(cl, i)), -1;
     memcpy(digits, id, idlen);
     digits[idlen] = '\0';
     errno = 0;
     long long v = strtoll(digits, NULL, 10);
-    if (errno || v <= 0)
-        return snprintf(err, errlen, "node %s: the id must be a positive integer", ctl_cluster_name(cl, i)), -1;
-    if (before[i])
+    if (errno || v < 0)
+        return snprintf(err, errlen, "node %s: the id must be 0 or a positive integer", ctl_cluster_name(cl, i)), -1;
+    if (seen[i])
         return snprintf(err, errlen, "node %s appears twice", ctl_cluster_name(cl, i)), -1;
+    seen[i] = 1;
     before[i] = v;
     return 0;
 }
@@ -41,6 +42,7 @@ static int ctl_cursor_part(const ctl_cluster_t *cl, const char *p, size_t len, l
 int ctl_cursor_parse(const ctl_cluster_t *cl, const char *s, long long *before, char *err, size_t errlen)
 {
     size_t n = ctl_cluster_count(cl), len = strlen(s);
+    char seen[CTL_CLUSTER_MAX] = {0};
     memset(before, 0, n * sizeof *before);
     if (len == 0 || len > CTL_CURSOR_MAX)
         return snprintf(err, errlen, "--cursor: expected NAME:ID,NAME:ID (a next_cursor)"), -1;
@@ -48,7 +50,7 @@ int ctl_cursor_parse(const ctl_cluster_t *cl, const char *s, long long *before, 
         const char *comma = strchr(p, ',');
         size_t plen = comma ? (size_t)(comma - p) : strlen(p);
         char why[160];
-        if (ctl_cursor_part(cl, p, plen, before, why, sizeof why) != 0) {
+        if (ctl_cursor_part(cl, p, plen, before, seen, why, sizeof why) != 0) {
             memset(before, 0, n * sizeof *before);
             return snprintf(err, errlen, "--cursor: %s", why), -1;
         }
@@ -66,8 +68,7 @@ char *ctl_cursor_format(const ctl_cluster_t *cl, const long long *before)
         return NULL;
     s[0] = '\0';
     for (size_t i = 0; i < n; i++)
-        if (before[i] > 0)
-            off += (size_t)snprintf(s + off, CTL_CURSOR_MAX + 1 - off, "%s%s:%lld", off ? "," : "",
-                                    ctl_cluster_name(cl, i), before[i]);
+        off += (size_t)snprintf(s + off, CTL_CURSOR_MAX + 1 - off, "%s%s:%lld", off ? "," : "", ctl_cluster_name(cl, i),
+                                before[i] > 0 ? before[i] : 0);
     return s;
 }

@@ -51,6 +51,8 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     json_object *v = NULL;
     if (t->len && memchr(t->buf, '\0', t->len) == NULL) {
         json_tokener *tok = json_tokener_new();
+        if (tok)
+            json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* a C1 control hides in no bad byte */
         v = tok ? json_tokener_parse_ex(tok, t->buf, (int)t->len) : NULL;
         if (v && (json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != t->len))
             json_object_put(v), v = NULL; /* one object and nothing after */
@@ -69,7 +71,7 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     else if (!v || !json_object_is_type(v, json_type_object))
         snprintf(r->error, sizeof r->error, "its answer is not a JSON object");
     else
-        r->body = json_object_get(v);
+        r->body = json_object_get(v), r->bytes = t->len;
     json_object_put(v);
 }
 
@@ -159,6 +161,7 @@ void ctl_replies_clear(ctl_reply_t *r, size_t n)
     for (size_t i = 0; i < n; i++) {
         json_object_put(r[i].body);
         r[i].body = NULL;
+        r[i].bytes = 0;
         r[i].error[0] = '\0';
     }
 }

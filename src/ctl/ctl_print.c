@@ -7,12 +7,13 @@
 
 int ctl_fail(const char *fmt, ...)
 {
+    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    fputs("ocpmctl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int len = vasprintf(&msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "ocpmctl: %s\n", len >= 0 && msg ? ctl_text_clean(msg) : fmt);
+    free(msg);
     return 1;
 }
 
@@ -21,13 +22,13 @@ void ctl_print_json(json_object *v)
     puts(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-/* Text for a terminal: control bytes (escape sequences, line breaks the agent or a client wrote)
- * become '?', so a value can neither drive the terminal nor pass for another line. In place. */
-static char *ctl_clean(char *s)
+char *ctl_text_clean(char *s)
 {
-    for (char *p = s; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
             *p = *p == '\n' || *p == '\t' ? ' ' : '?';
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* U+0080..U+009F, C1 controls (CSI) */
+            p[0] = p[1] = '?', p++;
     return s;
 }
 
@@ -41,7 +42,7 @@ static const char *ctl_cell(json_object *row, const char *key, char *buf, size_t
         return buf;
     }
     snprintf(buf, n, "%s", json_object_get_string(v));
-    return ctl_clean(buf);
+    return ctl_text_clean(buf);
 }
 
 void ctl_print_table(json_object *rows, const char *const *cols)
@@ -75,7 +76,7 @@ void ctl_print_pairs(json_object *obj, const char *prefix)
     {
         char key[96];
         snprintf(key, sizeof key, "%s", k);
-        ctl_clean(key); /* keys of the agent's own objects (metadata) too */
+        ctl_text_clean(key); /* keys of the agent's own objects (metadata) too */
         if (v && json_object_is_type(v, json_type_object)) {
             char p[128];
             snprintf(p, sizeof p, "%s%s.", prefix, key);
@@ -93,7 +94,7 @@ void ctl_print_pairs(json_object *obj, const char *prefix)
             printf("%s%s: %s\n", prefix, key, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
         } else {
             char *val = strdup(v ? json_object_get_string(v) : "-");
-            printf("%s%-*s %s\n", prefix, (int)(28 - strlen(prefix)), key, val ? ctl_clean(val) : "?");
+            printf("%s%-*s %s\n", prefix, (int)(28 - strlen(prefix)), key, val ? ctl_text_clean(val) : "?");
             free(val);
         }
     }

@@ -22,11 +22,27 @@ DB2="$TDIR/n2/ocpm.db"
 # The hostile nodes: one small HTTP server, each node a path prefix of it.
 PH=$(free_port)
 cat >"$TDIR/hostile.py" <<'PY'
-import http.server, json, sys, time
+import http.server, json, sys, time, urllib.parse
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
-        if self.path.startswith("/other/"):
+        q = urllib.parse.urlparse(self.path)
+        after = urllib.parse.parse_qs(q.query).get("after", ["/s0"])[0]
+        if q.path.endswith("/api/opencode/status") and not self.path.startswith(("/other/", "/garbage/", "/endless/", "/escape/")):
+            body = json.dumps({"ocpm": {"node": "\x1b]0;owned\x07\x1b[2Jevil"}} if self.path.startswith("/evilname/") else {}).encode()
+        elif self.path.startswith("/escape/"):
+            body = json.dumps({"error": {"code": "x", "message": "\x1b[31mred\x1b]0;title\x07\u009b2J"}}).encode()
+            self.send_response(500); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body); return
+        elif self.path.startswith("/emptycursor/"):  # an empty page that says more follow
+            key = "sessions" if "sessions" in q.path else "executions"
+            body = json.dumps({key: [], "next_cursor": "/x" if key == "sessions" else 5}).encode()
+        elif self.path.startswith("/samecursor/"):  # a page that never advances
+            body = json.dumps({"sessions": [{"id": "s"}], "next_cursor": "/s"}).encode()
+        elif self.path.startswith("/forever/"):  # always one more page, always advancing
+            n = int(after.rsplit("/s", 1)[1]) + 1
+            body = json.dumps({"sessions": [{"id": "s%d" % n}], "next_cursor": "/s%09d" % n}).encode()
+        elif self.path.startswith("/other/"):
             body = json.dumps({"ocpm": {"node": "someone-else"}}).encode()
         elif self.path.startswith("/endless/"):
             self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
@@ -113,8 +129,14 @@ is "$(jq -s -c 'map(.[2]) == (map(.[2]) | sort | reverse)' "$TDIR/rows")" true "
 is "$?" 1 "history with a dead node: exit 1"
 like "$(grep -c -e '^ocpmctl: node n3 ' -e '^next_cursor: n' "$TDIR/err")" '^2$' "table mode: the dead node and next_cursor on stderr"
 out=$("$OCPMCTL" --cluster "$TDIR/three" history --limit 100 --json)
-is "$(printf '%s' "$out" | jq -r '[(.executions | length), (.next_cursor | test("^n1:[0-9]+,n2:[0-9]+$"))] | join(" ")')" "8 true" \
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), (.next_cursor | test("^n1:[0-9]+,n2:[0-9]+,n3:0$"))] | join(" ")')" "8 true" \
     "with a node down the cursor keeps going (its rows are still to come)"
+out=$("$OCPMCTL" --cluster "$TDIR/three" history --session nosuch --json)
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), .next_cursor] | join(" ")')" "0 n1:0,n2:0,n3:0" \
+    "nothing taken from anyone and a node down: the cursor still names it (n3:0), never null"
+out=$("$OCPMCTL" --cluster "$TDIR/three" history --json --cursor "$(printf '%s' "$out" | jq -r .next_cursor)")
+is "$(printf '%s' "$out" | jq -r '[(.executions | length), .next_cursor] | join(" ")')" "8 n1:1,n2:1,n3:0" \
+    "that cursor (n1:0: from the newest) gives every row of the nodes up"
 
 # stats: the sums of each node's ocpmctl stats.
 s1=$("$OCPMCTL" --db "$DB1" stats --json) s2=$("$OCPMCTL" --db "$DB2" stats --json)
@@ -140,7 +162,7 @@ printf 'n1 %s\nN2 http://x\n' "$BASE1" >"$TDIR/bad"
 is "$? $(cat "$TDIR/err")" "2 ocpmctl: $TDIR/bad:2: the name must match [a-z0-9-]{1,32}, no '-' first or last" "a bad cluster file: file:line"
 "$OCPMCTL" --cluster "$TDIR/nonexistent" status >/dev/null 2>"$TDIR/err"
 is "$?" 2 "a missing cluster file: exit 2"
-for c in 'n1:0' 'n9:3' 'n1:1,n1:2' 'garbage' "n1:$(printf '9%.0s' {1..30})"; do
+for c in 'n1:-1' 'n1:0,n1:0' 'n9:3' 'n1:1,n1:2' 'garbage' "n1:$(printf '9%.0s' {1..30})"; do
     "$OCPMCTL" --cluster "$TDIR/two" history --cursor "$c" >/dev/null 2>"$TDIR/err"
     is "$? $(grep -c '^ocpmctl: --cursor: ' "$TDIR/err")" "2 1" "a bad cursor ($c): exit 2 with why"
 done
@@ -158,6 +180,33 @@ like "$(printf '%s' "$out" | jq -r '.nodes[1].error')" 'not a JSON object' "garb
 like "$(printf '%s' "$out" | jq -r '.nodes[2].error')" 'imeout|larger than' "an endless body: cut off"
 like "$(printf '%s' "$out" | jq -r '.nodes[3].error')" 'says it is node "someone-else"' "another node's name: marked"
 like "$(( $(date +%s) - start ))" '^[0-9]$' "within the timeout"
+
+# Hostile paging and hostile text.
+printf 'n1 %s\nempty http://127.0.0.1:%s/emptycursor\nsame http://127.0.0.1:%s/samecursor\n' "$BASE1" "$PH" "$PH" >"$TDIR/paging"
+out=$(timeout 20 "$OCPMCTL" --cluster "$TDIR/paging" sessions --json); rc=$?
+is "$rc $(printf '%s' "$out" | jq -r '[(.sessions | map(.node) | unique | join(",")), (.nodes | map(.ok) | join(","))] | join(" ")')" \
+    "1 n1 true,false,false" "sessions: an empty page with a cursor, a cursor that stays: each node marked, no endless loop"
+like "$(printf '%s' "$out" | jq -r '.nodes[1].error, .nodes[2].error' | tr '\n' '|')" 'empty page with a next_cursor\|.*does not advance' "with why"
+printf 'forever http://127.0.0.1:%s/forever\n' "$PH" >"$TDIR/forever"
+start=$(date +%s)
+out=$(timeout 30 "$OCPMCTL" --cluster "$TDIR/forever" --timeout 0.5 sessions --json); rc=$?
+is "$rc $(printf '%s' "$out" | jq -r '.nodes[0].error')" "1 the command's deadline (6 x --timeout) passed before it was done" \
+    "sessions: a node paging without end is stopped by the deadline (6 x --timeout)"
+like "$(( $(date +%s) - start ))" '^[3-5]$' "within 6 x 0.5 s"
+printf 'n1 %s\nempty http://127.0.0.1:%s/emptycursor\n' "$BASE1" "$PH" >"$TDIR/emptyh"
+out=$("$OCPMCTL" --cluster "$TDIR/emptyh" history --session nosuch --json)
+is "$(printf '%s' "$out" | jq -r '[.next_cursor, .nodes[1].error] | join(" ")')" "n1:0,empty:0 an empty page with a next_cursor" \
+    "history: a hostile empty page with a cursor marks its node, and next_cursor still names it"
+printf 'n1 %s\nescape http://127.0.0.1:%s/evilname\nn2 http://127.0.0.1:%s/garbage\n' "$BASE1" "$PH" "$PH" >"$TDIR/escape"
+"$OCPMCTL" --cluster "$TDIR/escape" history >"$TDIR/out" 2>"$TDIR/err"
+is "$(cat "$TDIR/out" "$TDIR/err" | LC_ALL=C grep -c -P '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]')" 0 "no control character reaches the terminal"
+like "$(cat "$TDIR/err")" 'node escape \(http://127.0.0.1:[0-9]+/evilname\): it says it is node "\?\]0;owned\?\?\[2Jevil"' "a node's name: shown cleaned"
+printf 'escape http://127.0.0.1:%s/escape\n' "$PH" >"$TDIR/escape1"
+"$OCPMCTL" --cluster "$TDIR/escape1" status >"$TDIR/out" 2>"$TDIR/err"
+like "$(cat "$TDIR/err")" 'HTTP 500: \?\[31mred\?\]0;title\?\?\?2J' "a node's error.message: shown cleaned"
+is "$(cat "$TDIR/out" "$TDIR/err" | LC_ALL=C grep -c -P '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]')" 0 "no control character in the status table either"
+is "$("$OCPMCTL" --cluster "$TDIR/escape1" status --json | jq -r '.nodes[0].error')" "HTTP 500: $(printf '\033[31mred\033]0;title\007\302\2332J')" \
+    "--json keeps the text, escaped as JSON"
 
 stop_others
 trap - EXIT
