@@ -4,7 +4,8 @@
   * a request naming a session (GET /api/sessions/{id}) through the front against the same request
     straight to its node, on kept-alive connections, one at a time: p50 and p95 (goal: the front
     adds at most a third, ratio <= 1.33);
-  * the same, 8 clients at once: requests a second (goal: ratio >= 0.75);
+  * the same, 8 clients at once: requests a second, the median of 5 alternating rounds (goal: ratio
+    >= 0.75; on one host the front takes the same cores as the node it passes to);
   * a new session through the front (its readiness probe, then the creation on the node it found)
     against a creation straight to a node (goal: ratio <= 2: by design it is two requests).
 """
@@ -72,7 +73,13 @@ def main():
     figure("cluster.route_p50", "a request naming a session, p50: through the front vs to its node",
            pct(via, 50), pct(direct, 50), "ms", ("ratio", "<=", 1.33))
     figure("cluster.route_p95", "the same, p95", pct(via, 95), pct(direct, 95), "ms", ("ratio", "<=", 1.33))
-    rv, rd = rate(front, path, n), rate(node, path, n)
+    # Alternate rounds, the median of each side: on a shared machine the front and the node take
+    # the same cores, and one moment's noise would otherwise decide the ratio.
+    rvs, rds = [], []
+    for _ in range(5):
+        rds.append(rate(node, path, n // 2))
+        rvs.append(rate(front, path, n // 2))
+    rv, rd = pct(rvs, 50), pct(rds, 50)
     print("GET a session, 8 clients: front %.0f/s, node %.0f/s" % (rv, rd))
     figure("cluster.route_rate", "the same, 8 clients at once, requests a second", rv, rd, "req/s",
            ("ratio", ">=", 0.75))

@@ -19,7 +19,8 @@
 #include <stddef.h>
 
 /* SNAPSHOT_METRICS_OM: the metrics as OpenMetrics (metrics.h), for clients whose Accept asks for it. */
-enum { SNAPSHOT_STATUS, SNAPSHOT_HEALTH, SNAPSHOT_METRICS, SNAPSHOT_METRICS_OM, SNAPSHOT_DOCS };
+/* SNAPSHOT_READY: /api/ready (reason codes only), which a cluster's front asks before each new session. */
+enum { SNAPSHOT_STATUS, SNAPSHOT_HEALTH, SNAPSHOT_METRICS, SNAPSHOT_METRICS_OM, SNAPSHOT_READY, SNAPSHOT_DOCS };
 #define SNAPSHOT_MIN_MS 10
 #define SNAPSHOT_METRICS_MS 1000
 /* A document older than this is not answered from: the manager renews them every second, so one

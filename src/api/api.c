@@ -92,7 +92,7 @@ const api_route_t api_routes[] = {
      "the manager's status document; `?full` adds the sessions and their state (at most `limit`, default 100)"},
     {"GET", "/api/health", "health", NULL, NULL, API_SNAPSHOT(SNAPSHOT_HEALTH), api_health,
      "200 while accepting, 503 while stopping"},
-    {"GET", "/api/ready", "ready", NULL, NULL, 0, api_ready,
+    {"GET", "/api/ready", "ready", NULL, NULL, API_SNAPSHOT(SNAPSHOT_READY), api_ready,
      "200 when new work would be served now, else 503 with the reasons"},
     {"POST", "/api/sessions", "session.create", api_session_create_body, NULL, 0, api_session_create,
      "create a session bound to a workspace (idempotent)"},

@@ -215,7 +215,7 @@ static void api_ready_pools(const manager_t *m, api_ready_t *r)
 /* Readiness (liveness is /api/health): 200 only when new work would be served right now, else 503
  * with every reason, for a load balancer or the cluster's front to stop sending work here. Anyone
  * reads the codes; the details name the pools, so only operators (/api/admin/ready) read them. */
-static void api_ready_answer(const manager_t *m, control_conn_t *c, int details)
+static json_object *api_ready_json(const manager_t *m, int details, int *code)
 {
     api_ready_t r = {json_object_new_array(), json_object_new_array()};
     if (!m->ready)
@@ -237,19 +237,24 @@ static void api_ready_answer(const manager_t *m, control_conn_t *c, int details)
         json_object_object_add(o, "details", r.details);
     else
         json_object_put(r.details);
-    control_reply(c, ok ? 200 : 503, o, NULL);
+    *code = ok ? 200 : 503;
+    return o;
 }
 
 void api_ready(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;
-    api_ready_answer(ctx, c, 0);
+    int code;
+    json_object *o = api_ready_json(ctx, 0, &code);
+    control_reply(c, code, o, NULL);
 }
 
 void api_admin_ready(void *ctx, control_conn_t *c, const api_call_t *call)
 {
     (void)call;
-    api_ready_answer(ctx, c, 1);
+    int code;
+    json_object *o = api_ready_json(ctx, 1, &code);
+    control_reply(c, code, o, NULL);
 }
 
 void api_health(void *ctx, control_conn_t *c, const api_call_t *call)
@@ -473,6 +478,11 @@ void api_publish(struct manager *m, int doc)
     case SNAPSHOT_HEALTH: {
         json_object *h = api_health_json(m, &code);
         api_publish_json(SNAPSHOT_HEALTH, code, h);
+        break;
+    }
+    case SNAPSHOT_READY: {
+        json_object *r = api_ready_json(m, 0, &code);
+        api_publish_json(SNAPSHOT_READY, code, r);
         break;
     }
     case SNAPSHOT_METRICS:

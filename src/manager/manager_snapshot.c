@@ -18,6 +18,7 @@ static const uint64_t manager_snapshot_every[SNAPSHOT_DOCS] = {
     [SNAPSHOT_HEALTH] = SNAPSHOT_MIN_MS,
     [SNAPSHOT_METRICS] = SNAPSHOT_METRICS_MS,
     [SNAPSHOT_METRICS_OM] = SNAPSHOT_METRICS_MS,
+    [SNAPSHOT_READY] = SNAPSHOT_MIN_MS,
 };
 
 /* Both timers only wake the loop: the prepare that follows publishes. */

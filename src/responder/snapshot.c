@@ -18,6 +18,7 @@ static const size_t snapshot_room[SNAPSHOT_DOCS] = {
     [SNAPSHOT_HEALTH] = 4 * 1024,
     [SNAPSHOT_METRICS] = 384 * 1024,
     [SNAPSHOT_METRICS_OM] = 384 * 1024,
+    [SNAPSHOT_READY] = 4 * 1024,
 };
 
 typedef struct snapshot_doc {
