@@ -5,19 +5,10 @@
 # answer node_unavailable at once while the others go on, its sessions continue when it is back,
 # and a fourth node moves nothing. Draining a node stops placements there.
 . "$(dirname "$0")/../integration/lib.sh"
-OCPM_CLUSTER_LIB=1 . "$SRC/scripts/cluster"
 export OCPMCTL=${OCPMCTL:-$SRC/ocpmctl}
 export OCPM_LOG_LEVEL=info
 t_prepare
-cluster_init "$TDIR/cluster"
-for n in n1 n2 n3; do
-    cluster_start_node "$n" || { echo "Bail out! node $n did not start"; exit 1; }
-done
-cluster_start_front "$(free_port)" || { echo "Bail out! the front did not start"; exit 1; }
-BASE="http://127.0.0.1:$CLUSTER_FRONT_PORT"
-
-# ndb NODE QUERY: that node's own database, read-only.
-ndb() { sqlite3 -readonly "$CLUSTER_DIR/$1/ocpm.db" "$2"; }
+t_cluster n1 n2 n3
 node_of() { local r=${1#s_}; echo "${r%%_*}"; }
 # bg_batch CMD...: run each line of stdin as "CMD line" in the background, 8 at a time, waiting for
 # exactly those (the nodes and the front are this shell's children too).

@@ -4,16 +4,9 @@
 # reaches another's session through it. The nodes' operator paths want the operators' login, which
 # no user's login is.
 . "$(dirname "$0")/../integration/lib.sh"
-OCPM_CLUSTER_LIB=1 . "$SRC/scripts/cluster"
 export OCPM_LOG_LEVEL=info STACK_HTPASSWD_USERS="alice:apw bob:bpw"
 t_prepare
-cluster_init "$TDIR/cluster"
-for n in n1 n2; do
-    cluster_start_node "$n" || { echo "Bail out! node $n did not start"; exit 1; }
-done
-cluster_start_front "$(free_port)" || { echo "Bail out! the front did not start"; exit 1; }
-BASE="http://127.0.0.1:$CLUSTER_FRONT_PORT"
-ndb() { sqlite3 -readonly "$CLUSTER_DIR/$1/ocpm.db" "$2"; }
+t_cluster n1 n2
 
 check "each node is ready without a login (the front's probe needs none)" cluster_node_ready n1
 req POST /api/sessions

@@ -4,17 +4,10 @@
 # continues through the front, each node's opencode kept its own, and a session placed without an id
 # lands on one of them and answers.
 . "$(dirname "$0")/../integration/lib.sh"
-OCPM_CLUSTER_LIB=1 . "$SRC/scripts/cluster"
 t_real_opencode
 export OCPM_MODE=server OCPM_RUN_TIMEOUT=180s OCPM_SERVER_START_TIMEOUT=120s OCPM_LOG_LEVEL=info
 t_prepare
-cluster_init "$TDIR/cluster"
-for n in n1 n2; do
-    cluster_start_node "$n" || { echo "Bail out! node $n did not start"; exit 1; }
-done
-cluster_start_front "$(free_port)" || { echo "Bail out! the front did not start"; exit 1; }
-BASE="http://127.0.0.1:$CLUSTER_FRONT_PORT"
-ndb() { sqlite3 -readonly "$CLUSTER_DIR/$1/ocpm.db" "$2"; }
+t_cluster n1 n2
 
 for n in n1 n2; do
     req PUT "/api/sessions/s_${n}_talk" '{}'

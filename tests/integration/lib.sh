@@ -86,6 +86,20 @@ t_prepare() {
     trap t_cleanup EXIT
 }
 
+# t_cluster NAME...: after t_prepare, a cluster in TDIR (scripts/cluster): those nodes and the front.
+# BASE is the front; ndb NODE QUERY reads that node's database (read-only).
+t_cluster() {
+    OCPM_CLUSTER_LIB=1 . "$SRC/scripts/cluster"
+    cluster_init "$TDIR/cluster"
+    local n
+    for n in "$@"; do
+        cluster_start_node "$n" || { echo "Bail out! node $n did not start"; exit 1; }
+    done
+    cluster_start_front "$(free_port)" || { echo "Bail out! the front did not start"; exit 1; }
+    BASE="http://127.0.0.1:$CLUSTER_FRONT_PORT"
+}
+ndb() { sqlite3 -readonly "$CLUSTER_DIR/$1/ocpm.db" "$2"; }
+
 # Processes of this test's stack (the manager and its responders, every agent process, the fakes,
 # nginx): pids.py.
 t_pids() { python3 "$SRC/tests/integration/pids.py" "$TDIR" "${1:-all}"; }
