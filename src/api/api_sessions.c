@@ -61,8 +61,8 @@ session_t *api_session_of(manager_t *m, control_conn_t *c, const api_call_t *cal
     return s;
 }
 
-/* A fresh session id: "s_" and 24 random hex digits. */
-/* s_<node>_<24 hex digits>: at most 2 + 32 + 1 + 24 = 59 bytes, a valid_id in the node form. */
+/* A fresh session id, s_<node>_<24 random hex digits>: at most 2 + 32 + 1 + 24 = 59 bytes, a valid_id
+ * in the node form (valid_id_node), so the id alone tells a cluster's front which node holds it. */
 static int api_session_new_id(const char *node, char *out, size_t outlen)
 {
     unsigned char rnd[12];
