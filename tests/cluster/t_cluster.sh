@@ -224,41 +224,70 @@ is "$STATUS/$(j .front)" 200/true "the front's own health"
 # n5 is listed as n5 but runs as n3 (two hosts deriving one name): every placement on it is refused by
 # the node (421), and it makes no session.
 CLUSTER_NODE_AS=n3 cluster_start_node n5 || { echo "Bail out! n5 did not start"; exit 1; }
-# A fake node: ready, but it reads a creation and closes the connection without an answer.
-DROP=$(free_port)
-python3 - "$DROP" >"$TDIR/drop.out" 2>&1 <<'PY' &
-import http.server, sys
+# Fake nodes, ready for placements: "drop" reads a creation and closes the connection without an
+# answer; "make" (on IPv6 loopback, where there is one) answers 201 with an id of its own node only
+# when the front's Ocpm-Node names it, 421 otherwise.
+cat >"$TDIR/fake_node.py" <<'PY'
+import http.server, json, os, socket, sys
+mode, host, port, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
+    def reply(self, status, obj):
+        body = (json.dumps(obj) + "\n").encode()
+        self.send_response(status); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "15"); self.end_headers()
-        self.wfile.write(b'{"ready":true}\n')
+        self.reply(200, {"ready": True})
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.close_connection = True
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        if mode == "drop":
+            self.close_connection = True
+        elif self.headers.get("Ocpm-Node") != name:
+            self.reply(421, {"error": {"code": "misdirected_request", "message": "fake"}})
+        else:
+            self.reply(201, {"id": "s_%s_%s" % (name, os.urandom(12).hex())})
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+S((host, port), H).serve_forever()
 PY
+DROP=$(free_port)
+python3 "$TDIR/fake_node.py" drop 127.0.0.1 "$DROP" n6 >"$TDIR/drop.out" 2>&1 &
 DROPPID=$!
 check "the dropping node listens" wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$DROP/api/ready"
 echo "n6 http://127.0.0.1:$DROP" >>"$CLUSTER_FILE"
-check "the front reloaded with n5 and n6" cluster_reload_front
+V6PID=
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    V6=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); print(s.getsockname()[1])')
+    python3 "$TDIR/fake_node.py" make ::1 "$V6" n7 >"$TDIR/v6.out" 2>&1 &
+    V6PID=$!
+    check "the IPv6 node listens" wait_until 10 curl -s -o /dev/null "http://[::1]:$V6/api/ready"
+    echo "n7 http://[::1]:$V6" >>"$CLUSTER_FILE"
+fi
+check "the front reloaded with n5, n6 (and n7)" cluster_reload_front
 rm -f "$TDIR"/made/*
-seq 1 36 | bg_batch create_one
+seq 1 48 | bg_batch create_one
 for f in "$TDIR"/made/*.code; do
     printf '%s/%s\n' "$(cat "$f")" "$(jq -r '.error.code // "made"' "${f%.code}.json")"
 done | sort | uniq -c >"$TDIR/outcomes"
-check "36 creations: some refused by the misnamed n5 (421 misdirected_request) $(tr -s ' \n' ' ' <"$TDIR/outcomes")" \
+check "48 creations: some refused by the misnamed n5 (421 misdirected_request) $(tr -s ' \n' ' ' <"$TDIR/outcomes")" \
     grep -q ' 421/misdirected_request$' "$TDIR/outcomes"
 check "some dropped by n6: 502 creation_unknown (the front cannot know, and does not send it twice)" \
     grep -q ' 502/creation_unknown$' "$TDIR/outcomes"
 is "$(grep -v -e ' 201/made$' -e ' 421/misdirected_request$' -e ' 502/creation_unknown$' "$TDIR/outcomes")" "" "no other outcome"
+if [ -n "$V6PID" ]; then
+    check "some placed on the IPv6 node n7, with Ocpm-Node naming it" sh -c "cat '$TDIR'/made/*.json | grep -q '\"s_n7_'"
+    kill "$V6PID"
+    wait "$V6PID" 2>/dev/null
+else
+    skip "some placed on the IPv6 node n7" "no IPv6 loopback here"
+fi
 is "$(ndb n5 "select count(*) from sessions")" 0 "the misnamed node made no session"
 msg=$(jq -r 'select(.error.code == "creation_unknown") | .error.message' "$TDIR"/made/*.json | head -1)
 like "$msg" 'PUT /api/sessions' "the unknown outcome says how to retry safely (PUT by id)"
 kill "$DROPPID"
 wait "$DROPPID" 2>/dev/null
 cluster_stop_node n5
-sed -i '/^n[56] /d' "$CLUSTER_FILE"
+sed -i '/^n[567] /d' "$CLUSTER_FILE"
 check "the front reloaded without them" cluster_reload_front
 
 # --- the Prometheus scrape configuration for the nodes: each target answers through the front --------
