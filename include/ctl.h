@@ -44,6 +44,11 @@ int ctl_cluster_status(ctl_opts_t *o, int argc, char **argv);
 int ctl_cluster_sessions(ctl_opts_t *o, int argc, char **argv);
 int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv);
 int ctl_cluster_stats(ctl_opts_t *o, int argc, char **argv);
+/* ctl_cluster_front.c: front-conf and prometheus-conf (the cluster file only); without --cluster,
+ * ctl_needs_cluster says so (argv[-1] is the command's name). */
+int ctl_cluster_front(ctl_opts_t *o, int argc, char **argv);
+int ctl_cluster_prometheus(ctl_opts_t *o, int argc, char **argv);
+int ctl_needs_cluster(ctl_opts_t *o, int argc, char **argv);
 
 /* "1795520000" (unix seconds) or an age ("24h") before now: 0, or -1. */
 int ctl_parse_time(const char *s, double *out);

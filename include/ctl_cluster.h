@@ -8,6 +8,7 @@
 #define OCPM_CTL_CLUSTER_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -117,6 +118,20 @@ int ctl_stats_check(json_object *doc, char *why, size_t whylen);
  * summary row per node (name, url, ok, error, mode, sessions, running, queued, draining, ...). */
 json_object *ctl_status_totals(const ctl_cluster_t *cl, json_object *const *docs);
 json_object *ctl_status_row(const ctl_cluster_t *cl, size_t i, json_object *doc, const char *error);
+
+/* ctl_cluster_front.c: the cluster file, written for the front and for Prometheus. */
+/* A node's URL as the front's address for it: http://ADDRESS:PORT[/], ADDRESS an IPv4 or bracketed
+ * IPv6 address exactly as inet_ntop (and so nginx's $upstream_addr) writes it, PORT 1..65535 with no
+ * leading zero; addr gets "ADDRESS:PORT". 0, or -1 for anything else (a name, a path, https). */
+int ctl_front_address(const char *url, char *addr, size_t addrlen);
+/* The nodes' part of nginx/ocpm-cluster.conf.in: ocpm_place, an upstream per node, the maps. 0, or -1
+ * with err (a URL that is no front address). */
+int ctl_front_conf(const ctl_cluster_t *cl, FILE *f, char *err, size_t errlen);
+/* A Prometheus scrape configuration: every node through front (HOST:PORT) at /nodes/NAME/metrics,
+ * labelled node, as the front's operator with the password in password_file (an absolute path). */
+#define CTL_PROMETHEUS_PASSWORD_FILE "/etc/prometheus/ocpm-operator.password"
+int ctl_prometheus_conf(const ctl_cluster_t *cl, const char *front, const char *password_file, FILE *f, char *err,
+                        size_t errlen);
 
 /* ctl_cluster.c: the commands with --cluster (the `cluster` column of ctl.c's table). */
 /* obj's member at a dotted path ("ocpm.node"), or NULL (a node's answer may lack anything). */

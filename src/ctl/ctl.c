@@ -10,6 +10,7 @@
 /* Where a command reads (the one write, prune, is the manager's: it is the database's only writer). */
 #define CTL_DATABASE "reads the database, read-only"
 #define CTL_MANAGER "asks the manager over its control socket"
+#define CTL_FILE "reads the cluster file only (--cluster FILE)"
 
 /* The commands. */
 static const struct {
@@ -39,6 +40,11 @@ static const struct {
     {"drain", "", "refuse new sessions and messages (503 draining); running and queued ones finish", CTL_MANAGER,
      ctl_drain, NULL, NULL},
     {"undrain", "", "take new sessions and messages again", CTL_MANAGER, ctl_undrain, NULL, NULL},
+    {"front-conf", "", "the nodes' part of the cluster front's nginx configuration", CTL_FILE, ctl_needs_cluster,
+     "written from FILE alone (upstreams and maps; the nodes are not asked)", ctl_cluster_front},
+    {"prometheus-conf", "FRONT_HOST:PORT [PASSWORD_FILE]",
+     "a Prometheus scrape configuration for the nodes, through the front", CTL_FILE, ctl_needs_cluster,
+     "written from FILE alone (each node at /nodes/NAME/metrics, as the front's operator)", ctl_cluster_prometheus},
     {"server", "restart [--pool NAME] [N]",
      "restart opencode servers: every FATAL one (clearing FATAL), or server N whatever its state (a ready one "
      "is replaced gracefully, as a recycle)",

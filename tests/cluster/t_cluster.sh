@@ -291,9 +291,9 @@ sed -i '/^n[567] /d' "$CLUSTER_FILE"
 check "the front reloaded without them" cluster_reload_front
 
 # --- the Prometheus scrape configuration for the nodes: each target answers through the front --------
-"$SRC/scripts/cluster" prometheus-conf "$CLUSTER_FILE" "127.0.0.1:$CLUSTER_FRONT_PORT" "$CLUSTER_DIR/front/operator.password" \
+"$OCPMCTL" --cluster "$CLUSTER_FILE" prometheus-conf "127.0.0.1:$CLUSTER_FRONT_PORT" "$CLUSTER_DIR/front/operator.password" \
     >"$TDIR/prom.yml"
-pwfile=$(sed -n 's/.*password_file: \(.*\)}$/\1/p' "$TDIR/prom.yml")
+pwfile=$(sed -n 's/.*password_file: "\(.*\)"}$/\1/p' "$TDIR/prom.yml")
 path=$(sed -n 's/^ *replacement: //p' "$TDIR/prom.yml")
 scraped=""
 for n in $(sed -n 's/^ *labels: {node: \([a-z0-9-]*\)}$/\1/p' "$TDIR/prom.yml"); do
