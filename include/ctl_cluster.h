@@ -17,7 +17,11 @@
 #define CTL_CLUSTER_MAX 256          /* nodes in one file */
 #define CTL_CLUSTER_NAME_MAX 32      /* [a-z0-9-]{1,32}, no '-' first or last */
 #define CTL_CLUSTER_URL_MAX 1024
-#define CTL_CLUSTER_BODY_MAX (64L << 20) /* bytes of one node's answer; more is refused */
+#define CTL_CLUSTER_BODY_MAX (64L << 20) /* bytes of one node's answer (a history page); more is refused */
+#define CTL_CLUSTER_SMALL_MAX (4L << 20) /* the same for a status document, stats, a page of sessions */
+/* Bytes of all nodes' answers to one round together: parsed JSON takes some 40 times its text, so
+ * this bounds what hostile nodes can make ocpmctl hold (nodes past it are marked). */
+#define CTL_CLUSTER_TOTAL_MAX (256L << 20)
 #define CTL_CLUSTER_PARTIAL 1        /* exit status: printed, but some node did not answer */
 
 /* ctl_cluster_file.c: the file, one `NAME URL` a line; blank lines and `#` comments ignored. */
@@ -44,10 +48,10 @@ typedef struct ctl_reply {
  * is marked. */
 #define CTL_DEADLINE_TIMES 6
 /* GET url(i) + paths[i] for every node whose paths[i] is not NULL (the others' replies are left
- * as they are), each within timeout_ms (connecting within 2 s). Returns 0, or -1 when libcurl
- * itself could not start (err). */
-int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_ms, ctl_reply_t *out, char *err,
-                      size_t errlen);
+ * as they are), each within timeout_ms (connecting within 2 s) and max_bytes, all of them within
+ * CTL_CLUSTER_TOTAL_MAX. Returns 0, or -1 when libcurl itself could not start (err). */
+int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_ms, size_t max_bytes, ctl_reply_t *out,
+                      char *err, size_t errlen);
 /* Frees the bodies and clears the errors of n replies. */
 void ctl_replies_clear(ctl_reply_t *r, size_t n);
 

@@ -21,6 +21,7 @@ typedef struct ctl_run {
     ctl_reply_t *got;    /* the command's own request's answers */
     char **paths;
     long timeout_ms;
+    size_t max_bytes; /* of one node's answer to the command's request (CTL_CLUSTER_SMALL_MAX unless said) */
     double deadline; /* CLOCK_MONOTONIC seconds: the command's end (CTL_DEADLINE_TIMES x the timeout) */
 } ctl_run_t;
 
@@ -95,7 +96,8 @@ static int ctl_run_fetch(ctl_run_t *r)
                 ctl_run_mark(r, i, err), ctl_run_path(r, i, NULL);
         return 0;
     }
-    if (ctl_cluster_fetch(r->cl, r->paths, ms < r->timeout_ms ? ms : r->timeout_ms, r->got, err, sizeof err) != 0)
+    if (ctl_cluster_fetch(r->cl, r->paths, ms < r->timeout_ms ? ms : r->timeout_ms, r->max_bytes, r->got, err,
+                          sizeof err) != 0)
         return ctl_fail("%s", err);
     int late = ms < r->timeout_ms && ctl_now() + 0.1 >= r->deadline; /* cut short by the deadline (curl may end first) */
     snprintf(err, sizeof err, "the command's deadline (%d x --timeout) passed before it was done", CTL_DEADLINE_TIMES);
@@ -112,7 +114,7 @@ static int ctl_run_fetch(ctl_run_t *r)
 static int ctl_run_open(ctl_opts_t *o, ctl_run_t *r)
 {
     char err[1200];
-    *r = (ctl_run_t){.timeout_ms = 10000};
+    *r = (ctl_run_t){.timeout_ms = 10000, .max_bytes = CTL_CLUSTER_SMALL_MAX};
     if (o->timeout) {
         char *end;
         double s = strtod(o->timeout, &end);
@@ -131,7 +133,7 @@ static int ctl_run_open(ctl_opts_t *o, ctl_run_t *r)
         return ctl_fail("out of memory");
     for (size_t i = 0; i < r->n; i++)
         r->paths[i] = strdup("/api/opencode/status");
-    if (ctl_cluster_fetch(r->cl, r->paths, r->timeout_ms, r->status, err, sizeof err) != 0)
+    if (ctl_cluster_fetch(r->cl, r->paths, r->timeout_ms, CTL_CLUSTER_SMALL_MAX, r->status, err, sizeof err) != 0)
         return ctl_fail("%s", err);
     for (size_t i = 0; i < r->n; i++) {
         json_object *name = r->status[i].body ? ctl_cluster_at(r->status[i].body, "ocpm.node") : NULL;
@@ -359,6 +361,7 @@ int ctl_cluster_history(ctl_opts_t *o, int argc, char **argv)
             ctl_run_path(&r, i, "/api/admin/executions?%s&before=%lld", q, before[i]);
         else
             ctl_run_path(&r, i, "/api/admin/executions?%s", q);
+    r.max_bytes = CTL_CLUSTER_BODY_MAX; /* a page of executions may hold their prompts and answers */
     rc = ctl_run_fetch(&r);
     for (size_t i = 0; i < r.n; i++) {
         pages[i] = r.status[i].body ? r.got[i].body : NULL;

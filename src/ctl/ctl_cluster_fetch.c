@@ -1,5 +1,5 @@
 /* ctl_cluster_fetch: one GET per node, all at once with libcurl's multi interface (ctl_cluster.h).
- * Every node is untrusted: its answer is bounded (CTL_CLUSTER_BODY_MAX), timed out, and must be one
+ * Every node is untrusted: its answer is bounded (the caller's max, CTL_CLUSTER_TOTAL_MAX for all), timed out, and must be one
  * JSON object; anything else marks that node, never the others. */
 #define _GNU_SOURCE
 #include "ctl_cluster.h"
@@ -15,7 +15,8 @@
 typedef struct ctl_transfer {
     CURL *h;
     char *buf;
-    size_t len, cap;
+    size_t len, cap, max;
+    size_t *total; /* every transfer's bytes together, bounded by CTL_CLUSTER_TOTAL_MAX */
     int too_big;
 } ctl_transfer_t;
 
@@ -23,10 +24,11 @@ static size_t ctl_fetch_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
     ctl_transfer_t *t = ctx;
     size_t n = size * nmemb;
-    if (n > (size_t)CTL_CLUSTER_BODY_MAX - t->len) {
+    if (n > t->max - t->len || n > (size_t)CTL_CLUSTER_TOTAL_MAX - *t->total) {
         t->too_big = 1;
         return 0; /* libcurl ends the transfer: CURLE_WRITE_ERROR */
     }
+    *t->total += n;
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 16384;
         while (cap < t->len + n + 1)
@@ -59,8 +61,9 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
         json_tokener_free(tok);
     }
     json_object *e, *msg;
-    if (t->too_big)
-        snprintf(r->error, sizeof r->error, "its answer is larger than %ld MB", CTL_CLUSTER_BODY_MAX >> 20);
+    if (t->too_big || code == CURLE_FILESIZE_EXCEEDED) /* by its Content-Length, or as it came */
+        snprintf(r->error, sizeof r->error, "its answer is larger than %zu MB, or the nodes' answers together than %ld MB",
+                 t->max >> 20, CTL_CLUSTER_TOTAL_MAX >> 20);
     else if (code != CURLE_OK)
         snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(code));
     else if (status < 200 || status > 299)
@@ -86,7 +89,7 @@ static CURL *ctl_fetch_easy(ctl_transfer_t *t, const char *url, long timeout_ms,
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < CTL_CONNECT_MS ? timeout_ms : CTL_CONNECT_MS);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CTL_CLUSTER_BODY_MAX);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ctl_fetch_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(h, CURLOPT_PRIVATE, t);
@@ -115,9 +118,10 @@ static void ctl_fetch_run(CURLM *m, ctl_transfer_t *t, ctl_reply_t *out)
     }
 }
 
-int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_ms, ctl_reply_t *out, char *err,
-                      size_t errlen)
+int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_ms, size_t max_bytes, ctl_reply_t *out,
+                      char *err, size_t errlen)
 {
+    size_t total = 0;
     size_t n = ctl_cluster_count(cl);
     static int ready;
     if (!ready && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
@@ -133,6 +137,8 @@ int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_
         ctl_replies_clear(&out[i], 1);
         char url[CTL_CLUSTER_URL_MAX + 4096];
         snprintf(url, sizeof url, "%s%s", ctl_cluster_url(cl, i), paths[i]);
+        t[i].max = max_bytes < (size_t)CTL_CLUSTER_BODY_MAX ? max_bytes : (size_t)CTL_CLUSTER_BODY_MAX;
+        t[i].total = &total;
         if (!ctl_fetch_easy(&t[i], url, timeout_ms, hdr) || curl_multi_add_handle(m, t[i].h) != CURLM_OK)
             rc = -1;
     }

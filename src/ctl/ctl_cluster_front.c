@@ -73,6 +73,10 @@ int ctl_front_conf(const ctl_cluster_t *cl, FILE *f, char *err, size_t errlen)
     fputs("}\nmap $ocpm_placed_addr $ocpm_placed_node {\n    default \"\";\n", f);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "    \"%s\" %s;\n", addr[i], ctl_cluster_name(cl, i));
+    /* Where a creation goes: only an address of a named node (never one without its Ocpm-Node). */
+    fputs("}\nmap $ocpm_placed_addr $ocpm_placed_target {\n    default \"\";\n", f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "    \"%s\" %s;\n", addr[i], addr[i]);
     fputs("}\nmap $host $ocpm_nodes_json {\n    default '[", f);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", ctl_cluster_name(cl, i));

@@ -115,6 +115,14 @@ seq 1 40 | bg_batch create_one
 is "$(codes made)" "201x40" "40 more creations: each 201"
 check "some of them on n4 (it takes new sessions)" test "$(made_ids | grep -c '^s_n4_')" -ge 4
 
+# A client's own Ocpm-Node does not steer placement (the probe passes none of the client's headers).
+steered=0
+for i in 1 2 3 4 5 6 7 8; do
+    req POST /api/sessions "" -H 'Ocpm-Node: n2'
+    [ "$STATUS" = 201 ] && steered=$((steered + 1))
+done
+is "$steered" 8 "8 creations with a client's Ocpm-Node: n2: each 201, wherever it was placed"
+
 # --- draining a node: the front places elsewhere, its running turn finishes ----------------------------
 mkdir -p "$TDIR/gates"
 chmod 0755 "$TDIR/gates" # the fake runs as the agent's user
@@ -236,8 +244,9 @@ class H(http.server.BaseHTTPRequestHandler):
         body = (json.dumps(obj) + "\n").encode()
         self.send_response(status); self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def do_GET(self):
-        self.reply(200, {"ready": True})
+    def do_GET(self):  # says what it was sent: the front must pass it no login of anyone's
+        self.reply(200, {"ready": True, "authorization": self.headers.get("Authorization"),
+                         "ocpm_node": self.headers.get("Ocpm-Node")})
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if mode == "drop":
@@ -284,6 +293,12 @@ fi
 is "$(ndb n5 "select count(*) from sessions")" 0 "the misnamed node made no session"
 msg=$(jq -r 'select(.error.code == "creation_unknown") | .error.message' "$TDIR"/made/*.json | head -1)
 like "$msg" 'PUT /api/sessions' "the unknown outcome says how to retry safely (PUT by id)"
+unknown_once() { req POST /api/sessions && [ "$(j .error.code)" = creation_unknown ]; }
+check "a creation_unknown, one at a time" wait_until 30 unknown_once
+check "carries no Retry-After (a client honouring it would resend what may exist)" sh -c "! grep -qi '^Retry-After' '$TDIR/headers'"
+req GET /nodes/n6/metrics "" -u "$OP"
+is "$STATUS/$(j .authorization)/$(j .ocpm_node)" 200/null/n6 \
+    "an operator path through the front: the node gets Ocpm-Node, never the operators' login"
 kill "$DROPPID"
 wait "$DROPPID" 2>/dev/null
 cluster_stop_node n5

@@ -28,7 +28,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         q = urllib.parse.urlparse(self.path)
         after = urllib.parse.parse_qs(q.query).get("after", ["/s0"])[0]
-        if q.path.endswith("/api/opencode/status") and not self.path.startswith(("/other/", "/garbage/", "/endless/", "/escape/")):
+        if q.path.endswith("/api/opencode/status") and not self.path.startswith(("/other/", "/garbage/", "/endless/", "/escape/", "/big/")):
             body = json.dumps({"ocpm": {"node": "\x1b]0;owned\x07\x1b[2Jevil"}} if self.path.startswith("/evilname/") else {}).encode()
         elif self.path.startswith("/escape/"):
             body = json.dumps({"error": {"code": "x", "message": "\x1b[31mred\x1b]0;title\x07\u009b2J"}}).encode()
@@ -42,6 +42,8 @@ class H(http.server.BaseHTTPRequestHandler):
         elif self.path.startswith("/forever/"):  # always one more page, always advancing
             n = int(after.rsplit("/s", 1)[1]) + 1
             body = json.dumps({"sessions": [{"id": "s%d" % n}], "next_cursor": "/s%09d" % n}).encode()
+        elif self.path.startswith("/big/"):  # a whole, valid status document of 5 MB
+            body = json.dumps({"ocpm": {"node": "big"}, "pad": "x" * (5 << 20)}).encode()
         elif self.path.startswith("/other/"):
             body = json.dumps({"ocpm": {"node": "someone-else"}}).encode()
         elif self.path.startswith("/endless/"):
@@ -180,6 +182,12 @@ like "$(printf '%s' "$out" | jq -r '.nodes[1].error')" 'not a JSON object' "garb
 like "$(printf '%s' "$out" | jq -r '.nodes[2].error')" 'imeout|larger than' "an endless body: cut off"
 like "$(printf '%s' "$out" | jq -r '.nodes[3].error')" 'says it is node "someone-else"' "another node's name: marked"
 like "$(( $(date +%s) - start ))" '^[0-9]$' "within the timeout"
+
+# A status document of 5 MB: past what a status may weigh (4 MB), however well formed.
+printf 'n1 %s\nbig http://127.0.0.1:%s/big\n' "$BASE1" "$PH" >"$TDIR/big"
+out=$("$OCPMCTL" --cluster "$TDIR/big" --json status); rc=$?
+is "$rc $(printf '%s' "$out" | jq -r '.nodes | map(.ok) | join(" ")')" "1 true false" "a 5 MB status document: its node marked, exit 1"
+like "$(printf '%s' "$out" | jq -r '.nodes[1].error')" 'larger than 4 MB' "saying it is too large"
 
 # Hostile paging and hostile text.
 printf 'n1 %s\nempty http://127.0.0.1:%s/emptycursor\nsame http://127.0.0.1:%s/samecursor\n' "$BASE1" "$PH" "$PH" >"$TDIR/paging"

@@ -56,6 +56,7 @@ static void test_front_conf(void **state)
     assert_non_null(strstr(out, "upstream ocpm_node_n2 {\n    zone ocpm_node_n2 64k;\n    server [::1]:9002;"));
     assert_non_null(strstr(out, "    n1 ocpm_node_n1;\n    n2 ocpm_node_n2;\n"));
     assert_non_null(strstr(out, "    \"[::1]:9002\" n2;\n"));
+    assert_non_null(strstr(out, "map $ocpm_placed_addr $ocpm_placed_target {\n    default \"\";\n    \"127.0.0.1:9001\" 127.0.0.1:9001;"));
     assert_non_null(strstr(out, "default '[\"n1\",\"n2\"]';"));
     free(out);
     out = written(ctl_front_conf, "n1 http://127.0.0.1:9001\nn2 http://node2:9001\n", err, &rc);
