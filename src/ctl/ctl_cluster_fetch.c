@@ -10,12 +10,14 @@
 
 #include <curl/curl.h>
 
+#include "bytebuf.h"
+
 #define CTL_CONNECT_MS 2000L
 
 typedef struct ctl_transfer {
     CURL *h;
-    char *buf;
-    size_t len, cap, max;
+    bytebuf_t body;
+    size_t max;
     size_t *total; /* every transfer's bytes together, bounded by CTL_CLUSTER_TOTAL_MAX */
     int too_big;
 } ctl_transfer_t;
@@ -24,25 +26,12 @@ static size_t ctl_fetch_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
     ctl_transfer_t *t = ctx;
     size_t n = size * nmemb;
-    if (n > t->max - t->len || n > (size_t)CTL_CLUSTER_TOTAL_MAX - *t->total) {
+    if (n > t->max - t->body.len || n > (size_t)CTL_CLUSTER_TOTAL_MAX - *t->total) {
         t->too_big = 1;
         return 0; /* libcurl ends the transfer: CURLE_WRITE_ERROR */
     }
     *t->total += n;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 16384;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(t->buf, cap);
-        if (!grown)
-            return 0;
-        t->buf = grown;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, data, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
-    return n;
+    return bytebuf_add(&t->body, data, n) == 0 ? n : 0;
 }
 
 /* The node's answer, once its transfer ended with code: r->body, or r->error. */
@@ -51,12 +40,12 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     long status = 0;
     curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &status);
     json_object *v = NULL;
-    if (t->len && memchr(t->buf, '\0', t->len) == NULL) {
+    if (t->body.len && memchr(t->body.data, '\0', t->body.len) == NULL) {
         json_tokener *tok = json_tokener_new();
         if (tok)
             json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* a C1 control hides in no bad byte */
-        v = tok ? json_tokener_parse_ex(tok, t->buf, (int)t->len) : NULL;
-        if (v && (json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != t->len))
+        v = tok ? json_tokener_parse_ex(tok, t->body.data, (int)t->body.len) : NULL;
+        if (v && (json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != t->body.len))
             json_object_put(v), v = NULL; /* one object and nothing after */
         json_tokener_free(tok);
     }
@@ -74,7 +63,7 @@ static void ctl_fetch_done(ctl_transfer_t *t, CURLcode code, ctl_reply_t *r)
     else if (!v || !json_object_is_type(v, json_type_object))
         snprintf(r->error, sizeof r->error, "its answer is not a JSON object");
     else
-        r->body = json_object_get(v), r->bytes = t->len;
+        r->body = json_object_get(v), r->bytes = t->body.len;
     json_object_put(v);
 }
 
@@ -153,7 +142,7 @@ int ctl_cluster_fetch(const ctl_cluster_t *cl, char *const *paths, long timeout_
             curl_multi_remove_handle(m, t[i].h);
             curl_easy_cleanup(t[i].h);
         }
-        free(t[i].buf);
+        bytebuf_free(&t[i].body);
     }
     free(t);
     curl_slist_free_all(hdr);

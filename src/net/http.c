@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 
+#include "bytebuf.h"
 #include "log.h"
 
 struct http_req {
@@ -13,8 +14,8 @@ struct http_req {
     CURL *easy;
     struct curl_slist *headers;
     char *body_copy;
-    char *buf;
-    size_t len, cap, max;
+    bytebuf_t body;
+    size_t max;
     int too_big;
     http_data_fn data;
     http_done_fn done;
@@ -67,7 +68,7 @@ static void http_free(http_req_t *r)
     }
     curl_slist_free_all(r->headers);
     free(r->body_copy);
-    free(r->buf);
+    bytebuf_free(&r->body);
     free(r);
 }
 
@@ -90,9 +91,7 @@ static void http_check_done(http_t *h)
             rc = CURLE_FILESIZE_EXCEEDED;
             em = "answer larger than the limit";
         }
-        if (r->buf)
-            r->buf[r->len] = '\0';
-        r->done(r->ctx, (int)rc, rc ? em : NULL, status, r->buf ? r->buf : "", r->len);
+        r->done(r->ctx, (int)rc, rc ? em : NULL, status, r->body.data ? r->body.data : "", r->body.len);
         http_free(r);
     }
 }
@@ -255,23 +254,11 @@ static size_t http_on_write(char *p, size_t size, size_t n, void *ud)
         return 0; /* cancelled from a callback during this very transfer: stop it */
     if (r->data)
         return r->data(r->ctx, p, len) == 0 ? len : 0;
-    if (r->len + len > r->max) {
+    if (r->body.len + len > r->max) {
         r->too_big = 1;
         return 0;
     }
-    if (r->len + len + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + len + 1)
-            cap *= 2;
-        char *nb = realloc(r->buf, cap);
-        if (!nb)
-            return 0;
-        r->buf = nb;
-        r->cap = cap;
-    }
-    memcpy(r->buf + r->len, p, len);
-    r->len += len;
-    return len;
+    return bytebuf_add(&r->body, p, len) == 0 ? len : 0;
 }
 
 http_req_t *http_request(http_t *h, const http_opts_t *o)
