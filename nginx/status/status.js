@@ -22,6 +22,7 @@ async function getJSON(path) {
 function renderStatus(s) {
   const pm = s.processManager;
   $("draining").hidden = !(s.ocpm && s.ocpm.draining);
+  text("node", s.ocpm && s.ocpm.node ? "node " + s.ocpm.node : "");
   text("mode", pm.mode);
   text("mode-sub", pm.description);
   text("running", s.runningProcesses);

@@ -23,6 +23,8 @@ try {
   ok(await until(async () => (await page.textContent("#updated")).startsWith("updated"), 10000),
     "the page loads and polls the API");
   ok(await page.isHidden("#down"), "no 'manager down' banner while it answers");
+  ok((await page.textContent("#node")) === "node " + process.env.OCPM_NODE_NAME,
+    "the header names the node (node_name), as under a cluster's /nodes/NODE/status/");
   ok(await until(async () => (await page.textContent("#db")) === "ok" &&
       /pool \d+\/\d+ busy, \d+ refused/.test(await page.textContent("#db-sub")), 10000),
      "the database and the pool are shown healthy");

@@ -8,6 +8,7 @@ if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null || [ ! -d "$BROWSE
     exit 0
 fi
 export OCPM_MODE=per-session
+export OCPM_NODE_NAME=pagenode
 t_start
 SHOT="${OCPM_ARTIFACTS:-$PWD}/status-page.png"
 node "$BROWSER_DIR/status_page.mjs" "$BASE" "$SHOT" "$STACK_OCPMD_PID" "${OCPMCTL:-$SRC/ocpmctl}" | tee "$TDIR/tap" | grep -v '^1\.\.'
